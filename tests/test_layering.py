@@ -1,0 +1,56 @@
+"""Architecture rules, checked by walking imports with ast.
+
+- The runtime imports only `archc.bundle` from the compiler, and `archc.bundle` only the stdlib.
+- `runtime/wire/`, `runtime/sse.py` and `runtime/errors.py` import no starlette, httpx or aiohttp.
+- Only `runtime/router/ct2.py` imports ctranslate2.
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _py(folder: str) -> list[Path]:
+    return sorted((REPO / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _py("runtime"), ids=lambda p: str(p.relative_to(REPO)))
+def test_runtime_imports_only_archc_bundle(path: Path) -> None:
+    bad = {n for n in _imports(path) if (n == "archc" or n.startswith("archc.")) and n != "archc.bundle"}
+    assert not bad, f"{path} imports {bad}; the runtime may import only archc.bundle"
+
+
+def test_bundle_module_is_stdlib_only() -> None:
+    names = _imports(REPO / "archc" / "bundle.py")
+    third_party = {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"__future__"}
+    assert not third_party, f"archc/bundle.py imports {third_party}"
+
+
+FRAMEWORK_FREE = [*_py("runtime/wire"), REPO / "runtime" / "sse.py", REPO / "runtime" / "errors.py"]
+
+
+@pytest.mark.parametrize("path", [p for p in FRAMEWORK_FREE if p.exists()], ids=lambda p: str(p.relative_to(REPO)))
+def test_wire_is_framework_free(path: Path) -> None:
+    bad = {n for n in _imports(path) if n.split(".")[0] in {"starlette", "httpx", "aiohttp", "hypercorn", "httpx_aiohttp"}}
+    assert not bad, f"{path} imports {bad}"
+
+
+def test_only_ct2_module_imports_ctranslate2() -> None:
+    users = [p for p in [*_py("runtime"), *_py("archc")] if "ctranslate2" in {n.split(".")[0] for n in _imports(p)}]
+    allowed = {REPO / "runtime" / "router" / "ct2.py", REPO / "runtime" / "router" / "convert.py"}
+    assert set(users) <= allowed, f"ctranslate2 imported by {set(users) - allowed}"
