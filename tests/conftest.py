@@ -11,6 +11,7 @@ SHARED = REPO.parent / "shared"
 pytest_plugins = [
     "tests.support.upstream_fixtures",
     "tests.support.router_fixtures",
+    "tests.support.claude_fixtures",
 ]
 
 

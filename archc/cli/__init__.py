@@ -11,6 +11,7 @@ import sys
 from typing import Sequence
 
 from archc import __version__
+from archc.cli import claude as _claude
 from archc.cli import compile as _compile
 from archc.cli import golden as _golden
 from archc.cli import models as _models
@@ -20,7 +21,7 @@ EXIT_OK = 0
 EXIT_ERRORS = 1
 EXIT_USAGE = 2
 
-_MODULES = (_compile, _serve, _models, _golden)
+_MODULES = (_compile, _serve, _models, _golden, _claude)
 
 
 def build_parser() -> argparse.ArgumentParser:
