@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.support.upstream_fixtures",
     "tests.support.router_fixtures",
     "tests.support.claude_fixtures",
+    "tests.support.redis_fixtures",
 ]
 
 
