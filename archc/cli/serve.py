@@ -1,9 +1,68 @@
-"""archc CLI: serve subcommands (placeholder until its issue lands)."""
+"""archc CLI: `archc serve CONFIG_OR_BUNDLE` runs the gateway (a config is compiled in memory first).
+
+Top of both packages: imports the compiler (bundle_from_path) and the runtime (runtime.serve).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from archc.bundle import Bundle, BundleError
+from archc.compiler import CompileError, bundle_from_path
+from runtime.providers import build_targets
+from runtime.serve import configure_logging, run
+from runtime.settings import Settings
+
+EXIT_ERRORS = 1
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    return None
+    p = sub.add_parser("serve", help="serve a config or bundle over the OpenAI and Anthropic APIs",
+                       description="Serve a config (compiled in memory) or a bundle with hypercorn.")
+    p.add_argument("config", metavar="CONFIG_OR_BUNDLE", help="archgw-style config YAML or a compiled bundle JSON")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port to listen on (default 12000)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="router model directory (default: $ARCHC_MODEL_DIR; none = requested/default model)")
+    p.add_argument("--echo", action="store_true", default=None,
+                   help="answer every provider whose key variable is unset with the built-in echo upstream "
+                        "(also ARCHC_ECHO=1)")
+    p.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 10 MB)")
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        bundle = bundle_from_path(args.config)
+    except CompileError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"archc serve: {args.config} does not compile; nothing served", file=sys.stderr)
+        return EXIT_ERRORS
+    except (BundleError, OSError) as exc:
+        print(f"archc serve: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    try:
+        settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers, model_dir=args.model_dir,
+                                     echo=args.echo, max_body_bytes=args.max_body_bytes, log_level=args.log_level)
+    except ValueError as exc:
+        print(f"archc serve: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    _announce(bundle, settings)
+    configure_logging(settings.log_level)
+    return run(bundle, settings)
+
+
+def _announce(bundle: Bundle, settings: Settings) -> None:
+    targets = build_targets(bundle, settings.env, echo_missing=settings.echo)
+    print(f"archc serve: bundle {bundle.digest} ({len(bundle.providers)} providers, {len(bundle.aliases)} aliases, "
+          f"{len(bundle.routes)} routes) on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
+    if targets.echoed:
+        print(f"archc serve: --echo: no API key set for {', '.join(targets.echoed)}; the built-in echo upstream "
+              "answers for them (it replies with the routing decision it received)", file=sys.stderr, flush=True)
+    if bundle.routes and settings.model_dir is None:
+        print("archc serve: no router model given (--model-dir / ARCHC_MODEL_DIR): routed requests use the "
+              "requested or default model", file=sys.stderr, flush=True)

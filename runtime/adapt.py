@@ -1,0 +1,151 @@
+"""Provider adapter: composes the wire modules for one (client format, upstream format) pair.
+
+Stage: adapter (between resolve and upstream). Pure data in, data out; imports runtime.wire and
+runtime.sse only. OpenAI chat is the pivot; same-format pairs pass the body through untouched
+except ``model``, so unknown fields survive. Streams: ``stream_adapter(...)`` gives an object
+whose ``feed(bytes)``/``finish()`` return the bytes to send the client.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping
+
+from runtime.errors import UpstreamError
+from runtime.sse import DONE, SSEDecoder, encode_json
+from runtime.wire import WireFormat
+from runtime.wire import anthropic_messages as anthropic
+from runtime.wire import openai_chat as openai
+
+OPENAI = WireFormat.OPENAI_CHAT
+ANTHROPIC = WireFormat.ANTHROPIC_MESSAGES
+
+VALIDATORS: Mapping[WireFormat, Callable[[object], dict[str, Any]]] = {
+    OPENAI: openai.validate_request,
+    ANTHROPIC: anthropic.validate_request,
+}
+ERROR_EVENTS: Mapping[WireFormat, Callable[[dict[str, Any]], bytes]] = {
+    OPENAI: openai.error_event,
+    ANTHROPIC: anthropic.error_event,
+}
+
+
+def openai_messages(body: dict[str, Any], client_format: WireFormat) -> list[Any]:
+    """The conversation as OpenAI chat messages (what the router reads)."""
+    if client_format is OPENAI:
+        return body["messages"]
+    return anthropic.request_to_openai(body)["messages"]
+
+
+def request_for_upstream(body: dict[str, Any], client_format: WireFormat, upstream_format: WireFormat, model: str) -> dict[str, Any]:
+    """The body to send upstream, in its format, naming the upstream's model id."""
+    if client_format is upstream_format:
+        return {**body, "model": model}
+    if client_format is ANTHROPIC:
+        return {**anthropic.request_to_openai(body), "model": model}
+    return anthropic.request_from_openai({**body, "model": model})
+
+
+def response_for_client(resp: Any, client_format: WireFormat, upstream_format: WireFormat, *, model: str) -> Any:
+    """The upstream's (non-streamed) answer in the client's format."""
+    if not isinstance(resp, dict):
+        raise UpstreamError("upstream answered with JSON that is not an object")
+    if client_format is upstream_format:
+        return resp
+    if client_format is ANTHROPIC:
+        return anthropic.response_from_openai(resp, model=model)
+    return anthropic.response_to_openai(resp)
+
+
+def usage_of(resp: Any, upstream_format: WireFormat) -> tuple[int, int]:
+    if not isinstance(resp, dict):
+        return (0, 0)
+    if upstream_format is OPENAI:
+        return openai.usage_from_response(resp)
+    usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else {}
+    ins, outs = usage.get("input_tokens"), usage.get("output_tokens")
+    return (ins if isinstance(ins, int) else 0, outs if isinstance(outs, int) else 0)
+
+
+class _Passthrough:
+    """Same format: bytes go out exactly as they came in."""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return [chunk]
+
+    def finish(self) -> list[bytes]:
+        return []
+
+
+def _load(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise UpstreamError("upstream sent a stream event that is not valid JSON") from exc
+
+
+class _OpenAIToAnthropic:
+    """OpenAI chunks from upstream -> Anthropic events for the client."""
+
+    def __init__(self, model: str) -> None:
+        self.decoder = SSEDecoder()
+        self.convert = anthropic.StreamFromOpenAI(model=model)
+
+    def _events(self, events: list[Any]) -> list[bytes]:
+        out: list[bytes] = []
+        for ev in events:
+            if ev.data == "[DONE]":
+                continue
+            chunk = _load(ev.data)
+            if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+                raise UpstreamError(f"upstream failed mid-stream: {_message(chunk)}")
+            out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]
+        return out
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._events(self.decoder.feed(chunk))
+
+    def finish(self) -> list[bytes]:
+        out = self._events(self.decoder.flush())
+        return out + [encode_json(data, event=name) for name, data in self.convert.finish()]
+
+
+class _AnthropicToOpenAI:
+    """Anthropic events from upstream -> OpenAI chunks for the client (then ``[DONE]``)."""
+
+    def __init__(self, model: str) -> None:
+        self.decoder = SSEDecoder()
+        self.convert = anthropic.StreamToOpenAI()
+
+    def _events(self, events: list[Any]) -> list[bytes]:
+        out: list[bytes] = []
+        for ev in events:
+            data = _load(ev.data)
+            name = ev.event or (data.get("type") if isinstance(data, dict) else None) or ""
+            if name == "error":
+                raise UpstreamError(f"upstream failed mid-stream: {_message(data)}")
+            out += [encode_json(chunk) for chunk in self.convert.feed(name, data)]
+        return out
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._events(self.decoder.feed(chunk))
+
+    def finish(self) -> list[bytes]:
+        out = self._events(self.decoder.flush())
+        return out + [encode_json(chunk) for chunk in self.convert.finish()] + [DONE]
+
+
+def _message(body: Any) -> str:
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return err["message"]
+    return "no detail"
+
+
+def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, model: str) -> Any:
+    """A fresh per-stream converter with ``feed(bytes) -> list[bytes]`` and ``finish() -> list[bytes]``."""
+    if client_format is upstream_format:
+        return _Passthrough()
+    if client_format is ANTHROPIC:
+        return _OpenAIToAnthropic(model)
+    return _AnthropicToOpenAI(model)

@@ -1,0 +1,102 @@
+"""The Starlette app: routes, error handlers, and the lifespan that owns the gateway's state.
+
+Stage: app (top of the runtime; nothing imports it but the entry points). The lifespan builds the
+provider targets, the router and the upstream client, and closes what it built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from archc.bundle import Bundle
+from runtime import endpoints
+from runtime.errors import GatewayError, render
+from runtime.metrics import Metrics
+from runtime.providers import build_targets
+from runtime.router.service import NullRouter, RouterService, build_router
+from runtime.settings import Settings
+from runtime.state import GatewayState
+from runtime.upstream import build_client
+from runtime.wire import WireFormat
+
+LOGGER = "archc.runtime"
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
+        Route("/v1/messages", endpoints.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", endpoints.count_tokens, methods=["POST"]),
+        Route("/v1/models", endpoints.models, methods=["GET"]),
+        Route("/v1/route", endpoints.route, methods=["POST"]),
+        Route("/healthz", endpoints.healthz, methods=["GET"]),
+        Route("/readyz", endpoints.readyz, methods=["GET"]),
+        Route("/metrics", endpoints.metrics, methods=["GET"]),
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong methods, answered as JSON in the format the path suggests."""
+    assert isinstance(exc, HTTPException)
+    fmt = WireFormat.ANTHROPIC_MESSAGES if request.url.path.startswith("/v1/messages") else WireFormat.OPENAI_CHAT
+    err = GatewayError(f"{request.method} {request.url.path}: {exc.detail}")
+    err.status = exc.status_code
+    err.kind = err.openai_type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    return JSONResponse(render(err, fmt), status_code=exc.status_code, headers=dict(exc.headers or {}))
+
+
+def _build_router(bundle: Bundle, settings: Settings, log: logging.Logger) -> RouterService:
+    try:
+        return build_router(bundle, model_dir=settings.model_dir)
+    except Exception as exc:  # a broken model must not take the gateway down: fall back, loudly
+        log.error("router model could not be loaded from %s (%s: %s); every request falls back", settings.model_dir,
+                  type(exc).__name__, exc)
+        return NullRouter("error")
+
+
+def create_app(
+    bundle: Bundle,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    router: RouterService | None = None,
+    settings: Settings | None = None,
+) -> Starlette:
+    """The gateway for ``bundle``. Injected ``http_client``/``router`` are used as given and not closed."""
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        log = logging.getLogger(LOGGER)
+        targets = build_targets(bundle, settings.env, echo_missing=settings.echo)
+        for warning in targets.warnings:
+            log.warning(warning)
+        if targets.echoed:
+            log.warning("echo mode: no key set for %s; the built-in echo upstream answers for them", ", ".join(targets.echoed))
+        active_router = router if router is not None else _build_router(bundle, settings, log)
+        client = http_client if http_client is not None else build_client(settings)
+        state = GatewayState(bundle, settings, targets, active_router, client, Metrics(), log)
+        log.info("serving bundle %s: %d providers, %d aliases, %d routes; router: %s", bundle.digest, len(bundle.providers),
+                 len(bundle.aliases), len(bundle.routes), _describe_router(active_router))
+        try:
+            yield {"gateway": state}
+        finally:
+            if http_client is None:
+                await client.aclose()
+            if router is None:
+                await active_router.aclose()
+
+    return Starlette(routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+
+
+def _describe_router(router: RouterService) -> str:
+    reason = getattr(router, "reason", None)
+    return f"none ({reason}: requests use the requested or default model)" if reason else type(router).__name__

@@ -1,0 +1,275 @@
+"""HTTP handlers: parse (client's wire module) -> resolve -> route -> adapt -> upstream -> answer.
+
+Stage: endpoints (thin). Imports starlette, and the runtime stages below it; never runtime.app.
+Every answer carries the decision in ``x-arch-*`` headers; every error is rendered in the
+client's format (``{"error": ...}`` for OpenAI, ``{"type": "error", ...}`` for Anthropic).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, AsyncIterator
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from runtime import adapt, echo, upstream
+from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, render
+from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from runtime.providers import Target
+from runtime.resolve import Choice, choose, wants_router
+from runtime.state import GatewayState
+from runtime.wire import WireFormat
+
+JSON = "application/json"
+SSE = "text/event-stream"
+# Headers from an Anthropic client that an Anthropic upstream needs to see (Claude Code's betas).
+_FORWARD_ANTHROPIC = ("anthropic-beta",)
+
+
+def _state(request: Request) -> GatewayState:
+    return request.state.gateway
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request body as JSON; 413 over ``limit`` bytes, 400 when it is not JSON."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body is {int(length)} bytes; this gateway accepts at most {limit} bytes")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body is over {limit} bytes, the most this gateway accepts")
+    except ClientDisconnect as exc:
+        raise InvalidRequest("the client closed the connection before sending the whole body") from exc
+    if not body:
+        raise InvalidRequest("request body is empty; expected a JSON object")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("request body is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+
+
+def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
+    """The ``x-arch-*`` headers that tell the client who served it and why."""
+    p = choice.provider
+    headers = {
+        "x-arch-route": choice.route or "none",
+        "x-arch-why": choice.why,
+        "x-arch-model": p.model,
+        "x-arch-provider": p.provider,
+        "x-arch-target": p.name,
+        "x-arch-router-ms": f"{choice.router_ms:.2f}",
+        "x-arch-bundle": state.bundle.digest,
+    }
+    if choice.fallback:
+        headers["x-arch-fallback"] = choice.fallback
+    if choice.cache_hit:
+        headers["x-arch-router-cache"] = "hit"
+    return headers
+
+
+async def decide(state: GatewayState, body: dict[str, Any], client_format: WireFormat) -> Choice:
+    """Resolve the requested model, ask the router when the semantics say so, and choose."""
+    bundle = state.bundle
+    requested = body.get("model") if isinstance(body.get("model"), str) else None
+    resolution = bundle.resolve_model(requested)
+    decision = None
+    if wants_router(bundle, resolution):
+        decision = await state.router.decide(adapt.openai_messages(body, client_format))
+        state.metrics.decision(decision.route, decision.fallback, decision.cache_hit, decision.router_ms)
+    return choose(bundle, requested, resolution, decision)
+
+
+def error_response(state: GatewayState | None, err: GatewayError, client_format: WireFormat, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(render(err, client_format), status_code=err.status, headers={**(headers or {}), **err.headers})
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _serve(request, WireFormat.OPENAI_CHAT, "chat_completions")
+
+
+async def messages(request: Request) -> Response:
+    return await _serve(request, WireFormat.ANTHROPIC_MESSAGES, "messages")
+
+
+async def _serve(request: Request, client_format: WireFormat, endpoint: str) -> Response:
+    state = _state(request)
+    started = time.perf_counter()
+    headers: dict[str, str] = {"x-arch-bundle": state.bundle.digest}
+    route, provider = "none", "none"
+    try:
+        body = adapt.VALIDATORS[client_format](await read_json(request, state.settings.max_body_bytes))
+        choice = await decide(state, body, client_format)
+        headers = decision_headers(state, choice)
+        route, provider = choice.route or "none", choice.provider.name
+        target = state.targets[choice.provider.name]
+        target.check_usable()
+        response = await _forward(request, state, body, choice, target, client_format, headers, endpoint, started)
+        if not isinstance(response, StreamingResponse):
+            state.metrics.request_done(endpoint, route, provider, response.status_code, time.perf_counter() - started)
+        return response
+    except GatewayError as err:
+        state.metrics.errors.labels(endpoint, err.kind).inc()
+        state.metrics.request_done(endpoint, route, provider, err.status, time.perf_counter() - started)
+        return error_response(state, err, client_format, headers)
+    except Exception:  # the outermost handler: a bug answers 500 in the client's format, never a traceback
+        state.log.exception("internal error while serving %s", request.url.path)
+        err = GatewayError("internal gateway error; the gateway log has the details")
+        state.metrics.request_done(endpoint, route, provider, 500, time.perf_counter() - started)
+        return error_response(state, err, client_format, headers)
+
+
+async def _forward(request: Request, state: GatewayState, body: dict[str, Any], choice: Choice, target: Target,
+                   client_format: WireFormat, headers: dict[str, str], endpoint: str, started: float) -> Response:
+    up_format = target.upstream_format
+    up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model)
+    stream = bool(body.get("stream"))
+    extra = None
+    if client_format is up_format is WireFormat.ANTHROPIC_MESSAGES:
+        extra = {k: request.headers[k] for k in _FORWARD_ANTHROPIC if k in request.headers}
+    if target.echo:
+        if stream:
+            source: Any = _replay(echo.stream(up_body, choice))
+            return _streaming(state, source, client_format, up_format, choice, headers, endpoint, started)
+        resp: Any = echo.response(up_body, choice)
+    else:
+        try:
+            if stream:
+                source = await upstream.open_stream(state.http_client, target, _dumps(up_body), extra)
+                return _streaming(state, source, client_format, up_format, choice, headers, endpoint, started)
+            resp = await upstream.post_json(state.http_client, target, _dumps(up_body), extra)
+        except GatewayError as err:
+            state.metrics.upstream_errors.labels(target.name, err.kind).inc()
+            raise
+    state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
+    out = adapt.response_for_client(resp, client_format, up_format, model=choice.provider.model)
+    return Response(_dumps(out), media_type=JSON, headers=headers)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class _replay:
+    """In-memory chunks (the echo upstream) behind the same interface as upstream.UpstreamStream."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _streaming(state: GatewayState, source: Any, client_format: WireFormat, up_format: WireFormat, choice: Choice,
+               headers: dict[str, str], endpoint: str, started: float) -> StreamingResponse:
+    converter = adapt.stream_adapter(client_format, up_format, model=choice.provider.model)
+
+    async def body() -> AsyncIterator[bytes]:
+        status = 200
+        try:
+            async for chunk in source:
+                for out in converter.feed(chunk):
+                    yield out
+            for out in converter.finish():
+                yield out
+        except GatewayError as err:
+            # Mid-stream: the status line is gone, so the error travels as an event, then we close.
+            status = err.status
+            state.metrics.upstream_errors.labels(choice.provider.name, err.kind).inc()
+            yield adapt.ERROR_EVENTS[client_format](render(err, client_format))
+        except Exception:
+            status = 500
+            state.log.exception("internal error while streaming from %s", choice.provider.name)
+            yield adapt.ERROR_EVENTS[client_format](render(GatewayError("internal gateway error mid-stream"), client_format))
+        finally:
+            await source.aclose()
+            state.metrics.request_done(endpoint, choice.route or "none", choice.provider.name, status, time.perf_counter() - started)
+
+    return StreamingResponse(body(), media_type=SSE, headers={**headers, "cache-control": "no-cache"})
+
+
+# -- small endpoints -------------------------------------------------------------------------------
+
+
+def _route_format(request: Request) -> WireFormat:
+    if request.query_params.get("format") == "anthropic" or "anthropic-version" in request.headers:
+        return WireFormat.ANTHROPIC_MESSAGES
+    return WireFormat.OPENAI_CHAT
+
+
+async def route(request: Request) -> Response:
+    """POST /v1/route: the decision for a chat body (OpenAI, or Anthropic with ``?format=anthropic``
+    or an ``anthropic-version`` header) without calling any upstream."""
+    state = _state(request)
+    client_format = _route_format(request)
+    try:
+        body = adapt.VALIDATORS[client_format](await read_json(request, state.settings.max_body_bytes))
+        choice = await decide(state, body, client_format)
+    except GatewayError as err:
+        return error_response(state, err, client_format, {"x-arch-bundle": state.bundle.digest})
+    target = state.targets[choice.provider.name]
+    return JSONResponse({
+        "route": choice.route,
+        "model": choice.provider.name,
+        "provider": choice.provider.provider,
+        "upstream_model": choice.provider.model,
+        "why": choice.why,
+        "fallback": choice.fallback,
+        "requested": choice.requested,
+        "router_ran": choice.router_ran,
+        "router_ms": round(choice.router_ms, 3),
+        "cache_hit": choice.cache_hit,
+        "confidence": choice.confidence,
+        "echo": target.echo,
+        "available": not (target.missing_key or target.unserved),
+        "bundle": state.bundle.digest,
+    }, headers=decision_headers(state, choice))
+
+
+async def count_tokens(request: Request) -> Response:
+    """POST /v1/messages/count_tokens: an estimate (about 4 characters per token); Claude Code may ask."""
+    state = _state(request)
+    try:
+        body = await read_json(request, state.settings.max_body_bytes)
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            raise InvalidRequest("messages: expected an array of messages")
+    except GatewayError as err:
+        return error_response(state, err, WireFormat.ANTHROPIC_MESSAGES)
+    size = sum(len(json.dumps(body.get(k), ensure_ascii=False)) for k in ("system", "messages", "tools") if k in body)
+    return JSONResponse({"input_tokens": max(1, size // 4)})
+
+
+async def models(request: Request) -> Response:
+    """GET /v1/models: aliases, then provider names, in a shape both the OpenAI and Anthropic SDKs read."""
+    bundle = _state(request).bundle
+    owners = {a.name: "archc-alias" for a in bundle.aliases} | {p.name: p.provider for p in bundle.providers}
+    data = [{"id": name, "object": "model", "type": "model", "created": 0, "created_at": "1970-01-01T00:00:00Z",
+             "owned_by": owner, "display_name": name} for name, owner in owners.items()]
+    return JSONResponse({"object": "list", "data": data, "has_more": False,
+                         "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready once the lifespan has loaded the bundle and the router (it runs before serving)."""
+    state = _state(request)
+    return JSONResponse({"status": "ready", "bundle": state.bundle.digest, "router": type(state.router).__name__,
+                         "providers": len(state.bundle.providers), "echo": list(state.targets.echoed)})
+
+
+async def metrics(request: Request) -> Response:
+    state = _state(request)
+    return Response(state.metrics.render(), media_type=METRICS_CONTENT_TYPE)

@@ -1,0 +1,45 @@
+"""Prometheus metrics: one CollectorRegistry per app (never the global one), plus the /metrics body.
+
+Stage: observability (built in the lifespan, reached through request.state). Imports prometheus_client only.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """Counters and histograms by endpoint, route, provider and status."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("archc_requests", "Requests answered", ["endpoint", "route", "provider", "status"], registry=r)
+        self.latency = Histogram("archc_request_seconds", "Time to the last byte of the answer", ["endpoint"],
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.router_decisions = Counter("archc_router_decisions", "Router decisions", ["route", "fallback", "cache"], registry=r)
+        self.router_latency = Histogram("archc_router_seconds", "Router decision time", buckets=_LATENCY_BUCKETS, registry=r)
+        self.upstream_errors = Counter("archc_upstream_errors", "Upstream failures", ["provider", "kind"], registry=r)
+        self.tokens = Counter("archc_tokens", "Tokens reported by upstreams", ["provider", "direction"], registry=r)
+        self.errors = Counter("archc_errors", "Error answers by kind", ["endpoint", "kind"], registry=r)
+
+    def request_done(self, endpoint: str, route: str, provider: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, route, provider, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def decision(self, route: str | None, fallback: str | None, cache_hit: bool, router_ms: float) -> None:
+        self.router_decisions.labels(route or "none", fallback or "", "hit" if cache_hit else "miss").inc()
+        self.router_latency.observe(router_ms / 1000.0)
+
+    def usage(self, provider: str, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+        if prompt_tokens:
+            self.tokens.labels(provider, "in").inc(prompt_tokens)
+        if completion_tokens:
+            self.tokens.labels(provider, "out").inc(completion_tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,111 @@
+"""Per-provider upstream data from the bundle: URL, auth headers, wire format. A table, not if/elif.
+
+Stage: provider adapter data (built once in the lifespan). Imports archc.bundle and runtime.errors only.
+Keys are read from the environment once, at startup; a key never appears in a repr, log or error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from archc.bundle import AUTH_API_KEY, AUTH_BEARER, AUTH_NONE, AUTH_X_API_KEY, Bundle, Provider
+from runtime.errors import ProviderUnavailable
+from runtime.wire import WireFormat
+
+ANTHROPIC_VERSION = "2023-06-01"
+ECHO_PROVIDER = "echo"
+ECHO_SCHEME = "echo://"
+
+# Auth style -> the header that carries the key (Anthropic: x-api-key; Azure OpenAI: api-key).
+_AUTH_HEADER: Mapping[str, Callable[[str], tuple[str, str]]] = {
+    AUTH_BEARER: lambda key: ("authorization", f"Bearer {key}"),
+    AUTH_X_API_KEY: lambda key: ("x-api-key", key),
+    AUTH_API_KEY: lambda key: ("api-key", key),
+}
+
+# Wire format -> fixed headers every request to such an upstream carries.
+_WIRE_HEADERS: Mapping[WireFormat, tuple[tuple[str, str], ...]] = {
+    WireFormat.OPENAI_CHAT: (("content-type", "application/json"),),
+    WireFormat.ANTHROPIC_MESSAGES: (("content-type", "application/json"), ("anthropic-version", ANTHROPIC_VERSION)),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to send a request for one bundle provider.
+
+    ``echo``: answered in-process by runtime/echo.py. ``missing_key``: the name of the unset key
+    variable (the provider answers 503 naming it). ``unserved``: compiled but not callable here.
+    ``headers`` hold the key, so they stay out of repr.
+    """
+
+    provider: Provider
+    upstream_format: WireFormat
+    url: str
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    secret: str | None = field(default=None, repr=False)
+    echo: bool = False
+    missing_key: str | None = None
+    unserved: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    def check_usable(self) -> None:
+        """Raise ProviderUnavailable (503) when this provider cannot be called."""
+        if self.unserved:
+            raise ProviderUnavailable(f"provider {self.name!r} ({self.provider.provider}) is not served by this runtime yet")
+        if self.missing_key:
+            raise ProviderUnavailable(
+                f"provider {self.name!r} needs an API key: the environment variable {self.missing_key} is not set "
+                "where the gateway runs (or start it with --echo to answer with the built-in echo upstream)"
+            )
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this provider's key removed (upstream errors sometimes quote it)."""
+        return text.replace(self.secret, "[redacted]") if self.secret else text
+
+
+@dataclass(frozen=True)
+class Targets:
+    by_name: Mapping[str, Target]
+    warnings: tuple[str, ...]
+    echoed: tuple[str, ...]  # providers answered by echo because their key is unset (echo mode)
+
+    def __getitem__(self, name: str) -> Target:
+        return self.by_name[name]
+
+
+def is_echo(provider: Provider) -> bool:
+    return provider.provider == ECHO_PROVIDER or provider.endpoint.startswith(ECHO_SCHEME)
+
+
+def build_targets(bundle: Bundle, env: Mapping[str, str], *, echo_missing: bool = False) -> Targets:
+    """One Target per provider; keys read from ``env``. ``echo_missing``: unset keys answer via echo."""
+    targets: dict[str, Target] = {}
+    warnings: list[str] = []
+    echoed: list[str] = []
+    for p in bundle.providers:
+        fmt = WireFormat(p.wire)
+        headers = list(_WIRE_HEADERS[fmt])
+        if fmt is WireFormat.ANTHROPIC_MESSAGES and p.options.get("anthropic_version"):
+            headers = [(k, str(p.options["anthropic_version"]) if k == "anthropic-version" else v) for k, v in headers]
+        if is_echo(p):
+            targets[p.name] = Target(p, WireFormat.OPENAI_CHAT, p.endpoint, echo=True)
+            continue
+        key = env.get(p.key_env) if p.key_env and p.auth != AUTH_NONE else None
+        missing = p.key_env if (p.key_env and p.auth != AUTH_NONE and not key) else None
+        if key and p.auth in _AUTH_HEADER:
+            headers.append(_AUTH_HEADER[p.auth](key))
+        if missing and echo_missing:
+            echoed.append(p.name)
+            targets[p.name] = Target(p, WireFormat.OPENAI_CHAT, ECHO_SCHEME + "local", echo=True)
+            continue
+        if missing:
+            warnings.append(f"provider {p.name!r}: environment variable {missing} is not set; requests for it will get 503")
+        if not p.served:
+            warnings.append(f"provider {p.name!r} ({p.provider}) is not served by this runtime yet; requests for it will get 503")
+        targets[p.name] = Target(p, fmt, p.endpoint, tuple(headers), key, missing_key=missing, unserved=not p.served)
+    return Targets(targets, tuple(warnings), tuple(echoed))

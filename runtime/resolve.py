@@ -1,0 +1,76 @@
+"""Model resolution and routing semantics: requested model + router decision + Bundle -> Choice. Pure.
+
+Stage: resolve (called by endpoints between parsing and the upstream call). Imports archc.bundle,
+runtime.errors and the router's Decision type only.
+
+Order: alias -> literal ``provider/model`` (or a provider's configured name) -> a bare model id
+known to exactly one provider -> routing. With routes in the bundle the router runs on every
+request (archgw semantics) and a matched route overrides the requested model; with
+``routing.explicit_model_bypass`` a request naming a known alias, literal or bare id skips the
+router. When the router names no route, the requested model (alias-resolved) is used, else the
+bundle's default; with neither, UnknownModel (404) names the model and lists what exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archc.bundle import Bundle, Provider, Resolution
+from runtime.errors import UnknownModel
+from runtime.router.service import Decision
+
+# How the model was picked (``x-arch-why`` and ``/v1/route``'s ``why``).
+WHY_ROUTE = "route"
+WHY_DEFAULT = "default"
+_LIST_LIMIT = 40
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The decision for one request: which provider serves it, and why."""
+
+    provider: Provider
+    why: str  # route | alias | literal | bare | default
+    requested: str | None = None
+    route: str | None = None
+    fallback: str | None = None  # the router's reason when it was asked and named no route
+    router_ms: float = 0.0
+    cache_hit: bool = False
+    confidence: float | None = None
+    router_ran: bool = False
+
+
+def wants_router(bundle: Bundle, resolution: Resolution | None) -> bool:
+    """Whether the router must be asked for this request."""
+    if not bundle.routes:
+        return False
+    if bundle.routing.explicit_model_bypass and resolution is not None:
+        return False
+    return True
+
+
+def choose(bundle: Bundle, requested: str | None, resolution: Resolution | None, decision: Decision | None) -> Choice:
+    """Apply the routing semantics; raises UnknownModel when nothing can serve the request."""
+    extra: dict = {}
+    if decision is not None:
+        extra = {"router_ms": decision.router_ms, "cache_hit": decision.cache_hit,
+                 "confidence": decision.confidence, "router_ran": True}
+        route = bundle.route(decision.route) if decision.route else None
+        if route is not None and decision.fallback is None:
+            provider = bundle.provider(route.model)
+            assert provider is not None  # Bundle validation guarantees route targets exist
+            return Choice(provider, WHY_ROUTE, requested, route=route.name, **extra)
+        extra["fallback"] = decision.fallback or ("no_match" if decision.route else "other")
+    if resolution is not None:
+        return Choice(resolution.provider, resolution.via, requested, **extra)
+    default = bundle.default_provider
+    if default is not None:
+        return Choice(default, WHY_DEFAULT, requested, **extra)
+    raise unknown_model(bundle, requested)
+
+
+def unknown_model(bundle: Bundle, requested: str | None) -> UnknownModel:
+    known = bundle.known_models()
+    listed = ", ".join(known[:_LIST_LIMIT]) + (f", ... ({len(known)} in all)" if len(known) > _LIST_LIMIT else "")
+    what = f"model {requested!r} is not known to this gateway" if requested else "no model was requested"
+    return UnknownModel(f"{what} and the bundle has no default model; known models: {listed or '(none)'}", code="model_not_found")

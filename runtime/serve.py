@@ -1,0 +1,80 @@
+"""Run the app under hypercorn: one process, or N workers that each load the bundle file.
+
+Stage: entry (used by `archc serve` and `python -m runtime`). Imports hypercorn and runtime.app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+from hypercorn.run import run as hypercorn_run
+from starlette.applications import Starlette
+
+from archc.bundle import Bundle, load
+from runtime.app import create_app
+from runtime.settings import Settings
+
+BUNDLE_ENV = "ARCHC_SERVE_BUNDLE"
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=_LOG_FORMAT)
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.backlog = 2048
+    config.keep_alive_timeout = 75
+    config.graceful_timeout = 5
+    config.workers = settings.workers
+    return config
+
+
+def app_from_env() -> Starlette:
+    """A worker's app: the bundle file named by ``ARCHC_SERVE_BUNDLE``, settings from the environment."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(load(os.environ[BUNDLE_ENV]), settings=settings)
+
+
+async def _serve_one(app: Starlette, config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def run(bundle: Bundle, settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT; returns an exit code."""
+    config = hypercorn_config(settings)
+    if settings.workers == 1:
+        asyncio.run(_serve_one(create_app(bundle, settings=settings), config))
+        return 0
+    # Workers are separate processes: hand them the compiled bundle as a file and settings as env.
+    with tempfile.TemporaryDirectory(prefix="archc-serve-") as folder:
+        path = Path(folder) / "bundle.json"
+        path.write_bytes(bundle.to_bytes())
+        os.environ[BUNDLE_ENV] = str(path)
+        _export(settings)
+        config.application_path = "runtime.serve:app_from_env()"
+        return int(hypercorn_run(config) or 0)
+
+
+def _export(settings: Settings) -> None:
+    if settings.model_dir is not None:
+        os.environ["ARCHC_MODEL_DIR"] = str(settings.model_dir)
+    os.environ["ARCHC_ECHO"] = "1" if settings.echo else "0"
+    os.environ["ARCHC_MAX_BODY_BYTES"] = str(settings.max_body_bytes)
+    os.environ["ARCHC_LOG_LEVEL"] = settings.log_level

@@ -1,0 +1,72 @@
+"""Runtime settings: command-line values and the environment -> one frozen Settings, read once.
+
+Stage: entry (read by `archc serve` / runtime/__main__.py, passed to create_app). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How this gateway process runs.
+
+    ``model_dir``: the router model directory (``--model-dir`` / ``ARCHC_MODEL_DIR``; None = none
+    given, the router helper's default cache is looked up by the caller). ``echo``: answer every
+    provider whose key variable is unset with the built-in echo upstream (``--echo`` /
+    ``ARCHC_ECHO=1``). ``max_body_bytes``: request body limit (``ARCHC_MAX_BODY_BYTES``).
+    Upstream timeouts are in seconds (``ARCHC_CONNECT_TIMEOUT_S``, ``ARCHC_READ_TIMEOUT_S``).
+    ``env`` is the environment that provider keys are read from (a snapshot, taken once).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 12000
+    workers: int = 1
+    model_dir: Path | None = None
+    echo: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 600.0
+    max_connections: int = 1000
+    log_level: str = "info"
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Settings from ``env`` (default os.environ); keyword ``overrides`` (CLI flags) win when not None."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {"env": env}
+        if env.get("ARCHC_MODEL_DIR"):
+            values["model_dir"] = Path(env["ARCHC_MODEL_DIR"])
+        if env.get("ARCHC_ECHO"):
+            values["echo"] = env["ARCHC_ECHO"].strip().lower() in _TRUE
+        for key, name, kind in (
+            ("ARCHC_MAX_BODY_BYTES", "max_body_bytes", int),
+            ("ARCHC_CONNECT_TIMEOUT_S", "connect_timeout_s", float),
+            ("ARCHC_READ_TIMEOUT_S", "read_timeout_s", float),
+            ("ARCHC_MAX_CONNECTIONS", "max_connections", int),
+        ):
+            if env.get(key):
+                try:
+                    values[name] = kind(env[key])
+                except ValueError as exc:
+                    raise ValueError(f"{key}={env[key]!r} is not a valid {kind.__name__}") from exc
+        if env.get("ARCHC_LOG_LEVEL"):
+            values["log_level"] = env["ARCHC_LOG_LEVEL"].lower()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("model_dir"), str):
+            values["model_dir"] = Path(str(values["model_dir"]))
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.max_body_bytes <= 0:
+            raise ValueError("max body size must be a positive number of bytes")
+        if settings.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        return settings

@@ -1,0 +1,30 @@
+"""The gateway's per-app state, built by the lifespan in runtime/app.py and read by the handlers.
+
+Stage: data. Handlers reach it as ``request.state.gateway``; nothing here is module-level mutable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import httpx
+
+from archc.bundle import Bundle
+from runtime.metrics import Metrics
+from runtime.providers import Targets
+from runtime.router.service import RouterService
+from runtime.settings import Settings
+
+
+@dataclass
+class GatewayState:
+    """Everything a request needs: the bundle, its provider targets, the router, the upstream client."""
+
+    bundle: Bundle
+    settings: Settings
+    targets: Targets
+    router: RouterService
+    http_client: httpx.AsyncClient
+    metrics: Metrics
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("archc.runtime"))

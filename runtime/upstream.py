@@ -1,0 +1,132 @@
+"""The only HTTP-client user: POST to a provider, map transport failures to the UpstreamError tree.
+
+Stage: upstream. Imports httpx (its API) over the httpx-aiohttp transport (plain httpx's pool
+collapses under concurrency, encode/httpx#3215), plus runtime.errors and runtime.providers.
+Streams are yielded as the bytes arrive; closing the iterator closes the upstream connection.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator, Mapping
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from runtime.errors import GatewayError, UpstreamError, UpstreamStatus, UpstreamTimeout
+from runtime.providers import Target
+from runtime.settings import Settings
+
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+def build_client(settings: Settings) -> httpx.AsyncClient:
+    """The shared upstream client (created in the lifespan, closed with it)."""
+    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+    transport = AiohttpTransport(limits=limits, trust_env=False)
+    timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
+
+
+def _request(client: httpx.AsyncClient, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Request:
+    headers = dict(target.headers)
+    if extra_headers:
+        headers.update(extra_headers)
+    return client.build_request("POST", target.url, content=body, headers=headers)
+
+
+async def _send(client: httpx.AsyncClient, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Response:
+    try:
+        response = await client.send(_request(client, target, body, extra_headers), stream=True)
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"upstream {target.name!r} did not answer in time ({type(exc).__name__})") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"upstream {target.name!r} could not be reached: {type(exc).__name__}: {target.scrub(str(exc)) or 'no detail'}") from exc
+    if response.status_code >= 400:
+        raw = b""
+        try:
+            raw = await _read_capped(response)
+        except httpx.HTTPError:
+            pass
+        finally:
+            await response.aclose()
+        raise UpstreamStatus(response.status_code, target.scrub(_error_message(target, response.status_code, raw)))
+    return response
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    if response.is_stream_consumed:
+        return response.content[:_ERROR_BODY_LIMIT]
+    data = bytearray()
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) > _ERROR_BODY_LIMIT:
+            break
+    return bytes(data[:_ERROR_BODY_LIMIT])
+
+
+def _error_message(target: Target, status: int, raw: bytes) -> str:
+    detail = ""
+    try:
+        body = json.loads(raw)
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            detail = str(err.get("message") or "")
+        elif isinstance(err, str):
+            detail = err
+    except ValueError:
+        detail = raw[:300].decode("utf-8", "replace").strip()
+    return f"upstream {target.name!r} answered {status}" + (f": {detail}" if detail else "")
+
+
+async def post_json(client: httpx.AsyncClient, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> Any:
+    """POST ``body`` and return the parsed JSON answer (error statuses raise UpstreamStatus)."""
+    response = await _send(client, target, body, extra_headers)
+    try:
+        raw = await response.aread()
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"upstream {target.name!r} stopped answering mid-response") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"upstream {target.name!r} broke off its response: {type(exc).__name__}") from exc
+    finally:
+        await response.aclose()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
+
+
+class UpstreamStream:
+    """An open streamed response: ``async for chunk in stream`` yields raw bytes as they arrive."""
+
+    def __init__(self, target: Target, response: httpx.Response) -> None:
+        self.target = target
+        self.response = response
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("content-type", "")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_raw():
+                yield chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"upstream {self.target.name!r} stopped streaming (timeout)") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"upstream {self.target.name!r} broke off its stream: {type(exc).__name__}") from exc
+
+    async def aclose(self) -> None:
+        # Closing an unfinished aiohttp response drops the connection: the upstream sees the client leave.
+        try:
+            await self.response.aclose()
+        except (httpx.HTTPError, OSError):
+            pass
+
+
+async def open_stream(client: httpx.AsyncClient, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> UpstreamStream:
+    """POST ``body`` for a streamed answer; error statuses raise before any byte reaches the client."""
+    return UpstreamStream(target, await _send(client, target, body, extra_headers))
+
+
+__all__ = ["GatewayError", "UpstreamStream", "build_client", "open_stream", "post_json"]

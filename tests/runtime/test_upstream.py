@@ -1,0 +1,111 @@
+"""The upstream client: headers sent, error statuses and transport failures mapped to the error tree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from archc.bundle import seal
+from runtime import upstream
+from runtime.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
+from runtime.providers import build_targets
+from runtime.settings import Settings
+from tests.support.fake_upstream import FakeUpstream, stalling, openai_text
+from tests.support.gateway import bundle_dict, provider
+
+URL = "http://upstream.test/v1/messages"
+
+
+def _target(key="sk-ant-secret"):
+    b = seal(bundle_dict([provider("anthropic/claude-x", URL, wire="anthropic_messages", auth="x-api-key",
+                                   key_env="ANTHROPIC_API_KEY", default=True)]))
+    return build_targets(b, {"ANTHROPIC_API_KEY": key})["anthropic/claude-x"]
+
+
+def _run(handler, coro_fn):
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await coro_fn(client)
+    return asyncio.run(main())
+
+
+def test_post_json_sends_auth_headers_and_body():
+    seen = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.update(headers=dict(request.headers), body=json.loads(request.content), url=str(request.url))
+        return httpx.Response(200, json={"ok": True})
+
+    out = _run(handler, lambda c: upstream.post_json(c, _target(), b'{"model":"claude-x"}', {"anthropic-beta": "b1"}))
+    assert out == {"ok": True}
+    assert seen["url"] == URL and seen["body"] == {"model": "claude-x"}
+    assert seen["headers"]["x-api-key"] == "sk-ant-secret"
+    assert seen["headers"]["anthropic-version"] == "2023-06-01"
+    assert seen["headers"]["anthropic-beta"] == "b1"
+
+
+def test_error_status_keeps_code_and_message_without_key():
+    def handler(request):
+        return httpx.Response(401, json={"type": "error", "error": {"type": "authentication_error",
+                                                                       "message": "invalid x-api-key sk-ant-secret"}})
+
+    with pytest.raises(UpstreamStatus) as info:
+        _run(handler, lambda c: upstream.post_json(c, _target(), b"{}"))
+    assert info.value.status == 401 and info.value.kind == "authentication_error"
+    assert "sk-ant-secret" not in info.value.message and "invalid x-api-key" in info.value.message
+
+
+@pytest.mark.parametrize("exc, kind", [(httpx.ConnectError("refused"), UpstreamError), (httpx.ReadTimeout("slow"), UpstreamTimeout)])
+def test_transport_failures_map_to_upstream_errors(exc, kind):
+    def handler(request):
+        raise exc
+
+    with pytest.raises(kind) as info:
+        _run(handler, lambda c: upstream.post_json(c, _target(), b"{}"))
+    assert "anthropic/claude-x" in info.value.message
+    assert info.value.status == (504 if kind is UpstreamTimeout else 502)
+
+
+def test_invalid_json_answer_is_upstream_error():
+    with pytest.raises(UpstreamError, match="invalid JSON"):
+        _run(lambda r: httpx.Response(200, content=b"<html>"), lambda c: upstream.post_json(c, _target(), b"{}"))
+
+
+def test_stream_yields_bytes_as_they_arrive():
+    async def body():
+        yield b"event: a\ndata: 1\n\n"
+        yield b"event: b\ndata: 2\n\n"
+
+    async def consume(client):
+        s = await upstream.open_stream(client, _target(), b"{}")
+        got = [c async for c in s]
+        await s.aclose()
+        return got
+
+    got = _run(lambda r: httpx.Response(200, content=body()), consume)
+    assert b"".join(got) == b"event: a\ndata: 1\n\nevent: b\ndata: 2\n\n"
+
+
+def test_aiohttp_transport_closing_a_stream_early_closes_the_upstream_connection():
+    """The real transport: abandoning a stream drops the connection, and the upstream sees it."""
+    with FakeUpstream() as up:
+        up.script(stalling(openai_text("a b c d e f")))
+        b = seal(bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True)]))
+        target = build_targets(b, {})["openai/gpt-4o"]
+
+        async def main():
+            client = upstream.build_client(Settings())
+            try:
+                s = await upstream.open_stream(client, target, b'{"model":"gpt-4o","stream":true,"messages":[]}')
+                async for chunk in s:
+                    assert chunk
+                    break
+                await s.aclose()
+            finally:
+                await client.aclose()
+
+        asyncio.run(main())
+        assert up.wait_disconnect(5), "the fake upstream never saw the connection close"
