@@ -1,0 +1,238 @@
+"""Retries, fallbacks and cooldown: which provider to try next, and when.
+
+Stage: runtime, around the upstream call. Pure decisions (clock, random and sleep injected) and one
+small async driver; imports runtime.errors, prometheus_client and the standard library.
+
+Rules, all explicit in ``gateway:`` config (defaults change nothing: one attempt, no fallback,
+no cooldown):
+
+- ``retries.max_attempts`` attempts per provider, with jittered exponential backoff
+  (``backoff_ms`` doubling up to ``backoff_cap_ms``), then the next provider in
+  ``fallbacks[<provider>]`` (no wait when switching provider).
+- Only connect errors, timeouts before the answer's first byte, 429 and 5xx are retried, and only
+  before the first byte reached the client (the driver wraps the call that opens the answer;
+  a stream cut later is reported to the client, never replayed).
+- ``cooldown.failures`` consecutive failures put a provider aside for ``cooldown.seconds``; it is
+  skipped while others remain, and tried anyway when every candidate is cooling down.
+- ``timeouts.first_byte_ms`` bounds each attempt; ``timeouts.total_ms`` bounds all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Generic, Mapping, Sequence, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter
+
+from runtime.errors import GatewayError, ProviderUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+ATTEMPTS_HEADER = "x-arch-attempts"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 1
+    backoff_ms: int = 100
+    backoff_cap_ms: int = 2000
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    cooldown_failures: int = 0  # 0: cooldown off
+    cooldown_s: float = 0.0
+    connect_ms: int | None = None
+    first_byte_ms: int | None = None
+    total_ms: int | None = None
+
+    @classmethod
+    def from_gateway(cls, gateway: Mapping[str, Any] | None) -> "RetryPolicy":
+        g = gateway or {}
+        retries = g.get("retries") or {}
+        cooldown = g.get("cooldown") or {}
+        timeouts = g.get("timeouts") or {}
+        return cls(
+            max_attempts=max(1, int(retries.get("max_attempts", 1))),
+            backoff_ms=int(retries.get("backoff_ms", 100)),
+            backoff_cap_ms=int(retries.get("backoff_cap_ms", 2000)),
+            fallbacks={str(k): tuple(str(x) for x in v) for k, v in (g.get("fallbacks") or {}).items()},
+            cooldown_failures=int(cooldown.get("failures", 0)),
+            cooldown_s=float(cooldown.get("seconds", 0)),
+            connect_ms=timeouts.get("connect_ms"),
+            first_byte_ms=timeouts.get("first_byte_ms"),
+            total_ms=timeouts.get("total_ms"),
+        )
+
+    def chain(self, primary: str) -> tuple[str, ...]:
+        """``primary`` then its fallbacks, in config order, each once."""
+        out = [primary]
+        for name in self.fallbacks.get(primary, ()):
+            if name not in out:
+                out.append(name)
+        return tuple(out)
+
+    def backoff_s(self, retry: int, rand: Callable[[], float]) -> float:
+        """Wait before same-provider retry number ``retry`` (1-based): half fixed, half jitter, capped."""
+        ceiling = min(self.backoff_cap_ms, self.backoff_ms * (2 ** max(0, retry - 1))) / 1000.0
+        return ceiling / 2 + rand() * ceiling / 2
+
+
+def retryable(err: GatewayError) -> bool:
+    """Connect errors, timeouts, 429 and 5xx are worth another try; the caller's own errors are not."""
+    if isinstance(err, UpstreamStatus):
+        return err.status == 429 or err.status >= 500
+    return isinstance(err, (UpstreamError, ProviderUnavailable))
+
+
+def outcome_of(err: GatewayError | None) -> str:
+    if err is None:
+        return "ok"
+    if isinstance(err, UpstreamStatus):
+        return str(err.status)
+    if isinstance(err, UpstreamTimeout):
+        return "timeout"
+    if isinstance(err, ProviderUnavailable):
+        return "unavailable"
+    if isinstance(err, UpstreamError):
+        return "error"
+    return err.kind
+
+
+class Cooldown:
+    """Consecutive failures per provider; ``failures`` in a row cool it down for ``seconds``."""
+
+    def __init__(self, failures: int, seconds: float, clock: Clock = time.monotonic) -> None:
+        self.failures = failures
+        self.seconds = seconds
+        self.clock = clock
+        self._streak: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def failure(self, name: str) -> bool:
+        """Record a failure; True when it starts a cooldown."""
+        if self.failures <= 0:
+            return False
+        streak = self._streak.get(name, 0) + 1
+        self._streak[name] = streak
+        if streak >= self.failures:
+            self._streak[name] = 0
+            self._until[name] = self.clock() + self.seconds
+            return True
+        return False
+
+    def success(self, name: str) -> None:
+        self._streak.pop(name, None)
+        self._until.pop(name, None)
+
+    def cooling(self, name: str) -> bool:
+        until = self._until.get(name)
+        if until is None:
+            return False
+        if self.clock() >= until:
+            del self._until[name]
+            return False
+        return True
+
+    def order(self, chain: Sequence[str]) -> list[str]:
+        """The chain without cooling providers; all of it when every one is cooling (never refuse outright)."""
+        warm = [name for name in chain if not self.cooling(name)]
+        return warm or list(chain)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    provider: str
+    outcome: str
+    ms: float
+
+
+def attempts_header(attempts: Sequence[Attempt]) -> str:
+    """``x-arch-attempts``: ``provider=outcome`` per attempt, in order."""
+    return ", ".join(f"{a.provider}={a.outcome}" for a in attempts)
+
+
+class RetryMetrics:
+    """Attempts, fallbacks and cooldowns, on the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter("archc_upstream_attempts", "Upstream attempts by outcome", ["provider", "outcome"], registry=registry)
+        self.fallbacks = Counter("archc_fallbacks", "Answers served by a fallback provider", ["primary", "served_by"], registry=registry)
+        self.cooldowns = Counter("archc_cooldowns", "Providers put into cooldown", ["provider"], registry=registry)
+
+
+@dataclass
+class Resilience(Generic[T]):
+    """The policy of the current bundle plus state that outlives reloads (cooldowns)."""
+
+    policy: RetryPolicy
+    cooldown: Cooldown
+    metrics: RetryMetrics | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rand: Callable[[], float] = random.random
+    clock: Clock = time.monotonic
+
+    async def run(self, primary: str, attempt: Callable[[str], Awaitable[T]]) -> tuple[T, list[Attempt]]:
+        """Call ``attempt(provider)`` along the chain until one answers.
+
+        ``attempt`` must raise GatewayError before any byte reaches the client, or return the
+        opened answer. The last error is raised (with ``x-arch-attempts`` in its headers) when all fail.
+        """
+        policy = self.policy
+        deadline = self.clock() + policy.total_ms / 1000.0 if policy.total_ms else None
+        attempts: list[Attempt] = []
+        last: GatewayError | None = None
+        for name in self.cooldown.order(policy.chain(primary)):
+            for n in range(policy.max_attempts):
+                if n > 0:
+                    await self.sleep(_bounded(policy.backoff_s(n, self.rand), deadline, self.clock))
+                if deadline is not None and self.clock() >= deadline:
+                    raise _finish(UpstreamTimeout(f"no upstream answered within {policy.total_ms} ms"), attempts)
+                started = self.clock()
+                try:
+                    result = await self._one(name, attempt, deadline)
+                except GatewayError as err:
+                    attempts.append(Attempt(name, outcome_of(err), (self.clock() - started) * 1000))
+                    self._count(name, outcome_of(err))
+                    if not retryable(err):
+                        raise _finish(err, attempts)
+                    last = err
+                    if self.cooldown.failure(name) and self.metrics:
+                        self.metrics.cooldowns.labels(name).inc()
+                    if isinstance(err, ProviderUnavailable):
+                        break  # a missing key will not appear on retry: next provider
+                    continue
+                attempts.append(Attempt(name, "ok", (self.clock() - started) * 1000))
+                self._count(name, "ok")
+                self.cooldown.success(name)
+                if name != primary and self.metrics:
+                    self.metrics.fallbacks.labels(primary, name).inc()
+                return result, attempts
+        assert last is not None
+        raise _finish(last, attempts)
+
+    async def _one(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None) -> T:
+        budget = self.policy.first_byte_ms / 1000.0 if self.policy.first_byte_ms else None
+        if deadline is not None:
+            left = max(0.0, deadline - self.clock())
+            budget = left if budget is None else min(budget, left)
+        if budget is None:
+            return await attempt(name)
+        try:
+            return await asyncio.wait_for(attempt(name), budget)
+        except asyncio.TimeoutError as exc:
+            raise UpstreamTimeout(f"upstream {name!r} sent no answer within {int(budget * 1000)} ms") from exc
+
+    def _count(self, name: str, outcome: str) -> None:
+        if self.metrics:
+            self.metrics.attempts.labels(name, outcome).inc()
+
+
+def _bounded(wait: float, deadline: float | None, clock: Clock) -> float:
+    return wait if deadline is None else max(0.0, min(wait, deadline - clock()))
+
+
+def _finish(err: GatewayError, attempts: Sequence[Attempt]) -> GatewayError:
+    if attempts:
+        err.headers[ATTEMPTS_HEADER] = attempts_header(attempts)
+    return err
