@@ -1,0 +1,119 @@
+"""Server-sent events: bytes <-> events, shared by every wire format (runtime, no I/O).
+
+Imports only the stdlib. Parsing follows the WHATWG "event stream interpretation" rules.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DONE", "SSEDecoder", "SSEEvent", "encode_event", "encode_json"]
+
+DONE = b"data: [DONE]\n\n"
+"""The OpenAI end-of-stream sentinel."""
+
+# Lines end in CRLF, LF or CR (WHATWG HTML, "Parsing an event stream").
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched event: ``event`` is the ``event:`` field (None when absent), ``data`` the
+    ``data:`` lines joined by "\\n", ``id`` the last ``id:`` field seen (None when never set)."""
+
+    event: str | None
+    data: str
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Incremental SSE parser: ``feed`` bytes as they arrive, ``flush`` once at end of stream.
+
+    Events split across chunks, multi-byte UTF-8 characters split across chunks, any of the
+    three line endings (including a CRLF split between two chunks), comments, multi-line
+    ``data:`` and ``event:``/``id:`` fields are handled. ``retry:`` and unknown fields are ignored.
+    """
+
+    __slots__ = ("_decoder", "_buf", "_cr", "_event", "_data", "_id", "_started")
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buf = ""
+        self._cr = False  # the text so far ended in "\r": a leading "\n" next belongs to it
+        self._event: str | None = None
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Parse ``chunk`` and return the events it completes (possibly none)."""
+        text = self._decoder.decode(chunk)
+        if not text:
+            return []
+        if not self._started:
+            self._started = True
+            if text.startswith("\ufeff"):  # a leading BOM is skipped (WHATWG)
+                text = text[1:]
+        if self._cr and text.startswith("\n"):
+            text = text[1:]
+        if not text:
+            return []
+        self._cr = text.endswith("\r")
+        lines = _LINE_END.split(self._buf + text)
+        self._buf = lines.pop()
+        events: list[SSEEvent] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: the unterminated last line and a pending event (even without its blank
+        line, which some servers omit) are delivered."""
+        events: list[SSEEvent] = []
+        tail = self._buf + self._decoder.decode(b"", final=True)
+        self._buf = ""
+        if tail:
+            for line in _LINE_END.split(tail):
+                self._line(line, events)
+        self._line("", events)
+        return events
+
+    def _line(self, line: str, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(SSEEvent(self._event, "\n".join(self._data), self._id))
+            self._data = []
+            self._event = None
+            return
+        if line[0] == ":":
+            return
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+
+
+def encode_event(data: str, event: str | None = None) -> bytes:
+    """One SSE event as bytes: ``event: X`` (when given), one ``data:`` line per line of ``data``."""
+    if event is not None and _LINE_END.search(event):
+        raise ValueError("an SSE event name cannot contain a line break")
+    head = f"event: {event}\n" if event is not None else ""
+    body = "".join(f"data: {part}\n" for part in _LINE_END.split(data))
+    return f"{head}{body}\n".encode("utf-8")
+
+
+def encode_json(obj: Any, event: str | None = None) -> bytes:
+    """``obj`` as compact JSON in one SSE event (compact JSON has no raw line breaks)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    if event is None:
+        return f"data: {text}\n\n".encode("utf-8")
+    return encode_event(text, event)

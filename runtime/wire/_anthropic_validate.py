@@ -1,0 +1,165 @@
+"""Shape checks for Anthropic Messages requests (runtime wire stage; stdlib and `runtime.errors` only).
+
+Public through `runtime.wire.anthropic_messages.validate_request`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.wire._check import MISSING, array, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
+
+__all__ = ["validate_request"]
+
+ROLES = ("user", "assistant", "system")
+TOOL_CHOICES = ("auto", "any", "tool", "none")
+
+
+def validate_request(body: object, *, require_max_tokens: bool = True) -> dict[str, Any]:
+    """Check a Messages request's shape and return it unchanged.
+
+    Raises InvalidRequest naming the first bad field (``messages[1].content[0].source.data:
+    missing (expected string)``). Unknown top-level fields (Claude Code sends
+    ``context_management``, ``output_config``...) and unknown block types (server tools, search
+    results) are allowed. ``require_max_tokens=False`` suits ``/v1/messages/count_tokens``.
+    """
+    if not isinstance(body, dict):
+        fail("request body", f"expected a JSON object, got {kind(body)}")
+    opt_string(body, "model", "")
+    if require_max_tokens and body.get("max_tokens") is None:
+        fail("max_tokens", "missing (expected an integer >= 1)")
+    opt_int(body, "max_tokens", "", minimum=1)
+    for i, message in enumerate(array(body.get("messages", MISSING), "messages", non_empty=True)):
+        _check_message(message, f"messages[{i}]")
+    _check_system(body.get("system"))
+    opt_bool(body, "stream", "")
+    opt_number(body, "temperature", "", low=0, high=1)
+    opt_number(body, "top_p", "", low=0, high=1)
+    opt_int(body, "top_k", "", minimum=0)
+    if body.get("stop_sequences") is not None:
+        for i, stop in enumerate(array(body["stop_sequences"], "stop_sequences")):
+            string(stop, f"stop_sequences[{i}]")
+    if body.get("metadata") is not None:
+        opt_string(obj(body["metadata"], "metadata"), "user_id", "metadata.")
+    _check_tools(body)
+    if body.get("thinking") is not None:
+        thinking = obj(body["thinking"], "thinking")
+        string(thinking.get("type", MISSING), "thinking.type")
+        opt_int(thinking, "budget_tokens", "thinking.", minimum=0)
+    return body
+
+
+def _check_system(system: Any) -> None:
+    if system is None or isinstance(system, str):
+        return
+    if not isinstance(system, list):
+        fail("system", f"expected string or array of text blocks, got {kind(system)}")
+    for i, block in enumerate(system):
+        block = obj(block, f"system[{i}]")
+        if block.get("type") != "text":
+            fail(f"system[{i}].type", f"expected 'text', got {block.get('type', MISSING)!r}")
+        string(block.get("text", MISSING), f"system[{i}].text")
+
+
+def _check_message(message: Any, path: str) -> None:
+    message = obj(message, path)
+    if "role" not in message:
+        fail(f"{path}.role", "missing (expected one of 'user', 'assistant', 'system')")
+    one_of(message["role"], ROLES, f"{path}.role")
+    content = message.get("content", MISSING)
+    if isinstance(content, str):
+        return
+    if content is MISSING:
+        fail(f"{path}.content", "missing (expected string or array of content blocks)")
+    if not isinstance(content, list):
+        fail(f"{path}.content", f"expected string or array of content blocks, got {kind(content)}")
+    for k, block in enumerate(content):
+        _check_block(block, f"{path}.content[{k}]")
+
+
+def _check_block(block: Any, path: str) -> None:
+    block = obj(block, path)
+    btype = string(block.get("type", MISSING), f"{path}.type")
+    checker = _BLOCK_CHECKS.get(btype)
+    if checker is not None:
+        checker(block, path)
+
+
+def _check_text(block: dict[str, Any], path: str) -> None:
+    string(block.get("text", MISSING), f"{path}.text")
+
+
+def _check_source(block: dict[str, Any], path: str) -> None:
+    source = obj(block.get("source", MISSING), f"{path}.source")
+    stype = string(source.get("type", MISSING), f"{path}.source.type")
+    if stype == "base64":
+        string(source.get("media_type", MISSING), f"{path}.source.media_type")
+        string(source.get("data", MISSING), f"{path}.source.data")
+    elif stype == "url":
+        string(source.get("url", MISSING), f"{path}.source.url")
+    elif stype == "text":
+        string(source.get("data", MISSING), f"{path}.source.data")
+    elif stype == "file":
+        string(source.get("file_id", MISSING), f"{path}.source.file_id")
+    elif stype == "content":
+        content = source.get("content", MISSING)
+        if not isinstance(content, str):
+            for k, inner in enumerate(array(content, f"{path}.source.content")):
+                _check_block(inner, f"{path}.source.content[{k}]")
+
+
+def _check_tool_use(block: dict[str, Any], path: str) -> None:
+    string(block.get("id", MISSING), f"{path}.id")
+    string(block.get("name", MISSING), f"{path}.name")
+    obj(block.get("input", MISSING), f"{path}.input")
+
+
+def _check_tool_result(block: dict[str, Any], path: str) -> None:
+    string(block.get("tool_use_id", MISSING), f"{path}.tool_use_id")
+    opt_bool(block, "is_error", f"{path}.")
+    content = block.get("content")
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        fail(f"{path}.content", f"expected string or array of content blocks, got {kind(content)}")
+    for k, inner in enumerate(content):
+        _check_block(inner, f"{path}.content[{k}]")
+
+
+def _check_thinking(block: dict[str, Any], path: str) -> None:
+    string(block.get("thinking", MISSING), f"{path}.thinking")
+    opt_string(block, "signature", f"{path}.")
+
+
+def _check_redacted(block: dict[str, Any], path: str) -> None:
+    string(block.get("data", MISSING), f"{path}.data")
+
+
+_BLOCK_CHECKS = {
+    "text": _check_text,
+    "image": _check_source,
+    "document": _check_source,
+    "tool_use": _check_tool_use,
+    "tool_result": _check_tool_result,
+    "thinking": _check_thinking,
+    "redacted_thinking": _check_redacted,
+}
+
+
+def _check_tools(body: dict[str, Any]) -> None:
+    if body.get("tools") is not None:
+        for i, tool in enumerate(array(body["tools"], "tools")):
+            tool = obj(tool, f"tools[{i}]")
+            string(tool.get("name", MISSING), f"tools[{i}].name")
+            opt_string(tool, "description", f"tools[{i}].")
+            opt_string(tool, "type", f"tools[{i}].")
+            if tool.get("type") in (None, "custom"):
+                obj(tool.get("input_schema", MISSING), f"tools[{i}].input_schema")
+    choice = body.get("tool_choice")
+    if choice is None:
+        return
+    choice = obj(choice, "tool_choice")
+    ctype = one_of(choice.get("type", MISSING), TOOL_CHOICES, "tool_choice.type")
+    if ctype == "tool":
+        string(choice.get("name", MISSING), "tool_choice.name")
+    opt_bool(choice, "disable_parallel_tool_use", "tool_choice.")

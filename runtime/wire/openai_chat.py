@@ -1,0 +1,306 @@
+"""OpenAI chat completions, the pivot wire format: shapes, request validation, usage, error events.
+
+Runtime wire stage; pure functions, imports only the stdlib, `runtime.errors` and `runtime.sse`.
+Vendor fields the pivot also carries: ``reasoning_content`` (DeepSeek's name for reasoning text,
+``reasoning`` is read too), ``reasoning_signature`` and ``reasoning_blocks`` (Anthropic thinking
+signatures and redacted thinking, so a trip through the pivot restores them verbatim).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypedDict
+
+from runtime.sse import encode_json
+from runtime.wire._check import MISSING, array, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
+
+__all__ = [
+    "ChatChunk",
+    "ChatMessage",
+    "ChatRequest",
+    "ChatResponse",
+    "ROLES",
+    "compact_json",
+    "error_event",
+    "reasoning_of",
+    "text_of",
+    "usage_from_chunk",
+    "usage_from_response",
+    "validate_request",
+    "with_model",
+]
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+class FunctionCall(TypedDict, total=False):
+    name: str
+    arguments: str  # a JSON text, as the model wrote it
+
+
+class ToolCall(TypedDict, total=False):
+    index: int  # streamed deltas only
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class ChatMessage(TypedDict, total=False):
+    role: str
+    content: str | list[dict[str, Any]] | None
+    name: str
+    tool_calls: list[ToolCall]
+    tool_call_id: str
+    refusal: str | None
+    reasoning_content: str
+    reasoning_signature: str
+    reasoning_blocks: list[dict[str, Any]]
+
+
+class ChatRequest(TypedDict, total=False):
+    model: str
+    messages: list[ChatMessage]
+    max_tokens: int
+    max_completion_tokens: int
+    temperature: float
+    top_p: float
+    n: int
+    stop: str | list[str]
+    stream: bool
+    stream_options: dict[str, Any]
+    tools: list[dict[str, Any]]
+    tool_choice: str | dict[str, Any]
+    parallel_tool_calls: bool
+    user: str
+    response_format: dict[str, Any]
+
+
+class Usage(TypedDict, total=False):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: dict[str, int]
+
+
+class Choice(TypedDict, total=False):
+    index: int
+    message: ChatMessage
+    logprobs: None
+    finish_reason: str | None
+
+
+class ChatResponse(TypedDict, total=False):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class ChunkChoice(TypedDict, total=False):
+    index: int
+    delta: ChatMessage
+    logprobs: None
+    finish_reason: str | None
+
+
+class ChatChunk(TypedDict, total=False):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    system_fingerprint: str | None
+    choices: list[ChunkChoice]
+    usage: Usage | None
+
+
+def compact_json(value: Any) -> str:
+    """JSON text without spaces, as OpenAI models write tool-call arguments."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def with_model(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """Same-format passthrough: the body untouched except ``model``."""
+    return {**body, "model": model}
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """The text of a message: string content as is; text parts joined by "\\n"; images skipped."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
+    return ""
+
+
+def reasoning_of(message: dict[str, Any]) -> str | None:
+    """Reasoning text of a message or delta: DeepSeek's ``reasoning_content`` or vLLM/OpenRouter's ``reasoning``."""
+    value = message.get("reasoning_content")
+    if not isinstance(value, str):
+        value = message.get("reasoning")
+    return value if isinstance(value, str) else None
+
+
+def _usage_pair(usage: Any) -> tuple[int, int]:
+    if not isinstance(usage, dict):
+        return (0, 0)
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+
+
+def usage_from_response(resp: dict[str, Any]) -> tuple[int, int]:
+    """(prompt_tokens, completion_tokens) of a chat.completion; (0, 0) when it reports none."""
+    return _usage_pair(resp.get("usage"))
+
+
+def usage_from_chunk(chunk: dict[str, Any]) -> tuple[int, int] | None:
+    """(prompt_tokens, completion_tokens) of a streamed chunk that carries usage (the last one
+    with ``stream_options.include_usage``), else None."""
+    usage = chunk.get("usage")
+    return _usage_pair(usage) if isinstance(usage, dict) else None
+
+
+def error_event(error_body: dict[str, Any]) -> bytes:
+    """SSE bytes for an error after streaming began: OpenAI clients read ``data: {"error": {...}}``
+    (the openai SDK raises APIError on it). ``error_body`` is ``errors.render(...)``'s output."""
+    body = error_body if "error" in error_body else {"error": error_body}
+    return encode_json(body)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+_PART_TYPES_BY_ROLE = {
+    "system": ("text",),
+    "developer": ("text",),
+    "tool": ("text",),
+    "assistant": ("text", "refusal"),
+}
+
+
+def validate_request(body: object) -> dict[str, Any]:
+    """Check a chat-completions request's shape and return it unchanged.
+
+    Raises InvalidRequest naming the first bad field, e.g. ``messages[2].content: expected string
+    or array of content parts``. Unknown fields (top level, messages, parts) are allowed, so new
+    API features pass through; the model name itself is checked by the resolver, not here.
+    """
+    if not isinstance(body, dict):
+        fail("request body", f"expected a JSON object, got {kind(body)}")
+    opt_string(body, "model", "")
+    for i, message in enumerate(array(body.get("messages", MISSING), "messages", non_empty=True)):
+        _check_message(message, f"messages[{i}]")
+    opt_bool(body, "stream", "")
+    opt_object(body, "stream_options", "")
+    opt_int(body, "max_tokens", "", minimum=1)
+    opt_int(body, "max_completion_tokens", "", minimum=1)
+    opt_int(body, "n", "", minimum=1)
+    opt_int(body, "seed", "")
+    opt_number(body, "temperature", "", low=0, high=2)
+    opt_number(body, "top_p", "", low=0, high=1)
+    opt_number(body, "presence_penalty", "", low=-2, high=2)
+    opt_number(body, "frequency_penalty", "", low=-2, high=2)
+    opt_bool(body, "parallel_tool_calls", "")
+    opt_bool(body, "logprobs", "")
+    opt_string(body, "user", "")
+    opt_object(body, "response_format", "")
+    opt_object(body, "metadata", "")
+    _check_stop(body.get("stop"))
+    _check_tools(body)
+    return body
+
+
+def _check_message(message: Any, path: str) -> None:
+    message = obj(message, path)
+    if "role" not in message:
+        fail(f"{path}.role", "missing (expected one of " + ", ".join(repr(r) for r in ROLES) + ")")
+    role = one_of(message["role"], ROLES, f"{path}.role")
+    opt_string(message, "name", f"{path}.")
+    content = message.get("content")
+    if role == "assistant":
+        if content is not None:
+            _check_content(content, f"{path}.content", role)
+        if message.get("tool_calls") is not None:
+            for j, call in enumerate(array(message["tool_calls"], f"{path}.tool_calls")):
+                _check_tool_call(call, f"{path}.tool_calls[{j}]")
+        opt_string(message, "reasoning_content", f"{path}.")
+        opt_string(message, "reasoning_signature", f"{path}.")
+        return
+    if role == "function":
+        if content is not None:
+            string(content, f"{path}.content")
+        string(message.get("name", MISSING), f"{path}.name")
+        return
+    if "content" not in message:
+        fail(f"{path}.content", "missing")
+    _check_content(content, f"{path}.content", role)
+    if role == "tool":
+        string(message.get("tool_call_id", MISSING), f"{path}.tool_call_id")
+
+
+def _check_content(content: Any, path: str, role: str) -> None:
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        fail(path, f"expected string or array of content parts, got {kind(content)}")
+    allowed = _PART_TYPES_BY_ROLE.get(role)
+    for k, part in enumerate(content):
+        part_path = f"{path}[{k}]"
+        part = obj(part, part_path)
+        ptype = string(part.get("type", MISSING), f"{part_path}.type")
+        if allowed is not None and ptype not in allowed:
+            fail(f"{part_path}.type", f"a {role} message accepts only {', '.join(allowed)} parts, got {ptype!r}")
+        if ptype == "text":
+            string(part.get("text", MISSING), f"{part_path}.text")
+        elif ptype == "refusal":
+            string(part.get("refusal", MISSING), f"{part_path}.refusal")
+        elif ptype == "image_url":
+            image = obj(part.get("image_url", MISSING), f"{part_path}.image_url")
+            string(image.get("url", MISSING), f"{part_path}.image_url.url")
+        elif ptype == "file":
+            obj(part.get("file", MISSING), f"{part_path}.file")
+        elif ptype == "input_audio":
+            obj(part.get("input_audio", MISSING), f"{part_path}.input_audio")
+
+
+def _check_tool_call(call: Any, path: str) -> None:
+    call = obj(call, path)
+    string(call.get("id", MISSING), f"{path}.id")
+    if call.get("type", "function") != "function":
+        fail(f"{path}.type", f"expected 'function', got {call.get('type')!r}")
+    function = obj(call.get("function", MISSING), f"{path}.function")
+    string(function.get("name", MISSING), f"{path}.function.name")
+    string(function.get("arguments", MISSING), f"{path}.function.arguments")
+
+
+def _check_stop(stop: Any) -> None:
+    if stop is None or isinstance(stop, str):
+        return
+    for i, item in enumerate(array(stop, "stop")):
+        string(item, f"stop[{i}]")
+
+
+def _check_tools(body: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        for i, tool in enumerate(array(tools, "tools")):
+            tool = obj(tool, f"tools[{i}]")
+            ttype = string(tool.get("type", MISSING), f"tools[{i}].type")
+            if ttype == "function":
+                function = obj(tool.get("function", MISSING), f"tools[{i}].function")
+                string(function.get("name", MISSING), f"tools[{i}].function.name")
+                opt_string(function, "description", f"tools[{i}].function.")
+                opt_object(function, "parameters", f"tools[{i}].function.")
+    choice = body.get("tool_choice")
+    if choice is None:
+        return
+    if isinstance(choice, str):
+        one_of(choice, ("none", "auto", "required"), "tool_choice")
+        return
+    choice = obj(choice, "tool_choice")
+    if choice.get("type") == "function":
+        function = obj(choice.get("function", MISSING), "tool_choice.function")
+        string(function.get("name", MISSING), "tool_choice.function.name")
+    else:
+        string(choice.get("type", MISSING), "tool_choice.type")
