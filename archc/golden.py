@@ -1,0 +1,510 @@
+"""Golden routing cases: load and validate golden files, replay them, compare, update in place.
+
+Stage: compiler-side tool over a Bundle. It replays conversations through the runtime's own
+router service and resolution (``runtime.router.service``, ``runtime.resolve``), never a copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import jsonschema
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from archc.bundle import Bundle
+from archc.diagnostics import Diagnostic, Severity, Span, format_text
+from archc.junit import JUnitCase, JUnitSuite
+from archc.load import json_path as _json_path
+from archc.load import load_document, position as _position, to_plain as _plain
+from runtime.errors import GatewayError
+from runtime.resolve import choose, wants_router
+from runtime.router.service import NullRouter, RouterService, build_router
+from runtime.wire.anthropic_messages import request_to_openai as anthropic_request_to_openai
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "golden.schema.json"
+GOLDEN_SUFFIXES = (".yaml", ".yml")
+EXPECT_KEYS = ("route", "fallback", "model")
+OPENAI_CHAT = "openai_chat"
+ANTHROPIC_MESSAGES = "anthropic_messages"
+
+# Diagnostic codes for golden files (configs use L1xx/V2xx/R3xx/E4xx).
+# Reading and YAML syntax problems keep the loader's L1xx codes.
+G_SCHEMA = "G501"  # not a valid golden file (schemas/golden.schema.json)
+G_DUPLICATE_ID = "G502"  # two cases with the same id in one file
+G_UNKNOWN_NAME = "G503"  # expectation names a route/provider the config lacks (warning)
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The expected outcome; ``None`` keys are not checked."""
+
+    route: str | None = None
+    model: str | None = None
+    fallback: str | None = None
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(k, getattr(self, k)) for k in EXPECT_KEYS if getattr(self, k) is not None]
+
+    @property
+    def needs_routing(self) -> bool:
+        """A case that expects a route needs the router model; one that expects a fallback may not."""
+        return self.route is not None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One golden case. ``index`` is its position in the file's list (used by ``--update``)."""
+
+    id: str
+    file: Path
+    index: int
+    line: int
+    col: int
+    format: str
+    messages: tuple[Mapping[str, Any], ...]
+    expect: Expect
+    model: str | None = None
+    system: Any = None
+    description: str | None = None
+
+    @property
+    def span(self) -> Span:
+        return Span(str(self.file), self.line, self.col)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the gateway decided: ``route`` taken or ``fallback`` reason, and the provider ``model``
+    (``None`` when the request would be refused as an unknown model)."""
+
+    route: str | None
+    model: str | None
+    fallback: str | None
+    router_ms: float = 0.0
+    confidence: float | None = None
+    error: str | None = None  # the request would be refused (e.g. unknown model, 404)
+
+    def as_expect(self) -> dict[str, str | None]:
+        return {"route": self.route, "fallback": self.fallback, "model": self.model}
+
+    def key(self) -> tuple[str | None, str | None, str | None]:
+        return (self.route, self.fallback, self.model)
+
+
+@dataclass(frozen=True)
+class Result:
+    case: Case
+    got: Outcome
+
+    @property
+    def mismatched(self) -> tuple[str, ...]:
+        """Expectation keys whose value differs from the outcome."""
+        got = self.got.as_expect()
+        return tuple(k for k, v in self.case.expect.items() if got[k] != v)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatched
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """Cases from every golden file, plus the diagnostics of files that failed to load."""
+
+    cases: tuple[Case, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    files: tuple[Path, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+# -- finding and loading -----------------------------------------------------------------------
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """Golden files named by ``paths``: files as given, folders searched recursively (sorted)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in GOLDEN_SUFFIXES))
+        else:
+            found.append(path)
+    unique: dict[Path, None] = {}
+    for p in found:
+        unique.setdefault(p, None)
+    return list(unique)
+
+
+def load_golden(paths: Iterable[str | Path]) -> GoldenSet:
+    """Load and validate every golden file; all problems are collected as diagnostics."""
+    files = discover(paths)
+    cases: list[Case] = []
+    diagnostics: list[Diagnostic] = []
+    for path in files:
+        file_cases, file_diags = load_file(path)
+        cases.extend(file_cases)
+        diagnostics.extend(file_diags)
+    return GoldenSet(tuple(cases), tuple(diagnostics), tuple(files))
+
+
+def load_file(path: Path) -> tuple[list[Case], list[Diagnostic]]:
+    """One golden file -> (cases, diagnostics); cases are empty when any error was found.
+
+    Reading and YAML syntax go through ``archc.load`` (the config loader: L1xx codes, size,
+    duplicate-key and alias-bomb guards); the golden format itself gives G5xx codes.
+    """
+    loaded = load_document(path, file=str(path), require_mapping=False)
+    if not loaded.ok:
+        return [], list(loaded.diagnostics)
+    diagnostics = _validate(loaded.tree, path)
+    if diagnostics:
+        return [], diagnostics
+    return [_case(node, i, path) for i, node in enumerate(loaded.tree)], []
+
+
+def _validate(tree: Any, path: Path) -> list[Diagnostic]:
+    validator = jsonschema.Draft202012Validator(_schema())
+    plain = _plain(tree)
+    diagnostics = []
+    for error in sorted(validator.iter_errors(plain), key=lambda e: list(map(str, e.absolute_path))):
+        where = list(error.absolute_path)
+        line, col = _position(tree, where)
+        diagnostics.append(_diag(G_SCHEMA, _schema_message(error), path, line, col, json_path=_json_path(where)))
+    if diagnostics:
+        return diagnostics
+    seen: dict[str, int] = {}
+    for i, node in enumerate(tree):
+        case_id = str(node["id"])
+        if case_id in seen:
+            line, col = _position(tree, [i, "id"])
+            diagnostics.append(_diag(G_DUPLICATE_ID, f"duplicate case id {case_id!r} (first at line {seen[case_id]})",
+                                     path, line, col, json_path=_json_path([i, "id"])))
+        else:
+            seen[case_id] = _position(tree, [i, "id"])[0]
+    return diagnostics
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
+    if error.validator == "required" and error.path and len(error.path) == 1:
+        return f"case {error.message}"
+    if error.validator == "not" and "route" in error.instance and "fallback" in error.instance:
+        return "expect: give `route` or `fallback`, not both"
+    if error.validator == "type" and not error.path:
+        return "a golden file is a YAML list of cases (`- id: ...`), not a " + type(error.instance).__name__
+    if error.validator == "minItems" and list(error.path)[-1:] == ["messages"]:
+        return "messages needs at least one message"
+    if error.validator == "minProperties" and list(error.path)[-1:] == ["expect"]:
+        return "expect needs at least one of: route, fallback, model"
+    if error.validator == "oneOf":
+        return f"{json.dumps(error.instance, default=str)[:60]} is not a valid value here"
+    return error.message
+
+
+def _case(node: Mapping[str, Any], index: int, path: Path) -> Case:
+    plain = _plain(node)
+    line, col = (node.lc.line + 1, node.lc.col + 1) if hasattr(node, "lc") else (1, 1)
+    expect = plain["expect"]
+    return Case(
+        id=plain["id"],
+        file=path,
+        index=index,
+        line=line,
+        col=col,
+        format=plain.get("format", OPENAI_CHAT),
+        messages=tuple(plain["messages"]),
+        expect=Expect(route=expect.get("route"), model=expect.get("model"), fallback=expect.get("fallback")),
+        model=plain.get("model"),
+        system=plain.get("system"),
+        description=plain.get("description"),
+    )
+
+
+def check_names(cases: Sequence[Case], route_names: Iterable[str], provider_names: Iterable[str]) -> list[Diagnostic]:
+    """Warnings for expectations naming a route or provider the bundle does not have (likely typos)."""
+    routes, providers = set(route_names), set(provider_names)
+    out = []
+    for case in cases:
+        if case.expect.route is not None and case.expect.route not in routes:
+            out.append(_diag(G_UNKNOWN_NAME, f"case {case.id!r} expects route {case.expect.route!r}, which the "
+                             f"config does not define (routes: {', '.join(sorted(routes)) or 'none'})",
+                             case.file, case.line, case.col, severity=Severity.WARNING))
+        if case.expect.model is not None and case.expect.model not in providers:
+            out.append(_diag(G_UNKNOWN_NAME, f"case {case.id!r} expects model {case.expect.model!r}, which is not a "
+                             "provider name in the config", case.file, case.line, case.col, severity=Severity.WARNING))
+    return out
+
+
+# -- replaying --------------------------------------------------------------------------------
+
+# Fallback reasons only the router itself can produce: a case expecting one needs the model.
+ROUTER_REASONS = frozenset({"other", "no_match", "low_confidence", "malformed", "error", "timeout"})
+FALLBACK_BYPASS = "bypass"
+FALLBACK_NO_ROUTES = "no_routes"
+
+
+def needs_router(case: Case) -> bool:
+    """Whether the case's expectation can only be met by running the router model."""
+    return case.expect.route is not None or case.expect.fallback in ROUTER_REASONS
+
+
+def openai_messages(case: Case) -> list[Mapping[str, Any]]:
+    """The conversation as the router sees it: OpenAI chat messages (Anthropic converted by the
+    runtime's own wire module). Raises the runtime's TranslationError on an unconvertible case."""
+    if case.format != ANTHROPIC_MESSAGES:
+        return [dict(m) for m in case.messages]
+    body: dict[str, Any] = {"model": case.model or "golden", "max_tokens": 1, "messages": list(case.messages)}
+    if case.system is not None:
+        body["system"] = case.system
+    return list(anthropic_request_to_openai(body)["messages"])
+
+
+# Golden replays wait this long for the router: a deadline is a property of the machine the
+# test runs on, not of the config, and a slow CI runner must not turn decisions into timeouts.
+REPLAY_TIMEOUT_MS = 120_000
+
+
+def open_router(bundle: Bundle, model_dir: Path | None = None) -> tuple[RouterService, str | None]:
+    """The runtime's router for ``bundle`` and, when its model cannot be used, why (else None).
+
+    ``model_dir`` None means the installed model for ``bundle.router.model`` (as `archc serve`).
+    """
+    patient = dataclasses.replace(bundle, routing=dataclasses.replace(
+        bundle.routing, timeout_ms=max(bundle.routing.timeout_ms, REPLAY_TIMEOUT_MS)))
+    router = build_router(patient, model_dir=model_dir)
+    if isinstance(router, NullRouter) and router.reason in ("no_router_model", "error"):
+        model = bundle.router.model if bundle.router else "?"
+        detail = router.detail or router.reason
+        return router, (f"router model {model!r} is not available ({detail}); install it with "
+                        "`archc models pull` or pass --model-dir DIR")
+    return router, None
+
+
+async def replay_case(bundle: Bundle, router: RouterService, case: Case) -> Outcome:
+    """Decide ``case`` exactly as the runtime decides a request: resolve the requested model, ask
+    the router when the routing semantics say so, then apply ``runtime.resolve.choose``."""
+    try:
+        messages = openai_messages(case)
+    except GatewayError as exc:
+        return Outcome(route=None, model=None, fallback=None, error=f"{exc.kind}: {exc.message}")
+    resolution = bundle.resolve_model(case.model)
+    decision = await router.decide(messages) if wants_router(bundle, resolution) else None
+    try:
+        choice = choose(bundle, case.model, resolution, decision)
+    except GatewayError as exc:
+        fallback = decision.fallback if decision is not None else None
+        ms = decision.router_ms if decision is not None else 0.0
+        return Outcome(route=None, model=None, fallback=fallback, router_ms=ms, error=f"{exc.kind}: {exc.message}")
+    fallback = choice.fallback
+    if choice.route is None and fallback is None:
+        fallback = FALLBACK_NO_ROUTES if not bundle.routes else FALLBACK_BYPASS
+    return Outcome(route=choice.route, model=choice.provider.name, fallback=fallback,
+                   router_ms=choice.router_ms, confidence=choice.confidence)
+
+
+async def replay(bundle: Bundle, router: RouterService, cases: Sequence[Case]) -> list[Result]:
+    """Every case through ``router`` and the runtime's resolution, in order."""
+    return [Result(case, await replay_case(bundle, router, case)) for case in cases]
+
+
+# -- comparing ---------------------------------------------------------------------------------
+
+def describe_expect(expect: Expect) -> str:
+    return " ".join(f"{k}={v}" for k, v in expect.items())
+
+
+def describe_outcome(outcome: Outcome) -> str:
+    if outcome.error is not None:
+        return f"error={outcome.error}"
+    values = outcome.as_expect()
+    return " ".join(f"{k}={values[k]}" for k in EXPECT_KEYS if values[k] is not None)
+
+
+def junit_suites(gset: GoldenSet, results: Sequence[Result]) -> list[JUnitSuite]:
+    """JUnit suites: one per golden file; a file that failed to load is one erroring case."""
+    by_file: dict[Path, list[JUnitCase]] = {path: [] for path in gset.files}
+    for r in results:
+        failure = None
+        if not r.ok:
+            failure = f"expected {describe_expect(r.case.expect)}, got {describe_outcome(r.got)}"
+        by_file.setdefault(r.case.file, []).append(JUnitCase(
+            name=r.case.id, classname=_classname(r.case.file), time_s=r.got.router_ms / 1000.0,
+            file=str(r.case.file), line=r.case.line, failure=failure,
+            details=f"{r.case.file}:{r.case.line}: {failure}" if failure else ""))
+    for d in gset.diagnostics:
+        if d.severity is not Severity.ERROR:
+            continue
+        path = Path(d.span.file)
+        by_file.setdefault(path, []).append(JUnitCase(
+            name="load", classname=_classname(path), time_s=0.0, file=d.span.file, line=d.span.line or None,
+            error=f"{d.code} {d.message}", details=format_text([d])))
+    return [JUnitSuite(str(path), tuple(cases)) for path, cases in by_file.items() if cases]
+
+
+def _classname(path: Path) -> str:
+    return "golden." + ".".join(path.with_suffix("").parts[-2:])
+
+
+# -- updating in place -------------------------------------------------------------------------
+
+def update_files(results: Sequence[Result]) -> list[Path]:
+    """Rewrite the expectations of mismatched cases in their files; returns the files changed."""
+    by_file: dict[Path, list[Result]] = {}
+    for result in results:
+        if not result.ok:
+            by_file.setdefault(result.case.file, []).append(result)
+    changed = []
+    for path, file_results in by_file.items():
+        text = path.read_text(encoding="utf-8")
+        new_text = update_text(text, file_results)
+        if new_text != text:
+            path.write_text(new_text, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def update_text(text: str, results: Sequence[Result]) -> str:
+    """``text`` with each result's mismatched expectations rewritten to what was observed.
+
+    The file is read with ruamel's round-trip loader, whose node positions locate each changed
+    key and value; only those tokens are replaced, so every other byte (comments, ordering,
+    quoting, indentation, flow or block style) stays as written. The result is re-read to check it.
+    """
+    tree = _yaml().load(text)
+    lines = text.splitlines(keepends=True)
+    edits: list[tuple[int, int, int, str]] = []
+    wanted: dict[int, dict[str, Any]] = {}
+    for result in results:
+        expect = tree[result.case.index]["expect"]
+        edits.extend(_expect_edits(lines, expect, result))
+        wanted[result.case.index] = _updated_expect(result)
+    for line_no, start, end, replacement in sorted(edits, reverse=True):
+        line = lines[line_no]
+        lines[line_no] = line[:start] + replacement + line[end:]
+    new_text = "".join(lines)
+    check = _yaml().load(new_text)
+    for index, expect in wanted.items():
+        if _plain(check[index]["expect"]) != expect:
+            raise GoldenUpdateError(f"cannot rewrite case {tree[index]['id']!r} in place (multi-line value?)")
+    return new_text
+
+
+class GoldenUpdateError(ValueError):
+    """An expectation could not be rewritten in place without touching other text."""
+
+
+def _updated_expect(result: Result) -> dict[str, Any]:
+    got = result.got.as_expect()
+    out: dict[str, Any] = {}
+    for key, value in result.case.expect.items():
+        if key not in result.mismatched:
+            out[key] = value
+        elif got[key] is not None:
+            out[key] = got[key]
+        else:
+            swapped = _SWAP.get(key)
+            if swapped is not None and got[swapped] is not None:
+                out[swapped] = got[swapped]
+            else:
+                out[key] = value  # nothing to write (no provider would serve the request)
+    return out
+
+
+_SWAP = {"route": "fallback", "fallback": "route"}
+
+
+def _expect_edits(lines: list[str], expect: CommentedMap, result: Result) -> list[tuple[int, int, int, str]]:
+    flow = bool(expect.fa.flow_style())
+    got = result.got.as_expect()
+    edits = []
+    for key in result.mismatched:
+        key_name, value = key, got[key]
+        if value is None:
+            swapped = _SWAP.get(key)
+            if swapped is None or got[swapped] is None:
+                continue
+            key_name, value = swapped, got[swapped]
+            k_line, k_col = expect.lc.key(key)
+            k_end = _token_end(lines[k_line], k_col, flow, key=True)
+            edits.append((k_line, k_col, k_end, _scalar(key_name, lines[k_line][k_col])))
+        v_line, v_col = expect.lc.value(key)
+        v_end = _token_end(lines[v_line], v_col, flow, key=False)
+        edits.append((v_line, v_col, v_end, _scalar(value, lines[v_line][v_col])))
+    return edits
+
+
+_PLAIN_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./@+-]*$")
+_PLAIN_RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
+
+
+def _scalar(value: str, first_char: str) -> str:
+    """``value`` as a YAML scalar, in the quoting style of the token it replaces when it can."""
+    if first_char == "'":
+        return "'" + value.replace("'", "''") + "'"
+    if first_char != '"' and _PLAIN_SAFE.match(value) and value.lower() not in _PLAIN_RESERVED:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _token_end(line: str, start: int, flow: bool, *, key: bool) -> int:
+    """End column (exclusive) of the single-line scalar starting at ``start``."""
+    quote = line[start] if start < len(line) else ""
+    if quote == '"':
+        i = start + 1
+        while i < len(line):
+            if line[i] == "\\":
+                i += 2
+                continue
+            if line[i] == '"':
+                return i + 1
+            i += 1
+        return len(line.rstrip("\r\n"))
+    if quote == "'":
+        i = start + 1
+        while i < len(line):
+            if line[i] == "'":
+                if line[i + 1:i + 2] == "'":
+                    i += 2
+                    continue
+                return i + 1
+            i += 1
+        return len(line.rstrip("\r\n"))
+    body = line.rstrip("\r\n")
+    stops = [body.find(" #", start)]
+    if key:
+        stops.append(body.find(":", start))
+    if flow:
+        stops += [body.find(",", start), body.find("}", start)]
+    ends = [s for s in stops if s != -1]
+    end = min(ends) if ends else len(body)
+    return len(body[:end].rstrip())
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    return yaml
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _diag(code: str, message: str, path: Path, line: int, col: int, *, json_path: str = "",
+          hint: str = "", severity: Severity = Severity.ERROR) -> Diagnostic:
+    return Diagnostic(code=code, severity=severity, message=message, span=Span(str(path), line, col),
+                      path=json_path, hint=hint)

@@ -1,0 +1,162 @@
+"""Routing impact of a config change: golden conversations replayed through two bundles.
+
+Stage: diff (called by `archc diff OLD NEW --impact GOLDEN...`). Uses archc.golden's replay, so the
+decisions come from the runtime's own router and resolution code. Renders text, JSON or markdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from archc import golden
+from archc.bundle import Bundle
+from archc.diagnostics import CompileError, Diagnostic, Severity, Span
+from archc.golden import Case, Outcome
+
+G_NO_MODEL = "G504"  # the router model is needed to replay golden cases but is not installed
+
+
+@dataclass(frozen=True)
+class Change:
+    """One golden conversation whose decision differs between the two bundles."""
+
+    case: Case
+    before: Outcome
+    after: Outcome
+
+
+@dataclass(frozen=True)
+class Impact:
+    changes: tuple[Change, ...]
+    total: int
+    notes: tuple[str, ...] = ()
+
+
+def impact_report(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence[str | Path], *,
+                  model_dir: Path | str | None = None, fmt: str = "text") -> tuple[str, bool]:
+    """(report text, whether any decision changed). ``fmt``: text | json | markdown (github = markdown).
+
+    Raises CompileError (G5xx/L1xx diagnostics) for malformed golden files, and G504 when routing
+    must be replayed but no router model is installed.
+    """
+    impact = compute_impact(old_bundle, new_bundle, golden_paths, model_dir=Path(model_dir) if model_dir else None)
+    if fmt == "json":
+        text = json.dumps(impact_json(impact), indent=2, ensure_ascii=False) + "\n"
+    elif fmt in ("markdown", "md", "github"):
+        text = impact_markdown(impact)
+    else:
+        text = impact_text(impact)
+    return text, bool(impact.changes)
+
+
+def compute_impact(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence[str | Path], *,
+                   model_dir: Path | None = None) -> Impact:
+    gset = golden.load_golden(golden_paths)
+    if not gset.ok:
+        raise CompileError([d for d in gset.diagnostics if d.severity is Severity.ERROR])
+    cases = list(gset.cases)
+    before, notes_old = _replay_all(old_bundle, cases, model_dir, "old")
+    after, notes_new = _replay_all(new_bundle, cases, model_dir, "new")
+    changes = tuple(Change(c, b, a) for c, b, a in zip(cases, before, after) if _decision(b) != _decision(a))
+    return Impact(changes, len(cases), tuple(notes_old + notes_new))
+
+
+def _replay_all(bundle: Bundle, cases: list[Case], model_dir: Path | None, label: str) -> tuple[list[Outcome], list[str]]:
+    router, missing = golden.open_router(bundle, model_dir)
+    if missing and cases:
+        raise CompileError([Diagnostic(G_NO_MODEL, Severity.ERROR,
+                                       f"cannot replay golden cases through the {label} config: {missing}",
+                                       Span(str(cases[0].file)), hint="install the router model or pass --model-dir")])
+    results = asyncio.run(_replay(bundle, router, cases))
+    return [r.got for r in results], []
+
+
+async def _replay(bundle: Bundle, router: Any, cases: list[Case]) -> list[golden.Result]:
+    try:
+        return await golden.replay(bundle, router, cases)
+    finally:
+        await router.aclose()
+
+
+def _decision(outcome: Outcome) -> tuple[str | None, ...]:
+    return (outcome.route, outcome.fallback, outcome.model, outcome.error)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+def _route_cell(o: Outcome) -> str:
+    if o.error is not None:
+        return "refused"
+    return o.route if o.route is not None else f"({o.fallback or 'none'})"
+
+
+def _model_cell(o: Outcome) -> str:
+    if o.error is not None:
+        return o.error.split(":", 1)[0]
+    return o.model or "-"
+
+
+def _arrow(before: str, after: str, *, md: bool) -> str:
+    if before == after:
+        return f"`{_md(before)}`" if md else before
+    if md:
+        return f"`{_md(before)}` → **`{_md(after)}`**"
+    return f"{before} -> {after}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("`", "'")
+
+
+def _summary(impact: Impact) -> str:
+    n, total = len(impact.changes), impact.total
+    if n == 0:
+        return f"no routing change: all {total} golden conversations keep their route and model"
+    return f"{n} of {total} golden conversations change route or model"
+
+
+def impact_text(impact: Impact) -> str:
+    lines = [f"routing impact: {_summary(impact)}"]
+    rows = [(f"{c.case.file}:{c.case.line}", c.case.id,
+             _arrow(_route_cell(c.before), _route_cell(c.after), md=False),
+             _arrow(_model_cell(c.before), _model_cell(c.after), md=False)) for c in impact.changes]
+    if rows:
+        rows.insert(0, ("where", "case", "route", "model"))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            lines.append("  " + "  ".join([r[i].ljust(widths[i]) for i in range(3)] + [r[3]]))
+    lines.extend(f"note: {n}" for n in impact.notes)
+    return "\n".join(lines) + "\n"
+
+
+def impact_markdown(impact: Impact) -> str:
+    """A pull-request comment: a heading, the count, and a table of the decisions that change."""
+    lines = ["### Routing impact", "", f"**{_summary(impact)}.**"]
+    if impact.changes:
+        lines += ["", "| case | route | model |", "| --- | --- | --- |"]
+        for c in impact.changes:
+            lines.append(
+                f"| `{_md(str(c.case.file))}` · `{_md(c.case.id)}` "
+                f"| {_arrow(_route_cell(c.before), _route_cell(c.after), md=True)} "
+                f"| {_arrow(_model_cell(c.before), _model_cell(c.after), md=True)} |")
+        lines += ["", "Route `(reason)`: no route was taken, for that fallback reason. "
+                  "Run `archc test CONFIG --update` to accept the new decisions in the golden files."]
+    lines.extend(f"> note: {n}" for n in impact.notes)
+    return "\n".join(lines) + "\n"
+
+
+def impact_json(impact: Impact) -> dict[str, Any]:
+    def outcome(o: Outcome) -> dict[str, Any]:
+        return {"route": o.route, "fallback": o.fallback, "model": o.model, "error": o.error}
+
+    return {
+        "changed": len(impact.changes),
+        "total": impact.total,
+        "changes": [{"file": str(c.case.file), "line": c.case.line, "id": c.case.id,
+                     "before": outcome(c.before), "after": outcome(c.after)} for c in impact.changes],
+        "notes": list(impact.notes),
+    }
