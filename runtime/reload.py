@@ -1,0 +1,275 @@
+"""Hot reload: per-bundle state as generations, swapped atomically; a watcher for the bundle file.
+
+Stage: runtime, lifespan level (below runtime.app). Imports archc.bundle, runtime.auth,
+runtime.ratelimit, runtime.retry, starlette (middleware only) and the standard library.
+
+Each request takes a snapshot of the current generation when it arrives (``LiveStateMiddleware``
+puts it in ``request.state``), so a swap never changes the table under a request in flight. The
+watcher polls the file's (mtime, size, inode) and also reacts to SIGHUP; a new file is validated
+with ``archc.bundle.load`` (digest checked) and the per-bundle parts are rebuilt before the swap;
+any failure keeps the current generation and logs why. Superseded generations are closed after a
+grace period (their routers and Redis pools may still serve requests in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter
+from starlette.middleware import Middleware
+
+from archc.bundle import Bundle, BundleError, load
+from runtime.auth import ASGIApp, GatewayKeyMiddleware, KeyStore, Receive, Scope, Send, scope_state
+from runtime.ratelimit import RateLimiter, RateLimitMiddleware
+from runtime.retry import Cooldown, Resilience, RetryMetrics, RetryPolicy
+
+LOG = logging.getLogger("archc.reload")
+STATE_LIVE = "live"
+STATE_GENERATION = "generation"
+STATE_GATEWAY = "gateway"
+
+
+@dataclass
+class Generation:
+    """Everything derived from one bundle. ``gateway`` is the app's GatewayState for it."""
+
+    number: int
+    bundle: Bundle
+    gateway: Any
+    keys: KeyStore
+    limiter: RateLimiter | None
+    resilience: Resilience
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closed: bool = False
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for close in self.closers:
+            try:
+                await close()
+            except Exception:  # closing must not fail a reload or a shutdown; say so and go on
+                LOG.exception("closing generation %d", self.number)
+
+
+class ReloadMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.reloads = Counter("archc_bundle_reloads", "Bundle reload attempts by result", ["result"], registry=registry)
+
+
+class Live:
+    """The current generation and how to make the next one.
+
+    ``build_gateway(bundle)`` returns ``(gateway_state, closers)`` for a new bundle (the app's
+    targets and router); ``Live`` adds gateway keys, the rate limiter and the retry policy.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        gateway: Any,
+        *,
+        build_gateway: Callable[[Bundle], Awaitable[tuple[Any, list[Callable[[], Awaitable[None]]]]]],
+        registry: CollectorRegistry,
+        env: Mapping[str, str] | None = None,
+        grace_s: float = 30.0,
+    ) -> None:
+        self.build_gateway = build_gateway
+        self.env = dict(os.environ if env is None else env)
+        self.grace_s = grace_s
+        self.retry_metrics = RetryMetrics(registry)
+        self.metrics = ReloadMetrics(registry)
+        self._retiring: dict[asyncio.Task, Generation] = {}
+        self._lock = asyncio.Lock()
+        self.cooldown: Cooldown | None = None
+        self.current = self._generation(1, bundle, gateway, [])
+
+    def _generation(self, number: int, bundle: Bundle, gateway: Any, closers: list) -> Generation:
+        gw = bundle.extensions.get("gateway") or {}
+        policy = RetryPolicy.from_gateway(gw)
+        # Cooldown state outlives reloads while its settings stay the same.
+        if self.cooldown is None or (self.cooldown.failures, self.cooldown.seconds) != (policy.cooldown_failures, policy.cooldown_s):
+            self.cooldown = Cooldown(policy.cooldown_failures, policy.cooldown_s)
+        limiter = RateLimiter.from_bundle(bundle)
+        closers = list(closers)
+        if limiter is not None:
+            closers.append(limiter.aclose)
+        return Generation(
+            number,
+            bundle,
+            gateway,
+            KeyStore.from_gateway(gw, self.env),
+            limiter,
+            Resilience(policy, self.cooldown, self.retry_metrics),
+            closers,
+        )
+
+    async def swap_to(self, bundle: Bundle) -> bool:
+        """Build the next generation and make it current; on any failure keep the current one."""
+        async with self._lock:
+            old = self.current
+            if bundle.digest == old.bundle.digest:
+                self.metrics.reloads.labels("unchanged").inc()
+                return False
+            try:
+                gateway, closers = await self.build_gateway(bundle)
+                new = self._generation(old.number + 1, bundle, gateway, closers)
+            except Exception as exc:  # a bad bundle must never take the gateway down
+                self.metrics.reloads.labels("rejected").inc()
+                LOG.error("bundle %s rejected, still serving %s: %s: %s", bundle.digest, old.bundle.digest, type(exc).__name__, exc)
+                return False
+            self.current = new  # the swap: one reference assignment
+            self.metrics.reloads.labels("swapped").inc()
+            LOG.info("now serving bundle %s (generation %d, was %s)", bundle.digest, new.number, old.bundle.digest)
+            self._retire(old)
+            return True
+
+    def _retire(self, old: Generation) -> None:
+        async def later() -> None:
+            await asyncio.sleep(self.grace_s)
+            await old.aclose()
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._retiring[task] = old
+        task.add_done_callback(lambda t: self._retiring.pop(t, None))
+
+    async def aclose(self) -> None:
+        """Close every generation built here (superseded ones at once, then the current one)."""
+        for task, old in list(self._retiring.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await old.aclose()  # a no-op when its retirement had already closed it
+        await self.current.aclose()
+
+
+class BundleWatcher:
+    """Polls ``path`` every ``interval_s`` and on SIGHUP; hands each new, valid bundle to ``on_bundle``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        on_bundle: Callable[[Bundle], Awaitable[bool]],
+        *,
+        loader: Callable[[Path], Bundle] = load,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.path = Path(path)
+        self.on_bundle = on_bundle
+        self.loader = loader
+        self.interval_s = interval_s
+        self._seen = self._fingerprint()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._signal_installed = False
+
+    def _fingerprint(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    async def check(self, *, force: bool = False) -> str:
+        """One look at the file: ``unchanged``, ``missing``, ``rejected``, ``same`` or ``swapped``."""
+        seen = self._fingerprint()
+        if seen is None:
+            if self._seen is not None:
+                LOG.error("bundle file %s is gone; still serving the current bundle", self.path)
+            self._seen = None
+            return "missing"
+        if seen == self._seen and not force:
+            return "unchanged"
+        self._seen = seen
+        try:
+            bundle = await asyncio.to_thread(self.loader, self.path)
+        except (BundleError, OSError, ValueError) as exc:
+            LOG.error("bundle file %s not loaded, still serving the current bundle: %s", self.path, exc)
+            return "rejected"
+        return "swapped" if await self.on_bundle(bundle) else "same"
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # Only the main thread may own signal handlers; elsewhere polling alone is enough.
+            loop.add_signal_handler(signal.SIGHUP, self._wake.set)
+            self._signal_installed = True
+        self._task = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            forced = self._wake.is_set()
+            self._wake.clear()
+            try:
+                await self.check(force=forced)
+            except Exception:  # the watcher must outlive any one bad reload
+                LOG.exception("bundle reload failed; still serving the current bundle")
+
+    async def aclose(self) -> None:
+        if self._signal_installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+# -- per-request snapshot ----------------------------------------------------------------------
+
+class LiveStateMiddleware:
+    """Outermost: pins this request to the current generation (``request.state.gateway`` etc.)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            state = scope_state(scope)
+            live = state.get(STATE_LIVE)
+            if live is not None:
+                gen = live.current
+                state[STATE_GENERATION] = gen
+                state[STATE_GATEWAY] = gen.gateway
+        await self.app(scope, receive, send)
+
+
+def _generation(scope: Scope) -> Generation | None:
+    return (scope.get("state") or {}).get(STATE_GENERATION)
+
+
+def current_keys(scope: Scope) -> KeyStore | None:
+    gen = _generation(scope)
+    return gen.keys if gen is not None else None
+
+
+def current_limiter(scope: Scope) -> RateLimiter | None:
+    gen = _generation(scope)
+    return gen.limiter if gen is not None else None
+
+
+def current_max_body(scope: Scope) -> int:
+    gen = _generation(scope)
+    settings = getattr(getattr(gen, "gateway", None), "settings", None)
+    configured = (gen.bundle.extensions.get("gateway") or {}).get("max_body_bytes") if gen is not None else None
+    return int(configured or getattr(settings, "max_body_bytes", 0) or 10 * 1024 * 1024)
+
+
+def middleware(extra: list[Middleware] | None = None) -> list[Middleware]:
+    """The hardening stack, outermost first: snapshot, (extra: access log, tracing), keys, limits."""
+    return [
+        Middleware(LiveStateMiddleware),
+        *(extra or []),
+        Middleware(GatewayKeyMiddleware, get_store=current_keys),
+        Middleware(RateLimitMiddleware, get_limiter=current_limiter, max_body_bytes=current_max_body),
+    ]

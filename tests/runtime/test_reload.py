@@ -1,0 +1,170 @@
+"""runtime/reload.py: generations swap atomically, bad bundles are refused, the file watcher and SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from archc.bundle import Bundle, seal
+from runtime.reload import BundleWatcher, Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body
+
+pytestmark = pytest.mark.anyio
+
+
+def _bundle(tag: str, gateway: dict | None = None) -> Bundle:
+    return seal({
+        "source": {"tag": tag}, "listeners": [],
+        "providers": [{"name": "openai/gpt-4o", "provider": "openai", "model": "gpt-4o", "wire": "openai_chat",
+                       "endpoint": "http://127.0.0.1:9/v1/chat/completions", "auth": "none"}],
+        "aliases": [], "routes": [], "default_model": "openai/gpt-4o", "routing": {}, "router": None,
+        "extensions": {"gateway": gateway} if gateway else {},
+    })
+
+
+class Built:
+    """A stand-in for the app's per-bundle GatewayState builder, recording closes."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+        self.fail = False
+
+    async def __call__(self, bundle: Bundle) -> tuple[Any, list]:
+        if self.fail:
+            raise RuntimeError("router model failed to load")
+        tag = bundle.source["tag"]
+
+        async def close() -> None:
+            self.closed.append(tag)
+
+        return {"tag": tag}, [close]
+
+
+def _live(built: Built, first: Bundle, grace_s: float = 30.0) -> Live:
+    return Live(first, {"tag": first.source["tag"]}, build_gateway=built, registry=CollectorRegistry(), env={}, grace_s=grace_s)
+
+
+async def test_swap_builds_a_new_generation_with_its_own_keys_and_limits() -> None:
+    built = Built()
+    live = _live(built, _bundle("a"))
+    assert live.current.number == 1 and live.current.limiter is None and not live.current.keys.required
+    digest = hashlib.sha256(b"k").hexdigest()
+    gw = {"keys": [{"name": "k", "sha256": digest}], "request_limits": [{"requests": 2, "unit": "minute"}], "retries": {"max_attempts": 2}}
+    assert await live.swap_to(_bundle("b", gw))
+    gen = live.current
+    assert gen.number == 2 and gen.gateway == {"tag": "b"}
+    assert gen.keys.required and gen.limiter is not None and gen.resilience.policy.max_attempts == 2
+    assert not await live.swap_to(_bundle("b", gw))  # same digest: nothing to do
+    await live.aclose()
+    assert built.closed == ["b"]
+
+
+async def test_failed_build_keeps_current_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    built = Built()
+    live = _live(built, _bundle("a"))
+    built.fail = True
+    assert not await live.swap_to(_bundle("b"))
+    assert live.current.bundle.source["tag"] == "a"
+    assert "rejected, still serving" in caplog.text and "router model failed to load" in caplog.text
+    await live.aclose()
+
+
+async def test_superseded_generation_closes_after_grace() -> None:
+    built = Built()
+    live = _live(built, _bundle("a"), grace_s=0.05)
+    await live.swap_to(_bundle("b"))
+    await live.swap_to(_bundle("c"))
+    assert built.closed == []  # in-flight requests may still use b
+    await asyncio.sleep(0.15)
+    assert built.closed == ["b"]
+    await live.swap_to(_bundle("d"))
+    await live.aclose()  # c's retirement is cut short, then d closes
+    assert sorted(built.closed) == ["b", "c", "d"]
+
+
+async def test_cooldown_state_survives_a_reload_with_same_settings() -> None:
+    gw = {"cooldown": {"failures": 1, "seconds": 60}}
+    live = _live(Built(), _bundle("a", gw))
+    live.current.resilience.cooldown.failure("p")
+    await live.swap_to(_bundle("b", gw))
+    assert live.current.resilience.cooldown.cooling("p")
+    await live.swap_to(_bundle("c", {"cooldown": {"failures": 3, "seconds": 60}}))
+    assert not live.current.resilience.cooldown.cooling("p")  # new settings, new state
+    await live.aclose()
+
+
+async def test_middleware_pins_each_request_to_one_generation() -> None:
+    live = _live(Built(), _bundle("a", {"max_body_bytes": 1234}))
+    seen: list[Any] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.append((scope["state"]["gateway"], current_keys(scope), current_limiter(scope), current_max_body(scope)))
+        await live.swap_to(_bundle("b"))  # a swap mid-request
+        seen.append(scope["state"]["gateway"])
+
+    await LiveStateMiddleware(app)({"type": "http", "state": {"live": live}}, None, None)
+    assert seen[0][0] == {"tag": "a"} and seen[0][3] == 1234 and seen[1] == {"tag": "a"}
+    await LiveStateMiddleware(app)({"type": "http", "state": {"live": live}}, None, None)
+    assert seen[2][0] == {"tag": "b"}
+    await live.aclose()
+
+
+async def test_watcher_reloads_on_change_and_keeps_old_on_bad_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_bytes(_bundle("a").to_bytes())
+    got: list[str] = []
+
+    async def on_bundle(bundle: Bundle) -> bool:
+        got.append(bundle.source["tag"])
+        return True
+
+    watcher = BundleWatcher(path, on_bundle, interval_s=60)
+    assert await watcher.check() == "unchanged"
+    path.write_bytes(_bundle("b").to_bytes())
+    assert await watcher.check() == "swapped" and got == ["b"]
+    path.write_bytes(b'{"format_version": 1, "digest": "sha256:0"')  # a half-written file
+    with caplog.at_level(logging.ERROR):
+        assert await watcher.check() == "rejected"
+    assert "not loaded, still serving" in caplog.text
+    tampered = _bundle("c").to_bytes().replace(b'"tag":"c"', b'"tag":"x"')
+    path.write_bytes(tampered)
+    assert await watcher.check() == "rejected"  # digest mismatch
+    path.write_bytes(_bundle("d").to_bytes())
+    assert await watcher.check() == "swapped" and got == ["b", "d"]
+    path.unlink()
+    assert await watcher.check() == "missing"
+    assert got == ["b", "d"]
+
+
+async def test_watcher_polls_and_answers_sighup(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_bytes(_bundle("a").to_bytes())
+    got: list[str] = []
+    changed = asyncio.Event()
+
+    async def on_bundle(bundle: Bundle) -> bool:
+        got.append(bundle.source["tag"])
+        changed.set()
+        return True
+
+    watcher = BundleWatcher(path, on_bundle, interval_s=0.05)
+    watcher.start()
+    try:
+        path.write_bytes(_bundle("b").to_bytes())
+        await asyncio.wait_for(changed.wait(), 5)
+        assert got == ["b"]
+        watcher.interval_s = 60  # from now on only SIGHUP wakes it
+        await asyncio.sleep(0.1)
+        changed.clear()
+        os.kill(os.getpid(), signal.SIGHUP)  # same file: forced reload of the same content
+        await asyncio.wait_for(changed.wait(), 5)
+        assert got == ["b", "b"]
+    finally:
+        await watcher.aclose()
