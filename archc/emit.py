@@ -1,0 +1,80 @@
+"""Emit stage: resolved config -> sealed Bundle (canonical bytes + sha256 digest).
+
+Imports: archc.bundle, archc.resolve (its output type), archc.router_prompt, archc.diagnostics.
+Deterministic: lists keep config order, the source is named by file name and content digest only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Mapping
+
+from archc import __version__
+from archc.bundle import Bundle, BundleError, seal
+from archc.diagnostics import Diagnostic, Severity, Span
+from archc.resolve import Resolved
+from archc.router_prompt import TEMPLATE_SHA256, render_prompt
+
+
+def _plain(obj: Any) -> Any:
+    """dataclass dicts -> JSON-ready data (tuples become lists)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _rows(items: Any) -> list[dict[str, Any]]:
+    return [_plain(dataclasses.asdict(x)) for x in items]
+
+
+def source_digest(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def bundle_dict(resolved: Resolved, config: Mapping[str, Any], *, file_name: str, raw: bytes) -> dict[str, Any]:
+    """The bundle as plain data (before sealing)."""
+    router = None
+    if resolved.routes:
+        pairs = [(r.name, r.description) for r in resolved.routes]
+        router = {
+            "model": resolved.router_model,
+            "prompt": render_prompt(pairs),
+            "route_names": [r.name for r in resolved.routes],
+            "template_sha256": TEMPLATE_SHA256,
+            "device": resolved.router_device,
+            "compute_type": resolved.router_compute_type,
+        }
+    extensions: dict[str, Any] = {}
+    if isinstance(config.get("gateway"), dict):
+        extensions["gateway"] = config["gateway"]
+    if isinstance(config.get("mode"), str):
+        extensions["mode"] = config["mode"]
+    return {
+        "format_version": 1,
+        "digest": "",
+        "source": {"file": file_name, "sha256": source_digest(raw), "compiler": f"archc {__version__}"},
+        "listeners": _rows(resolved.listeners),
+        "providers": _rows(resolved.providers),
+        "aliases": _rows(resolved.aliases),
+        "routes": _rows(resolved.routes),
+        "default_model": resolved.default_model,
+        "routing": dataclasses.asdict(resolved.routing),
+        "router": router,
+        "ratelimits": resolved.ratelimits,
+        "tracing": config.get("tracing") if isinstance(config.get("tracing"), dict) else None,
+        "overrides": config.get("overrides") if isinstance(config.get("overrides"), dict) else {},
+        "extensions": extensions,
+    }
+
+
+def emit(resolved: Resolved, config: Mapping[str, Any], *, file_name: str, raw: bytes) -> tuple[Bundle | None, list[Diagnostic]]:
+    """Seal the bundle and prove it round-trips through its own loader."""
+    try:
+        bundle = seal(bundle_dict(resolved, config, file_name=file_name, raw=raw))
+        Bundle.from_bytes(bundle.to_bytes())
+    except (BundleError, TypeError, ValueError) as exc:
+        return None, [Diagnostic("E401", Severity.ERROR, f"bundle failed its own validation: {exc}", Span(file_name))]
+    return bundle, []

@@ -1,0 +1,102 @@
+"""Explain: how a requested model string resolves in a bundle, offline.
+
+Stage: post-emit tool. Imports archc.bundle only. alias chain -> literal -> provider -> URL and
+wire format, plus what routing may do to the request, using the runtime's own ``resolve_model``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from archc.bundle import Bundle, Provider
+
+
+@dataclass(frozen=True)
+class Explanation:
+    requested: str
+    via: str | None  # alias | literal | bare | None (does not resolve)
+    chain: tuple[str, ...] = ()
+    provider: Provider | None = None
+    pinned: bool = False
+    routing_note: str = ""
+    suggestions: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def found(self) -> bool:
+        return self.provider is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.provider
+        return {
+            "requested": self.requested,
+            "resolves": self.found,
+            "via": self.via,
+            "chain": list(self.chain),
+            "pinned": self.pinned,
+            "provider": None if p is None else {
+                "name": p.name, "provider": p.provider, "model": p.model, "endpoint": p.endpoint,
+                "wire": p.wire, "auth": p.auth, "key_env": p.key_env, "served": p.served, "default": p.default,
+            },
+            "routing": self.routing_note,
+            "suggestions": list(self.suggestions),
+        }
+
+
+def explain(bundle: Bundle, requested: str) -> Explanation:
+    note = _routing_note(bundle)
+    resolution = bundle.resolve_model(requested)
+    if resolution is None:
+        candidates = [*bundle.known_models(), *dict.fromkeys(p.model for p in bundle.providers)]
+        close = difflib.get_close_matches(requested, candidates, n=3)
+        fallback = bundle.default_model or "no default model (the request is answered 404 unless routed)"
+        if bundle.routes:
+            note = f"not a known model: the router picks a route; with no match the default is used: {fallback}"
+        else:
+            note = f"not a known model: the default is used: {fallback}"
+        return Explanation(requested, None, routing_note=note, suggestions=tuple(close))
+    alias = bundle.alias(requested)
+    return Explanation(requested, resolution.via, tuple(resolution.chain), resolution.provider,
+                       pinned=bool(alias and alias.pinned), routing_note=note)
+
+
+def _routing_note(bundle: Bundle) -> str:
+    if not bundle.routes:
+        return "no routes: the request goes to this model as named"
+    names = ", ".join(r.name for r in bundle.routes)
+    if bundle.routing.explicit_model_bypass:
+        return f"explicit_model_bypass is on: naming this model skips the router (routes: {names})"
+    return (f"the router runs on every request (archgw semantics); a matched route overrides this model "
+            f"(routes: {names}); no match keeps it")
+
+
+def format_text(e: Explanation) -> str:
+    lines = [f"model {e.requested!r}"]
+    if not e.found:
+        lines.append("  does not resolve: not an alias, provider name or unique model id in this bundle")
+        if e.suggestions:
+            lines.append("  did you mean: " + ", ".join(e.suggestions))
+        lines.append(f"  routing: {e.routing_note}")
+        return "\n".join(lines) + "\n"
+    p = e.provider
+    assert p is not None
+    kind = {"alias": "alias" + (" (pinned in archc.lock)" if e.pinned else " (floating)"),
+            "literal": "provider name / model literal", "bare": "bare model id (unique)"}.get(e.via or "", e.via)
+    lines.append(f"  via:      {kind}")
+    if len(e.chain) > 1:
+        lines.append("  chain:    " + " -> ".join(e.chain))
+    lines.append(f"  provider: {p.name} ({p.provider}; model sent upstream: {p.model})")
+    lines.append(f"  endpoint: POST {p.endpoint}")
+    lines.append(f"  wire:     {p.wire}")
+    key = f", key from ${p.key_env}" if p.key_env else ", no key"
+    lines.append(f"  auth:     {p.auth}{key}")
+    if not p.served:
+        lines.append("  served:   no (known provider, not served by this runtime yet: requests are refused)")
+    lines.append(f"  routing:  {e.routing_note}")
+    return "\n".join(lines) + "\n"
+
+
+def format_json(e: Explanation) -> str:
+    return json.dumps(e.to_dict(), indent=2, ensure_ascii=False) + "\n"

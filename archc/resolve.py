@@ -1,0 +1,327 @@
+"""Resolve stage: validated config -> providers with URLs, aliases walked to providers, routes, defaults.
+
+Imports: archc.bundle (dataclasses), archc.providers (the table), archc.diagnostics, archc.load
+(positions), archc.validate (env refs), archc.router_prompt (router model id). R3xx diagnostics.
+Written defensively: it also runs on configs with schema errors, skipping what is malformed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from archc import providers as _providers
+from archc.bundle import AUTH_NONE, Alias, Listener, Provider, Route, Routing
+from archc.diagnostics import Diagnostic, Severity
+from archc.load import json_path, span
+from archc.router_prompt import ARCHGW_ROUTER_NAMES, CONVERSATION_PLACEHOLDER, ROUTER_MODEL
+from archc.validate import env_ref
+
+VERSIONED_ALIAS = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.v[0-9]+$")
+RESERVED_ROUTES = frozenset({"other"})
+_LEGACY_LISTENERS = {"egress_traffic": ("model", 12000), "ingress_traffic": ("prompt", 10000)}
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_WINDOW_S = {"second": 1, "minute": 60, "hour": 3600}
+
+
+@dataclass
+class Resolved:
+    """What emit needs; ``alias_paths`` maps alias names to their config path (for lock diagnostics)."""
+
+    providers: list[Provider] = field(default_factory=list)
+    aliases: list[Alias] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    listeners: list[Listener] = field(default_factory=list)
+    default_model: str | None = None
+    routing: Routing = field(default_factory=Routing)
+    router_model: str = ROUTER_MODEL
+    router_device: str = "auto"
+    router_compute_type: str | None = None
+    ratelimits: list[dict[str, Any]] = field(default_factory=list)
+    alias_paths: dict[str, tuple] = field(default_factory=dict)
+
+
+class _Ctx:
+    def __init__(self, tree: Any, file: str) -> None:
+        self.tree, self.file = tree, file
+        self.diags: list[Diagnostic] = []
+
+    def add(self, code: str, message: str, path: tuple, *, hint: str = "", warning: bool = False,
+            value: bool = False) -> None:
+        sev = Severity.WARNING if warning else Severity.ERROR
+        self.diags.append(Diagnostic(code, sev, message, span(self.tree, self.file, path, value=value),
+                                     json_path(path), hint))
+
+
+def resolve(config: Mapping[str, Any], tree: Any, file: str) -> tuple[Resolved, list[Diagnostic]]:
+    ctx = _Ctx(tree, file)
+    out = Resolved()
+    section = "model_providers" if "model_providers" in config else "llm_providers"
+    entries = config.get(section)
+    _providers_from(entries if isinstance(entries, list) else [], section, ctx, out)
+    _aliases_from(config.get("model_aliases"), ctx, out)
+    _routing_from(config.get("routing"), ctx, out)
+    _ratelimits_from(config.get("ratelimits"), ctx, out)
+    out.listeners = _listeners_from(config.get("listeners"))
+    return out, ctx.diags
+
+
+# -- providers and routes ----------------------------------------------------------------------
+
+def _providers_from(entries: list, section: str, ctx: _Ctx, out: Resolved) -> None:
+    names: dict[str, int] = {}
+    literals: dict[str, int] = {}
+    route_names: dict[str, tuple] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
+            continue
+        path = (section, i)
+        provider = _provider(entry, path, ctx)
+        if provider is None:
+            continue
+        literal = entry["model"]
+        if provider.name in names:
+            ctx.add("V210", f"provider name {provider.name!r} is already used by {section}[{names[provider.name]}]",
+                    (*path, "name" if "name" in entry else "model"), hint="give each provider a unique name")
+            continue
+        if literal in literals and "name" not in entry:
+            ctx.add("V210", f"model {literal!r} is already configured by {section}[{literals[literal]}]",
+                    (*path, "model"), hint="remove the duplicate, or give it a distinct name")
+            continue
+        names[provider.name] = i
+        literals.setdefault(literal, i)
+        if provider.default:
+            if out.default_model is not None:
+                ctx.add("R312", f"more than one default provider ({out.default_model!r} is already default)",
+                        (*path, "default"), hint="mark exactly one provider default: true")
+                provider = dataclasses.replace(provider, default=False)
+            else:
+                out.default_model = provider.name
+        out.providers.append(provider)
+        prefs = entry.get("routing_preferences")
+        for j, pref in enumerate(prefs if isinstance(prefs, list) else []):
+            _route(pref, (*path, "routing_preferences", j), provider.name, route_names, ctx, out)
+
+
+def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx) -> Provider | None:
+    literal = entry["model"]
+    split = _providers.split_literal(literal)
+    if split is None:
+        ctx.add("R301", "model must be a provider/model literal such as openai/gpt-4o", (*path, "model"),
+                value=True, hint="the part before the first / names the provider (openai, anthropic, ollama, ...)")
+        return None
+    prefix, model = split
+    interface = entry.get("provider_interface") if isinstance(entry.get("provider_interface"), str) else None
+    spec = _providers.spec_for(prefix, interface)
+    base_url = entry.get("base_url") if isinstance(entry.get("base_url"), str) else None
+    if spec is None:
+        known = sorted(_providers.PROVIDERS)
+        close = difflib.get_close_matches(prefix, known, n=1)
+        hint = (f"did you mean {close[0]!r}? " if close else "") + \
+            "for any OpenAI- or Anthropic-compatible server set base_url and provider_interface: openai|anthropic"
+        ctx.add("R303", f"unknown provider {prefix!r} and no provider_interface", (*path, "model"), hint=hint)
+        return None
+    if spec.needs_base_url and base_url is None:
+        ctx.add("R302", f"provider {prefix!r} needs base_url", path,
+                hint="e.g. base_url: http://localhost:11434 for ollama")
+        return None
+    options = dict(entry.get("options") or {}) if isinstance(entry.get("options"), dict) else {}
+    if isinstance(entry.get("http_host"), str):
+        options["http_host"] = entry["http_host"]
+    try:
+        endpoint = _providers.endpoint_url(spec, model, base_url, options)
+    except _providers.BaseUrlError as exc:
+        ctx.add("R310", str(exc), (*path, "base_url"), value=True)
+        return None
+    if not spec.served:
+        ctx.add("R304", f"provider {prefix!r} is known to archgw but not served by this runtime yet; "
+                        "it compiles, requests to it are refused", (*path, "model"), warning=True)
+    key_env = env_ref(entry.get("access_key"))
+    name = entry.get("name") if isinstance(entry.get("name"), str) else literal
+    return Provider(
+        name=name, provider=prefix, model=model, wire=spec.wire, endpoint=endpoint,
+        auth=spec.auth if key_env else AUTH_NONE, key_env=key_env,
+        default=entry.get("default") is True, served=spec.served, options=options,
+    )
+
+
+def _route(pref: Any, path: tuple, target: str, seen: dict[str, tuple], ctx: _Ctx, out: Resolved) -> None:
+    if not isinstance(pref, dict):
+        return
+    name, description = pref.get("name"), pref.get("description")
+    if not isinstance(name, str) or not isinstance(description, str) or not name or not description:
+        return
+    if name in seen:
+        ctx.add("V210", f"route name {name!r} is already used (at {json_path(seen[name])})", (*path, "name"),
+                hint="route names are unique across providers; the router answers a name")
+        return
+    if name.strip().lower() in RESERVED_ROUTES:
+        ctx.add("R313", f"route name {name!r} is reserved: the router answers 'other' when nothing matches",
+                (*path, "name"))
+        return
+    if CONVERSATION_PLACEHOLDER in name or CONVERSATION_PLACEHOLDER in description:
+        ctx.add("R313", "route text contains '{conversation}', which the runtime fills in; rephrase it", path)
+        return
+    seen[name] = path
+    out.routes.append(Route(name=name, description=description, model=target))
+
+
+# -- aliases -----------------------------------------------------------------------------------
+
+def _aliases_from(section: Any, ctx: _Ctx, out: Resolved) -> None:
+    if not isinstance(section, dict):
+        return
+    by_name = {p.name: p for p in out.providers}
+    bare: dict[str, list[str]] = {}
+    for p in out.providers:
+        bare.setdefault(p.model, []).append(p.name)
+    targets = {k: v.get("target") for k, v in section.items() if isinstance(v, dict) and isinstance(v.get("target"), str)}
+    for name, target in targets.items():
+        path = ("model_aliases", name)
+        out.alias_paths[name] = path
+        if name in by_name:
+            ctx.add("V210", f"alias {name!r} has the same name as a provider", path, hint="rename the alias")
+            continue
+        pinned = bool(VERSIONED_ALIAS.match(name))
+        if not pinned:
+            ctx.add("R307", f"alias {name!r} has no version suffix: it floats and is not pinned", path, warning=True,
+                    hint=f"name it like {name}.v1 to pin it in archc.lock")
+        chain = [name]
+        current = target
+        while current in targets:
+            if current in chain:
+                cycle = " -> ".join([*chain[chain.index(current):], current])
+                ctx.add("R306", f"alias cycle: {cycle}", path, hint="point one of them at a provider")
+                break
+            chain.append(current)
+            current = targets[current]
+        else:
+            provider = _lookup(current, by_name, bare, (*path, "target"), ctx)
+            if provider is not None:
+                out.aliases.append(Alias(name=name, target=provider, chain=(*chain, provider), pinned=pinned))
+
+
+def _lookup(name: str, by_name: Mapping[str, Provider], bare: Mapping[str, list[str]], path: tuple,
+            ctx: _Ctx, *, what: str = "alias target") -> str | None:
+    """provider name / literal -> bare model id (unique) -> diagnostic."""
+    if name in by_name:
+        return name
+    matches = bare.get(name, [])
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        ctx.add("R311", f"{what} {name!r} is ambiguous: served by {', '.join(matches)}", path, value=True,
+                hint="use the full provider/model literal")
+        return None
+    candidates = [*by_name, *bare]
+    close = difflib.get_close_matches(name, candidates, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "targets are provider names, provider/model literals or model ids"
+    ctx.add("R305", f"{what} {name!r} is not a configured provider, model id or alias", path, value=True, hint=hint)
+    return None
+
+
+# -- routing, rate limits, listeners -----------------------------------------------------------
+
+def _routing_from(section: Any, ctx: _Ctx, out: Resolved) -> None:
+    if not isinstance(section, dict):
+        return
+    model = section.get("model")
+    if isinstance(model, str):
+        out.router_model = ROUTER_MODEL if model in ARCHGW_ROUTER_NAMES else model
+    names = {p.name for p in out.providers}
+    for key in ("model_provider", "llm_provider"):
+        value = section.get(key)
+        if not isinstance(value, str):
+            continue
+        if value not in names:
+            close = difflib.get_close_matches(value, list(names), n=1)
+            ctx.add("R305", f"routing.{key} {value!r} is not a provider name", ("routing", key), value=True,
+                    hint=f"did you mean {close[0]!r}?" if close else "")
+        else:
+            ctx.add("R315", f"routing.{key}: archc runs the router model in-process; provider {value!r} is not "
+                            "called for routing", ("routing", key), warning=True)
+    defaults = Routing()
+    threshold = section.get("confidence_threshold")
+    out.routing = Routing(
+        explicit_model_bypass=_typed(section, "explicit_model_bypass", bool, defaults.explicit_model_bypass),
+        timeout_ms=_typed(section, "timeout_ms", int, defaults.timeout_ms),
+        confidence_threshold=float(threshold) if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) else None,
+        token_budget=_typed(section, "token_budget", int, defaults.token_budget),
+    )
+    device = section.get("device")
+    out.router_device = device if device in ("auto", "cpu", "cuda") else "auto"
+    compute = section.get("compute_type")
+    out.router_compute_type = compute if isinstance(compute, str) else None
+
+
+def _typed(section: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = section.get(key)
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    return default
+
+
+def _ratelimits_from(section: Any, ctx: _Ctx, out: Resolved) -> None:
+    if not isinstance(section, list):
+        return
+    by_name = {p.name: p for p in out.providers}
+    bare: dict[str, list[str]] = {}
+    for p in out.providers:
+        bare.setdefault(p.model, []).append(p.name)
+    aliases = {a.name: a.target for a in out.aliases}
+    for i, item in enumerate(section):
+        if not isinstance(item, dict):
+            continue
+        model, selector, limit = item.get("model"), item.get("selector"), item.get("limit")
+        if not (isinstance(model, str) and isinstance(selector, dict) and isinstance(limit, dict)):
+            continue
+        if not isinstance(limit.get("tokens"), int) or limit.get("unit") not in _WINDOW_S:
+            continue
+        target = aliases.get(model) or _lookup(model, by_name, bare, ("ratelimits", i, "model"), ctx,
+                                                what="ratelimits model")
+        if target is None:
+            continue
+        out.ratelimits.append({
+            "model": target,
+            "selector": {"key": str(selector.get("key", "")), "value": str(selector.get("value", ""))},
+            "limit": {"tokens": limit["tokens"], "unit": limit["unit"]},
+            "window_s": _WINDOW_S[limit["unit"]],
+        })
+
+
+def _listeners_from(section: Any) -> list[Listener]:
+    items: list[tuple[str, str, Mapping[str, Any], int]] = []
+    if isinstance(section, list):
+        for item in section:
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("type"), str):
+                items.append((item["name"], item["type"], item, 12000 if item["type"] == "model" else 10000))
+    elif isinstance(section, dict):
+        for key, (kind, port) in _LEGACY_LISTENERS.items():
+            if isinstance(section.get(key), dict):
+                items.append((key, kind, section[key], port))
+    out = []
+    for name, kind, item, default_port in items:
+        port = item.get("port")
+        address = item.get("address")
+        fmt = item.get("message_format")
+        out.append(Listener(
+            name=name, kind=kind,
+            address=address if isinstance(address, str) else "0.0.0.0",
+            port=port if isinstance(port, int) and not isinstance(port, bool) else default_port,
+            message_format=fmt if isinstance(fmt, str) else "openai",
+            timeout_ms=_duration_ms(item.get("timeout")),
+        ))
+    return out
+
+
+def _duration_ms(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    m = _DURATION.match(value.strip())
+    if not m:
+        return None
+    return int(float(m.group(1)) * _UNIT_MS[m.group(2)])

@@ -1,0 +1,206 @@
+"""Validate stage: JSON Schema (all errors, via iter_errors) + section-level checks -> V2xx diagnostics.
+
+Imports: jsonschema, referencing, archc.diagnostics, archc.load (positions), archc.gateway.
+Messages never echo values that might be secrets; unknown keys get a did-you-mean hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+
+from archc import gateway as _gateway
+from archc.diagnostics import Diagnostic, Severity
+from archc.load import json_path, span
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+KNOWN_VERSIONS = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
+# Sections archgw accepts that this gateway does not serve: accepted, one warning each (V207).
+UNSERVED_KEYS = ("prompt_targets", "endpoints", "prompt_guards", "agents", "filters", "system_prompt", "state_storage")
+ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
+_JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "null"}
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """The config validator (config.schema.json with gateway.schema.json registered for $ref)."""
+
+    config: Draft202012Validator
+
+
+def load_schemas(directory: Path = SCHEMA_DIR) -> Schemas:
+    registry: Registry = Registry()
+    config_schema: dict[str, Any] = {}
+    for name in ("config.schema.json", "gateway.schema.json"):
+        schema = json.loads((directory / name).read_text(encoding="utf-8"))
+        registry = registry.with_resource(schema["$id"], Resource.from_contents(schema))
+        if name == "config.schema.json":
+            config_schema = schema
+    return Schemas(Draft202012Validator(config_schema, registry=registry))
+
+
+def env_ref(value: Any) -> str | None:
+    """``$NAME`` or ``${NAME}`` -> ``NAME``; anything else -> None."""
+    if not isinstance(value, str):
+        return None
+    m = ENV_REF.match(value.strip())
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def validate(config: Mapping[str, Any], tree: Any, file: str, schemas: Schemas) -> list[Diagnostic]:
+    """Every schema violation, then section checks. ``config`` is plain data, ``tree`` the ruamel tree."""
+    diags: list[Diagnostic] = []
+    try:
+        errors = list(schemas.config.iter_errors(config))
+    except RecursionError:
+        return [_d("V205", "config nests too deeply to validate", tree, file, ())]
+    for error in errors:
+        diags.extend(_from_schema_error(error, tree, file))
+    diags.extend(_sections(config, tree, file))
+    return diags
+
+
+# -- schema errors -----------------------------------------------------------------------------
+
+def _d(code: str, message: str, tree: Any, file: str, path: tuple, *, hint: str = "",
+       severity: Severity = Severity.ERROR, value: bool = False) -> Diagnostic:
+    return Diagnostic(code, severity, message, span(tree, file, path, value=value), json_path(path), hint)
+
+
+def _from_schema_error(error: ValidationError, tree: Any, file: str) -> list[Diagnostic]:
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    where = json_path(path) or "the top level"
+    instance = error.instance
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        return [_unknown_key(key, allowed, tree, file, path) for key in instance if key not in allowed]
+    if kind == "required" and isinstance(instance, dict):
+        missing = [k for k in error.validator_value if k not in instance]
+        return [_d("V202", f"{where} is missing required key {k!r}", tree, file, path, hint=_required_hint(path, k))
+                for k in missing]
+    if kind == "type":
+        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        want = " or ".join(_JSON_TYPES.get(t, t) for t in expected)
+        return [_d("V203", f"{where} must be {want}, not {_type_name(instance)}", tree, file, path, value=True)]
+    if kind in ("enum", "const"):
+        options = error.validator_value if kind == "enum" else [error.validator_value]
+        shown = ", ".join(str(o) for o in options)
+        close = difflib.get_close_matches(str(instance), [str(o) for o in options], n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of: {shown}"
+        value = f" {instance!r}" if isinstance(instance, (str, int, float)) and len(str(instance)) <= 80 else ""
+        return [_d("V204", f"{where}: value{value} is not allowed (allowed: {shown})", tree, file, path,
+                   hint=hint, value=True)]
+    if kind == "oneOf" and path and "keys" in path:
+        return [_d("V205", f"{where}: give exactly one of sha256 or key_env", tree, file, path)]
+    if kind == "propertyNames":
+        return [_d("V205", f"{where}: a key does not match the naming rule", tree, file, path,
+                   hint="names start with a letter and use letters, digits and _")]
+    return [_d("V205", f"{where}: {_constraint(kind, error.validator_value)}", tree, file, path, value=True)]
+
+
+def _unknown_key(key: str, allowed: list[str], tree: Any, file: str, path: tuple) -> Diagnostic:
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    else:
+        hint = "allowed keys here: " + ", ".join(allowed) if allowed else "no keys are allowed here"
+    parent = json_path(path) or "the top level"
+    return _d("V201", f"unknown key {str(key)!r} in {parent}", tree, file, (*path, key), hint=hint)
+
+
+def _required_hint(path: tuple, key: str) -> str:
+    if not path and key == "listeners":
+        return "add a listeners list, e.g. [{type: model, name: llm, port: 12000}]"
+    if key == "model":
+        return "set model to a provider/model literal such as openai/gpt-4o"
+    return ""
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number"}.get(
+        type(value), type(value).__name__)
+
+
+def _constraint(kind: str, bound: Any) -> str:
+    text = {
+        "minimum": f"must be at least {bound}",
+        "maximum": f"must be at most {bound}",
+        "exclusiveMinimum": f"must be greater than {bound}",
+        "minLength": "must not be empty" if bound == 1 else f"must have at least {bound} characters",
+        "maxLength": f"must have at most {bound} characters",
+        "pattern": "has the wrong format",
+        "minItems": f"needs at least {bound} item(s)",
+    }
+    return text.get(kind, f"is not valid ({kind})")
+
+
+# -- section checks ----------------------------------------------------------------------------
+
+def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnostic]:
+    diags: list[Diagnostic] = []
+    if "llm_providers" in config and "model_providers" in config:
+        diags.append(_d("V206", "both llm_providers and model_providers are given; use one", tree, file,
+                        ("llm_providers",), hint="model_providers is the current name; llm_providers is the legacy one"))
+    for key in UNSERVED_KEYS:
+        if key in config:
+            diags.append(_d("V207", f"{key!r} is accepted but not served by this gateway (ignored)", tree, file,
+                            (key,), severity=Severity.WARNING))
+    version = config.get("version")
+    if isinstance(version, str) and version not in KNOWN_VERSIONS:
+        diags.append(_d("V208", f"config version {version!r} is not one archgw documents; compiled as the current format",
+                        tree, file, ("version",), severity=Severity.WARNING, value=True,
+                        hint="known versions: " + ", ".join(KNOWN_VERSIONS)))
+    diags.extend(_listener_warnings(config.get("listeners"), tree, file))
+    for section in ("model_providers", "llm_providers"):
+        entries = config.get(section)
+        if not isinstance(entries, list):
+            continue
+        for i, entry in enumerate(entries):
+            if isinstance(entry, dict) and "access_key" in entry and isinstance(entry["access_key"], str):
+                if env_ref(entry["access_key"]) is None:
+                    diags.append(_d("V209", "access_key must be an environment reference ($NAME or ${NAME}); "
+                                            "a literal key does not belong in a config", tree, file,
+                                    (section, i, "access_key"), value=True,
+                                    hint="export the key as e.g. OPENAI_API_KEY and write access_key: $OPENAI_API_KEY"))
+    gateway = config.get("gateway")
+    if isinstance(gateway, dict):
+        names = _provider_names(config)
+        diags.extend(_gateway.check_gateway(gateway, names, lambda p: span(tree, file, ("gateway", *p))))
+    return diags
+
+
+def _listener_warnings(listeners: Any, tree: Any, file: str) -> Iterable[Diagnostic]:
+    if isinstance(listeners, list):
+        for i, item in enumerate(listeners):
+            if isinstance(item, dict) and item.get("type") in ("prompt", "agent"):
+                yield _d("V207", f"listener type {item['type']!r} (prompt targets / agents) is not served; "
+                                 "only model listeners are", tree, file, ("listeners", i), severity=Severity.WARNING)
+    elif isinstance(listeners, dict) and "ingress_traffic" in listeners:
+        yield _d("V207", "listener ingress_traffic (prompt targets) is not served; egress_traffic is", tree, file,
+                 ("listeners", "ingress_traffic"), severity=Severity.WARNING)
+
+
+def _provider_names(config: Mapping[str, Any]) -> list[str]:
+    entries = config.get("model_providers", config.get("llm_providers"))
+    names: list[str] = []
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict):
+            name = entry.get("name") or entry.get("model")
+            if isinstance(name, str):
+                names.append(name)
+    return names
