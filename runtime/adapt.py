@@ -9,6 +9,7 @@ whose ``feed(bytes)``/``finish()`` return the bytes to send the client.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable, Mapping
 
 from runtime.errors import UpstreamError
@@ -37,12 +38,17 @@ def openai_messages(body: dict[str, Any], client_format: WireFormat) -> list[Any
     return anthropic.request_to_openai(body)["messages"]
 
 
-def request_for_upstream(body: dict[str, Any], client_format: WireFormat, upstream_format: WireFormat, model: str) -> dict[str, Any]:
-    """The body to send upstream, in its format, naming the upstream's model id."""
+def request_for_upstream(body: dict[str, Any], client_format: WireFormat, upstream_format: WireFormat, model: str,
+                         *, keep_reasoning: bool = False) -> dict[str, Any]:
+    """The body to send upstream, in its format, naming the upstream's model id.
+
+    ``keep_reasoning``: send earlier turns' thinking as ``reasoning_content`` to an OpenAI-format
+    upstream (off by default: DeepSeek answers 400 when input messages carry it).
+    """
     if client_format is upstream_format:
         return {**body, "model": model}
     if client_format is ANTHROPIC:
-        return {**anthropic.request_to_openai(body), "model": model}
+        return {**anthropic.request_to_openai(body, keep_reasoning=keep_reasoning), "model": model}
     return anthropic.request_from_openai({**body, "model": model})
 
 
@@ -54,7 +60,7 @@ def response_for_client(resp: Any, client_format: WireFormat, upstream_format: W
         return resp
     if client_format is ANTHROPIC:
         return anthropic.response_from_openai(resp, model=model)
-    return anthropic.response_to_openai(resp)
+    return anthropic.response_to_openai(resp, model=model, created=int(time.time()))
 
 
 def usage_of(resp: Any, upstream_format: WireFormat) -> tuple[int, int]:
@@ -97,8 +103,8 @@ class _OpenAIToAnthropic:
             if ev.data == "[DONE]":
                 continue
             chunk = _load(ev.data)
-            if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
-                raise UpstreamError(f"upstream failed mid-stream: {_message(chunk)}")
+            if not isinstance(chunk, dict):
+                raise UpstreamError("upstream sent a stream chunk that is not a JSON object")
             out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]
         return out
 
@@ -113,18 +119,17 @@ class _OpenAIToAnthropic:
 class _AnthropicToOpenAI:
     """Anthropic events from upstream -> OpenAI chunks for the client (then ``[DONE]``)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, include_usage: bool) -> None:
         self.decoder = SSEDecoder()
-        self.convert = anthropic.StreamToOpenAI()
+        self.convert = anthropic.StreamToOpenAI(model, created=int(time.time()), include_usage=include_usage)
 
     def _events(self, events: list[Any]) -> list[bytes]:
         out: list[bytes] = []
         for ev in events:
             data = _load(ev.data)
-            name = ev.event or (data.get("type") if isinstance(data, dict) else None) or ""
-            if name == "error":
-                raise UpstreamError(f"upstream failed mid-stream: {_message(data)}")
-            out += [encode_json(chunk) for chunk in self.convert.feed(name, data)]
+            if not isinstance(data, dict):
+                raise UpstreamError("upstream sent a stream event that is not a JSON object")
+            out += [encode_json(chunk) for chunk in self.convert.feed(ev.event or "", data)]
         return out
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -135,17 +140,15 @@ class _AnthropicToOpenAI:
         return out + [encode_json(chunk) for chunk in self.convert.finish()] + [DONE]
 
 
-def _message(body: Any) -> str:
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return err["message"]
-    return "no detail"
+def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, model: str, body: Mapping[str, Any]) -> Any:
+    """A fresh per-stream converter with ``feed(bytes) -> list[bytes]`` and ``finish() -> list[bytes]``.
 
-
-def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, model: str) -> Any:
-    """A fresh per-stream converter with ``feed(bytes) -> list[bytes]`` and ``finish() -> list[bytes]``."""
+    ``model`` is the name the client sees; ``body`` the client's request (its ``stream_options``).
+    """
     if client_format is upstream_format:
         return _Passthrough()
     if client_format is ANTHROPIC:
         return _OpenAIToAnthropic(model)
-    return _AnthropicToOpenAI(model)
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return _AnthropicToOpenAI(model, include_usage)

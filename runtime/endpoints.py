@@ -19,6 +19,7 @@ from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, render
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.providers import Target
 from runtime.resolve import Choice, choose, wants_router
+from runtime.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat
 
@@ -86,6 +87,16 @@ async def decide(state: GatewayState, body: dict[str, Any], client_format: WireF
     return choose(bundle, requested, resolution, decision)
 
 
+def remember_session(state: GatewayState, request: Request, body: dict[str, Any], choice: Choice) -> None:
+    """The last decision per Claude Code session, for its status line; never any prompt text.
+    Requests without tools (title generation and other side requests) are marked as such."""
+    state.sessions.record(
+        request.headers.get(SESSION_HEADER), route=choice.route, fallback=choice.fallback,
+        provider=choice.provider.provider, model=choice.provider.model, router_ms=choice.router_ms,
+        cache_hit=choice.cache_hit, router_ran=choice.router_ran, main=bool(body.get("tools")),
+    )
+
+
 def error_response(state: GatewayState | None, err: GatewayError, client_format: WireFormat, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(render(err, client_format), status_code=err.status, headers={**(headers or {}), **err.headers})
 
@@ -107,6 +118,7 @@ async def _serve(request: Request, client_format: WireFormat, endpoint: str) -> 
         body = adapt.VALIDATORS[client_format](await read_json(request, state.settings.max_body_bytes))
         choice = await decide(state, body, client_format)
         headers = decision_headers(state, choice)
+        remember_session(state, request, body, choice)
         route, provider = choice.route or "none", choice.provider.name
         target = state.targets[choice.provider.name]
         target.check_usable()
@@ -128,7 +140,8 @@ async def _serve(request: Request, client_format: WireFormat, endpoint: str) -> 
 async def _forward(request: Request, state: GatewayState, body: dict[str, Any], choice: Choice, target: Target,
                    client_format: WireFormat, headers: dict[str, str], endpoint: str, started: float) -> Response:
     up_format = target.upstream_format
-    up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model)
+    keep_reasoning = bool(choice.provider.options.get("send_reasoning", False))
+    up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model, keep_reasoning=keep_reasoning)
     stream = bool(body.get("stream"))
     extra = None
     if client_format is up_format is WireFormat.ANTHROPIC_MESSAGES:
@@ -136,19 +149,19 @@ async def _forward(request: Request, state: GatewayState, body: dict[str, Any], 
     if target.echo:
         if stream:
             source: Any = _replay(echo.stream(up_body, choice))
-            return _streaming(state, source, client_format, up_format, choice, headers, endpoint, started)
+            return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
         resp: Any = echo.response(up_body, choice)
     else:
         try:
             if stream:
                 source = await upstream.open_stream(state.http_client, target, _dumps(up_body), extra)
-                return _streaming(state, source, client_format, up_format, choice, headers, endpoint, started)
+                return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
             resp = await upstream.post_json(state.http_client, target, _dumps(up_body), extra)
         except GatewayError as err:
             state.metrics.upstream_errors.labels(target.name, err.kind).inc()
             raise
     state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
-    out = adapt.response_for_client(resp, client_format, up_format, model=choice.provider.model)
+    out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice))
     return Response(_dumps(out), media_type=JSON, headers=headers)
 
 
@@ -170,9 +183,14 @@ class _replay:
         return None
 
 
-def _streaming(state: GatewayState, source: Any, client_format: WireFormat, up_format: WireFormat, choice: Choice,
+def _client_model(choice: Choice) -> str:
+    """The model name a translated answer carries: what the client asked for (headers say who served)."""
+    return choice.requested or choice.provider.model
+
+
+def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_format: WireFormat, up_format: WireFormat, choice: Choice,
                headers: dict[str, str], endpoint: str, started: float) -> StreamingResponse:
-    converter = adapt.stream_adapter(client_format, up_format, model=choice.provider.model)
+    converter = adapt.stream_adapter(client_format, up_format, model=_client_model(choice), body=body)
 
     async def body() -> AsyncIterator[bytes]:
         status = 200
@@ -257,6 +275,16 @@ async def models(request: Request) -> Response:
              "owned_by": owner, "display_name": name} for name, owner in owners.items()]
     return JSONResponse({"object": "list", "data": data, "has_more": False,
                          "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+
+
+async def session_status(request: Request) -> Response:
+    """GET /v1/arch/sessions/{session_id}: the session's last routing decision (``archc statusline``)."""
+    status = _state(request).sessions.get(request.path_params["session_id"])
+    if status is None:
+        err = GatewayError("no routing decision recorded for this session (yet)")
+        err.status, err.kind, err.openai_type = 404, "not_found_error", "not_found_error"
+        return error_response(None, err, WireFormat.OPENAI_CHAT)
+    return JSONResponse(status.to_dict())
 
 
 async def healthz(request: Request) -> Response:

@@ -27,6 +27,8 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=_LOG_FORMAT)
+    # httpx logs every request at INFO: noise on the hot path (and a cost) in a gateway.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def hypercorn_config(settings: Settings) -> Config:
