@@ -9,7 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from archc.bundle import Bundle, BundleError, load
+from archc.bundle import Bundle
+from archc.compiler import CompileError, bundle_from_path
 from runtime.providers import build_targets
 from runtime.serve import configure_logging, run
 from runtime.settings import Settings
@@ -36,9 +37,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def handle(args: argparse.Namespace) -> int:
     try:
-        bundle = load(args.config)  # TODO(compiler): archc.compiler.bundle_from_path once it lands
-    except (BundleError, OSError) as exc:
-        print(f"archc serve: {exc}", file=sys.stderr)
+        bundle = bundle_from_path(args.config)
+    except CompileError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"archc serve: {args.config} does not compile; nothing served", file=sys.stderr)
         return EXIT_ERRORS
     try:
         settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers, model_dir=args.model_dir,
