@@ -14,6 +14,7 @@ from archc.bundle import Bundle
 from runtime.metrics import Metrics
 from runtime.providers import Targets
 from runtime.router.service import RouterService
+from runtime.sessions import SessionStore
 from runtime.settings import Settings
 
 
@@ -28,3 +29,4 @@ class GatewayState:
     http_client: httpx.AsyncClient
     metrics: Metrics
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("archc.runtime"))
+    sessions: SessionStore = field(default_factory=SessionStore)  # Claude Code sessions' last decisions

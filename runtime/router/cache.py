@@ -1,7 +1,7 @@
 """Router decision cache: an exact, bounded LRU in front of any RouterService.
 
-Stage: runtime router. Imports `runtime.router.prompt` (the selection the backend itself uses)
-and `runtime.router.service`; no ctranslate2, no starlette.
+Stage: runtime router, below `service` (whose build_router wraps its router in this one).
+Imports only `runtime.router.prompt` (the selection the backend itself uses) and the stdlib.
 
 Why it is exact: the key is the bundle digest plus the router's whole input, the selected and
 serialized conversation (``prompt.select_conversation``; the route table and template are named
@@ -18,10 +18,9 @@ import dataclasses
 import hashlib
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from runtime.router.prompt import compact_json, select_conversation
-from runtime.router.service import Decision, RouterService
 
 DEFAULT_CACHE_SIZE = 1024
 # Fallbacks that say something about this run, not about the input: never cached.
@@ -30,17 +29,41 @@ UNCACHEABLE_FALLBACKS = frozenset({"timeout", "error"})
 LookupHook = Callable[[bool], None]
 
 
+class _Decision(Protocol):
+    """What the cache reads of a decision (``service.Decision`` is a frozen dataclass like this)."""
+
+    @property
+    def fallback(self) -> str | None: ...
+
+    @property
+    def cache_hit(self) -> bool: ...
+
+    @property
+    def router_ms(self) -> float: ...
+
+
+D = TypeVar("D", bound=_Decision)
+
+
+class _Router(Protocol[D]):
+    """``service.RouterService``, restated here so this module stays below ``service``."""
+
+    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> D: ...
+
+    async def aclose(self) -> None: ...
+
+
 def cache_key(bundle_digest: str, conversation: Sequence[Mapping[str, Any]]) -> str:
     """sha256 over the digest and the conversation serialized as the prompt serializes it."""
     text = compact_json([dict(turn) for turn in conversation])
     return hashlib.sha256(f"{bundle_digest}\n{text}".encode("utf-8")).hexdigest()
 
 
-def cacheable(decision: Decision) -> bool:
+def cacheable(decision: _Decision) -> bool:
     return decision.fallback not in UNCACHEABLE_FALLBACKS
 
 
-class CachedRouter:
+class CachedRouter(Generic[D]):
     """Wraps ``inner``; ``decide`` never raises, like every RouterService.
 
     ``hits``/``misses``/``evictions`` are plain counters the app may read (``stats()``); ``on_lookup``
@@ -50,7 +73,7 @@ class CachedRouter:
 
     def __init__(
         self,
-        inner: RouterService,
+        inner: _Router[D],
         *,
         bundle_digest: str,
         size: int = DEFAULT_CACHE_SIZE,
@@ -67,8 +90,8 @@ class CachedRouter:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        self._entries: OrderedDict[str, Decision] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[Decision | None]] = {}
+        self._entries: OrderedDict[str, D] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[D | None]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -83,7 +106,7 @@ class CachedRouter:
         except (TypeError, ValueError, AttributeError, KeyError):
             return None
 
-    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> Decision:
+    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> D:
         started = time.perf_counter()
         key = self.key_for(messages)
         if key is None:
@@ -106,29 +129,31 @@ class CachedRouter:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _hit(self, decision: Decision, started: float) -> Decision:
+    def _hit(self, decision: D, started: float) -> D:
         self.hits += 1
         self._notify(True)
         lookup_ms = (time.perf_counter() - started) * 1000.0
         return dataclasses.replace(decision, cache_hit=True, router_ms=lookup_ms)
 
-    async def _miss(self, key: str, messages: Sequence[Mapping[str, Any]]) -> Decision:
+    async def _miss(self, key: str, messages: Sequence[Mapping[str, Any]]) -> D:
         self.misses += 1
         self._notify(False)
-        future: asyncio.Future[Decision | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[D | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        decision: Decision | None = None
+        decision: D | None = None
         try:
-            decision = await self.inner.decide(messages)
+            # Inference ran, so this is a miss whatever the inner router says (a backend's own
+            # flag is about its prefix cache); hits set the flag again.
+            decision = dataclasses.replace(await self.inner.decide(messages), cache_hit=False)
         finally:
             # On cancellation (client gone) waiters get None and run the router themselves.
             self._inflight.pop(key, None)
             future.set_result(decision)
         if cacheable(decision):
-            self._store(key, dataclasses.replace(decision, cache_hit=False))
+            self._store(key, decision)
         return decision
 
-    def _store(self, key: str, decision: Decision) -> None:
+    def _store(self, key: str, decision: D) -> None:
         self._entries[key] = decision
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:

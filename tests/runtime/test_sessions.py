@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
+from archc.bundle import seal
+from runtime.app import create_app
+from runtime.router.cache import CachedRouter
+from runtime.router.service import Decision
 from runtime.sessions import SessionStore, format_status, valid_session_id
+from runtime.settings import Settings
+from tests.support.app_support import MESSAGES, Recorder, ScriptedRouter
+from tests.support.gateway import bundle_dict, provider
 
 
 class Clock:
@@ -96,3 +104,38 @@ def test_format_status() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         SessionStore(0)
+
+
+# -- the gateway side: recorded per x-claude-code-session-id, served at /v1/arch/sessions/{id} ------
+
+
+def test_gateway_records_and_serves_session_status() -> None:
+    up = "http://up.test/v1/chat/completions"
+    bundle = seal(bundle_dict(
+        [provider("openai/gpt-default", up, default=True), provider("openai/gpt-gen", up)],
+        routes=[("code_generation", "writing code", "openai/gpt-gen")],
+        router={"model": "tiny", "prompt": "{conversation}", "route_names": ["code_generation"], "template_sha256": "x"},
+    ))
+    inner = ScriptedRouter(Decision(route="code_generation", router_ms=480.0, confidence=0.9))
+    router = CachedRouter(inner, bundle_digest=bundle.digest, size=8)
+    app = create_app(bundle, http_client=Recorder().client(), router=router, settings=Settings())
+    sid = "0b7e3f9a-5c1d-4e2f-8a6b-3c4d5e6f7a8b"
+    tools = [{"name": "Bash", "description": "run", "input_schema": {"type": "object"}}]
+    turn = {**MESSAGES, "tools": tools, "messages": [{"role": "user", "content": "write a sort function"}]}
+    with TestClient(app) as client:
+        assert client.get(f"/v1/arch/sessions/{sid}").status_code == 404
+        first = client.post("/v1/messages", json=turn, headers={"x-claude-code-session-id": sid})
+        assert first.status_code == 200 and "x-arch-router-cache" not in first.headers
+        again = client.post("/v1/messages", json=turn, headers={"x-claude-code-session-id": sid})
+        assert again.headers["x-arch-router-cache"] == "hit"
+        # A side request without tools (title generation) is counted but does not replace the status.
+        client.post("/v1/messages", json={**MESSAGES, "messages": [{"role": "user", "content": "title?"}]},
+                    headers={"x-claude-code-session-id": sid})
+        status = client.get(f"/v1/arch/sessions/{sid}").json()
+        missing = client.get("/v1/arch/sessions/someone-else")
+    assert len(inner.calls) == 2  # the first turn once, the side request once
+    assert status["route"] == "code_generation" and (status["provider"], status["model"]) == ("openai", "gpt-gen")
+    assert status["cache_hit"] is True and status["main"] is True
+    assert (status["requests"], status["router_runs"], status["cache_hits"]) == (3, 2, 1)
+    assert "write a sort function" not in str(status)
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
