@@ -10,15 +10,35 @@ Fallback reasons (``Decision.fallback``), also used in ``x-arch-fallback`` and m
 ``no_routes`` (bundle has no routes), ``no_router_model`` (no model installed), ``other``,
 ``no_match`` (a name not in the route list), ``low_confidence``, ``malformed`` (answer not parseable),
 ``error`` (backend crashed), ``timeout`` (deadline overrun), ``empty_conversation``.
+
+Stage: runtime router. Imports archc.bundle and runtime.router.{prompt,backend,ct2,models}.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from archc.bundle import Bundle
+from archc.bundle import Bundle, Routing
+from runtime.router import prompt as rp
+from runtime.router.backend import Conversation, RawDecision, RouterBackend
+from runtime.router.cache import DEFAULT_CACHE_SIZE, CachedRouter
+from runtime.router.ct2 import Ct2Backend, Ct2Options, ModelLoadError
+from runtime.router.models import default_model_dir
+
+log = logging.getLogger("archc.router")
+
+FALLBACKS = ("no_routes", "no_router_model", "other", "no_match", "low_confidence", "malformed", "error",
+             "timeout", "empty_conversation")
+# Concurrency: "replicas" runs each decision on its own CTranslate2 replica (inter_threads);
+# "batch" groups decisions that arrive while one runs into one generate_batch call.
+CONCURRENCY_MODES = ("replicas", "batch")
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,9 @@ class Decision:
     tokens: int = 0
     cache_hit: bool = False
     probabilities: Mapping[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    answer: str = ""
+    prefix_cached: bool = False  # the route-table prefix came from CTranslate2's static-prompt cache
 
 
 class RouterService(Protocol):
@@ -41,8 +64,9 @@ class RouterService(Protocol):
 class NullRouter:
     """Used when the bundle has no routes or no router model is installed: always falls back."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason
+        self.detail = detail
 
     async def decide(self, messages: Sequence[Mapping[str, Any]]) -> Decision:
         return Decision(route=None, fallback=self.reason)
@@ -51,10 +75,162 @@ class NullRouter:
         return None
 
 
-def build_router(bundle: Bundle, *, model_dir: Path | None = None) -> RouterService:
-    """The router for ``bundle``: NullRouter when there are no routes or no model."""
+@dataclass
+class _Pending:
+    conversation: Conversation
+    deadline: float
+    future: "asyncio.Future[RawDecision]"
+
+
+class BackendRouter:
+    """RouterService over a blocking RouterBackend, run in worker threads (never on the loop).
+
+    The deadline covers queueing and decoding; on overrun the decision falls back at once while
+    the backend stops at its next step (CTranslate2 cannot interrupt a prefill).
+    """
+
+    def __init__(self, backend: RouterBackend, routing: Routing, *, workers: int = 1, concurrency: str = "replicas",
+                 max_batch: int = 8) -> None:
+        if concurrency not in CONCURRENCY_MODES:
+            raise ValueError(f"router concurrency {concurrency!r}: expected one of {', '.join(CONCURRENCY_MODES)}")
+        self.backend = backend
+        self.routing = routing
+        self.concurrency = concurrency
+        self.max_batch = max(1, max_batch)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="archc-router")
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._batcher: asyncio.Task[None] | None = None
+
+    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> Decision:
+        start = time.monotonic()
+        try:
+            conversation = rp.select_conversation(messages, self.routing.token_budget)
+        except Exception:  # the router never fails a request: odd input is an error fallback
+            log.exception("router: conversation selection failed")
+            return Decision(None, "error")
+        if not conversation:
+            return Decision(None, "empty_conversation")
+        timeout = max(self.routing.timeout_ms, 0) / 1000
+        deadline = start + timeout
+        try:
+            raw = await asyncio.wait_for(self._submit(conversation, deadline), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            return Decision(None, "timeout", router_ms=_ms(start))
+        except Exception as exc:  # a crashing backend is a fallback, never a failed request
+            log.warning("router: backend failed: %s: %s", type(exc).__name__, exc)
+            return Decision(None, "error", router_ms=_ms(start))
+        return self._decision(raw, start)
+
+    def _decision(self, raw: RawDecision, start: float) -> Decision:
+        route, fallback = raw.route, raw.fallback
+        threshold = self.routing.confidence_threshold
+        if route is not None and threshold is not None and raw.confidence is not None and raw.confidence < threshold:
+            route, fallback = None, "low_confidence"
+        if route is not None and route not in self.backend.route_names:
+            route, fallback = None, "no_match"
+        # ``cache_hit`` belongs to the decision cache (runtime/router/cache.py), not to the prefix cache.
+        return Decision(route, fallback, raw.confidence, _ms(start), raw.generated_tokens, False,
+                        raw.probabilities, raw.prompt_tokens, raw.answer, raw.prefix_cached)
+
+    async def _submit(self, conversation: Conversation, deadline: float) -> RawDecision:
+        loop = asyncio.get_running_loop()
+        if self.concurrency == "replicas":
+            results = await loop.run_in_executor(self._pool, self.backend.decide_batch, [conversation], [deadline])
+            return results[0]
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._batcher = loop.create_task(self._batch_loop())
+        pending = _Pending(conversation, deadline, loop.create_future())
+        self._queue.put_nowait(pending)
+        return await pending.future
+
+    async def _batch_loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [p for p in batch if not p.future.done()]  # callers that already timed out
+            if not batch:
+                continue
+            try:
+                results = await loop.run_in_executor(
+                    self._pool, self.backend.decide_batch, [p.conversation for p in batch], [p.deadline for p in batch])
+            except Exception as exc:  # delivered to every waiter, which maps it to the error fallback
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            for p, r in zip(batch, results):
+                if not p.future.done():
+                    p.future.set_result(r)
+
+    async def aclose(self) -> None:
+        if self._batcher is not None:
+            self._batcher.cancel()
+            try:
+                await self._batcher
+            except asyncio.CancelledError:
+                pass
+        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        self.backend.close()
+
+
+def _ms(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 3)
+
+
+def default_options(bundle: Bundle, **overrides: Any) -> Ct2Options:
+    """Backend options: the bundle's device/compute type, then ARCHC_ROUTER_* env, then overrides."""
+    router = bundle.router
+    env = os.environ
+    opts: dict[str, Any] = {
+        "device": env.get("ARCHC_ROUTER_DEVICE") or (router.device if router else "auto"),
+        "compute_type": env.get("ARCHC_ROUTER_COMPUTE_TYPE") or (router.compute_type if router else None),
+        "replicas": int(env.get("ARCHC_ROUTER_REPLICAS", "1") or 1),
+        "threads": int(env.get("ARCHC_ROUTER_THREADS", "0") or 0),
+        "method": env.get("ARCHC_ROUTER_METHOD") or "fast",
+    }
+    opts.update(overrides)
+    return Ct2Options(**opts)
+
+
+def build_router(
+    bundle: Bundle,
+    *,
+    model_dir: Path | None = None,
+    options: Ct2Options | None = None,
+    backend: RouterBackend | None = None,
+    concurrency: str | None = None,
+    cache_size: int | None = None,
+) -> RouterService:
+    """The router for ``bundle``: NullRouter when there are no routes or no model.
+
+    ``model_dir`` None looks up the installed model for ``bundle.router.model`` (ARCHC_MODEL_DIR,
+    then the cache). A model that fails to load gives a NullRouter with reason ``error`` (logged):
+    the gateway still serves, with fallbacks. ``backend`` plugs in another RouterBackend.
+    """
     if not bundle.routes or bundle.router is None:
         return NullRouter("no_routes")
-    if model_dir is None:
-        return NullRouter("no_router_model")
-    raise NotImplementedError("CTranslate2 router backend: see issue 4")
+    mode = concurrency or os.environ.get("ARCHC_ROUTER_CONCURRENCY") or "replicas"
+    if backend is None:
+        if model_dir is None:
+            model_dir = default_model_dir(bundle.router.model)
+        if model_dir is None or not (Path(model_dir) / "model.bin").is_file():
+            return NullRouter("no_router_model", f"no router model at {model_dir}" if model_dir else "no router model installed")
+        opts = options or default_options(bundle)
+        try:
+            backend = Ct2Backend(Path(model_dir), bundle.router.prompt, bundle.router.route_names, opts)
+        except (ModelLoadError, rp.ChatTemplateError) as exc:
+            log.error("router: %s", exc)
+            return NullRouter("error", str(exc))
+        workers = max(1, opts.replicas)
+    else:
+        workers = 1
+    router = BackendRouter(backend, bundle.routing, workers=workers, concurrency=mode)
+    # Exact decision cache (runtime/router/cache.py); size: keyword, ARCHC_ROUTER_CACHE_SIZE, 1024; 0 = off.
+    size = cache_size if cache_size is not None else int(os.environ.get("ARCHC_ROUTER_CACHE_SIZE") or DEFAULT_CACHE_SIZE)
+    if size <= 0:
+        return router
+    return CachedRouter(router, bundle_digest=bundle.digest, size=size, token_budget=bundle.routing.token_budget)
