@@ -23,7 +23,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Generic, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, ContextManager, Generic, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -171,6 +171,8 @@ class Resilience(Generic[T]):
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rand: Callable[[], float] = random.random
     clock: Clock = time.monotonic
+    # Wraps each attempt (tracing's client span); None: no wrapping.
+    span: Callable[[str], ContextManager[None]] | None = None
 
     async def run(self, primary: str, attempt: Callable[[str], Awaitable[T]]) -> tuple[T, list[Attempt]]:
         """Call ``attempt(provider)`` along the chain until one answers.
@@ -212,6 +214,12 @@ class Resilience(Generic[T]):
         raise _finish(last, attempts)
 
     async def _one(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None) -> T:
+        if self.span is None:
+            return await self._bounded_attempt(name, attempt, deadline)
+        with self.span(name):
+            return await self._bounded_attempt(name, attempt, deadline)
+
+    async def _bounded_attempt(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None) -> T:
         budget = self.policy.first_byte_ms / 1000.0 if self.policy.first_byte_ms else None
         if deadline is not None:
             left = max(0.0, deadline - self.clock())

@@ -1,0 +1,110 @@
+"""Access log: one JSON line per request on the ``archc.access`` logger, secrets redacted.
+
+Stage: runtime, outer middleware (pure ASGI). Imports runtime.auth (types) and the standard library.
+The line carries what an operator asks first ("which model served this, why, how long"): the
+``x-arch-*`` decision headers, the attempts, the gateway key's *name*, never a key or a body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any, Callable
+from urllib.parse import parse_qsl, urlencode
+
+from runtime.auth import STATE_KEY_NAME, ASGIApp, Message, Receive, Scope, Send
+
+LOGGER = "archc.access"
+REDACTED = "[redacted]"
+# Query parameters that may carry a credential (Azure's api-key, Google's key, ad-hoc tokens).
+_SECRET_PARAMS = re.compile(r"(key|token|secret|password|auth|signature|sig)$", re.IGNORECASE)
+# Credential-looking strings anywhere in a logged value: provider keys and bearer tokens.
+_SECRET_TEXT = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|AIza[0-9A-Za-z_\-]{20,})")
+# Response headers copied into the line (name in the line: header without the ``x-arch-`` prefix).
+_DECISION_HEADERS = ("x-arch-route", "x-arch-why", "x-arch-target", "x-arch-fallback", "x-arch-attempts", "x-arch-router-ms",
+                     "x-arch-bundle", "x-ratelimit-remaining")
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_TEXT.sub(REDACTED, text)
+
+
+def redact_query(query: str) -> str:
+    """The query string with credential-like parameter values replaced."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return redact_text(urlencode([(k, REDACTED if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="[]"))
+
+
+class AccessLogMiddleware:
+    """Logs one line when each HTTP response ends (or the client leaves); adds ``x-request-id``."""
+
+    def __init__(self, app: ASGIApp, *, logger: logging.Logger | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.app = app
+        self.log = logger or logging.getLogger(LOGGER)
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self.clock()
+        request_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+        request_id = _clean_id(request_headers.get("x-request-id")) or uuid.uuid4().hex
+        seen: dict[str, Any] = {"status": None, "bytes": 0, "headers": {}}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                headers = list(message.get("headers") or ())
+                seen["headers"] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+                if "x-request-id" not in seen["headers"]:
+                    message = {**message, "headers": headers + [(b"x-request-id", request_id.encode())]}
+            elif message["type"] == "http.response.body":
+                seen["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        error: str | None = None
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self._emit(scope, request_headers, request_id, seen, self.clock() - started, error)
+
+    def _emit(self, scope: Scope, headers: dict[str, str], request_id: str, seen: dict[str, Any], seconds: float, error: str | None) -> None:
+        if not self.log.isEnabledFor(logging.INFO):
+            return
+        client = scope.get("client")
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "path": redact_text(scope.get("path", "")),
+            "query": redact_query((scope.get("query_string") or b"").decode("latin-1")),
+            "status": seen["status"] if seen["status"] is not None else 499,
+            "ms": round(seconds * 1000, 2),
+            "bytes_in": int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None,
+            "bytes_out": seen["bytes"],
+            "client": client[0] if client else None,
+            "user_agent": redact_text(headers.get("user-agent", ""))[:200] or None,
+            "gateway_key": (scope.get("state") or {}).get(STATE_KEY_NAME),
+        }
+        for name in _DECISION_HEADERS:
+            if name in seen["headers"]:
+                line[name.removeprefix("x-arch-").replace("-", "_")] = redact_text(seen["headers"][name])
+        if error:
+            line["error"] = error
+        self.log.info(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+
+
+def _clean_id(value: str | None) -> str | None:
+    """A client's request id, kept only when short and plain (it is echoed into logs and headers)."""
+    if value and len(value) <= 128 and re.fullmatch(r"[A-Za-z0-9._:\-]+", value):
+        return value
+    return None

@@ -1,0 +1,133 @@
+"""runtime/tracing.py: spans exported over OTLP/HTTP to a local receiver; traceparent goes upstream."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from archc.bundle import seal
+from runtime.errors import UpstreamStatus
+from runtime.retry import Cooldown, Resilience, RetryPolicy
+from runtime.tracing import DEFAULT_ENDPOINT, Tracing, TracingMiddleware, endpoint_from
+
+pytestmark = pytest.mark.anyio
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_PARENT = "00f067aa0ba902b7"
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    bodies: list[bytes]
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        length = int(self.headers.get("content-length", 0))
+        self.server.bodies.append((self.path, self.headers.get("content-type"), self.rfile.read(length)))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[http.server.ThreadingHTTPServer]:
+    """A local OTLP/HTTP trace receiver on 127.0.0.1 recording what it is sent."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.bodies = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _spans(server: Any) -> list[Any]:
+    spans = []
+    for path, content_type, body in server.bodies:
+        assert path == "/v1/traces" and content_type == "application/x-protobuf"
+        req = ExportTraceServiceRequest.FromString(body)
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                spans.extend(ss.spans)
+    return spans
+
+
+def test_endpoint_and_from_bundle() -> None:
+    assert endpoint_from({"otlp_endpoint": "http://127.0.0.1:1/v1/traces"}, {}) == "http://127.0.0.1:1/v1/traces"
+    assert endpoint_from({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://h:4318/"}) == "http://h:4318/v1/traces"
+    assert endpoint_from({}, {}) == DEFAULT_ENDPOINT
+    base = {"source": {}, "listeners": [], "providers": [], "aliases": [], "routes": [], "default_model": None,
+            "routing": {}, "router": None}
+    assert Tracing.from_bundle(seal(base), {}) is None
+
+
+async def test_server_and_attempt_spans_exported_and_traceparent_propagated(otlp_receiver: Any) -> None:
+    endpoint = f"http://127.0.0.1:{otlp_receiver.server_address[1]}/v1/traces"
+    bundle = seal({"source": {}, "listeners": [], "providers": [], "aliases": [], "routes": [], "default_model": None,
+                   "routing": {}, "router": None, "tracing": {"random_sampling": 100},
+                   "extensions": {"gateway": {"tracing": {"otlp_endpoint": endpoint, "service_name": "archc-test"}}}})
+    tracing = Tracing.from_bundle(bundle, {})
+    assert tracing is not None and tracing.endpoint == endpoint
+    upstream_headers: list[dict] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        upstream_headers.append(dict(request.headers))
+        status = 503 if request.url.path == "/down" else 200
+        return httpx.Response(status, json={"ok": True})
+
+    upstream_client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+    tracing.install(upstream_client)
+    resilience = Resilience(RetryPolicy(fallbacks={"down": ("up",)}), Cooldown(0, 0), span=tracing.attempt_span)
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        async def attempt(name: str) -> httpx.Response:
+            r = await upstream_client.post(f"http://upstream.test/{name}")
+            if r.status_code >= 400:
+                raise UpstreamStatus(r.status_code, "down")
+            return r
+
+        await resilience.run("down", attempt)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-arch-target", b"up")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    gateway = TracingMiddleware(app, lambda scope: tracing)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
+        r = await client.post("/v1/chat/completions", headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_PARENT}-01"})
+        assert r.status_code == 200
+    await upstream_client.aclose()
+    await tracing.aclose()  # flushes to the receiver
+
+    # Upstream saw the caller's trace id, with one of our attempt spans as parent.
+    assert len(upstream_headers) == 2
+    parents = [h["traceparent"].split("-") for h in upstream_headers]
+    assert all(p[1] == CALLER_TRACE for p in parents)
+    spans = {s.name: s for s in _spans(otlp_receiver)}
+    assert set(spans) == {"POST /v1/chat/completions", "upstream down", "upstream up"}
+    server = spans["POST /v1/chat/completions"]
+    assert server.trace_id.hex() == CALLER_TRACE and server.parent_span_id.hex() == CALLER_PARENT
+    for name, (_, _, span_id, _) in zip(("upstream down", "upstream up"), parents):
+        assert spans[name].span_id.hex() == span_id  # the header names that attempt's span
+        assert spans[name].parent_span_id == server.span_id
+    assert spans["upstream down"].status.code == 2  # ERROR
+    attrs = {a.key: a.value for a in server.attributes}
+    assert attrs["http.response.status_code"].int_value == 200 and attrs["archc.target"].string_value == "up"
+
+
+async def test_no_tracing_configured_passes_through() -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    gateway = TracingMiddleware(app, lambda scope: None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
+        assert (await client.get("/healthz")).status_code == 204
