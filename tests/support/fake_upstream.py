@@ -251,6 +251,14 @@ class FakeUpstream:
             self._script.extend(replies)
         return self
 
+    def reset(self) -> None:
+        """Forget recorded requests, the script and disconnects (for a server shared by several tests)."""
+        with self._lock:
+            self.requests.clear()
+            self._script.clear()
+            self.disconnects.clear()
+            self._disconnected.clear()
+
     def wait_disconnect(self, timeout: float = 5.0) -> bool:
         return self._disconnected.wait(timeout)
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.gateway import Gateway
+from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
 
 
 @pytest.fixture
@@ -31,3 +31,36 @@ def start_gateway() -> Iterator[Callable[..., Gateway]]:
     yield start
     for gw in started:
         gw.close()
+
+
+@pytest.fixture(scope="module")
+def shared_upstream() -> Iterator[FakeUpstream]:
+    """One fake upstream for a module's tests (each test resets it through ``e2e_gateway``)."""
+    with FakeUpstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def e2e_gateway(shared_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """`archc serve` over a bundle with one OpenAI-format and one Anthropic-format provider on the fake
+    upstream (keys from env), plus an alias to each: ``openai/gpt-4o`` (default), ``anthropic/claude-x``,
+    ``arch.oai.v1``, ``arch.ant.v1``."""
+    up = shared_upstream
+    bundle = bundle_dict(
+        [provider("openai/gpt-4o", up.openai_endpoint(), auth="bearer", key_env="ARCHC_TEST_OPENAI_KEY", default=True),
+         provider("anthropic/claude-x", up.anthropic_endpoint(), wire="anthropic_messages", auth="x-api-key",
+                  key_env="ARCHC_TEST_ANTHROPIC_KEY")],
+        aliases={"arch.oai.v1": "openai/gpt-4o", "arch.ant.v1": "anthropic/claude-x"},
+    )
+    path = write_bundle(tmp_path_factory.mktemp("e2e"), bundle)
+    gw = Gateway(path, env={"ARCHC_TEST_OPENAI_KEY": "sk-test-openai", "ARCHC_TEST_ANTHROPIC_KEY": "sk-test-anthropic"})
+    gw.start()
+    yield gw
+    gw.close()
+
+
+@pytest.fixture
+def upstream(shared_upstream: FakeUpstream, e2e_gateway: Gateway) -> FakeUpstream:
+    """The module's fake upstream, reset for this test."""
+    shared_upstream.reset()
+    return shared_upstream

@@ -1,0 +1,141 @@
+"""The unmodified `openai` SDK against a real `archc serve` process and a fake upstream on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream, anthropic_text, anthropic_tool_use, error, openai_text, openai_tool_call, stalling
+from tests.support.gateway import Gateway
+
+pytestmark = pytest.mark.e2e
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                           "required": ["city"]}}}]
+
+
+@pytest.fixture
+def client(e2e_gateway: Gateway):
+    with openai.OpenAI(base_url=e2e_gateway.url + "/v1", api_key="client-key", max_retries=0, timeout=20) as c:
+        yield c
+
+
+def test_text_passthrough_non_streamed(client, upstream: FakeUpstream):
+    upstream.script(openai_text("Hello from upstream"))
+    raw = client.chat.completions.with_raw_response.create(model="arch.oai.v1", messages=[{"role": "user", "content": "hi"}],
+                                                           extra_body={"vendor_flag": True})
+    out = raw.parse()
+    assert out.choices[0].message.content == "Hello from upstream"
+    assert out.usage.total_tokens == 18
+    assert (raw.headers["x-arch-target"], raw.headers["x-arch-why"], raw.headers["x-arch-route"]) == ("openai/gpt-4o", "alias", "none")
+    sent = upstream.requests[0]
+    assert sent.path == "/v1/chat/completions" and sent.body["model"] == "gpt-4o" and sent.body["vendor_flag"] is True
+    assert sent.headers["Authorization"] == "Bearer sk-test-openai"
+
+
+def test_text_passthrough_streamed(client, upstream):
+    upstream.script(openai_text("one two three four"))
+    stream = client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "one two three four"
+    assert chunks[-1].usage.completion_tokens == 7
+    assert upstream.requests[0].body["stream"] is True
+
+
+def test_to_anthropic_upstream_text_and_system(client, upstream):
+    upstream.script(anthropic_text("Bonjour", usage=(30, 4)))
+    out = client.chat.completions.create(model="arch.ant.v1", max_tokens=100,
+                                         messages=[{"role": "system", "content": "Answer in French."},
+                                                   {"role": "user", "content": "hello"}])
+    assert out.choices[0].message.content == "Bonjour" and out.choices[0].finish_reason == "stop"
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (30, 4)
+    sent = upstream.requests[0]
+    assert sent.path == "/v1/messages" and sent.body["system"] == "Answer in French." and sent.body["model"] == "claude-x"
+    assert sent.headers["x-api-key"] == "sk-test-anthropic" and sent.headers["anthropic-version"] == "2023-06-01"
+    assert "Authorization" not in sent.headers
+
+
+def test_tool_call_and_tool_result_via_anthropic_upstream(client, upstream):
+    upstream.script(anthropic_tool_use("get_weather", {"city": "Paris"}, tool_id="toolu_01"), anthropic_text("It is sunny."))
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="anthropic/claude-x", messages=messages, tools=TOOLS, tool_choice="required")
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert upstream.requests[0].body["tool_choice"] == {"type": "any"}
+    assert upstream.requests[0].body["tools"][0]["input_schema"]["required"] == ["city"]
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "22 C and sunny"}]
+    second = client.chat.completions.create(model="anthropic/claude-x", messages=messages, tools=TOOLS)
+    assert second.choices[0].message.content == "It is sunny."
+    turns = upstream.requests[1].body["messages"]
+    assert turns[1]["content"][0]["type"] == "tool_use" and turns[1]["content"][0]["id"] == call.id
+    result = turns[2]["content"][0]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == call.id
+    assert "22 C and sunny" in json.dumps(result["content"])
+
+
+def test_streamed_tool_arguments_from_anthropic_upstream(client, upstream):
+    args = {"city": "São Paulo", "units": "metric", "days": [1, 2, 3]}
+    upstream.script(anthropic_tool_use("get_weather", args, text="Checking."))
+    stream = client.chat.completions.create(model="anthropic/claude-x", messages=[{"role": "user", "content": "w?"}],
+                                            tools=TOOLS, stream=True)
+    pieces, text, name, finish = [], "", None, None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        text += delta.content or ""
+        for tc in delta.tool_calls or []:
+            name = tc.function.name or name
+            pieces.append(tc.function.arguments or "")
+        finish = chunk.choices[0].finish_reason or finish
+    assert text == "Checking." and name == "get_weather" and finish == "tool_calls"
+    assert len([p for p in pieces if p]) >= 2  # arrived in several deltas
+    assert json.loads("".join(pieces)) == args
+
+
+def test_thinking_from_anthropic_upstream_becomes_reasoning_content(client, upstream):
+    upstream.script(anthropic_text("42", thinking="Let me add.", signature="sig-abc"))
+    out = client.chat.completions.create(model="anthropic/claude-x", messages=[{"role": "user", "content": "6*7"}])
+    message = out.choices[0].message
+    assert message.content == "42"
+    assert message.model_extra["reasoning_content"] == "Let me add."
+
+
+def test_upstream_error_status_reaches_the_sdk(client, upstream):
+    upstream.script(error(429, "slow down please", kind="rate_limit_error"))
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert "slow down please" in str(info.value)
+
+
+def test_unknown_model_falls_back_to_default_and_bad_request_is_400(client, upstream):
+    raw = client.chat.completions.with_raw_response.create(model="gpt-nope", messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-arch-why"] == "default" and raw.headers["x-arch-target"] == "openai/gpt-4o"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": 5}])
+    assert "messages[0].content" in str(info.value)
+
+
+def test_models_list(client, upstream):
+    ids = [m.id for m in client.models.list()]
+    assert ids == ["arch.oai.v1", "arch.ant.v1", "openai/gpt-4o", "anthropic/claude-x"]
+
+
+def test_client_disconnect_cancels_the_upstream_request(e2e_gateway, upstream):
+    upstream.script(stalling(openai_text("a b c d e f g h")))
+    body = {"model": "openai/gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(timeout=10) as http:
+        with http.stream("POST", e2e_gateway.url + "/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            next(r.iter_raw())
+    assert upstream.wait_disconnect(10), "the upstream never saw the client leave"
+    # The gateway is still healthy afterwards.
+    assert httpx.get(e2e_gateway.url + "/healthz").status_code == 200
