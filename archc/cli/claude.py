@@ -1,9 +1,382 @@
-"""archc CLI: claude subcommand (placeholder until its issue lands)."""
+"""archc CLI: `archc claude` (run Claude Code through the gateway) and `archc statusline`.
+
+Top of the stack: may import the compiler and `runtime` data modules. `archc claude` starts
+`archc serve` in the background when no gateway answers, runs `claude` against it with the
+status line configured, and stops what it started; `archc statusline` prints the routing status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Iterator, Sequence
+
+from archc.bundle import Bundle
+from archc.compiler import CompileError, bundle_from_path
+from runtime.sessions import format_status, valid_session_id
+
+EXIT_OK = 0
+EXIT_ERRORS = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 127  # the shell's "command not found"
+
+SMALL_FAST_ALIAS = "arch.claude.code.small.fast"  # archgw's convention for Claude Code's small model
+PLACEHOLDER_TOKEN = "archc-local"  # sent when the gateway has no keys: Claude Code wants some token
+DEFAULT_PORT = 12000
+CONFIG_NAMES = ("config.yaml", "arch_config.yaml", "plano_config.yaml")
+# Variables Claude Code reads that would point it somewhere other than the gateway.
+_CLEARED_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
+
+
+@dataclass
+class _Gateway:
+    """The gateway Claude Code talks to; ``process`` is set only when we started it."""
+
+    url: str
+    bundle: Bundle | None = None
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    models: list[str] = field(default_factory=list)
+
+
+class _LaunchError(Exception):
+    """A clean, user-facing failure: message printed to stderr, then ``code`` returned."""
+
+    def __init__(self, message: str, code: int = EXIT_ERRORS) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    return None
+    p = sub.add_parser(
+        "claude",
+        help="run Claude Code through the gateway (starting one if needed)",
+        description="Run Claude Code with its requests routed by archc. Arguments after `--` go to claude.",
+    )
+    _add_claude_options(p)
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="[CONFIG_OR_BUNDLE] [-- CLAUDE_ARGS...]",
+                   help="config or bundle (default: ./config.yaml); everything after `--` goes to claude")
+    p.set_defaults(handler=run_claude)
+
+    s = sub.add_parser("statusline", help="print the routing status for Claude Code's status line (reads its JSON on stdin)")
+    s.add_argument("--url", default=os.environ.get("ARCHC_URL", f"http://127.0.0.1:{DEFAULT_PORT}"), help="gateway base URL")
+    s.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for the gateway (default 1)")
+    s.set_defaults(handler=run_statusline)
+
+
+def _add_claude_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="use the gateway at this base URL; never start one")
+    p.add_argument("--port", type=int, help="port for the gateway (default: the config's model listener, else 12000)")
+    p.add_argument("--model-dir", help="router model directory, passed to `archc serve`")
+    p.add_argument("--claude-bin", help="path of the claude command (default: PATH, then ./.tools/node_modules/.bin)")
+    p.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the gateway to be ready")
+
+
+# -- archc claude --------------------------------------------------------------------------------
+
+
+def run_claude(args: argparse.Namespace) -> int:
+    try:
+        options, claude_args = _parse_rest(args)
+        claude_bin = find_claude(options.claude_bin)
+        gateway = _prepare_gateway(options)
+    except _LaunchError as exc:
+        print(f"archc claude: {exc}", file=sys.stderr)
+        return exc.code
+    try:
+        return _run_claude_process(claude_bin, gateway, claude_args)
+    except _LaunchError as exc:
+        print(f"archc claude: {exc}", file=sys.stderr)
+        return exc.code
+    finally:
+        stop_gateway(gateway)
+
+
+def _parse_rest(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
+    """Split ``rest`` at the first ``--``: the head holds CONFIG and options, the tail is claude's."""
+    rest = list(args.rest or [])
+    if "--" in rest:
+        cut = rest.index("--")
+        head, tail = rest[:cut], rest[cut + 1 :]
+    else:
+        head, tail = rest, []
+    # Options given before CONFIG were parsed already; they are the defaults for the rest.
+    inner = argparse.ArgumentParser(prog="archc claude", add_help=False, exit_on_error=False)
+    _add_claude_options(inner)
+    inner.add_argument("config", nargs="?")
+    inner.set_defaults(**{k: v for k, v in vars(args).items() if k in ("url", "port", "model_dir", "claude_bin", "startup_timeout")})
+    try:
+        parsed, unknown = inner.parse_known_args(head)
+    except argparse.ArgumentError as exc:
+        raise _LaunchError(f"{exc} (see `archc claude --help`)", EXIT_USAGE) from exc
+    if unknown:
+        raise _LaunchError(f"unexpected arguments {' '.join(unknown)!r}; put Claude Code's arguments after `--`", EXIT_USAGE)
+    return parsed, tail
+
+
+def find_claude(explicit: str | None = None) -> str:
+    """The claude executable: --claude-bin, PATH, then ./.tools/node_modules/.bin (where `make test` installs it)."""
+    if explicit:
+        if Path(explicit).is_file() and os.access(explicit, os.X_OK):
+            return explicit
+        raise _LaunchError(f"claude not found at {explicit}", EXIT_NOT_FOUND)
+    found = shutil.which("claude")
+    if found:
+        return found
+    candidate = Path.cwd() / ".tools" / "node_modules" / ".bin" / "claude"
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    raise _LaunchError(
+        "Claude Code is not installed (no `claude` on PATH or in ./.tools/node_modules/.bin).\n"
+        "Install it with: npm install -g @anthropic-ai/claude-code",
+        EXIT_NOT_FOUND,
+    )
+
+
+def _prepare_gateway(options: argparse.Namespace) -> _Gateway:
+    if options.url:
+        url = options.url.rstrip("/")
+        if not _answers(url + "/healthz", 2.0):
+            raise _LaunchError(f"no gateway answers at {url} (GET /healthz failed)")
+        return _Gateway(url=url, models=_list_models(url))
+    config = _find_config(options.config)
+    bundle = _compile(config)
+    host, port = _listener(bundle, options.port)
+    url = f"http://{host}:{port}"
+    if _answers(url + "/healthz", 1.0):
+        print(f"archc claude: using the gateway already running at {url}", file=sys.stderr)
+        return _Gateway(url=url, bundle=bundle, models=_list_models(url))
+    gateway = _Gateway(url=url, bundle=bundle)
+    start_gateway(gateway, config, host, port, options.model_dir, options.startup_timeout)
+    return gateway
+
+
+def _find_config(config: str | None) -> Path:
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise _LaunchError(f"{config}: no such file")
+        return path
+    for name in CONFIG_NAMES:
+        if Path(name).is_file():
+            return Path(name)
+    raise _LaunchError(f"no config given and none of {', '.join(CONFIG_NAMES)} here; usage: archc claude CONFIG [-- CLAUDE_ARGS...]", EXIT_USAGE)
+
+
+def _compile(config: Path) -> Bundle:
+    try:
+        return bundle_from_path(config)
+    except CompileError as exc:
+        raise _LaunchError(f"{config} does not compile:\n{exc}") from exc
+
+
+def _listener(bundle: Bundle, port: int | None) -> tuple[str, int]:
+    """Loopback host and port of the bundle's model listener (``--port`` wins)."""
+    chosen = next((item for item in bundle.listeners if item.kind == "model"), None) or next(iter(bundle.listeners), None)
+    if port is None:
+        port = chosen.port if chosen else DEFAULT_PORT
+    address = chosen.address if chosen else "127.0.0.1"
+    # We start the gateway on loopback; one bound to every address is reached the same way.
+    host = "127.0.0.1" if address in ("0.0.0.0", "::", "", "localhost") else address
+    return host, port
+
+
+def start_gateway(gateway: _Gateway, config: Path, host: str, port: int, model_dir: str | None, timeout: float) -> None:
+    """Start `archc serve` in its own process group, logging to a file, and wait for /readyz."""
+    log = tempfile.NamedTemporaryFile(prefix="archc-serve-", suffix=".log", delete=False)
+    gateway.log_path = Path(log.name)
+    cmd = [sys.executable, "-m", "archc", "serve", str(config), "--host", host, "--port", str(port)]
+    if model_dir:
+        cmd += ["--model-dir", model_dir]
+    with log:
+        gateway.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gateway.process.poll() is not None:
+            raise _LaunchError(f"the gateway exited with code {gateway.process.returncode} before it was ready:\n{_tail(gateway.log_path)}")
+        if _answers(gateway.url + "/readyz", 0.5):
+            print(f"archc claude: started a gateway at {gateway.url} (log: {gateway.log_path})", file=sys.stderr)
+            return
+        time.sleep(0.1)
+    raise _LaunchError(f"the gateway was not ready after {timeout:.0f} s:\n{_tail(gateway.log_path)}")
+
+
+def stop_gateway(gateway: _Gateway, grace: float = 5.0) -> None:
+    """Stop the gateway we started (its whole process group): SIGTERM, then SIGKILL after ``grace``."""
+    proc = gateway.process
+    if proc is None:
+        return
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+    # Whatever the leader left in its group (workers) goes too.
+    _signal_group(proc, signal.SIGKILL)
+    gateway.process = None
+    if gateway.log_path is not None:
+        gateway.log_path.unlink(missing_ok=True)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def claude_env(gateway: _Gateway, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Claude Code's environment: the gateway's URL and token, the small/fast alias when defined."""
+    env = dict(os.environ if base is None else base)
+    for name in _CLEARED_ENV:
+        env.pop(name, None)
+    env["ANTHROPIC_BASE_URL"] = gateway.url
+    env["ANTHROPIC_AUTH_TOKEN"] = _gateway_token(gateway.bundle, env)
+    if _defines_small_fast(gateway):
+        env["ANTHROPIC_SMALL_FAST_MODEL"] = SMALL_FAST_ALIAS
+        env["ANTHROPIC_DEFAULT_HAIKU_MODEL"] = SMALL_FAST_ALIAS
+    return env
+
+
+def _defines_small_fast(gateway: _Gateway) -> bool:
+    if gateway.bundle is not None:
+        return gateway.bundle.alias(SMALL_FAST_ALIAS) is not None
+    return SMALL_FAST_ALIAS in gateway.models
+
+
+def _gateway_token(bundle: Bundle | None, env: dict[str, str]) -> str:
+    """ARCHC_GATEWAY_KEY, else the first configured key given as an environment reference, else a placeholder."""
+    if env.get("ARCHC_GATEWAY_KEY"):
+        return env["ARCHC_GATEWAY_KEY"]
+    for ref in _key_refs(bundle):
+        name = ref.strip().removeprefix("$").strip("{}")
+        if ref.strip().startswith("$") and env.get(name):
+            return env[name]
+    return PLACEHOLDER_TOKEN
+
+
+def _key_refs(bundle: Bundle | None) -> Iterator[str]:
+    gateway = bundle.extensions.get("gateway") if bundle is not None else None
+    keys = gateway.get("keys") if isinstance(gateway, dict) else None
+    for item in keys if isinstance(keys, list) else []:
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            for value in item.values():
+                if isinstance(value, str):
+                    yield value
+
+
+def claude_command(claude_bin: str, gateway_url: str, claude_args: Sequence[str]) -> list[str]:
+    """claude with our status line, unless the user passes their own --settings."""
+    if any(a == "--settings" or a.startswith("--settings=") for a in claude_args):
+        return [claude_bin, *claude_args]
+    status_cmd = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "archc", "statusline", "--url", gateway_url))
+    settings = {"statusLine": {"type": "command", "command": status_cmd, "padding": 0}}
+    return [claude_bin, "--settings", json.dumps(settings), *claude_args]
+
+
+def _run_claude_process(claude_bin: str, gateway: _Gateway, claude_args: Sequence[str]) -> int:
+    """Run claude in the foreground; Ctrl-C belongs to claude, SIGTERM/SIGHUP are passed on."""
+    cmd = claude_command(claude_bin, gateway.url, claude_args)
+    try:
+        proc = subprocess.Popen(cmd, env=claude_env(gateway))
+    except OSError as exc:
+        raise _LaunchError(f"cannot run {claude_bin}: {exc.strerror or exc}", EXIT_NOT_FOUND) from exc
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if signum != signal.SIGINT and proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+
+
+# -- archc statusline ----------------------------------------------------------------------------
+
+
+def run_statusline(args: argparse.Namespace) -> int:
+    """Print one line; always exit 0 (a failing status line command blanks Claude Code's line)."""
+    try:
+        payload = json.loads(sys.stdin.read() or "{}")
+    except (ValueError, UnicodeDecodeError):
+        payload = {}
+    session_id = payload.get("session_id") if isinstance(payload, dict) else None
+    print(statusline_text(args.url.rstrip("/"), session_id if isinstance(session_id, str) else None, args.timeout))
+    return EXIT_OK
+
+
+def statusline_text(url: str, session_id: str | None, timeout: float = 1.0) -> str:
+    if not session_id or not valid_session_id(session_id):
+        return "archc: no session yet"
+    try:
+        status = _get_json(f"{url}/v1/arch/sessions/{urllib.parse.quote(session_id, safe='')}", timeout)
+    except urllib.error.HTTPError as exc:
+        return "archc: no routing decision yet" if exc.code == 404 else f"archc: gateway answered {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError):
+        return f"archc: gateway unreachable at {url}"
+    return format_status(status) if isinstance(status, dict) else "archc: unexpected gateway answer"
+
+
+# -- HTTP helpers (stdlib: the status line runs every few hundred ms, so keep it light) -----------
+
+
+def _open(url: str, timeout: float) -> Any:
+    # The gateway is addressed directly: an inherited HTTP proxy setting must not capture it.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return opener.open(urllib.request.Request(url, headers={"accept": "application/json"}), timeout=timeout)
+
+
+def _get_json(url: str, timeout: float) -> Any:
+    with _open(url, timeout) as resp:
+        return json.loads(resp.read())
+
+
+def _answers(url: str, timeout: float) -> bool:
+    try:
+        with _open(url, timeout) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _list_models(url: str) -> list[str]:
+    try:
+        data = _get_json(url + "/v1/models", 2.0)
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
+    items = data.get("data") if isinstance(data, dict) else None
+    return [m["id"] for m in items or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def _tail(path: Path | None, lines: int = 20) -> str:
+    if path is None:
+        return ""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join("  " + line for line in text.splitlines()[-lines:])
