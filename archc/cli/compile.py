@@ -152,7 +152,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     code = _diff.exit_code(changes)
     if args.impact:
         model_dir = Path(args.model_dir) if args.model_dir else None
-        text, changed = _impact.impact_report(old, new, args.impact, model_dir=model_dir, fmt=args.format)
+        try:
+            text, changed = _impact.impact_report(old, new, args.impact, model_dir=model_dir, fmt=args.format)
+        except CompileError as exc:  # malformed golden files, or no router model to replay with
+            sys.stderr.write(format_text(exc.diagnostics, color=_use_color("auto", sys.stderr)))
+            return EXIT_ERRORS
         if text:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         if changed and code == _diff.EXIT_SAME:
