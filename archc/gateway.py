@@ -53,6 +53,15 @@ def check_gateway(section: Mapping[str, Any], provider_names: Sequence[str], spa
                     err(("keys", i, "name"), f"keys: name {name!r} is used twice")
                 seen.add(name)
 
+    limits = section.get("request_limits")
+    if isinstance(limits, list):
+        names = [e.get("name") for e in keys if isinstance(e, Mapping)] if isinstance(keys, list) else []
+        for i, item in enumerate(limits):
+            ref = item.get("gateway_key") if isinstance(item, Mapping) else None
+            if isinstance(ref, str) and ref != "*" and ref not in names:
+                err(("request_limits", i, "gateway_key"), f"request_limits: {ref!r} is not a gateway key name",
+                    _close(ref, [n for n in names if isinstance(n, str)]) if names else "add gateway.keys entries")
+
     retries = section.get("retries")
     if isinstance(retries, Mapping):
         base, cap = retries.get("backoff_ms"), retries.get("backoff_cap_ms")

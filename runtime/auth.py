@@ -12,7 +12,7 @@ Config (``gateway.keys`` in the archc config)::
         - name: team-a
           sha256: 9f86d08...        # hex digest of the key (``archc`` never sees the key)
         - name: ci
-          env: ARCHC_KEY_CI         # the key itself, read from this variable at start/reload
+          key_env: ARCHC_KEY_CI     # the key itself, read from this variable at start/reload
 
 Clients present ``Authorization: Bearer <key>`` (OpenAI SDK, Claude Code) or ``x-api-key: <key>``
 (Anthropic SDK). The matched key's *name* goes to ``scope["state"]["gateway_key"]`` for per-key
@@ -71,8 +71,9 @@ class KeyStore:
         entries = gateway.get("keys") or []
         for i, entry in enumerate(entries):
             name = str(entry.get("name") or f"key{i}")
+            env_name = _env_name(entry.get("key_env") or entry.get("env"))
             if entry.get("sha256"):
-                hexdigest = str(entry["sha256"]).strip().lower()
+                hexdigest = str(entry["sha256"]).strip().lower().removeprefix("sha256:")
                 try:
                     digest = bytes.fromhex(hexdigest)
                 except ValueError as exc:
@@ -80,15 +81,15 @@ class KeyStore:
                 if len(digest) != 32:
                     raise KeyConfigError(f"gateway.keys[{i}] ({name}): sha256 must be 64 hex digits")
                 keys.append(GatewayKey(name, digest))
-            elif entry.get("env"):
-                value = env.get(str(entry["env"]))
+            elif env_name:
+                value = env.get(env_name)
                 if not value:
                     # Fail closed for this key only: the others keep working.
-                    LOG.warning("gateway key %r disabled: environment variable %s is unset", name, entry["env"])
+                    LOG.warning("gateway key %r disabled: environment variable %s is unset", name, env_name)
                     continue
                 keys.append(GatewayKey(name, hashlib.sha256(value.encode("utf-8")).digest()))
             else:
-                raise KeyConfigError(f"gateway.keys[{i}] ({name}): give either sha256 or env")
+                raise KeyConfigError(f"gateway.keys[{i}] ({name}): give either sha256 or key_env")
         required = gateway.get("require_keys")
         if required is None:
             required = bool(entries)
@@ -103,6 +104,13 @@ class KeyStore:
                 if hmac.compare_digest(digest, key.digest) and found is None:
                     found = key.name
         return found
+
+
+def _env_name(ref: object) -> str | None:
+    """``ARCHC_KEY``, ``$ARCHC_KEY`` or ``${ARCHC_KEY}`` -> ``ARCHC_KEY``."""
+    if not ref:
+        return None
+    return str(ref).strip().lstrip("$").strip("{}") or None
 
 
 def presented_credentials(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:

@@ -118,7 +118,7 @@ def rules_from_bundle(bundle: Bundle) -> tuple[Rule, ...]:
             Rule(
                 kind="tokens",
                 limit=int(limit.get("tokens", 0)),
-                window_s=float(UNIT_SECONDS[str(limit.get("unit", "minute"))]),
+                window_s=float(rl.get("window_s") or UNIT_SECONDS[str(limit.get("unit", "minute"))]),
                 model=rl.get("model") or None,
                 header=(str(selector["key"]).lower() if selector.get("key") else None),
                 value=(str(selector["value"]) if selector.get("value") is not None else None),
@@ -386,7 +386,7 @@ class RateLimiter:
         cfg = (bundle.extensions.get("gateway") or {}).get("ratelimit_backend") or {}
         if backend is None:
             url = cfg.get("url")
-            if url:
+            if url and not str(url).startswith("memory://"):
                 backend = RedisBackend(url, timeout_s=float(cfg.get("timeout_ms", 250)) / 1000.0, clock=clock)
             else:
                 backend = MemoryBackend(clock)

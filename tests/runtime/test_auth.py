@@ -24,13 +24,15 @@ def _sha(key: str) -> str:
 
 def test_store_from_digest_and_env() -> None:
     store = KeyStore.from_gateway(
-        {"keys": [{"name": "team-a", "sha256": _sha(SECRET)}, {"name": "ci", "env": "ARCHC_TEST_KEY"}]},
+        {"keys": [{"name": "team-a", "sha256": _sha(SECRET)}, {"name": "ci", "key_env": "${ARCHC_TEST_KEY}"},
+                  {"name": "prefixed", "sha256": "sha256:" + _sha("third")}]},
         env={"ARCHC_TEST_KEY": OTHER},
     )
     assert store.required
     assert store.match([SECRET]) == "team-a"
     assert store.match([OTHER]) == "ci"
     assert store.match(["wrong", OTHER]) == "ci"
+    assert store.match(["third"]) == "prefixed"
     assert store.match(["wrong"]) is None
     assert store.match([]) is None
 
@@ -45,7 +47,7 @@ def test_off_by_default_and_explicit_require() -> None:
 
 def test_unset_env_key_is_disabled_and_logged_without_value(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        store = KeyStore.from_gateway({"keys": [{"name": "ci", "env": "ARCHC_UNSET_VAR"}]}, env={})
+        store = KeyStore.from_gateway({"keys": [{"name": "ci", "key_env": "ARCHC_UNSET_VAR"}]}, env={})
     assert store.required and store.keys == ()
     assert "ARCHC_UNSET_VAR" in caplog.text
 
@@ -55,7 +57,7 @@ def test_unset_env_key_is_disabled_and_logged_without_value(caplog: pytest.LogCa
     [
         ({"name": "a", "sha256": "zz"}, "not hex"),
         ({"name": "a", "sha256": "abcd"}, "64 hex digits"),
-        ({"name": "a"}, "either sha256 or env"),
+        ({"name": "a"}, "either sha256 or key_env"),
     ],
 )
 def test_bad_entries_are_config_errors(entry: dict, message: str) -> None:
