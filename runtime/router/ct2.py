@@ -186,7 +186,6 @@ class Ct2Backend:
             w = walks[result.batch_id]
             w.ids.append(result.token_id)
             if not w.off_list:
-                w.logits.append(np.asarray(result.logits).reshape(-1))
                 w.path.append(w.node)
                 child = w.node.children.get(result.token_id)
                 if child is None:
@@ -201,7 +200,16 @@ class Ct2Backend:
                 return True
             return False
 
-        self._generate(prompts, static, step, max_length=self.options.max_answer_tokens)
+        results = self._generate(prompts, static, step, max_length=self.options.max_answer_tokens)
+        for w, r in zip(walks, results):
+            # Step logits come from the result, not the callback: in a batch the callback sees the
+            # whole batch's rows, and shorter prompts are finished in the decoding loop (their
+            # forced steps are recorded too), so take the last len(ids) steps.
+            steps = r.logits[0] if r.logits else []
+            generated = steps[len(steps) - len(w.ids):] if len(steps) >= len(w.ids) else []
+            w.logits = [np.asarray(sv).reshape(-1) for sv in generated[: len(w.path)]]
+            if len(w.logits) < len(w.path):
+                w.path = w.path[: len(w.logits)]
         prefix_cached = static is not None and self._calls > 0
         self._calls += 1
         prompt_len = len(static or ())
