@@ -78,7 +78,7 @@ def usage_to_openai(usage: Any) -> dict[str, Any]:
     completion = _int(usage.get("output_tokens"))
     details: dict[str, int] = {"cached_tokens": read}
     if created:
-        details["cache_creation_tokens"] = created  # vendor field, so the reverse trip restores it
+        details["cache_write_tokens"] = created  # OpenAI's own field for cache writes
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, "prompt_tokens_details": details}
 
 
@@ -88,7 +88,7 @@ def usage_from_openai(usage: Any) -> dict[str, int]:
     details = usage.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
     read = _int(details.get("cached_tokens"))
-    created = _int(details.get("cache_creation_tokens"))
+    created = _int(details.get("cache_write_tokens"))
     return {
         "input_tokens": max(_int(usage.get("prompt_tokens")) - read - created, 0),
         "output_tokens": _int(usage.get("completion_tokens")),

@@ -1,0 +1,399 @@
+"""Anthropic Messages <-> OpenAI chat translation, driven by the recorded fixtures in tests/fixtures/wire/.
+
+A new case is a new file: ``anthropic_messages/<case>.{request,response}.json`` or ``<case>.stream.sse``
+(Anthropic in, OpenAI expected beside it as ``<case>.<kind>.openai.*``) and the same under
+``openai_chat/`` with ``<case>.<kind>.anthropic.*``. ``ARCHC_REGEN_WIRE=1`` rewrites expected files
+(review the diff before committing). Streams are also replayed through the real SDKs' accumulators.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anthropic.lib.streaming._messages import accumulate_event
+from openai.lib.streaming.chat._completions import ChatCompletionStreamState
+from anthropic.types import Message
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from runtime.errors import GatewayError, TranslationError, UpstreamStatus, render
+from runtime.sse import DONE, SSEDecoder, encode_json
+from runtime.wire import WireFormat
+from runtime.wire import anthropic_messages as am
+from runtime.wire import openai_chat as oc
+
+WIRE = Path(__file__).resolve().parent.parent / "fixtures" / "wire"
+ANTHROPIC = WIRE / "anthropic_messages"
+OPENAI = WIRE / "openai_chat"
+REGEN = os.environ.get("ARCHC_REGEN_WIRE") == "1"
+CLIENT_MODEL = "client-model"
+CREATED = 1764115200
+
+
+def _cases(folder: Path, suffix: str) -> list[str]:
+    return sorted(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}"))
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _expect_json(path: Path, actual: Any) -> None:
+    if REGEN:
+        path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert path.exists(), f"missing expected file {path.name} (run with ARCHC_REGEN_WIRE=1, then review it)"
+    assert actual == _load(path)
+
+
+def _expect_text(path: Path, actual: str) -> None:
+    if REGEN:
+        path.write_text(actual, encoding="utf-8")
+    assert path.exists(), f"missing expected file {path.name} (run with ARCHC_REGEN_WIRE=1, then review it)"
+    assert actual == path.read_text(encoding="utf-8")
+
+
+def _sse_events(raw: bytes) -> list[Any]:
+    decoder = SSEDecoder()
+    return decoder.feed(raw) + decoder.flush()
+
+
+def _anthropic_stream_to_openai(raw: bytes, *, include_usage: bool = True) -> list[dict[str, Any]]:
+    stream = am.StreamToOpenAI(CLIENT_MODEL, created=CREATED, include_usage=include_usage)
+    chunks: list[dict[str, Any]] = []
+    for event in _sse_events(raw):
+        chunks += stream.feed(event.event or "", json.loads(event.data))
+    return chunks + stream.finish()
+
+
+def _openai_stream_to_anthropic(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    stream = am.StreamFromOpenAI(CLIENT_MODEL)
+    events: list[tuple[str, dict[str, Any]]] = []
+    for event in _sse_events(raw):
+        if event.data == "[DONE]":
+            break
+        events += stream.feed(json.loads(event.data))
+    return events + stream.finish()
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", _cases(ANTHROPIC, ".request.json"))
+def test_request_to_openai(case: str) -> None:
+    body = am.validate_request(_load(ANTHROPIC / f"{case}.request.json"))
+    converted = am.request_to_openai(body)
+    oc.validate_request(converted)  # the translation is a valid OpenAI request
+    _expect_json(ANTHROPIC / f"{case}.request.openai.json", converted)
+
+
+@pytest.mark.parametrize("case", _cases(OPENAI, ".request.json"))
+def test_request_from_openai(case: str) -> None:
+    body = oc.validate_request(_load(OPENAI / f"{case}.request.json"))
+    error_file = OPENAI / f"{case}.request.anthropic.error.json"
+    if error_file.exists():
+        expected = _load(error_file)
+        with pytest.raises(GatewayError) as caught:
+            am.request_from_openai(body)
+        assert (type(caught.value).__name__, caught.value.status, caught.value.code) == (expected["class"], expected["status"], expected["code"])
+        return
+    converted = am.request_from_openai(body)
+    am.validate_request(converted)  # the translation is a valid Anthropic request
+    _expect_json(OPENAI / f"{case}.request.anthropic.json", converted)
+
+
+def test_tool_results_come_before_user_text_and_keep_errors_and_images() -> None:
+    out = am.request_to_openai(_load(ANTHROPIC / "tool_results.request.json"))
+    roles = [m["role"] for m in out["messages"]]
+    assert roles == ["user", "assistant", "tool", "tool", "tool", "user"]
+    assert [c["function"]["name"] for c in out["messages"][1]["tool_calls"]] == ["get_weather", "get_weather", "screenshot"]
+    assert out["messages"][3]["content"] == "Error: Unknown location: Atlantis"
+    last = out["messages"][5]["content"]
+    assert [p["type"] for p in last] == ["text", "image_url", "text"]
+    assert last[1]["image_url"]["url"].startswith("data:image/jpeg;base64,/9j/")
+    assert [t["function"]["name"] for t in out["tools"]] == ["get_weather", "screenshot"]  # server tool dropped
+    assert out["tool_choice"] == "auto" and out["parallel_tool_calls"] is True
+
+
+def test_claude_code_request_keeps_what_openai_can_carry() -> None:
+    body = _load(ANTHROPIC / "claude_code.request.json")
+    out = am.request_to_openai(body)
+    assert not {"thinking", "context_management", "output_config", "metadata"} & set(out)
+    assert json.loads(out["user"])["session_id"] == "0b7e6c52-1d7f-4f0e-9a3b-2c4d5e6f7a8b"
+    assert out["stream_options"] == {"include_usage": True} and out["max_tokens"] == 64000
+    assert out["messages"][0]["role"] == "system" and out["messages"][-1]["role"] == "system"
+    assert "cache_control" not in json.dumps(out)
+    bash = out["tools"][0]["function"]
+    assert bash["parameters"] == body["tools"][0]["input_schema"]
+    assert out["messages"][2]["reasoning_signature"] == body["messages"][1]["content"][0]["signature"]
+
+
+def test_thinking_signatures_and_redacted_thinking_round_trip_verbatim() -> None:
+    body = _load(ANTHROPIC / "thinking_signature.request.json")
+    back = am.request_from_openai(am.request_to_openai(body))
+    assistant_turns = [m for m in body["messages"] if m["role"] == "assistant"]
+    assert [m["content"] for m in back["messages"] if m["role"] == "assistant"] == [t["content"] for t in assistant_turns]
+
+
+def test_reasoning_content_and_bad_arguments_toward_anthropic() -> None:
+    out = am.request_from_openai(_load(OPENAI / "reasoning.request.json"))
+    first = out["messages"][1]["content"]
+    assert first[0] == {"type": "thinking", "thinking": "Compare the tenths: 8 > 1, so 9.8 is greater.", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA"}
+    tool_use = out["messages"][3]["content"][-1]
+    assert tool_use["input"] == {"_raw": '{"word": "strawberry", "letter": "r"'}
+    assert tool_use["id"] == "call_0_6c3d7b1e-90af-4c47-a1e2-ff0d1c0a9b31"
+    assert out["stop_sequences"] == ["\n\nUser:"]  # whitespace-only stops are rejected by Anthropic
+    assert out["tool_choice"] == {"type": "tool", "name": "count_letters"}
+
+
+def test_tool_messages_merge_into_one_user_turn() -> None:
+    out = am.request_from_openai(_load(OPENAI / "tools_parallel_results.request.json"))
+    turn = out["messages"][2]
+    assert turn["role"] == "user"
+    assert [b["type"] for b in turn["content"]] == ["tool_result", "tool_result", "tool_result", "text"]
+    assert turn["content"][1] == {"type": "tool_result", "tool_use_id": "call_RpEDoB8O0FTL9JoKTuCVFOyR", "is_error": True, "content": "unknown location Atlantis"}
+    assert out["system"] == "You are a weather bot." and out["temperature"] == 1.0
+    assert out["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    assert "response_format" not in out and "seed" not in out
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", _cases(ANTHROPIC, ".response.json"))
+def test_response_to_openai(case: str) -> None:
+    converted = am.response_to_openai(_load(ANTHROPIC / f"{case}.response.json"), model=CLIENT_MODEL, created=CREATED)
+    ChatCompletion.model_validate(converted)  # the openai SDK accepts it
+    _expect_json(ANTHROPIC / f"{case}.response.openai.json", converted)
+
+
+@pytest.mark.parametrize("case", _cases(OPENAI, ".response.json"))
+def test_response_from_openai(case: str) -> None:
+    converted = am.response_from_openai(_load(OPENAI / f"{case}.response.json"), model=CLIENT_MODEL)
+    Message.model_validate(converted)  # the anthropic SDK accepts it
+    _expect_json(OPENAI / f"{case}.response.anthropic.json", converted)
+
+
+def test_usage_with_cache_tokens_both_ways() -> None:
+    resp = _load(ANTHROPIC / "text_cache_usage.response.json")
+    usage = am.response_to_openai(resp, model="m")["usage"]
+    assert usage["prompt_tokens"] == 21 + 188 + 1024 and usage["prompt_tokens_details"]["cached_tokens"] == 1024
+    back = am.response_from_openai(am.response_to_openai(resp, model="m"), model="m")["usage"]
+    assert back == {k: resp["usage"][k] for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
+
+
+def test_thinking_response_round_trips_through_the_pivot() -> None:
+    resp = _load(ANTHROPIC / "thinking.response.json")
+    back = am.response_from_openai(am.response_to_openai(resp, model="m"), model="m")
+    assert back["content"] == resp["content"] and back["stop_reason"] == "end_turn"
+
+
+# --- streams ----------------------------------------------------------------------------
+
+
+def _anthropic_stream_cases() -> list[str]:
+    return [c for c in _cases(ANTHROPIC, ".stream.sse") if not (ANTHROPIC / f"{c}.stream.openai.error.json").exists()]
+
+
+@pytest.mark.parametrize("case", _cases(ANTHROPIC, ".stream.sse"))
+def test_stream_to_openai(case: str) -> None:
+    raw = (ANTHROPIC / f"{case}.stream.sse").read_bytes()
+    error_file = ANTHROPIC / f"{case}.stream.openai.error.json"
+    if error_file.exists():
+        expected = _load(error_file)
+        with pytest.raises(GatewayError) as caught:
+            _anthropic_stream_to_openai(raw)
+        assert (type(caught.value).__name__, caught.value.status) == (expected["class"], expected["status"])
+        return
+    chunks = _anthropic_stream_to_openai(raw)
+    wire = b"".join(encode_json(c) for c in chunks) + DONE
+    _expect_text(ANTHROPIC / f"{case}.stream.openai.sse", wire.decode("utf-8"))
+
+
+@pytest.mark.parametrize("case", _anthropic_stream_cases())
+def test_stream_to_openai_agrees_with_the_non_streamed_translation(case: str) -> None:
+    raw = (ANTHROPIC / f"{case}.stream.sse").read_bytes()
+    snapshot = None
+    buffers: dict[int, bytes] = {}
+    for event in _sse_events(raw):
+        data = json.loads(event.data)
+        if data["type"] != "ping":
+            snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=buffers)
+    assert snapshot is not None
+    expected = am.response_to_openai(snapshot.to_dict(), model=CLIENT_MODEL, created=CREATED)
+
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    for chunk in _anthropic_stream_to_openai(raw):
+        state.handle_chunk(ChatCompletionChunk.model_validate(chunk))
+    final = state.current_completion_snapshot.to_dict()
+    got, want = final["choices"][0], expected["choices"][0]
+    assert got["finish_reason"] == want["finish_reason"]
+    assert got["message"].get("content") == want["message"]["content"]
+    assert [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in got["message"].get("tool_calls") or []] == [
+        (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in want["message"].get("tool_calls") or []
+    ]
+    assert final["usage"] == expected["usage"]
+    assert final["id"] == expected["id"] and final["model"] == CLIENT_MODEL
+
+
+def test_stream_to_openai_reasoning_and_signature() -> None:
+    chunks = _anthropic_stream_to_openai((ANTHROPIC / "thinking.stream.sse").read_bytes())
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
+    assert reasoning.startswith("Let me solve this step by step") and reasoning.endswith("400 + 50 + 3")
+    assert [d["reasoning_signature"] for d in deltas if "reasoning_signature" in d] == ["EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds7W9GZ+gyiB7ay3LT8iYA1fKqWs6Oj02rqUQfAWkrpTBhHEpGEPMbo8EJiqEBJd4oWdd+mTVBq8bNQBv4IQUFvHzQw=="]
+
+
+def test_stream_to_openai_without_include_usage_sends_no_usage_chunk() -> None:
+    chunks = _anthropic_stream_to_openai((ANTHROPIC / "text_cache_usage.stream.sse").read_bytes(), include_usage=False)
+    assert all(c["choices"] for c in chunks) and all("usage" not in c for c in chunks)
+    assert [c["choices"][0]["finish_reason"] for c in chunks].count("stop") == 1
+    assert len({c["id"] for c in chunks}) == 1
+
+
+def test_stream_to_openai_upstream_error_raises_with_the_upstream_status() -> None:
+    raw = (ANTHROPIC / "overloaded_error.stream.sse").read_bytes()
+    stream = am.StreamToOpenAI(CLIENT_MODEL, created=CREATED)
+    sent: list[dict[str, Any]] = []
+    with pytest.raises(UpstreamStatus) as caught:
+        for event in _sse_events(raw):
+            sent += stream.feed(event.event or "", json.loads(event.data))
+    assert caught.value.status == 529 and caught.value.kind == "overloaded_error"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in sent) == "Partial answer"
+    frame = oc.error_event(render(caught.value, WireFormat.OPENAI_CHAT))
+    assert frame.startswith(b"data: {\"error\":") and frame.endswith(b"\n\n")
+
+
+@pytest.mark.parametrize("case", _cases(OPENAI, ".stream.sse"))
+def test_stream_from_openai(case: str) -> None:
+    events = _openai_stream_to_anthropic((OPENAI / f"{case}.stream.sse").read_bytes())
+    wire = b"".join(encode_json(data, event=name) for name, data in events)
+    _expect_text(OPENAI / f"{case}.stream.anthropic.sse", wire.decode("utf-8"))
+
+
+def _check_lifecycle(events: list[tuple[str, dict[str, Any]]]) -> None:
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
+    assert names.count("message_start") == names.count("message_delta") == names.count("message_stop") == 1
+    open_index, next_index = None, 0
+    for name, data in events:
+        assert data["type"] == name
+        if name == "content_block_start":
+            assert open_index is None and data["index"] == next_index, "blocks must not overlap"
+            open_index, next_index = data["index"], next_index + 1
+        elif name == "content_block_delta":
+            assert data["index"] == open_index
+        elif name == "content_block_stop":
+            assert data["index"] == open_index
+            open_index = None
+        elif name in ("message_delta", "message_stop"):
+            assert open_index is None
+
+
+def _accumulate_openai(raw: bytes) -> dict[str, Any]:
+    """A minimal chunk accumulator (content, reasoning, tool calls by index, finish, usage)."""
+    message: dict[str, Any] = {"role": "assistant", "content": None}
+    calls: dict[int, dict[str, Any]] = {}
+    out: dict[str, Any] = {"choices": [{"index": 0, "message": message, "finish_reason": None}]}
+    for event in _sse_events(raw):
+        if event.data == "[DONE]":
+            break
+        chunk = json.loads(event.data)
+        out["id"] = chunk["id"]
+        if chunk.get("usage"):
+            out["usage"] = chunk["usage"]
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            if delta.get("content"):
+                message["content"] = (message["content"] or "") + delta["content"]
+            if delta.get("reasoning_content"):
+                message["reasoning_content"] = message.get("reasoning_content", "") + delta["reasoning_content"]
+            for call in delta.get("tool_calls") or ():
+                slot = calls.setdefault(call["index"], {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+                slot["id"] = call.get("id") or slot["id"]
+                slot["function"]["name"] = call.get("function", {}).get("name") or slot["function"]["name"]
+                slot["function"]["arguments"] += call.get("function", {}).get("arguments") or ""
+            out["choices"][0]["finish_reason"] = choice.get("finish_reason") or out["choices"][0]["finish_reason"]
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return out
+
+
+@pytest.mark.parametrize("case", _cases(OPENAI, ".stream.sse"))
+def test_stream_from_openai_is_a_valid_lifecycle_that_agrees_with_the_non_streamed_translation(case: str) -> None:
+    raw = (OPENAI / f"{case}.stream.sse").read_bytes()
+    events = _openai_stream_to_anthropic(raw)
+    _check_lifecycle(events)
+    snapshot = None
+    buffers: dict[int, bytes] = {}
+    for _, data in events:
+        snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=buffers)
+    assert snapshot is not None
+    expected = am.response_from_openai(_accumulate_openai(raw), model=CLIENT_MODEL)
+    got = snapshot.to_dict()
+    if expected["stop_reason"] == "end_turn" and not _accumulate_openai(raw)["choices"][0]["finish_reason"]:
+        expected["stop_reason"] = "tool_use" if any(b["type"] == "tool_use" for b in expected["content"]) else "end_turn"
+    for block in got["content"]:
+        if block["type"] == "thinking" and not block["signature"]:
+            block["signature"] = ""
+    assert got["content"] == expected["content"]
+    assert (got["stop_reason"], got["usage"]["output_tokens"], got["id"], got["model"]) == (
+        expected["stop_reason"], expected["usage"]["output_tokens"], expected["id"], CLIENT_MODEL)
+
+
+def test_stream_from_openai_interleaved_parallel_calls_become_whole_blocks() -> None:
+    events = _openai_stream_to_anthropic((OPENAI / "tool_calls_interleaved.stream.sse").read_bytes())
+    starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+    assert [(b["id"], b["name"]) for b in starts] == [("call_a1", "read_file"), ("call_b2", "list_dir")]
+    partial = {}
+    for name, data in events:
+        if name == "content_block_delta":
+            partial[data["index"]] = partial.get(data["index"], "") + data["delta"]["partial_json"]
+    assert [json.loads(partial[i]) for i in sorted(partial)] == [{"path": "a.py"}, {"dir": "."}]
+
+
+def test_stream_from_openai_does_not_delay_text() -> None:
+    stream = am.StreamFromOpenAI(CLIENT_MODEL)
+    first = stream.feed({"id": "chatcmpl-x", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}]})
+    assert [n for n, _ in first] == ["message_start", "content_block_start", "content_block_delta"]
+    assert first[-1][1]["delta"] == {"type": "text_delta", "text": "Hi"}
+    assert stream.finish()[-1][0] == "message_stop" and stream.finish() == []
+
+
+def test_stream_from_openai_mid_stream_error_raises() -> None:
+    stream = am.StreamFromOpenAI(CLIENT_MODEL)
+    stream.feed({"id": "chatcmpl-x", "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]})
+    with pytest.raises(UpstreamStatus) as caught:
+        stream.feed({"error": {"message": "Rate limit reached", "type": "rate_limit_error", "code": 429}})
+    assert caught.value.status == 429
+    frame = am.error_event(render(caught.value, WireFormat.ANTHROPIC_MESSAGES))
+    assert frame.startswith(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\"")
+
+
+def test_stream_byte_splits_do_not_change_the_translation() -> None:
+    raw = (OPENAI / "tool_calls_split.stream.sse").read_bytes()
+    stream = am.StreamFromOpenAI(CLIENT_MODEL)
+    decoder = SSEDecoder()
+    events: list[tuple[str, dict[str, Any]]] = []
+    for i in range(len(raw)):
+        for event in decoder.feed(raw[i : i + 1]):
+            if event.data != "[DONE]":
+                events += stream.feed(json.loads(event.data))
+    events += stream.finish()
+    assert events == _openai_stream_to_anthropic(raw)
+
+
+def test_translation_error_is_an_invalid_request() -> None:
+    with pytest.raises(TranslationError) as caught:
+        am.request_from_openai(_load(OPENAI / "n_choices.request.json"))
+    assert caught.value.status == 400
+    assert render(caught.value, WireFormat.OPENAI_CHAT)["error"]["type"] == "invalid_request_error"
+
+
+def test_with_model_changes_only_the_model() -> None:
+    body = _load(ANTHROPIC / "claude_code.request.json")
+    out = am.with_model(body, "gpt-5")
+    assert out["model"] == "gpt-5" and {k: v for k, v in out.items() if k != "model"} == {k: v for k, v in body.items() if k != "model"}
+    assert body["model"] == "claude-opus-4-8"
