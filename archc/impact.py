@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from archc import golden
 from archc.bundle import Bundle
-from archc.diagnostics import CompileError, Diagnostic, Severity, Span
+from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_github
 from archc.golden import Case, Outcome
 
 G_NO_MODEL = "G504"  # the router model is needed to replay golden cases but is not installed
@@ -38,7 +38,8 @@ class Impact:
 
 def impact_report(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence[str | Path], *,
                   model_dir: Path | str | None = None, fmt: str = "text") -> tuple[str, bool]:
-    """(report text, whether any decision changed). ``fmt``: text | json | markdown (github = markdown).
+    """(report text, whether any decision changed). ``fmt``: text | json | markdown | github
+    (GitHub Actions notices at each changed case's line, then the text table).
 
     Raises CompileError (G5xx/L1xx diagnostics) for malformed golden files, and G504 when routing
     must be replayed but no router model is installed.
@@ -46,8 +47,10 @@ def impact_report(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence
     impact = compute_impact(old_bundle, new_bundle, golden_paths, model_dir=Path(model_dir) if model_dir else None)
     if fmt == "json":
         text = json.dumps(impact_json(impact), indent=2, ensure_ascii=False) + "\n"
-    elif fmt in ("markdown", "md", "github"):
+    elif fmt in ("markdown", "md"):
         text = impact_markdown(impact)
+    elif fmt == "github":
+        text = impact_github(impact) + impact_text(impact)
     else:
         text = impact_text(impact)
     return text, bool(impact.changes)
@@ -143,10 +146,23 @@ def impact_markdown(impact: Impact) -> str:
                 f"| `{_md(str(c.case.file))}` · `{_md(c.case.id)}` "
                 f"| {_arrow(_route_cell(c.before), _route_cell(c.after), md=True)} "
                 f"| {_arrow(_model_cell(c.before), _model_cell(c.after), md=True)} |")
-        lines += ["", "Route `(reason)`: no route was taken, for that fallback reason. "
-                  "Run `archc test CONFIG --update` to accept the new decisions in the golden files."]
+        if any(o.route is None for c in impact.changes for o in (c.before, c.after)):
+            lines += ["", "A route in parentheses is a fallback reason: no route was taken."]
+        lines += ["", "If these changes are intended, accept them with `archc test CONFIG GOLDEN... --update`."]
     lines.extend(f"> note: {n}" for n in impact.notes)
     return "\n".join(lines) + "\n"
+
+
+def impact_github(impact: Impact) -> str:
+    """One ``::notice`` workflow command per changed decision, placed on the golden case."""
+    diags = [
+        Diagnostic("G520", Severity.WARNING,
+                   f"routing impact on {c.case.id!r}: route {_arrow(_route_cell(c.before), _route_cell(c.after), md=False)}, "
+                   f"model {_arrow(_model_cell(c.before), _model_cell(c.after), md=False)}",
+                   Span(str(c.case.file), c.case.line, c.case.col))
+        for c in impact.changes
+    ]
+    return format_github(diags).replace("::warning ", "::notice ")
 
 
 def impact_json(impact: Impact) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     results = asyncio.run(_replay(bundle, router, cases))
     _print_report(bundle, results, args.format, out, note=missing_model)
-    _write_junit(args.junit, gset, results)
+    junit_ok = _write_junit(args.junit, gset, results)
     failed = [r for r in results if not r.ok]
     if args.update and failed:
         try:
@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_FAIL
         err.write(f"archc test: updated {len(failed)} expectation(s) in {len(changed)} file(s): "
                   f"{', '.join(map(str, changed))}\n")
-        return EXIT_OK
-    return EXIT_FAIL if failed else EXIT_OK
+        return EXIT_OK if junit_ok else EXIT_FAIL
+    return EXIT_FAIL if failed or not junit_ok else EXIT_OK
 
 
 async def _replay(bundle: Bundle, router: Any, cases: Sequence[Case]) -> list[Result]:
@@ -174,11 +174,13 @@ def report_github(results: Sequence[Result]) -> str:
     return format_github(diags)
 
 
-def _write_junit(path: Path | None, gset: GoldenSet, results: Sequence[Result]) -> None:
+def _write_junit(path: Path | None, gset: GoldenSet, results: Sequence[Result]) -> bool:
     if path is None:
-        return
+        return True
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(junit.to_xml(golden.junit_suites(gset, results)))
     except OSError as exc:
         sys.stderr.write(f"archc test: cannot write JUnit report {path}: {exc.strerror or exc}\n")
+        return False
+    return True
