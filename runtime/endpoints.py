@@ -295,6 +295,8 @@ async def readyz(request: Request) -> Response:
     """Ready once the lifespan has loaded the bundle and the router (it runs before serving)."""
     state = _state(request)
     return JSONResponse({"status": "ready", "bundle": state.bundle.digest, "router": type(state.router).__name__,
+                         "router_reason": getattr(state.router, "reason", None),
+                         "router_model": str(state.settings.model_dir) if state.settings.model_dir else None,
                          "providers": len(state.bundle.providers), "echo": list(state.targets.echoed)})
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from archc.bundle import Bundle
 from archc.compiler import CompileError, bundle_from_path
 from runtime.providers import build_targets
+from runtime.router.models import default_model_dir
 from runtime.serve import configure_logging, run
 from runtime.settings import Settings
 
@@ -60,6 +61,10 @@ def _announce(bundle: Bundle, settings: Settings) -> None:
     if targets.echoed:
         print(f"archc serve: --echo: no API key set for {', '.join(targets.echoed)}; the built-in echo upstream "
               "answers for them (it replies with the routing decision it received)", file=sys.stderr, flush=True)
-    if bundle.routes and settings.model_dir is None:
-        print("archc serve: no router model given (--model-dir / ARCHC_MODEL_DIR): routed requests use the "
-              "requested or default model", file=sys.stderr, flush=True)
+    if bundle.routes and bundle.router is not None:
+        model_dir = settings.model_dir or default_model_dir(bundle.router.model)
+        if model_dir is None:
+            print(f"archc serve: no router model installed for {bundle.router.model} (--model-dir, ARCHC_MODEL_DIR or "
+                  "`archc model pull`): routed requests use the requested or default model", file=sys.stderr, flush=True)
+        else:
+            print(f"archc serve: router model {model_dir}", file=sys.stderr, flush=True)

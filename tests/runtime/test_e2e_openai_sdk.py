@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import openai
@@ -139,3 +142,57 @@ def test_client_disconnect_cancels_the_upstream_request(e2e_gateway, upstream):
     assert upstream.wait_disconnect(10), "the upstream never saw the client leave"
     # The gateway is still healthy afterwards.
     assert httpx.get(e2e_gateway.url + "/healthz").status_code == 200
+
+
+CONFIG = """\
+version: v0.3.0
+listeners:
+  - type: model
+    name: llm
+    port: 12000
+model_providers:
+  - model: openai/gpt-4o
+    base_url: {url}
+    default: true
+  - model: openai/gpt-4o-mini
+    base_url: {url}
+    routing_preferences:
+      - name: code generation
+        description: generating new code snippets or functions
+model_aliases:
+  arch.general.v1:
+    target: openai/gpt-4o
+routing:
+  model: Arch-Router
+"""
+
+
+def test_config_served_with_the_real_router_on_a_tiny_scripted_model(tmp_path, fake_upstream, start_gateway,
+                                                                       scripted_router_model):
+    """`archc serve CONFIG --model-dir` compiles in memory and routes with the CTranslate2 router."""
+    config = tmp_path / "routes.yaml"
+    config.write_text(CONFIG.format(url=fake_upstream.url))
+    model_dir = scripted_router_model('{"route": "code generation"}')
+    gw = start_gateway(config, args=["--model-dir", str(model_dir)])
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="arch.general.v1", messages=[{"role": "user", "content": "write a sort function"}])
+        decision = c.post("/route", cast_to=httpx.Response, body={"model": "arch.general.v1",
+                                                                  "messages": [{"role": "user", "content": "hello"}]})
+    h = raw.headers
+    assert (h["x-arch-route"], h["x-arch-why"], h["x-arch-target"]) == ("code generation", "route", "openai/gpt-4o-mini")
+    assert float(h["x-arch-router-ms"]) > 0 and "x-arch-fallback" not in h
+    assert fake_upstream.requests[0].body["model"] == "gpt-4o-mini"
+    d = decision.json()
+    assert d["route"] == "code generation" and d["router_ran"] is True and len(fake_upstream.requests) == 1
+
+
+def test_demo_runs_with_echo_and_uses_an_installed_router_model(repo_root, scripted_router_model):
+    """`make demo`'s script: no keys (echo), and with ARCHC_MODEL_DIR set it routes with that model."""
+    env = {**os.environ, "ARCHC_MODEL_DIR": str(scripted_router_model('{"route": "code generation"}'))}
+    done = subprocess.run([sys.executable, str(repo_root / "examples" / "demo.py")], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=repo_root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("openai ", "anthropic "))]
+    assert len(rows) == 5 and all(" code generation " in r and "openai/gpt-5-2025-08-07" in r for r in rows), done.stdout
+    assert "built-in echo upstream" in done.stdout and "router model:" in done.stdout
