@@ -82,6 +82,8 @@ def _add_claude_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="use the gateway at this base URL; never start one")
     p.add_argument("--port", type=int, help="port for the gateway (default: the config's model listener, else 12000)")
     p.add_argument("--model-dir", help="router model directory, passed to `archc serve`")
+    p.add_argument("--echo", action="store_true", default=None,
+                   help="providers whose key variable is unset answer with the built-in echo upstream (`archc serve --echo`)")
     p.add_argument("--claude-bin", help="path of the claude command (default: PATH, then ./.tools/node_modules/.bin)")
     p.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the gateway to be ready")
 
@@ -118,7 +120,7 @@ def _parse_rest(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]
     inner = argparse.ArgumentParser(prog="archc claude", add_help=False, exit_on_error=False)
     _add_claude_options(inner)
     inner.add_argument("config", nargs="?")
-    inner.set_defaults(**{k: v for k, v in vars(args).items() if k in ("url", "port", "model_dir", "claude_bin", "startup_timeout")})
+    inner.set_defaults(**{k: v for k, v in vars(args).items() if k in ("url", "port", "model_dir", "echo", "claude_bin", "startup_timeout")})
     try:
         parsed, unknown = inner.parse_known_args(head)
     except argparse.ArgumentError as exc:
@@ -161,7 +163,8 @@ def _prepare_gateway(options: argparse.Namespace) -> _Gateway:
         print(f"archc claude: using the gateway already running at {url}", file=sys.stderr)
         return _Gateway(url=url, bundle=bundle, models=_list_models(url))
     gateway = _Gateway(url=url, bundle=bundle)
-    start_gateway(gateway, config, host, port, options.model_dir, options.startup_timeout)
+    extra = (["--model-dir", options.model_dir] if options.model_dir else []) + (["--echo"] if options.echo else [])
+    start_gateway(gateway, config, host, port, extra, options.startup_timeout)
     return gateway
 
 
@@ -195,13 +198,11 @@ def _listener(bundle: Bundle, port: int | None) -> tuple[str, int]:
     return host, port
 
 
-def start_gateway(gateway: _Gateway, config: Path, host: str, port: int, model_dir: str | None, timeout: float) -> None:
+def start_gateway(gateway: _Gateway, config: Path, host: str, port: int, extra: Sequence[str], timeout: float) -> None:
     """Start `archc serve` in its own process group, logging to a file, and wait for /readyz."""
     log = tempfile.NamedTemporaryFile(prefix="archc-serve-", suffix=".log", delete=False)
     gateway.log_path = Path(log.name)
-    cmd = [sys.executable, "-m", "archc", "serve", str(config), "--host", host, "--port", str(port)]
-    if model_dir:
-        cmd += ["--model-dir", model_dir]
+    cmd = [sys.executable, "-m", "archc", "serve", str(config), "--host", host, "--port", str(port), *extra]
     with log:
         gateway.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
