@@ -1,0 +1,73 @@
+"""Provider table and endpoint rules."""
+
+import pytest
+
+from archc.providers import AZURE_API_VERSION, PROVIDERS, BaseUrlError, endpoint_url, spec_for, split_literal
+
+
+@pytest.mark.parametrize("prefix,url,wire,auth,key", [
+    ("openai", "https://api.openai.com/v1/chat/completions", "openai_chat", "bearer", "OPENAI_API_KEY"),
+    ("anthropic", "https://api.anthropic.com/v1/messages", "anthropic_messages", "x-api-key", "ANTHROPIC_API_KEY"),
+    ("gemini", "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions", "openai_chat", "bearer", "GEMINI_API_KEY"),
+    ("mistral", "https://api.mistral.ai/v1/chat/completions", "openai_chat", "bearer", "MISTRAL_API_KEY"),
+    ("deepseek", "https://api.deepseek.com/v1/chat/completions", "openai_chat", "bearer", "DEEPSEEK_API_KEY"),
+    ("groq", "https://api.groq.com/openai/v1/chat/completions", "openai_chat", "bearer", "GROQ_API_KEY"),
+    ("xai", "https://api.x.ai/v1/chat/completions", "openai_chat", "bearer", "XAI_API_KEY"),
+    ("together_ai", "https://api.together.xyz/v1/chat/completions", "openai_chat", "bearer", "TOGETHER_API_KEY"),
+    ("openrouter", "https://openrouter.ai/api/v1/chat/completions", "openai_chat", "bearer", "OPENROUTER_API_KEY"),
+    ("echo", "echo://local", "openai_chat", "none", None),
+])
+def test_default_endpoints(prefix: str, url: str, wire: str, auth: str, key: str | None) -> None:
+    spec = PROVIDERS[prefix]
+    assert (endpoint_url(spec, "m", None, {}), spec.wire, spec.auth, spec.key_env) == (url, wire, auth, key)
+    assert spec.served and not spec.needs_base_url
+
+
+@pytest.mark.parametrize("base,interface,expected", [
+    ("http://127.0.0.1:8080", "openai", "http://127.0.0.1:8080/v1/chat/completions"),
+    ("http://127.0.0.1:8080/", "openai", "http://127.0.0.1:8080/v1/chat/completions"),
+    ("http://127.0.0.1:8080", "anthropic", "http://127.0.0.1:8080/v1/messages"),
+    ("http://127.0.0.1:8080/v1", "openai", "http://127.0.0.1:8080/v1/chat/completions"),
+    ("http://127.0.0.1:8080/api/v2/", "openai", "http://127.0.0.1:8080/api/v2/chat/completions"),
+    ("http://127.0.0.1:8080/v1", "anthropic", "http://127.0.0.1:8080/v1/messages"),
+])
+def test_base_url_rule(base: str, interface: str, expected: str) -> None:
+    assert endpoint_url(spec_for("custom", interface), "m", base, {}) == expected
+
+
+def test_known_prefix_with_local_base_url() -> None:
+    assert endpoint_url(PROVIDERS["openai"], "gpt-4o", "http://127.0.0.1:9", {}) == "http://127.0.0.1:9/v1/chat/completions"
+    assert endpoint_url(PROVIDERS["anthropic"], "c", "http://127.0.0.1:9", {}) == "http://127.0.0.1:9/v1/messages"
+    assert endpoint_url(PROVIDERS["ollama"], "llama3.1", "http://localhost:11434", {}) == "http://localhost:11434/v1/chat/completions"
+
+
+def test_azure_layout_and_api_version() -> None:
+    spec = PROVIDERS["azure_openai"]
+    assert spec.needs_base_url and spec.auth == "api-key"
+    assert endpoint_url(spec, "gpt-4o", "https://r.openai.azure.com/", {}) == \
+        f"https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version={AZURE_API_VERSION}"
+    assert endpoint_url(spec, "d", "https://r.openai.azure.com", {"api_version": "2025-01-01-preview"}).endswith(
+        "?api-version=2025-01-01-preview")
+
+
+def test_interface_overrides_wire_of_known_prefix() -> None:
+    spec = spec_for("openai", "anthropic")
+    assert spec.wire == "anthropic_messages" and spec.auth == "x-api-key"
+    assert spec_for("nope", None) is None
+
+
+@pytest.mark.parametrize("bad", ["localhost:11434", "ftp://x", "http://", "http://u:p@host", "http://h:99999"])
+def test_bad_base_urls(bad: str) -> None:
+    with pytest.raises(BaseUrlError):
+        endpoint_url(PROVIDERS["ollama"], "m", bad, {})
+
+
+def test_split_at_first_slash() -> None:
+    assert split_literal("together_ai/openai/gpt-oss-20b") == ("together_ai", "openai/gpt-oss-20b")
+    assert split_literal("gpt-4o") is None and split_literal("/x") is None and split_literal("x/") is None
+
+
+def test_unserved_known_providers() -> None:
+    for prefix in ("amazon_bedrock", "qwen", "moonshotai", "zhipu", "arch"):
+        assert not PROVIDERS[prefix].served
+    assert PROVIDERS["amazon_bedrock"].needs_base_url and PROVIDERS["qwen"].needs_base_url
