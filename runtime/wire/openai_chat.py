@@ -233,7 +233,7 @@ def _check_message(message: Any, path: str) -> None:
         string(message.get("name", MISSING), f"{path}.name")
         return
     if "content" not in message:
-        fail(f"{path}.content", "missing")
+        fail(f"{path}.content", "missing (expected string or array of content parts)")
     _check_content(content, f"{path}.content", role)
     if role == "tool":
         string(message.get("tool_call_id", MISSING), f"{path}.tool_call_id")

@@ -19,7 +19,7 @@ from openai.lib.streaming.chat._completions import ChatCompletionStreamState
 from anthropic.types import Message
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from runtime.errors import GatewayError, TranslationError, UpstreamStatus, render
+from runtime.errors import GatewayError, InvalidRequest, TranslationError, UpstreamStatus, render
 from runtime.sse import DONE, SSEDecoder, encode_json
 from runtime.wire import WireFormat
 from runtime.wire import anthropic_messages as am
@@ -397,3 +397,27 @@ def test_with_model_changes_only_the_model() -> None:
     out = am.with_model(body, "gpt-5")
     assert out["model"] == "gpt-5" and {k: v for k, v in out.items() if k != "model"} == {k: v for k, v in body.items() if k != "model"}
     assert body["model"] == "claude-opus-4-8"
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(ANTHROPIC.glob("*.request.json")), ids=lambda p: p.name)
+def test_recorded_requests_are_valid_and_returned_unchanged(path: Path) -> None:
+    body = _load(path)
+    assert am.validate_request(body) is body and body == _load(path)
+
+
+@pytest.mark.parametrize("path", sorted((ANTHROPIC / "invalid").glob("*.json")), ids=lambda p: p.stem)
+def test_invalid_requests_name_the_bad_field(path: Path) -> None:
+    case = _load(path)
+    with pytest.raises(InvalidRequest) as caught:
+        am.validate_request(case["body"])
+    assert caught.value.message.startswith(case["path"] + ": "), caught.value.message
+    rendered = render(caught.value, WireFormat.ANTHROPIC_MESSAGES)
+    assert rendered == {"type": "error", "error": {"type": "invalid_request_error", "message": caught.value.message}}
+
+
+def test_count_tokens_requests_need_no_max_tokens() -> None:
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
+    assert am.validate_request(body, require_max_tokens=False) is body

@@ -1,0 +1,97 @@
+"""runtime/sse.py: the incremental decoder and the encoders, on the recorded streams and on edge cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime.sse import DONE, SSEDecoder, SSEEvent, encode_event, encode_json
+
+WIRE = Path(__file__).resolve().parent.parent / "fixtures" / "wire"
+STREAMS = sorted(WIRE.glob("*/*.sse"), key=lambda p: (p.parent.name, p.name))
+
+
+def _decode(*chunks: bytes) -> list[SSEEvent]:
+    decoder = SSEDecoder()
+    events: list[SSEEvent] = []
+    for chunk in chunks:
+        events += decoder.feed(chunk)
+    return events + decoder.flush()
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recorded_streams_decode_the_same_whole_or_byte_by_byte(path: Path) -> None:
+    raw = path.read_bytes()
+    whole = _decode(raw)
+    assert whole, "every recorded stream holds events"
+    assert _decode(*(raw[i : i + 1] for i in range(len(raw)))) == whole
+    for event in whole:
+        if event.data != "[DONE]":
+            json.loads(event.data)  # each data payload is one JSON document
+
+
+def test_anthropic_event_names_and_openai_done() -> None:
+    anthropic = _decode((WIRE / "anthropic_messages" / "text_cache_usage.stream.sse").read_bytes())
+    assert [e.event for e in anthropic][:3] == ["message_start", "content_block_start", "ping"]
+    assert all(json.loads(e.data)["type"] == e.event for e in anthropic)
+    openai = _decode((WIRE / "openai_chat" / "text_usage.stream.sse").read_bytes())
+    assert openai[-1] == SSEEvent(None, "[DONE]") and all(e.event is None for e in openai)
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+def test_line_endings(newline: bytes) -> None:
+    raw = newline.join([b"event: a", b"data: 1", b"", b"data: 2", b"", b""])
+    assert _decode(raw) == [SSEEvent("a", "1"), SSEEvent(None, "2")]
+
+
+def test_crlf_split_between_chunks_is_one_line_ending() -> None:
+    assert _decode(b"data: 1\r", b"\n\r", b"\ndata: 2\r\n\r\n") == [SSEEvent(None, "1"), SSEEvent(None, "2")]
+
+
+def test_comments_multiline_data_id_and_field_rules() -> None:
+    raw = b": keep-alive\nid: 7\ndata: first\ndata:second\ndata\nretry: 100\nunknown: x\n\n"
+    assert _decode(raw) == [SSEEvent(None, "first\nsecond\n", "7")]
+
+
+def test_event_name_resets_after_dispatch_but_id_persists() -> None:
+    raw = b"event: one\nid: 1\ndata: a\n\ndata: b\n\n"
+    assert _decode(raw) == [SSEEvent("one", "a", "1"), SSEEvent(None, "b", "1")]
+
+
+def test_event_without_data_is_not_dispatched() -> None:
+    assert _decode(b"event: ping\n\ndata: x\n\n") == [SSEEvent(None, "x")]
+
+
+def test_utf8_split_inside_a_character_and_bom() -> None:
+    raw = "\ufeffdata: café ☕\n\n".encode("utf-8")
+    chunks = [raw[i : i + 1] for i in range(len(raw))]
+    assert _decode(*chunks) == [SSEEvent(None, "café ☕")]
+
+
+def test_flush_delivers_an_unterminated_last_event() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: {\"a\": 1}") == []
+    assert decoder.flush() == [SSEEvent(None, '{"a": 1}')]
+    assert decoder.flush() == []
+
+
+def test_invalid_utf8_is_replaced_not_raised() -> None:
+    assert _decode(b"data: \xff\xfe\n\n") == [SSEEvent(None, "\ufffd\ufffd")]
+
+
+def test_encoders() -> None:
+    assert encode_event("a\nb", "message_delta") == b"event: message_delta\ndata: a\ndata: b\n\n"
+    assert encode_event("x") == b"data: x\n\n"
+    assert encode_json({"type": "ping", "t": "é"}, event="ping") == 'event: ping\ndata: {"type":"ping","t":"é"}\n\n'.encode()
+    assert encode_json({"k": "line\nbreak"}) == b'data: {"k":"line\\nbreak"}\n\n'
+    assert DONE == b"data: [DONE]\n\n"
+    with pytest.raises(ValueError):
+        encode_event("x", "bad\nname")
+
+
+def test_encode_then_decode_is_identity() -> None:
+    payloads = [("a\r\nb\rc", None), ("", "empty"), ('{"x": [1, 2]}', "message_start")]
+    raw = b"".join(encode_event(data, event) for data, event in payloads)
+    assert [(e.data, e.event) for e in _decode(raw)] == [("a\nb\nc", None), ("", "empty"), ('{"x": [1, 2]}', "message_start")]
