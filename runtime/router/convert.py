@@ -180,7 +180,7 @@ def convert_checkpoint(
         raise ConvertError(f"quantization {quantization!r}: expected one of {', '.join(QUANTIZATIONS)}")
     config = _read_json(hf_dir / "config.json")
     archs = config.get("architectures") or []
-    if config.get("model_type") != "qwen2" and "Qwen2ForCausalLM" not in archs:
+    if config.get("model_type", "qwen2") != "qwen2" or (archs and "Qwen2ForCausalLM" not in archs):
         raise ConvertError(f"{hf_dir}: model_type {config.get('model_type')!r} is not qwen2 (only Qwen2 is supported)")
     tok_config = _read_json(hf_dir / "tokenizer_config.json")
     try:
