@@ -230,19 +230,25 @@ def convert(hf_dir: Path, out_dir: Path, quantization: str = "int8") -> Path:
     return convert_checkpoint(hf_dir, out_dir, quantization=quantization)
 
 
-def bundle_dict(routes: Sequence[tuple[str, str]] = TEST_ROUTES, *, router_model: str = "katanemo/Arch-Router-1.5B", **routing: object) -> dict:
+def fill_routes_for_bundle(routes: Sequence[tuple[str, str]] = TEST_ROUTES, *,
+                           router_model: str = "katanemo/Arch-Router-1.5B") -> dict:
+    """A bundle ``router`` section for ``routes``, filled the way the compiler fills it."""
+    return {"model": router_model, "prompt": router_prompt.fill_routes(routes), "route_names": [n for n, _ in routes],
+            "template_sha256": hashlib.sha256(router_prompt.ARCH_ROUTER_TEMPLATE.encode()).hexdigest()}
+
+
+def bundle_dict(routes: Sequence[tuple[str, str]] = TEST_ROUTES, *, router_model: str = "katanemo/Arch-Router-1.5B",
+                **routing: object) -> dict:
     """A minimal bundle dict (for `archc.bundle.seal`) whose router section matches ``routes``."""
     providers = [{"name": f"openai/{n}-model", "provider": "openai", "model": f"{n}-model", "wire": "openai_chat",
                   "endpoint": "http://127.0.0.1:9/v1/chat/completions", "auth": "none"} for n, _ in routes]
     providers.append({"name": "openai/default-model", "provider": "openai", "model": "default-model",
                       "wire": "openai_chat", "endpoint": "http://127.0.0.1:9/v1/chat/completions", "auth": "none",
                       "default": True})
-    filled = router_prompt.fill_routes(routes)
     return {
         "providers": providers,
         "routes": [{"name": n, "description": d, "model": f"openai/{n}-model"} for n, d in routes],
         "default_model": "openai/default-model",
         "routing": dict(routing),
-        "router": {"model": router_model, "prompt": filled, "route_names": [n for n, _ in routes],
-                   "template_sha256": hashlib.sha256(router_prompt.ARCH_ROUTER_TEMPLATE.encode()).hexdigest()},
+        "router": fill_routes_for_bundle(routes, router_model=router_model),
     }
