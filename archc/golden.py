@@ -287,7 +287,7 @@ def open_router(bundle: Bundle, model_dir: Path | None = None) -> tuple[RouterSe
         model = bundle.router.model if bundle.router else "?"
         detail = router.detail or router.reason
         return router, (f"router model {model!r} is not available ({detail}); install it with "
-                        "`archc models pull` or pass --model-dir DIR")
+                        "`archc model pull` or pass --model-dir DIR")
     return router, None
 
 
