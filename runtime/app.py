@@ -6,9 +6,12 @@ provider targets, the router and the upstream client, and closes what it built.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import logging
-from typing import Any, AsyncIterator
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
 
 import httpx
 from starlette.applications import Starlette
@@ -18,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archc.bundle import Bundle
-from runtime import endpoints
+from runtime import endpoints, openapi, reload
 from runtime.errors import GatewayError, render
 from runtime.metrics import Metrics
 from runtime.providers import build_targets
@@ -42,6 +45,7 @@ def routes() -> list[Route]:
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/readyz", endpoints.readyz, methods=["GET"]),
         Route("/metrics", endpoints.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi, methods=["GET"]),
     ]
 
 
@@ -70,8 +74,11 @@ def create_app(
     http_client: httpx.AsyncClient | None = None,
     router: RouterService | None = None,
     settings: Settings | None = None,
+    watch: Path | None = None,
+    loader: Callable[[Path], Bundle] | None = None,
 ) -> Starlette:
-    """The gateway for ``bundle``. Injected ``http_client``/``router`` are used as given and not closed."""
+    """The gateway for ``bundle``. Injected ``http_client``/``router`` are used as given and not closed.
+    ``watch``: a bundle (or, with ``loader``, config) file to hot-reload on change or SIGHUP (runtime/reload.py)."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -83,19 +90,31 @@ def create_app(
         if targets.echoed:
             log.warning("echo mode: no key set for %s; the built-in echo upstream answers for them", ", ".join(targets.echoed))
         active_router = router if router is not None else _build_router(bundle, settings, log)
-        client = http_client if http_client is not None else build_client(settings)
-        state = GatewayState(bundle, settings, targets, active_router, client, Metrics(), log)
+        client = http_client if http_client is not None else build_client(reload.effective_settings(settings, bundle))
+        state = GatewayState(bundle, reload.effective_settings(settings, bundle), targets, active_router, client, Metrics(), log)
+
+        async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
+            # Hot reload (runtime/reload.py): new targets and router; client, metrics and sessions are kept.
+            new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
+            new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log)
+            closers = [] if router is not None else [new_router.aclose]
+            return dataclasses.replace(state, bundle=new, settings=reload.effective_settings(settings, new), targets=new_targets,
+                                       router=new_router), closers
+
+        hardening = reload.Hardening(bundle, state, build_gateway=rebuild, env=settings.env, watch=watch, loader=loader)
         log.info("serving bundle %s: %d providers, %d aliases, %d routes; router: %s", bundle.digest, len(bundle.providers),
                  len(bundle.aliases), len(bundle.routes), _describe_router(active_router))
         try:
-            yield {"gateway": state}
+            yield {"gateway": state, **hardening.start()}
         finally:
+            await hardening.aclose()
             if http_client is None:
                 await client.aclose()
             if router is None:
                 await active_router.aclose()
 
-    return Starlette(routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    return Starlette(routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error},
+                     middleware=reload.middleware())
 
 
 def _describe_router(router: RouterService) -> str:

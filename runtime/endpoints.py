@@ -7,6 +7,7 @@ client's format (``{"error": ...}`` for OpenAI, ``{"type": "error", ...}`` for A
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any, AsyncIterator
@@ -14,8 +15,8 @@ from typing import Any, AsyncIterator
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from runtime import adapt, echo, upstream
-from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, render
+from runtime import adapt, echo, retry, upstream
+from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, ProviderUnavailable, UpstreamTimeout, render
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.providers import Target
 from runtime.resolve import Choice, choose, wants_router
@@ -120,9 +121,7 @@ async def _serve(request: Request, client_format: WireFormat, endpoint: str) -> 
         headers = decision_headers(state, choice)
         remember_session(state, request, body, choice)
         route, provider = choice.route or "none", choice.provider.name
-        target = state.targets[choice.provider.name]
-        target.check_usable()
-        response = await _forward(request, state, body, choice, target, client_format, headers, endpoint, started)
+        response = await _attempts(request, state, body, choice, client_format, endpoint, started)
         if not isinstance(response, StreamingResponse):
             state.metrics.request_done(endpoint, route, provider, response.status_code, time.perf_counter() - started)
         return response
@@ -135,6 +134,34 @@ async def _serve(request: Request, client_format: WireFormat, endpoint: str) -> 
         err = GatewayError("internal gateway error; the gateway log has the details")
         state.metrics.request_done(endpoint, route, provider, 500, time.perf_counter() - started)
         return error_response(state, err, client_format, headers)
+
+
+async def _attempts(request: Request, state: GatewayState, body: dict[str, Any], choice: Choice, client_format: WireFormat,
+                    endpoint: str, started: float) -> Response:
+    """``_forward`` under the retry/fallback policy of the request's bundle generation (runtime/retry.py):
+    each attempt may be served by a fallback provider; every attempt is listed in ``x-arch-attempts``."""
+
+    async def attempt(name: str) -> Response:
+        provider = choice.provider if name == choice.provider.name else state.bundle.provider(name)
+        if provider is None:
+            raise ProviderUnavailable(f"fallback {name!r} is not a provider in this bundle")
+        this = choice if provider is choice.provider else dataclasses.replace(choice, provider=provider)
+        target = state.targets[name]
+        target.check_usable()
+        return await _forward(request, state, body, this, target, client_format, decision_headers(state, this), endpoint, started)
+
+    generation = getattr(request.state, "generation", None)
+    if generation is None:  # an app without the hardening middleware
+        return await attempt(choice.provider.name)
+    response, attempts = await generation.resilience.run(choice.provider.name, attempt)
+    response.headers[retry.ATTEMPTS_HEADER] = retry.attempts_header(attempts)
+    total_ms = generation.resilience.policy.total_ms
+    if total_ms and isinstance(response, StreamingResponse):
+        late = UpstreamTimeout(f"the answer did not finish within timeouts.total_ms ({total_ms} ms)")
+        response.body_iterator = retry.bounded_stream(response.body_iterator, started + total_ms / 1000.0,
+                                                      lambda: adapt.ERROR_EVENTS[client_format](render(late, client_format)),
+                                                      clock=time.perf_counter)
+    return response
 
 
 async def _forward(request: Request, state: GatewayState, body: dict[str, Any], choice: Choice, target: Target,

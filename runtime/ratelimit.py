@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
 from archc.bundle import Bundle
@@ -365,21 +366,32 @@ def _safe_url(url: str) -> str:
 
 # -- the limiter -------------------------------------------------------------------------------
 
+class LimiterMetrics:
+    """Decisions (allowed, limited, failed_open, failed_closed) and backend errors, on the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.decisions = Counter("archc_ratelimit_decisions", "Rate-limit decisions by result", ["result"], registry=registry)
+        self.backend_errors = Counter("archc_ratelimit_backend_errors", "Rate-limit backend (Redis) failures", registry=registry)
+
+
 class RateLimiter:
     """Rules + a backend. ``check`` never raises: backend failures follow ``on_unavailable``."""
 
-    def __init__(self, rules: Sequence[Rule], backend: Any, *, on_unavailable: str = "open", bundle: Bundle | None = None) -> None:
+    def __init__(self, rules: Sequence[Rule], backend: Any, *, on_unavailable: str = "open", bundle: Bundle | None = None,
+                 metrics: LimiterMetrics | None = None) -> None:
         if on_unavailable not in ON_UNAVAILABLE:
             raise ValueError(f"on_unavailable must be one of {ON_UNAVAILABLE}, got {on_unavailable!r}")
         self.rules = tuple(rules)
         self.backend = backend
         self.on_unavailable = on_unavailable
         self.bundle = bundle
+        self.metrics = metrics
         self.counts = {"allowed": 0, "limited": 0, "backend_errors": 0, "failed_open": 0, "failed_closed": 0}
         self.needs_tokens = any(r.kind == "tokens" for r in self.rules)
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, *, clock: Clock = time.monotonic, backend: Any = None) -> "RateLimiter | None":
+    def from_bundle(cls, bundle: Bundle, *, clock: Clock = time.monotonic, backend: Any = None,
+                    metrics: LimiterMetrics | None = None) -> "RateLimiter | None":
         rules = rules_from_bundle(bundle)
         if not rules:
             return None
@@ -390,7 +402,15 @@ class RateLimiter:
                 backend = RedisBackend(url, timeout_s=float(cfg.get("timeout_ms", 250)) / 1000.0, clock=clock)
             else:
                 backend = MemoryBackend(clock)
-        return cls(rules, backend, on_unavailable=cfg.get("on_unavailable", "open"), bundle=bundle)
+        return cls(rules, backend, on_unavailable=cfg.get("on_unavailable", "open"), bundle=bundle, metrics=metrics)
+
+    def _count(self, result: str) -> None:
+        self.counts[result] += 1
+        if self.metrics is not None:
+            if result == "backend_errors":
+                self.metrics.backend_errors.inc()
+            else:
+                self.metrics.decisions.labels(result).inc()
 
     async def check(self, info: RequestInfo) -> Verdict:
         charges: list[tuple[str, int, float, int]] = []
@@ -406,20 +426,20 @@ class RateLimiter:
         try:
             outcomes = await self.backend.acquire(charges)
         except BackendUnavailable as exc:
-            self.counts["backend_errors"] += 1
+            self._count("backend_errors")
             if self.on_unavailable == "open":
-                self.counts["failed_open"] += 1
+                self._count("failed_open")
                 LOG.warning("rate-limit backend unavailable, failing open: %s", exc)
                 return Verdict(True, backend_down=True)
-            self.counts["failed_closed"] += 1
+            self._count("failed_closed")
             LOG.error("rate-limit backend unavailable, failing closed: %s", exc)
             return Verdict(False, backend_down=True)
         denied = [(o, r) for o, r in zip(outcomes, applied) if not o.allowed]
         if denied:
-            self.counts["limited"] += 1
+            self._count("limited")
             outcome, rule = max(denied, key=lambda pair: pair[0].retry_after_s)
             return Verdict(False, outcome, rule)
-        self.counts["allowed"] += 1
+        self._count("allowed")
         outcome, rule = min(zip(outcomes, applied), key=lambda pair: pair[0].remaining / max(1, pair[0].limit))
         return Verdict(True, outcome, rule)
 

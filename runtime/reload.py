@@ -1,7 +1,8 @@
 """Hot reload: per-bundle state as generations, swapped atomically; a watcher for the bundle file.
 
 Stage: runtime, lifespan level (below runtime.app). Imports archc.bundle, runtime.auth,
-runtime.ratelimit, runtime.retry, starlette (middleware only) and the standard library.
+runtime.ratelimit, runtime.retry, runtime.accesslog, runtime.tracing, starlette (middleware only)
+and the standard library. ``Hardening`` is what the app's lifespan starts; ``middleware()`` its stack.
 
 Each request takes a snapshot of the current generation when it arrives (``LiveStateMiddleware``
 puts it in ``request.state``), so a swap never changes the table under a request in flight. The
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -25,10 +27,12 @@ from typing import Any, Awaitable, Callable, Mapping
 from prometheus_client import CollectorRegistry, Counter
 from starlette.middleware import Middleware
 
-from archc.bundle import Bundle, BundleError, load
+from archc.bundle import Bundle, load
+from runtime.accesslog import AccessLogMiddleware
 from runtime.auth import ASGIApp, GatewayKeyMiddleware, KeyStore, Receive, Scope, Send, scope_state
-from runtime.ratelimit import RateLimiter, RateLimitMiddleware
+from runtime.ratelimit import DEFAULT_MAX_BODY_BYTES, LimiterMetrics, RateLimiter, RateLimitMiddleware
 from runtime.retry import Cooldown, Resilience, RetryMetrics, RetryPolicy
+from runtime.tracing import STATE_TRACING, Tracing, TracingMiddleware, current_tracing
 
 LOG = logging.getLogger("archc.reload")
 STATE_LIVE = "live"
@@ -81,11 +85,14 @@ class Live:
         registry: CollectorRegistry,
         env: Mapping[str, str] | None = None,
         grace_s: float = 30.0,
+        span: Callable[[str], Any] | None = None,
     ) -> None:
         self.build_gateway = build_gateway
         self.env = dict(os.environ if env is None else env)
         self.grace_s = grace_s
+        self.span = span
         self.retry_metrics = RetryMetrics(registry)
+        self.limiter_metrics = LimiterMetrics(registry)
         self.metrics = ReloadMetrics(registry)
         self._retiring: dict[asyncio.Task, Generation] = {}
         self._lock = asyncio.Lock()
@@ -98,7 +105,7 @@ class Live:
         # Cooldown state outlives reloads while its settings stay the same.
         if self.cooldown is None or (self.cooldown.failures, self.cooldown.seconds) != (policy.cooldown_failures, policy.cooldown_s):
             self.cooldown = Cooldown(policy.cooldown_failures, policy.cooldown_s)
-        limiter = RateLimiter.from_bundle(bundle)
+        limiter = RateLimiter.from_bundle(bundle, metrics=self.limiter_metrics)
         closers = list(closers)
         if limiter is not None:
             closers.append(limiter.aclose)
@@ -108,7 +115,7 @@ class Live:
             gateway,
             KeyStore.from_gateway(gw, self.env),
             limiter,
-            Resilience(policy, self.cooldown, self.retry_metrics),
+            Resilience(policy, self.cooldown, self.retry_metrics, span=self.span),
             closers,
         )
 
@@ -191,7 +198,7 @@ class BundleWatcher:
         self._seen = seen
         try:
             bundle = await asyncio.to_thread(self.loader, self.path)
-        except (BundleError, OSError, ValueError) as exc:
+        except Exception as exc:  # BundleError, a config's CompileError, OSError: all mean "keep the current one"
             LOG.error("bundle file %s not loaded, still serving the current bundle: %s", self.path, exc)
             return "rejected"
         return "swapped" if await self.on_bundle(bundle) else "same"
@@ -223,6 +230,54 @@ class BundleWatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+# -- what the lifespan starts -------------------------------------------------------------------
+
+class Hardening:
+    """Live generations, the bundle watcher and tracing, for one app's lifespan.
+
+    ``gateway`` is the first GatewayState; ``build_gateway(bundle)`` makes the next one on reload.
+    ``watch`` is the file to reload from (None: no reload); ``loader`` reads it (a config loader
+    from the CLI, or ``archc.bundle.load`` for bundle files).
+    """
+
+    def __init__(self, bundle: Bundle, gateway: Any, *, build_gateway: Callable[[Bundle], Awaitable[tuple[Any, list]]],
+                 env: Mapping[str, str], watch: str | Path | None = None, loader: Callable[[Path], Bundle] | None = None,
+                 interval_s: float = 1.0) -> None:
+        self.tracing = Tracing.from_bundle(bundle, env)
+        if self.tracing is not None:
+            self.tracing.install(gateway.http_client)
+        self.live = Live(bundle, gateway, build_gateway=build_gateway, registry=gateway.metrics.registry, env=env,
+                         span=self.tracing.attempt_span if self.tracing is not None else None)
+        self.watcher = None
+        if watch is not None:
+            self.watcher = BundleWatcher(watch, self.live.swap_to, loader=loader or load, interval_s=interval_s)
+
+    def start(self) -> dict[str, Any]:
+        """Start watching; returns the entries for the lifespan state."""
+        if self.watcher is not None:
+            self.watcher.start()
+        return {STATE_LIVE: self.live, STATE_TRACING: self.tracing}
+
+    async def aclose(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.aclose()
+        await self.live.aclose()
+        if self.tracing is not None:
+            await self.tracing.aclose()
+
+
+def effective_settings(settings: Any, bundle: Bundle) -> Any:
+    """``settings`` with the bundle's ``gateway.timeouts.connect_ms`` and ``gateway.max_body_bytes`` applied."""
+    gateway = bundle.extensions.get("gateway") or {}
+    changes: dict[str, Any] = {}
+    connect_ms = (gateway.get("timeouts") or {}).get("connect_ms")
+    if connect_ms and hasattr(settings, "connect_timeout_s"):
+        changes["connect_timeout_s"] = connect_ms / 1000.0
+    if gateway.get("max_body_bytes") and hasattr(settings, "max_body_bytes"):
+        changes["max_body_bytes"] = int(gateway["max_body_bytes"])
+    return dataclasses.replace(settings, **changes) if changes else settings
 
 
 # -- per-request snapshot ----------------------------------------------------------------------
@@ -262,14 +317,15 @@ def current_max_body(scope: Scope) -> int:
     gen = _generation(scope)
     settings = getattr(getattr(gen, "gateway", None), "settings", None)
     configured = (gen.bundle.extensions.get("gateway") or {}).get("max_body_bytes") if gen is not None else None
-    return int(configured or getattr(settings, "max_body_bytes", 0) or 10 * 1024 * 1024)
+    return int(configured or getattr(settings, "max_body_bytes", 0) or DEFAULT_MAX_BODY_BYTES)
 
 
-def middleware(extra: list[Middleware] | None = None) -> list[Middleware]:
-    """The hardening stack, outermost first: snapshot, (extra: access log, tracing), keys, limits."""
+def middleware() -> list[Middleware]:
+    """The hardening stack, outermost first: snapshot, access log, tracing, gateway keys, rate limits."""
     return [
         Middleware(LiveStateMiddleware),
-        *(extra or []),
+        Middleware(AccessLogMiddleware),
+        Middleware(TracingMiddleware, get_tracing=current_tracing),
         Middleware(GatewayKeyMiddleware, get_store=current_keys),
         Middleware(RateLimitMiddleware, get_limiter=current_limiter, max_body_bytes=current_max_body),
     ]

@@ -23,7 +23,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, ContextManager, Generic, Mapping, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, ContextManager, Generic, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -234,6 +234,30 @@ class Resilience(Generic[T]):
     def _count(self, name: str, outcome: str) -> None:
         if self.metrics:
             self.metrics.attempts.labels(name, outcome).inc()
+
+
+async def bounded_stream(chunks: AsyncIterator[bytes], deadline: float, on_timeout: Callable[[], bytes],
+                         clock: Clock = time.monotonic) -> AsyncIterator[bytes]:
+    """Pass ``chunks`` through until ``deadline`` (a ``clock`` time); then send ``on_timeout()``
+    (the client's error event) and stop. A trickling upstream cannot hold a client past the deadline."""
+    iterator = chunks.__aiter__()
+    try:
+        while True:
+            left = deadline - clock()
+            try:
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                chunk = await asyncio.wait_for(iterator.__anext__(), left)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                yield on_timeout()
+                return
+            yield chunk
+    finally:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 def _bounded(wait: float, deadline: float | None, clock: Clock) -> float:

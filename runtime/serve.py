@@ -11,6 +11,7 @@ import os
 import signal
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
@@ -58,11 +59,11 @@ async def _serve_one(app: Starlette, config: Config) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
-def run(bundle: Bundle, settings: Settings) -> int:
-    """Serve until SIGTERM/SIGINT; returns an exit code."""
+def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader: Callable[[Path], Bundle] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; returns an exit code. ``watch``: hot-reload from this file (one process only)."""
     config = hypercorn_config(settings)
     if settings.workers == 1:
-        asyncio.run(_serve_one(create_app(bundle, settings=settings), config))
+        asyncio.run(_serve_one(create_app(bundle, settings=settings, watch=watch, loader=loader), config))
         return 0
     # Workers are separate processes: hand them the compiled bundle as a file and settings as env.
     with tempfile.TemporaryDirectory(prefix="archc-serve-") as folder:

@@ -28,6 +28,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from runtime.auth import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
+STATE_TRACING = "tracing"
 
 
 def endpoint_from(gateway_tracing: Mapping[str, Any], env: Mapping[str, str]) -> str:
@@ -93,6 +94,11 @@ class Tracing:
     async def aclose(self) -> None:
         # shutdown() flushes and joins the exporter thread: off the event loop.
         await asyncio.to_thread(self.provider.shutdown)
+
+
+def current_tracing(scope: Scope) -> "Tracing | None":
+    """The app's Tracing (lifespan state), or None when tracing is off."""
+    return (scope.get("state") or {}).get(STATE_TRACING)
 
 
 class TracingMiddleware:

@@ -51,7 +51,7 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     _announce(bundle, settings)
     configure_logging(settings.log_level)
-    return run(bundle, settings)
+    return run(bundle, settings, watch=Path(args.config), loader=bundle_from_path)
 
 
 def _announce(bundle: Bundle, settings: Settings) -> None:
