@@ -247,7 +247,7 @@ class Hardening:
                  interval_s: float = 1.0) -> None:
         self.tracing = Tracing.from_bundle(bundle, env)
         if self.tracing is not None:
-            self.tracing.install(gateway.http_client)
+            self.tracing.install(gateway)
         self.live = Live(bundle, gateway, build_gateway=build_gateway, registry=gateway.metrics.registry, env=env,
                          span=self.tracing.attempt_span if self.tracing is not None else None)
         self.watcher = None

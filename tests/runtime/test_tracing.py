@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import http.server
 import threading
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from archc.bundle import seal
 from runtime.errors import UpstreamStatus
@@ -86,7 +88,7 @@ async def test_server_and_attempt_spans_exported_and_traceparent_propagated(otlp
         return httpx.Response(status, json={"ok": True})
 
     upstream_client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
-    tracing.install(upstream_client)
+    tracing.install(SimpleNamespace(http_client=upstream_client))
     resilience = Resilience(RetryPolicy(fallbacks={"down": ("up",)}), Cooldown(0, 0), span=tracing.attempt_span)
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
@@ -121,6 +123,28 @@ async def test_server_and_attempt_spans_exported_and_traceparent_propagated(otlp
     assert spans["upstream down"].status.code == 2  # ERROR
     attrs = {a.key: a.value for a in server.attributes}
     assert attrs["http.response.status_code"].int_value == 200 and attrs["archc.target"].string_value == "up"
+
+
+async def test_transport_wrapper_propagates_for_transport_level_senders() -> None:
+    seen: list[str] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("traceparent", ""))
+        return httpx.Response(200)
+
+    tracing = Tracing("http://127.0.0.1:9/v1/traces", exporter=_NullExporter())
+    holder = SimpleNamespace(upstream=SimpleNamespace(transport=httpx.MockTransport(upstream)))
+    tracing.install(holder)
+    with tracing.tracer.start_as_current_span("server"):
+        await holder.upstream.transport.handle_async_request(httpx.Request("POST", "http://up.test/"))
+    await holder.upstream.transport.aclose()
+    await tracing.aclose()
+    assert seen[0].startswith("00-") and len(seen[0].split("-")) == 4
+
+
+class _NullExporter(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
 
 
 async def test_no_tracing_configured_passes_through() -> None:
