@@ -136,13 +136,14 @@ def _config(shape: Shape, vocab: int) -> dict:
     }
 
 
-def _weights(shape: Shape, vocab: int, rng: np.random.Generator, zero_layers: bool) -> dict[str, np.ndarray]:
+def _weights(shape: Shape, vocab: int, rng: np.random.Generator, zero_layers: bool,
+             scale: float = 0.02) -> dict[str, np.ndarray]:
     h, kv = shape.hidden, shape.hidden // shape.heads * shape.kv_heads
 
     def rand(*dims: int) -> np.ndarray:
         if zero_layers:
             return np.zeros(dims, dtype=np.float32)
-        return (rng.standard_normal(dims, dtype=np.float32) * 0.02).astype(np.float32)
+        return (rng.standard_normal(dims, dtype=np.float32) * scale).astype(np.float32)
 
     w = {"model.embed_tokens.weight": rand(vocab, h) if not zero_layers else np.zeros((vocab, h), np.float32),
          "model.norm.weight": np.ones(h, np.float32)}
@@ -161,13 +162,19 @@ def _weights(shape: Shape, vocab: int, rng: np.random.Generator, zero_layers: bo
 
 
 def build_hf_checkpoint(folder: Path, shape: Shape = TINY, *, tokenizer: Tokenizer | None = None,
-                        chat_template: str = QWEN25_CHAT_TEMPLATE, seed: int = 0) -> Path:
+                        chat_template: str = QWEN25_CHAT_TEMPLATE, seed: int = 0, scale: float = 0.02,
+                        untied: bool = False) -> Path:
     """A Hugging Face style Qwen2 folder with random weights (config, safetensors, tokenizer files)."""
     folder.mkdir(parents=True, exist_ok=True)
     tok = tokenizer or train_tokenizer()
     vocab = shape.vocab or tok.get_vocab_size(with_added_tokens=True)
-    save_file(_weights(shape, vocab, np.random.default_rng(seed), zero_layers=False), str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(_config(shape, vocab), indent=2), encoding="utf-8")
+    rng = np.random.default_rng(seed)
+    weights = _weights(shape, vocab, rng, zero_layers=False, scale=scale)
+    if untied:
+        weights["lm_head.weight"] = (rng.standard_normal((vocab, shape.hidden), dtype=np.float32) * scale)
+    save_file(weights, str(folder / "model.safetensors"))
+    config = _config(shape, vocab) | ({"tie_word_embeddings": False} if untied else {})
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     _write_tokenizer(folder, tok, chat_template)
     return folder
 
