@@ -36,3 +36,14 @@ def test_multi_provider_covers_the_table() -> None:
             "ollama", "openrouter", "echo"} <= prefixes
     assert bundle.provider("vllm-qwen").endpoint == "http://vllm.internal:8000/v1/chat/completions"
     assert all(p.served for p in bundle.providers)
+
+
+def test_readme_config_example_compiles(tmp_path: Path) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- section:config -->", 1)[1].split("<!-- /section:config -->", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.yaml"
+    path.write_text(block)
+    result = compile_path(path, lock_mode="ignore")
+    assert result.ok, [d.to_dict() for d in result.diagnostics if d.is_error]
+    assert [d.code for d in result.diagnostics] == ["R307"]
