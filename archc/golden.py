@@ -1,7 +1,8 @@
 """Golden routing cases: load and validate golden files, replay them, compare, update in place.
 
-Stage: compiler-side tool over a Bundle. It replays conversations through the runtime's own
-router service and resolution (``runtime.router.service``, ``runtime.resolve``), never a copy.
+Stage: compiler-side tool over a Bundle (imports archc.load/diagnostics/junit and, to replay, the
+runtime's own request adapter, router service and resolution: ``runtime.adapt``,
+``runtime.router.service``, ``runtime.resolve``; never a copy of them).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from archc.diagnostics import Diagnostic, Severity, Span, format_text
 from archc.junit import JUnitCase, JUnitSuite
 from archc.load import json_path as _json_path
 from archc.load import load_document, position as _position, to_plain as _plain
+from runtime import adapt
 from runtime.errors import GatewayError
 from runtime.resolve import choose, wants_router
 from runtime.router.service import NullRouter, RouterService, build_router
-from runtime.wire.anthropic_messages import request_to_openai as anthropic_request_to_openai
+from runtime.wire import WireFormat
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "golden.schema.json"
 GOLDEN_SUFFIXES = (".yaml", ".yml")
@@ -259,15 +261,19 @@ def needs_router(case: Case) -> bool:
     return case.expect.route is not None or case.expect.fallback in ROUTER_REASONS
 
 
-def openai_messages(case: Case) -> list[Mapping[str, Any]]:
-    """The conversation as the router sees it: OpenAI chat messages (Anthropic converted by the
-    runtime's own wire module). Raises the runtime's TranslationError on an unconvertible case."""
-    if case.format != ANTHROPIC_MESSAGES:
-        return [dict(m) for m in case.messages]
-    body: dict[str, Any] = {"model": case.model or "golden", "max_tokens": 1, "messages": list(case.messages)}
-    if case.system is not None:
-        body["system"] = case.system
-    return list(anthropic_request_to_openai(body)["messages"])
+def openai_messages(case: Case) -> list[Any]:
+    """The conversation as the router sees it, through the runtime's own adapter: the client's
+    request validator, then (Anthropic) conversion to OpenAI chat. Raises the runtime's
+    InvalidRequest for a conversation the gateway would refuse with a 400."""
+    client_format = WireFormat(case.format)
+    # The validators need a model; resolution uses the case's own (possibly absent) model.
+    body: dict[str, Any] = {"model": case.model or "golden", "messages": [dict(m) for m in case.messages]}
+    if client_format is WireFormat.ANTHROPIC_MESSAGES:
+        body["max_tokens"] = 1
+        if case.system is not None:
+            body["system"] = case.system
+    body = adapt.VALIDATORS[client_format](body)
+    return list(adapt.openai_messages(body, client_format))
 
 
 # Golden replays wait this long for the router: a deadline is a property of the machine the

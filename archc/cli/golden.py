@@ -75,14 +75,20 @@ def run(args: argparse.Namespace) -> int:
     junit_ok = _write_junit(args.junit, gset, results)
     failed = [r for r in results if not r.ok]
     if args.update and failed:
+        # A refused request (e.g. an invalid conversation) has no decision to accept.
+        refused = [r for r in failed if r.got.error is not None]
+        accepted = [r for r in failed if r.got.error is None]
         try:
-            changed = golden.update_files(failed)
+            changed = golden.update_files(accepted)
         except (golden.GoldenUpdateError, OSError) as exc:
             err.write(f"archc test: --update failed: {exc}\n")
             return EXIT_FAIL
-        err.write(f"archc test: updated {len(failed)} expectation(s) in {len(changed)} file(s): "
-                  f"{', '.join(map(str, changed))}\n")
-        return EXIT_OK if junit_ok else EXIT_FAIL
+        err.write(f"archc test: updated {len(accepted)} case(s) in {len(changed)} file(s)"
+                  f"{': ' + ', '.join(map(str, changed)) if changed else ''}\n")
+        for r in refused:
+            err.write(f"archc test: {r.case.file}:{r.case.line}: case {r.case.id!r} not updated: "
+                      f"the gateway would refuse it ({r.got.error})\n")
+        return EXIT_OK if junit_ok and not refused else EXIT_FAIL
     return EXIT_FAIL if failed or not junit_ok else EXIT_OK
 
 

@@ -92,7 +92,7 @@ def test_update_rewrites_expectations_keeping_comments(summary_model: Path, tmp_
     shutil.copyfile(CASES, cases)
     before = cases.read_text(encoding="utf-8")
     assert main(["test", str(CONFIG), str(cases), "--model-dir", str(summary_model), "--update"]) == 0
-    assert "updated 3 expectation(s) in 1 file(s)" in capsys.readouterr().err
+    assert f"updated 3 case(s) in 1 file(s): {cases}" in capsys.readouterr().err
     after = cases.read_text(encoding="utf-8")
     old_lines, new_lines = before.splitlines(keepends=True), after.splitlines(keepends=True)
     assert len(old_lines) == len(new_lines)
@@ -173,6 +173,27 @@ def test_bad_config_and_missing_golden_paths(tmp_path: Path, capsys: pytest.Capt
     assert "no such golden file or folder" in capsys.readouterr().err
     assert main(["test", str(CONFIG), str(CASES), "--case", "no-such-case"]) == 1
     assert "no golden cases found with id no-such-case" in capsys.readouterr().err
+
+
+def test_conversation_the_gateway_would_refuse_is_shown_not_crashed(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "refused.yaml"
+    original = (
+        "- id: block-without-text\n"
+        "  format: anthropic_messages\n"
+        "  messages:\n"
+        "  - role: user\n"
+        "    content:\n"
+        "    - type: text\n"
+        "  expect: {model: openai/gpt-4o-mini}\n")
+    cases.write_text(original, encoding="utf-8")
+    assert main(["test", str(CONFIG), str(cases), "--update"]) == 1
+    out, err = capsys.readouterr()
+    row = _row(out, "block-without-text")
+    assert row[0] == "FAIL" and row[3].startswith("error=invalid_request_error")
+    assert "messages[0].content[0].text" in out
+    assert "not updated: the gateway would refuse it" in err
+    assert cases.read_text(encoding="utf-8") == original
 
 
 def test_unwritable_junit_path_fails_clearly(review_model: Path, tmp_path: Path,
