@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from archc import golden, junit
+from archc import golden, golden_update, junit
 from archc.bundle import Bundle
 from archc.compiler import bundle_from_path
 from archc.diagnostics import CompileError, Diagnostic, Severity, format_github, format_json, format_text
@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
         refused = [r for r in failed if r.got.error is not None]
         accepted = [r for r in failed if r.got.error is None]
         try:
-            changed = golden.update_files(accepted)
-        except (golden.GoldenUpdateError, OSError) as exc:
+            changed = golden_update.update_files(accepted)
+        except (golden_update.GoldenUpdateError, OSError) as exc:
             err.write(f"archc test: --update failed: {exc}\n")
             return EXIT_FAIL
         err.write(f"archc test: updated {len(accepted)} case(s) in {len(changed)} file(s)"

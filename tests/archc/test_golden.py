@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from archc import golden
+from archc import golden, golden_update
 from archc.golden import Outcome, Result
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ def test_update_rewrites_only_the_changed_expectations(tmp_path: Path) -> None:
         Result(cases[1], Outcome(route=None, model="openai/gpt-4o-mini", fallback="other")),  # unchanged
         Result(cases[2], Outcome(route="sql", model="openai/o3 mini", fallback=None)),  # fallback -> route
     ]
-    assert golden.update_files(results) == [path]
+    assert golden_update.update_files(results) == [path]
     updated = path.read_text(encoding="utf-8")
     assert _changed_lines(original, updated) == [
         ('    model: "anthropic/claude-sonnet-4-5"   # quoted value keeps its quotes\n',
@@ -136,7 +136,7 @@ def test_update_in_flow_style_mapping_and_route_to_fallback(tmp_path: Path) -> N
         Result(cases[0], Outcome(route=None, model="openai/gpt-4o-mini", fallback="no_match")),
         Result(cases[1], Outcome(route=None, model="weird: name", fallback="other")),
     ]
-    golden.update_files(results)
+    golden_update.update_files(results)
     updated = path.read_text(encoding="utf-8")
     assert _changed_lines(original, updated) == [
         ("  expect: {route: code_review, model: openai/gpt-4o}   # and me\n",
@@ -153,7 +153,7 @@ def test_update_leaves_passing_files_untouched(tmp_path: Path) -> None:
     path.write_text(original, encoding="utf-8")
     cases, _ = golden.load_file(path)
     results = [Result(cases[1], Outcome(route=None, model="openai/gpt-4o-mini", fallback="other"))]
-    assert golden.update_files(results) == []
+    assert golden_update.update_files(results) == []
     assert path.read_text(encoding="utf-8") == original
 
 
