@@ -66,7 +66,8 @@ def validate(config: Mapping[str, Any], tree: Any, file: str, schemas: Schemas) 
     for error in errors:
         diags.extend(_from_schema_error(error, tree, file))
     diags.extend(_sections(config, tree, file))
-    return diags
+    # jsonschema reports e.g. each missing required key as its own error carrying the whole list.
+    return list(dict.fromkeys(diags))
 
 
 # -- schema errors -----------------------------------------------------------------------------

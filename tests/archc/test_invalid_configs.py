@@ -23,6 +23,7 @@ def test_invalid_config(path: Path) -> None:
     assert not result.ok and result.bundle is None
     found = [(d.code, d.span.line, d.span.col) for d in result.diagnostics if d.is_error]
     assert (expected["code"], expected["line"], expected["col"]) in found, found
+    assert len(set(result.diagnostics)) == len(result.diagnostics), "duplicate diagnostics"
     for d in result.diagnostics:
         assert d.span.file == str(path)
         assert d.message and d.span.line >= 1
