@@ -103,8 +103,14 @@ def is_bundle_bytes(raw: bytes) -> bool:
     return isinstance(data, dict) and "format_version" in data
 
 
-def bundle_from_path(path: str | os.PathLike[str]) -> Bundle:
-    """A config (compiled in memory, lock read-only) or a bundle JSON -> Bundle; else CompileError."""
+def bundle_from_path(path: str | os.PathLike[str], *, lock_mode: str = "read") -> Bundle:
+    """A config (compiled in memory, lock read-only) or a bundle JSON -> Bundle; else CompileError.
+
+    ``lock_mode="ignore"`` skips archc.lock (``archc diff`` uses it, so a retargeted pinned alias
+    shows up as a breaking change instead of failing the compile).
+    """
+    if lock_mode not in ("read", "ignore"):
+        raise ValueError("bundle_from_path never writes the lock: lock_mode is read or ignore")
     name, raw, diags = read_source(Path(path), str(path))
     if raw is None:
         raise CompileError(diags)
@@ -113,7 +119,8 @@ def bundle_from_path(path: str | os.PathLike[str]) -> Bundle:
             return Bundle.from_bytes(raw)
         except BundleError as exc:
             raise CompileError([Diagnostic("E403", Severity.ERROR, f"not a valid bundle: {exc}", Span(name))]) from exc
-    result = compile_source(raw, file=name, lock_mode="read", lock_path=lock_path_for(path))
+    lock_path = lock_path_for(path) if lock_mode == "read" else None
+    result = compile_source(raw, file=name, lock_mode=lock_mode, lock_path=lock_path)
     if not result.ok or result.bundle is None:
         raise CompileError(result.diagnostics)
     return result.bundle

@@ -67,6 +67,7 @@ def resolve(config: Mapping[str, Any], tree: Any, file: str) -> tuple[Resolved, 
     _routing_from(config.get("routing"), ctx, out)
     _ratelimits_from(config.get("ratelimits"), ctx, out)
     out.listeners = _listeners_from(config.get("listeners"))
+    _unique_listeners(config.get("listeners"), ctx)
     return out, ctx.diags
 
 
@@ -316,6 +317,18 @@ def _listeners_from(section: Any) -> list[Listener]:
             timeout_ms=_duration_ms(item.get("timeout")),
         ))
     return out
+
+
+def _unique_listeners(section: Any, ctx: _Ctx) -> None:
+    if not isinstance(section, list):
+        return
+    names: set[str] = set()
+    for i, item in enumerate(section):
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str):
+            if name in names:
+                ctx.add("V210", f"listener name {name!r} is used twice", ("listeners", i, "name"))
+            names.add(name)
 
 
 def _duration_ms(value: Any) -> int | None:

@@ -134,16 +134,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load(path: str) -> Any:
+def _load(path: str, lock_mode: str = "read") -> Any:
     try:
-        return bundle_from_path(path)
+        return bundle_from_path(path, lock_mode=lock_mode)
     except CompileError as exc:
         sys.stderr.write(format_text(exc.diagnostics, color=_use_color("auto", sys.stderr)))
         return None
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    old, new = _load(args.old), _load(args.new)
+    # The lock is ignored here: a retargeted pinned alias is what diff must show (exit 4), not hide.
+    old, new = _load(args.old, "ignore"), _load(args.new, "ignore")
     if old is None or new is None:
         return EXIT_ERRORS
     changes = _diff.diff_bundles(old, new)

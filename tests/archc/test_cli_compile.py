@@ -165,3 +165,12 @@ def test_corrupt_bundle_is_reported(tmp_path: Path) -> None:
     path.write_text('{"format_version": 1, "digest": "sha256:00"}')
     res = archc("explain", str(path), "--model", "x")
     assert res.returncode == 1 and "E403" in res.stderr
+
+
+def test_diff_shows_pinned_retarget_even_with_a_lock(config: Path, tmp_path: Path) -> None:
+    assert archc("build", str(config), "-o", str(tmp_path / "b.json")).returncode == 0  # writes archc.lock
+    new = tmp_path / "new.yaml"
+    new.write_text(GOOD.replace("arch.fast.v1: {target: gpt-4o}", "arch.fast.v1: {target: o3}"))
+    assert archc("check", str(new)).returncode == 1  # the lock refuses it...
+    res = archc("diff", str(config), str(new))
+    assert res.returncode == 4 and "[BREAKING]" in res.stdout  # ...and diff says why
