@@ -121,9 +121,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
     else:
         target = Path(args.output) if args.output else Path(args.config).with_suffix(".bundle.json")
         try:
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+            if target.exists() and not target.is_file():
+                target.write_bytes(data)  # a device or FIFO (-o /dev/null): never rename a file over it
+            else:
+                tmp = target.with_name(target.name + ".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(target)
         except OSError as exc:
             print(f"archc: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERRORS

@@ -34,7 +34,8 @@ def pr_repo(tmp_path: Path) -> Path:
     (repo / "golden").mkdir(parents=True)
     shutil.copyfile(FIX / "configs" / "routing.yaml", repo / "config.yaml")
     shutil.copyfile(FIX / "e2e" / "cases.yaml", repo / "golden" / "cases.yaml")
-    subprocess.run([sys.executable, "-m", "archc", "build", "config.yaml", "-o", "/dev/null"], cwd=repo, check=True,
+    # Writes archc.lock beside the config (the bundle goes to stdout and is dropped).
+    subprocess.run([sys.executable, "-m", "archc", "build", "config.yaml", "-o", "-"], cwd=repo, check=True,
                    capture_output=True, timeout=120)
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
