@@ -73,6 +73,8 @@ def _check_message(message: Any, path: str) -> None:
         fail(f"{path}.content", "missing (expected string or array of content blocks)")
     if not isinstance(content, list):
         fail(f"{path}.content", f"expected string or array of content blocks, got {kind(content)}")
+    if not content and message["role"] != "assistant":  # only an assistant prefill may be empty
+        fail(f"{path}.content", "expected a non-empty array of content blocks")
     for k, block in enumerate(content):
         _check_block(block, f"{path}.content[{k}]")
 

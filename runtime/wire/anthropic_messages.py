@@ -139,6 +139,8 @@ def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True) -> d
         messages.append({"role": "system", "content": system})
     for message in body["messages"]:
         messages.extend(_message_to_openai(message, keep_reasoning))
+    if not messages:
+        raise TranslationError("messages: none of the messages can be expressed in the OpenAI chat format", code="untranslatable_messages")
     out["messages"] = messages
     if body.get("max_tokens") is not None:
         out["max_tokens"] = body["max_tokens"]
@@ -334,6 +336,8 @@ def request_from_openai(body: dict[str, Any]) -> dict[str, Any]:
     if "model" in body:
         out["model"] = body["model"]
     system, messages = _messages_from_openai(body["messages"])
+    if not messages:
+        raise TranslationError("messages: Anthropic needs at least one user or assistant message besides system prompts", code="untranslatable_messages")
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     out["max_tokens"] = max_tokens
     out["messages"] = messages
@@ -387,7 +391,9 @@ def _messages_from_openai(source: list[dict[str, Any]]) -> tuple[str, list[dict[
             messages.append({"role": "user", "content": f"[function {message.get('name')} returned] {message.get('content') or ''}"})
         else:
             content = message.get("content")
-            messages.append({"role": "user", "content": content if isinstance(content, str) else _user_blocks_from_openai(content)})
+            content = content if isinstance(content, str) else _user_blocks_from_openai(content)
+            if content:  # a turn of only audio or file ids has nothing Anthropic can carry
+                messages.append({"role": "user", "content": content})
     return "\n\n".join(system), messages
 
 

@@ -244,6 +244,8 @@ def _check_content(content: Any, path: str, role: str) -> None:
         return
     if not isinstance(content, list):
         fail(path, f"expected string or array of content parts, got {kind(content)}")
+    if not content:
+        fail(path, "expected a non-empty array of content parts")
     allowed = _PART_TYPES_BY_ROLE.get(role)
     for k, part in enumerate(content):
         part_path = f"{path}[{k}]"
