@@ -181,7 +181,11 @@ class Ct2Backend:
 
     def _fast(self, prompts: list[list[str]], static: list[str] | None, deadlines: list[float]) -> list[RawDecision]:
         walks = [_Walk(deadline=d, node=self._trie) for d in deadlines]
+        constrain = self.options.constrain
 
+        # The callback must not reference `self`: CTranslate2 may drop it on a worker thread, and
+        # if that drops the last reference to the Generator, its destructor joins its own thread
+        # (std::system_error "Resource deadlock avoided" -> abort).
         def step(result: Any) -> bool:
             w = walks[result.batch_id]
             w.ids.append(result.token_id)
@@ -189,7 +193,11 @@ class Ct2Backend:
                 w.path.append(w.node)
                 child = w.node.children.get(result.token_id)
                 if child is None:
-                    w.off_list = True  # not a listed name: let it finish the answer, then parse it
+                    # Not a listed name. Constrained: stop here and pick among the names. Otherwise
+                    # let the model finish its answer (bounded) and parse it, as archgw would.
+                    w.off_list = True
+                    if constrain:
+                        return True
                 else:
                     w.node = child
                     if len(child.names) == 1:
@@ -298,7 +306,7 @@ class Ct2Backend:
                 return True
             return False
 
-        results = self._generate(prompts, None, step, max_length=self.options.max_answer_tokens + 8, logits=False)
+        results = self._generate(prompts, None, step, max_length=self.options.max_answer_tokens, logits=False)
         out = []
         for r, p, late in zip(results, prompts, timed):
             ids = r.sequences_ids[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -241,3 +243,27 @@ def test_batch_backend_call_handles_mixed_answers(router_bundle: Bundle, scripte
 def test_builder_rejects_unknown_concurrency(router_bundle: Bundle) -> None:
     with pytest.raises(ValueError, match="concurrency"):
         BackendRouter(CrashingBackend(), router_bundle.routing, concurrency="threads")
+
+
+def test_dropping_routers_never_aborts_the_process(router_bundle: Bundle, scripted_router_model: Callable[..., Path],
+                                                   repo_root: Path) -> None:
+    # Regression: a decoding callback that referenced the backend let CTranslate2 drop the last
+    # reference to the Generator on its own worker thread -> std::system_error -> abort().
+    model = scripted_router_model('{"route": "code_review"}')
+    script = (
+        "import gc, sys, time\n"
+        "from pathlib import Path\n"
+        "from archc.bundle import seal\n"
+        "from runtime.router.ct2 import Ct2Backend\n"
+        "from tests.support import tiny_models\n"
+        "b = seal(tiny_models.bundle_dict())\n"
+        "for i in range(15):\n"
+        "    be = Ct2Backend(Path(sys.argv[1]), b.router.prompt, b.router.route_names)\n"
+        "    assert be.decide_batch([[{'role': 'user', 'content': 'hi'}]], [time.monotonic() + 5])[0].route\n"
+        "    del be\n"
+        "    gc.collect()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(model)], cwd=repo_root, capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
