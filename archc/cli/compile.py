@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -152,19 +153,23 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     changes = _diff.diff_bundles(old, new)
     fmt = _diff.DiffFormat(args.format)
-    sys.stdout.write(_diff.render(changes, fmt, old_name=args.old, new_name=args.new))
+    rendered = _diff.render(changes, fmt, old_name=args.old, new_name=args.new)
     code = _diff.exit_code(changes)
     if args.impact:
         model_dir = Path(args.model_dir) if args.model_dir else None
         try:
             text, changed = _impact.impact_report(old, new, args.impact, model_dir=model_dir, fmt=args.format)
         except CompileError as exc:  # malformed golden files, or no router model to replay with
+            sys.stdout.write(rendered)
             sys.stderr.write(format_text(exc.diagnostics, color=_use_color("auto", sys.stderr)))
             return EXIT_ERRORS
-        if text:
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
         if changed and code == _diff.EXIT_SAME:
             code = _diff.EXIT_CHANGED
+        if fmt is _diff.DiffFormat.JSON:  # one JSON document: the diff with an "impact" key
+            doc = {**json.loads(rendered), "impact": json.loads(text), "exit_code": code}
+            rendered, text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n", ""
+        rendered += text if not text or text.endswith("\n") else text + "\n"
+    sys.stdout.write(rendered)
     return code
 
 

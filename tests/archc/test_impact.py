@@ -102,6 +102,15 @@ def test_archc_diff_impact_cli_exit_codes_and_markdown(review_model: Path, capsy
     assert "no routing change" in capsys.readouterr().out
 
 
+def test_archc_diff_json_with_impact_is_one_document(review_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["diff", str(CONFIGS / "routing.yaml"), str(CONFIGS / "routing_removed.yaml"), "--format", "json",
+                 "--impact", str(CASES), "--model-dir", str(review_model)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == doc["exit_code"] == 3
+    assert [c["subject"] for c in doc["changes"]] == ["code_review"]  # the semantic diff
+    assert doc["impact"]["changed"] == 3 and doc["impact"]["total"] == 3
+
+
 def test_archc_diff_impact_process_without_model_fails_cleanly(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "archc", "diff", str(CONFIGS / "routing.yaml"), str(CONFIGS / "routing_removed.yaml"),
