@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from types import MappingProxyType
+from typing import Iterable, Mapping, Sequence
 
 
 class Severity(enum.Enum):
@@ -70,7 +71,7 @@ class CompileError(Exception):
 
 
 # Stable codes and their one-line meaning (README's config section lists the same table).
-CODES: dict[str, str] = {
+CODES: Mapping[str, str] = MappingProxyType({
     "L101": "cannot read the file",
     "L102": "file larger than the size limit (5 MB)",
     "L103": "not UTF-8 text (binary data)",
@@ -110,7 +111,7 @@ CODES: dict[str, str] = {
     "E401": "bundle failed its own validation",
     "E402": "cannot write output",
     "E403": "input is not a valid bundle",
-}
+})
 
 _COLORS = {Severity.ERROR: "\x1b[31;1m", Severity.WARNING: "\x1b[33;1m"}
 _DIM, _BOLD, _RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"

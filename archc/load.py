@@ -45,7 +45,7 @@ def read_source(source: str | os.PathLike[str] | bytes, file: str | None = None)
     """Resolve ``source`` (a path, YAML text, or raw bytes) to (display name, bytes, diagnostics)."""
     if isinstance(source, bytes):
         return file or "<bytes>", source, []
-    if isinstance(source, str) and ("\n" in source or not os.path.exists(source)):
+    if isinstance(source, str) and ("\n" in source or not (os.path.exists(source) or _looks_like_path(source))):
         return file or "<string>", source.encode("utf-8", "surrogatepass"), []
     path = Path(source)
     name = file or str(source)
@@ -153,6 +153,10 @@ def to_plain(node: Any) -> Any:
 
 
 # -- internals ---------------------------------------------------------------------------------
+
+def _looks_like_path(text: str) -> bool:
+    # A one-line string naming a missing file should say "cannot read", not parse as YAML text.
+    return text.endswith((".yaml", ".yml", ".json", ".lock")) and ": " not in text
 
 def _diag(code: str, message: str, file: str, line: int = 0, col: int = 0, *, path: str = "", hint: str = "") -> Diagnostic:
     return Diagnostic(code, Severity.ERROR, message, Span(file, line, col), path, hint)

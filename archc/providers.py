@@ -8,6 +8,7 @@ complete URL the runtime POSTs to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,7 +47,7 @@ def _row(prefix: str, base_url: str | None, key_env: str | None, *, wire: str = 
     return ProviderSpec(prefix, wire, auth, key_env, base_url, served, url_template)
 
 
-PROVIDERS: Mapping[str, ProviderSpec] = {
+PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType({
     row.prefix: row
     for row in (
         _row("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
@@ -74,10 +75,10 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
         _row("arch", None, None, auth=AUTH_NONE, served=False),  # archgw's hosted router/function models
         _row("plano", None, None, auth=AUTH_NONE, served=False),
     )
-}
+})
 
 # provider_interface values -> how to talk to an unknown prefix (any compatible server).
-INTERFACES: Mapping[str, ProviderSpec] = {
+INTERFACES: Mapping[str, ProviderSpec] = MappingProxyType({
     "openai": _row("openai", None, None),
     "anthropic": _row("anthropic", None, None, wire=WIRE_ANTHROPIC_MESSAGES, auth=AUTH_X_API_KEY),
     "deepseek": _row("deepseek", None, None),
@@ -85,13 +86,13 @@ INTERFACES: Mapping[str, ProviderSpec] = {
     "mistral": _row("mistral", None, None),
     "gemini": _row("gemini", None, None),
     "arch": _row("arch", None, None, auth=AUTH_NONE, served=False),
-}
+})
 
 # Path appended to a base_url that has no path, and to one that has (per wire format).
-_WIRE_PATHS: Mapping[str, tuple[str, str]] = {
+_WIRE_PATHS: Mapping[str, tuple[str, str]] = MappingProxyType({
     WIRE_OPENAI_CHAT: ("/v1/chat/completions", "/chat/completions"),
     WIRE_ANTHROPIC_MESSAGES: ("/v1/messages", "/messages"),
-}
+})
 
 
 class BaseUrlError(ValueError):

@@ -96,6 +96,8 @@ def test_complex_keys_become_unknown_keys_once() -> None:
 def test_missing_and_directory_paths(tmp_path: Path) -> None:
     assert [c[0] for c in codes(tmp_path / "nope.yaml")] == ["L101"]
     assert [c[0] for c in codes(tmp_path)] == ["L101"]
+    assert [c[0] for c in codes(str(tmp_path / "nope.yaml"))] == ["L101"]
+    assert load_yaml("a: 1")[0] == {"a": 1}  # a one-line string that is YAML text
     result = compile_source(b"", file="x.yaml")
     assert [d.code for d in result.diagnostics] == ["L104"]
 
