@@ -1,12 +1,22 @@
 """Anthropic <-> OpenAI mapping tables shared by the request, response and stream translations.
 
-Runtime wire stage; pure, imports only the stdlib.
+Runtime wire stage; pure, imports only the stdlib and `runtime.errors`.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from runtime.errors import UpstreamError
+
+# What indexing into an upstream payload of the wrong shape raises; mapped to UpstreamError.
+SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def malformed(what: str, exc: BaseException) -> UpstreamError:
+    """The error for an upstream payload that is JSON but not the vendor's shape (never a 500)."""
+    return UpstreamError(f"the upstream sent {what} of an unexpected shape ({type(exc).__name__})")
 
 # Anthropic stop_reason -> OpenAI finish_reason ("Handling stop reasons", Anthropic docs).
 FINISH_BY_STOP = {

@@ -11,10 +11,12 @@ from typing import Any
 from runtime.errors import UpstreamStatus
 from runtime.wire._anthropic_common import (
     FINISH_BY_STOP,
+    SHAPE_ERRORS,
     STATUS_BY_ERROR_TYPE,
     STOP_BY_FINISH,
     anthropic_id_from,
     anthropic_tool_id,
+    malformed,
     openai_id_from,
     usage_from_openai,
     usage_to_openai,
@@ -56,10 +58,13 @@ class StreamToOpenAI:
     def feed(self, event: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         """One upstream event (the SSE ``event:`` name and its parsed ``data``) -> chunks to send."""
         etype = data.get("type", event) if isinstance(data, dict) else event
-        handler = getattr(self, f"_on_{etype}", None)
+        handler = _TO_OPENAI_HANDLERS.get(etype) if isinstance(etype, str) else None
         if handler is None:
             return []  # ping, and event types added to the API later
-        return handler(data)
+        try:
+            return handler(self, data)
+        except SHAPE_ERRORS as exc:
+            raise malformed(f"a {etype} event", exc) from exc
 
     def finish(self) -> list[dict[str, Any]]:
         """End of the upstream stream: the finish chunk and usage chunk if not yet sent."""
@@ -170,6 +175,17 @@ class StreamToOpenAI:
         raise UpstreamStatus(STATUS_BY_ERROR_TYPE.get(etype, 502), f"upstream error ({etype}): {message}")
 
 
+_TO_OPENAI_HANDLERS = {
+    "message_start": StreamToOpenAI._on_message_start,
+    "content_block_start": StreamToOpenAI._on_content_block_start,
+    "content_block_delta": StreamToOpenAI._on_content_block_delta,
+    "content_block_stop": StreamToOpenAI._on_content_block_stop,
+    "message_delta": StreamToOpenAI._on_message_delta,
+    "message_stop": StreamToOpenAI._on_message_stop,
+    "error": StreamToOpenAI._on_error,
+}
+
+
 class _Tool:
     __slots__ = ("id", "name", "args", "sent", "block")
 
@@ -216,6 +232,12 @@ class StreamFromOpenAI:
         """One upstream chunk (parsed ``data:`` JSON) -> Anthropic events to send."""
         if self._stopped:
             return []
+        try:
+            return self._feed(chunk)
+        except SHAPE_ERRORS as exc:
+            raise malformed("a stream chunk", exc) from exc
+
+    def _feed(self, chunk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         if isinstance(chunk.get("error"), dict):
             error = chunk["error"]
             status = error.get("code") if isinstance(error.get("code"), int) else 502

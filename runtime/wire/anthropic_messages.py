@@ -30,9 +30,11 @@ from runtime.errors import TranslationError
 from runtime.sse import encode_json
 from runtime.wire._anthropic_common import (
     FINISH_BY_STOP,
+    SHAPE_ERRORS,
     STOP_BY_FINISH,
     anthropic_id_from,
     anthropic_tool_id,
+    malformed,
     openai_id_from,
     usage_from_openai,
     usage_to_openai,
@@ -533,7 +535,15 @@ def _tools_from_openai(body: dict[str, Any], out: dict[str, Any]) -> None:
 
 def response_to_openai(resp: dict[str, Any], *, model: str | None = None, created: int = 0) -> dict[str, Any]:
     """An Anthropic Messages response as an OpenAI chat.completion. ``model`` (the name the
-    client asked for) replaces the upstream's; ``created`` is the caller's clock reading."""
+    client asked for) replaces the upstream's; ``created`` is the caller's clock reading.
+    A response of the wrong shape raises UpstreamError."""
+    try:
+        return _response_to_openai(resp, model, created)
+    except SHAPE_ERRORS as exc:
+        raise malformed("a Messages response", exc) from exc
+
+
+def _response_to_openai(resp: dict[str, Any], model: str | None, created: int) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     thinking: list[dict[str, Any]] = []
@@ -567,7 +577,14 @@ def response_to_openai(resp: dict[str, Any], *, model: str | None = None, create
 
 def response_from_openai(resp: dict[str, Any], *, model: str) -> dict[str, Any]:
     """An OpenAI chat.completion as an Anthropic Messages response (first choice); ``model`` is
-    the name the client asked for."""
+    the name the client asked for. A response of the wrong shape raises UpstreamError."""
+    try:
+        return _response_from_openai(resp, model)
+    except SHAPE_ERRORS as exc:
+        raise malformed("a chat completion", exc) from exc
+
+
+def _response_from_openai(resp: dict[str, Any], model: str) -> dict[str, Any]:
     choices = resp.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}

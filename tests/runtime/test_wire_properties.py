@@ -18,7 +18,7 @@ from anthropic.lib.streaming._messages import accumulate_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.errors import InvalidRequest, TranslationError
+from runtime.errors import GatewayError, InvalidRequest, TranslationError
 from runtime.sse import SSEDecoder, SSEEvent, encode_event
 from runtime.wire import anthropic_messages as am
 from runtime.wire import openai_chat as oc
@@ -393,3 +393,40 @@ def test_stream_from_openai_matches_the_non_streamed_translation(chunks: list[di
         assert got["stop_reason"] == expected["stop_reason"]
     assert got["usage"]["output_tokens"] == expected["usage"]["output_tokens"]
     json.dumps(events)  # everything emitted is JSON-serialisable
+
+
+# --- upstream garbage gives UpstreamError, never a crash ------------------------------
+
+ANTHROPIC_EVENT_TYPES = ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop", "ping", "error"]
+upstream_dicts = st.dictionaries(st.sampled_from([*KEYS, "message", "content_block", "delta", "index", "usage", "choices", "finish_reason", "partial_json", "error"]), fuzz, max_size=5)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(ANTHROPIC_EVENT_TYPES), upstream_dicts | fuzz), max_size=6), st.lists(upstream_dicts | fuzz, max_size=6))
+def test_streams_map_malformed_upstream_payloads_to_gateway_errors(events: list[tuple[str, Any]], chunks: list[Any]) -> None:
+    to_openai = am.StreamToOpenAI("m")
+    try:
+        for name, data in events:
+            if isinstance(data, dict) and "type" not in data:
+                data = {**data, "type": name}
+            to_openai.feed(name, data)
+        to_openai.finish()
+    except GatewayError:
+        pass
+    from_openai = am.StreamFromOpenAI("m")
+    try:
+        for chunk in chunks:
+            from_openai.feed(chunk)
+        from_openai.finish()
+    except GatewayError:
+        pass
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(upstream_dicts | fuzz)
+def test_responses_map_malformed_upstream_payloads_to_gateway_errors(resp: Any) -> None:
+    for convert in (lambda r: am.response_to_openai(r, model="m"), lambda r: am.response_from_openai(r, model="m")):
+        try:
+            json.dumps(convert(resp))
+        except GatewayError:
+            pass
