@@ -138,7 +138,8 @@ def impact_text(impact: Impact) -> str:
 
 def impact_markdown(impact: Impact) -> str:
     """A pull-request comment: a heading, the count, and a table of the decisions that change."""
-    lines = ["### Routing impact", "", f"**{_summary(impact)}.**"]
+    # A leading blank line: the report follows the semantic diff's table, which it must not extend.
+    lines = ["", "### Routing impact", "", f"**{_summary(impact)}.**"]
     if impact.changes:
         lines += ["", "| case | route | model |", "| --- | --- | --- |"]
         for c in impact.changes:

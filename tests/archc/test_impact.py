@@ -37,7 +37,7 @@ def test_retargeted_route_shows_every_changed_model_in_markdown(review_model: Pa
                                   model_dir=review_model, fmt="markdown")
     assert changed
     lines = text.splitlines()
-    assert lines[0] == "### Routing impact"
+    assert lines[:2] == ["", "### Routing impact"]
     assert "**3 of 3 golden conversations change route or model.**" in lines
     assert "| case | route | model |" in lines
     for case_id in ("review-openai", "review-anthropic", "alias-overridden"):
