@@ -7,17 +7,22 @@ behind (also on Ctrl-C); it fails cleanly without claude or with a broken config
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Callable
 
 import httpx
+import pyte
 import pytest
 
 from archc.cli import claude as launcher
@@ -232,3 +237,85 @@ def test_statusline_before_the_first_decision(tmp_path: Path, fake_upstream: Fak
                                               start_gateway: Callable[..., Gateway]) -> None:
     gw = start_gateway(write_config(tmp_path, fake_upstream.url))
     assert launcher.statusline_text(gw.url, "0b7e3f9a-0000-4000-8000-000000000000") == "archc: no routing decision yet"
+
+
+# -- the status line, as a user sees it: interactive Claude Code in a terminal -------------------------------
+
+
+class Terminal:
+    """Claude Code's terminal: a pty whose output feeds a pyte screen (what a user would see)."""
+
+    def __init__(self, columns: int = 160, lines: int = 40) -> None:
+        self.master, self.slave = os.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+        self.screen = pyte.Screen(columns, lines)
+        self.stream = pyte.ByteStream(self.screen)
+
+    def text(self) -> str:
+        return "\n".join(self.screen.display)
+
+    def wait_for(self, needle: str, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
+        """Read the screen until ``needle`` shows, ``proc`` exits (then drain what it wrote) or time runs out."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.text() and time.monotonic() < deadline:
+            exited = proc.poll() is not None
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                try:
+                    self.stream.feed(os.read(self.master, 65536))
+                except OSError:
+                    break
+            elif exited:
+                break
+        return needle in self.text()
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def test_status_line_shows_the_route_in_interactive_claude(tmp_path: Path, claude_home: Path, claude_dir: str,
+                                                           fake_upstream: FakeUpstream, branching_router_model: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, fake_upstream.url, port=port)
+    project = claude_home / "project"
+    project.mkdir()
+    # A first run would ask about the theme and folder trust; a user who has run claude before is not asked.
+    (claude_home / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True, "theme": "dark", "projects": {
+        str(project): {"hasTrustDialogAccepted": True, "hasCompletedProjectOnboarding": True}}}), encoding="utf-8")
+    env = {**launcher_env(claude_home, claude_dir), "TERM": "xterm-256color"}
+    term = Terminal()
+    proc = subprocess.Popen([sys.executable, "-m", "archc", "claude", str(config), "--model-dir", str(branching_router_model)],
+                            stdin=term.slave, stdout=term.slave, stderr=term.slave, env=env, cwd=project,
+                            start_new_session=True)
+    try:
+        # Claude Code runs our status line command at start: the session has no decision yet.
+        assert term.wait_for("archc: no routing decision yet", 60, proc), term.text()
+        term.type(GENERATE_INTENT)
+        time.sleep(0.5)
+        term.type("\r")
+        assert term.wait_for("code_generation → openai/gpt-gen (", 60, proc), term.text()
+        assert [r.body["model"] for r in main_requests(fake_upstream)] == ["gpt-gen"]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the launcher passes it to claude, then stops its gateway
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        term.close()
+    assert serve_processes(str(config)) == [] and port_is_closed(port)
+
+
+def test_readme_shows_the_example_config_verbatim(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("<!-- section:claude -->"):readme.index("<!-- /section:claude -->")]
+    shown = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert shown == (repo_root / "examples" / "claude_code.yaml").read_text(encoding="utf-8")
