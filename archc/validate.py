@@ -85,7 +85,9 @@ def _from_schema_error(error: ValidationError, tree: Any, file: str) -> list[Dia
     instance = error.instance
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(schema.get("properties", {}))
-        return [_unknown_key(key, allowed, tree, file, path) for key in instance if key not in allowed]
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+        return [_unknown_key(key, allowed, tree, file, path) for key in instance
+                if key not in allowed and not any(p.search(str(key)) for p in patterns)]
     if kind == "required" and isinstance(instance, dict):
         missing = [k for k in error.validator_value if k not in instance]
         return [_d("V202", f"{where} is missing required key {k!r}", tree, file, path, hint=_required_hint(path, k))
