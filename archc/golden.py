@@ -175,7 +175,7 @@ def _validate(tree: Any, path: Path) -> list[Diagnostic]:
     diagnostics = []
     for error in sorted(validator.iter_errors(plain), key=lambda e: list(map(str, e.absolute_path))):
         where = list(error.absolute_path)
-        line, col = _position(tree, where)
+        line, col = _position(tree, where) if where else _node_position(tree)
         diagnostics.append(_diag(G_SCHEMA, _schema_message(error), path, line, col, json_path=_json_path(where)))
     if diagnostics:
         return diagnostics
@@ -191,6 +191,11 @@ def _validate(tree: Any, path: Path) -> list[Diagnostic]:
     return diagnostics
 
 
+def _node_position(node: Any) -> tuple[int, int]:
+    lc = getattr(node, "lc", None)
+    return (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)
+
+
 def _schema_message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
@@ -202,6 +207,8 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
         return "expect: give `route` or `fallback`, not both"
     if error.validator == "type" and not error.path:
         return "a golden file is a YAML list of cases (`- id: ...`), not a " + type(error.instance).__name__
+    if error.validator == "minItems" and not error.path:
+        return "a golden file needs at least one case"
     if error.validator == "minItems" and list(error.path)[-1:] == ["messages"]:
         return "messages needs at least one message"
     if error.validator == "minProperties" and list(error.path)[-1:] == ["expect"]:
@@ -213,7 +220,7 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
 
 def _case(node: Mapping[str, Any], index: int, path: Path) -> Case:
     plain = _plain(node)
-    line, col = (node.lc.line + 1, node.lc.col + 1) if hasattr(node, "lc") else (1, 1)
+    line, col = _node_position(node)
     expect = plain["expect"]
     return Case(
         id=plain["id"],
