@@ -191,14 +191,34 @@ def convert_checkpoint(
     note("reading safetensors")
     reader = SafetensorsReader(checkpoint_files(hf_dir))
     spec = qwen2_spec(config, reader.get, reader.__contains__)
-    spec.register_vocabulary(vocabulary(tokenizer, int(config["vocab_size"])))
+    return save_model_dir(spec, hf_dir, tokenizer, tok_config, int(config["vocab_size"]), out_dir,
+                          quantization=quantization, source=source, steps=note)
+
+
+def save_model_dir(
+    spec: Any,
+    tokenizer_dir: Path,
+    tokenizer: Tokenizer,
+    tok_config: Mapping[str, Any],
+    vocab_size: int,
+    out_dir: Path,
+    *,
+    quantization: str = "int8",
+    source: Mapping[str, Any] | None = None,
+    steps: Callable[[str], None] | None = None,
+) -> Path:
+    """Register vocabulary and special tokens, quantize, and write the model dir atomically
+    (a sibling ``.partial`` folder renamed into place), tokenizer files and manifest included."""
+    note = steps or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    spec.register_vocabulary(vocabulary(tokenizer, vocab_size))
     spec.config.bos_token = _token(tok_config, "bos_token") or _token(tok_config, "pad_token") or "<|endoftext|>"
     spec.config.eos_token = _token(tok_config, "eos_token") or "<|endoftext|>"
     spec.config.unk_token = _token(tok_config, "unk_token") or ""
     try:
         spec.validate()
     except ValueError as exc:
-        raise ConvertError(f"{hf_dir}: {exc}") from exc
+        raise ConvertError(f"{tokenizer_dir}: {exc}") from exc
     note(f"quantizing to {quantization}")
     spec.optimize(quantization=quantization)
 
@@ -208,7 +228,7 @@ def convert_checkpoint(
     note(f"writing {out_dir}")
     spec.save(str(tmp))
     for name in TOKENIZER_FILES:
-        shutil.copyfile(hf_dir / name, tmp / name)
+        shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
     manifest = {"format": "ctranslate2", "architecture": "Qwen2ForCausalLM", "quantization": quantization,
                 "ctranslate2": ctranslate2.__version__, **(dict(source) if source else {})}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")

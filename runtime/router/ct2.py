@@ -8,6 +8,7 @@ also imports numpy, tokenizers and runtime.router.{prompt,backend}.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,10 +111,15 @@ class Ct2Backend:
             raise ModelLoadError(f"{model_dir}: tokenizer files unusable: {exc}") from exc
         self.options = options
         self.device, self.compute_type = resolve_device(options.device, options.compute_type)
+        replicas = max(1, options.replicas)
+        threads = options.threads
+        if threads <= 0 and self.device == "cpu":
+            # CTranslate2's default (4 threads per replica) oversubscribes small machines.
+            threads = max(1, min(os.cpu_count() or 1, 8) // replicas)
         try:
             self.generator = ctranslate2.Generator(
                 str(model_dir), device=self.device, compute_type=self.compute_type,
-                inter_threads=max(1, options.replicas), intra_threads=options.threads,
+                inter_threads=replicas, intra_threads=threads,
             )
         except (RuntimeError, ValueError) as exc:
             raise ModelLoadError(f"{model_dir}: CTranslate2 cannot load the model: {exc}") from exc
