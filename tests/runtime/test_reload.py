@@ -168,3 +168,64 @@ async def test_watcher_polls_and_answers_sighup(tmp_path: Path) -> None:
         assert got == ["b", "b"]
     finally:
         await watcher.aclose()
+
+
+# -- the real process --------------------------------------------------------------------------
+
+def _served_bundle(i: int) -> Bundle:
+    from tests.support.gateway import bundle_dict, provider
+
+    providers = [provider("openai/gpt-4o", "http://127.0.0.1:9/v1/chat/completions", auth="bearer",
+                          key_env="ARCHC_TEST_UNSET_KEY", default=True)]
+    return seal(bundle_dict(providers, aliases={f"arch.gen{i}.v1": "openai/gpt-4o"}))
+
+
+@pytest.mark.e2e
+async def test_twenty_swaps_under_load_lose_no_request(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support.gateway import Gateway
+
+    path = tmp_path / "bundle.json"
+    path.write_bytes(_served_bundle(0).to_bytes())
+    with Gateway(path, args=["--echo", "--log-level", "warning"], env={"ARCHC_TEST_UNSET_KEY": ""}) as gw:
+        stop = asyncio.Event()
+        outcomes: list[tuple[int, str]] = []
+
+        async def loader(client: httpx.AsyncClient) -> None:
+            while not stop.is_set() and len(outcomes) < 20000:
+                body = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": len(outcomes) % 2 == 0}
+                r = await client.post("/v1/chat/completions", json=body)
+                outcomes.append((r.status_code, r.headers.get("x-arch-bundle", "")))
+
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30, limits=httpx.Limits(max_connections=8)) as client:
+            workers = [asyncio.create_task(loader(client)) for _ in range(8)]
+            digests = []
+            for i in range(1, 21):
+                if i == 10:  # a broken file in the middle: refused, the current bundle keeps serving
+                    path.write_bytes(b'{"format_version": 1, "digest": "sha256:00", "providers": [')
+                    os.kill(gw.proc.pid, signal.SIGHUP)
+                    await asyncio.sleep(0.2)
+                bundle = _served_bundle(i)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(bundle.to_bytes())
+                os.replace(tmp, path)
+                os.kill(gw.proc.pid, signal.SIGHUP)
+                for _ in range(200):
+                    if (await client.get("/readyz")).json()["bundle"] == bundle.digest:
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    pytest.fail(f"swap {i} never became visible:\n{gw.logs()}")
+                digests.append(bundle.digest)
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.gather(*workers)
+            models = (await client.get("/v1/models")).json()["data"]
+        logs = gw.logs()
+    failed = [o for o in outcomes if o[0] != 200]
+    assert not failed, failed[:5]
+    served = {d for _, d in outcomes}
+    assert len(outcomes) > 100 and len(served & set(digests)) >= 10  # requests really ran across the swaps
+    assert [m["id"] for m in models][0] == "arch.gen20.v1"
+    assert "not loaded, still serving" in logs
