@@ -23,6 +23,7 @@ from archc.load import load_document, position as _position, to_plain as _plain
 from runtime import adapt
 from runtime.errors import GatewayError
 from runtime.resolve import choose, wants_router
+from runtime.router.models import default_model_dir
 from runtime.router.service import NullRouter, RouterService, build_router
 from runtime.wire import WireFormat
 
@@ -283,6 +284,13 @@ def openai_messages(case: Case) -> list[Any]:
 # Golden replays wait this long for the router: a deadline is a property of the machine the
 # test runs on, not of the config, and a slow CI runner must not turn decisions into timeouts.
 REPLAY_TIMEOUT_MS = 120_000
+
+
+def router_location(bundle: Bundle, model_dir: Path | None = None) -> Path | None:
+    """The model folder a replay uses: ``model_dir``, else the installed model (as `archc serve`)."""
+    if model_dir is not None:
+        return Path(model_dir)
+    return default_model_dir(bundle.router.model) if bundle.router is not None and bundle.routes else None
 
 
 def open_router(bundle: Bundle, model_dir: Path | None = None) -> tuple[RouterService, str | None]:

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                   "archc test: cases expect routing decisions, so they cannot run without the router model\n")
         return EXIT_FAIL
     results = asyncio.run(_replay(bundle, router, cases))
-    _print_report(bundle, results, args.format, out, note=missing_model)
+    where = None if missing_model else golden.router_location(bundle, args.model_dir)
+    _print_report(bundle, results, args.format, out, note=missing_model, model_dir=where)
     junit_ok = _write_junit(args.junit, gset, results)
     failed = [r for r in results if not r.ok]
     if args.update and failed:
@@ -111,18 +112,22 @@ def _print_diagnostics(diags: Sequence[Diagnostic], fmt: str, out: Any, err: Any
         err.write(format_text(diags, color=err.isatty()))
 
 
-def _print_report(bundle: Bundle, results: Sequence[Result], fmt: str, out: Any, *, note: str | None) -> None:
+def _print_report(bundle: Bundle, results: Sequence[Result], fmt: str, out: Any, *, note: str | None,
+                  model_dir: Path | None) -> None:
     if fmt == "json":
-        out.write(json.dumps(report_json(bundle, results, note=note), indent=2, ensure_ascii=False) + "\n")
+        doc = report_json(bundle, results, note=note, model_dir=model_dir)
+        out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         return
     if fmt == "github":
         out.write(report_github(results))
-    out.write(report_text(bundle, results, note=note))
+    out.write(report_text(bundle, results, note=note, model_dir=model_dir))
 
 
-def report_text(bundle: Bundle, results: Sequence[Result], *, note: str | None = None) -> str:
+def report_text(bundle: Bundle, results: Sequence[Result], *, note: str | None = None,
+                model_dir: Path | None = None) -> str:
     """The table: status, case, expected, got, router ms; grouped by golden file."""
-    lines = [f"archc test: bundle {bundle.digest[:19]}, router {bundle.router.model if bundle.router else '(none)'}"]
+    router = bundle.router.model if bundle.router and bundle.routes else "(no routes)"
+    lines = [f"archc test: bundle {bundle.digest[:19]}, router {router}" + (f" from {model_dir}" if model_dir else "")]
     if note:
         lines.append(f"note: {note}")
     header = ("", "case", "expected", "got", "router ms")
@@ -143,12 +148,14 @@ def report_text(bundle: Bundle, results: Sequence[Result], *, note: str | None =
     return "\n".join(lines) + "\n"
 
 
-def report_json(bundle: Bundle, results: Sequence[Result], *, note: str | None = None) -> dict[str, Any]:
+def report_json(bundle: Bundle, results: Sequence[Result], *, note: str | None = None,
+                model_dir: Path | None = None) -> dict[str, Any]:
     failed = sum(1 for r in results if not r.ok)
     return {
         "ok": failed == 0,
         "bundle": bundle.digest,
         "router_model": bundle.router.model if bundle.router else None,
+        "router_model_dir": str(model_dir) if model_dir else None,
         "note": note,
         "total": len(results),
         "failed": failed,

@@ -154,6 +154,22 @@ def test_bundle_json_input_and_bypass_semantics(review_model: Path, tmp_path: Pa
         assert capsys.readouterr().out.splitlines()[-1] == "2 cases: 2 ok, 0 mismatches"
 
 
+def test_low_confidence_fallback_from_the_real_router(scripted_router_model: Callable[..., Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A hesitant model (low logit) under routing.confidence_threshold: the router's own fallback."""
+    hesitant = scripted_router_model('{"route": "code_review"}', logit=2.0)
+    config = tmp_path / "threshold.yaml"
+    config.write_text(CONFIG.read_text(encoding="utf-8") + "\nrouting:\n  confidence_threshold: 0.9\n", encoding="utf-8")
+    cases = tmp_path / "hesitant.yaml"
+    cases.write_text(
+        "- id: unsure-review\n"
+        "  messages: [{role: user, content: Review this diff}]\n"
+        "  expect: {fallback: low_confidence, model: openai/gpt-4o-mini}\n", encoding="utf-8")
+    assert main(["test", str(config), str(cases), "--model-dir", str(hesitant), "--format", "json"]) == 0
+    (case,) = json.loads(capsys.readouterr().out)["cases"]
+    assert case["ok"] and 0 < case["confidence"] < 0.9
+
+
 def test_malformed_golden_file_prints_positions_and_junit_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "r.xml"
     bad = FIX / "invalid" / "route_and_fallback.yaml"
