@@ -18,16 +18,14 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
+from archc import statusline
 from archc.bundle import Bundle
 from archc.compiler import CompileError, bundle_from_path
-from runtime.sessions import format_status, valid_session_id
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -73,8 +71,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(handler=run_claude)
 
     s = sub.add_parser("statusline", help="print the routing status for Claude Code's status line (reads its JSON on stdin)")
-    s.add_argument("--url", default=os.environ.get("ARCHC_URL", f"http://127.0.0.1:{DEFAULT_PORT}"), help="gateway base URL")
-    s.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for the gateway (default 1)")
+    statusline.add_arguments(s)
     s.set_defaults(handler=run_statusline)
 
 
@@ -152,14 +149,14 @@ def find_claude(explicit: str | None = None) -> str:
 def _prepare_gateway(options: argparse.Namespace) -> _Gateway:
     if options.url:
         url = options.url.rstrip("/")
-        if not _answers(url + "/healthz", 2.0):
+        if not statusline.answers(url + "/healthz", 2.0):
             raise _LaunchError(f"no gateway answers at {url} (GET /healthz failed)")
         return _Gateway(url=url, models=_list_models(url))
     config = _find_config(options.config)
     bundle = _compile(config)
     host, port = _listener(bundle, options.port)
     url = f"http://{host}:{port}"
-    if _answers(url + "/healthz", 1.0):
+    if statusline.answers(url + "/healthz", 1.0):
         print(f"archc claude: using the gateway already running at {url}", file=sys.stderr)
         return _Gateway(url=url, bundle=bundle, models=_list_models(url))
     gateway = _Gateway(url=url, bundle=bundle)
@@ -209,7 +206,7 @@ def start_gateway(gateway: _Gateway, config: Path, host: str, port: int, extra: 
     while time.monotonic() < deadline:
         if gateway.process.poll() is not None:
             raise _LaunchError(f"the gateway exited with code {gateway.process.returncode} before it was ready:\n{_tail(gateway.log_path)}")
-        if _answers(gateway.url + "/readyz", 0.5):
+        if statusline.answers(gateway.url + "/readyz", 0.5):
             print(f"archc claude: started a gateway at {gateway.url} (log: {gateway.log_path})", file=sys.stderr)
             return
         time.sleep(0.1)
@@ -288,7 +285,8 @@ def claude_command(claude_bin: str, gateway_url: str, claude_args: Sequence[str]
     """claude with our status line, unless the user passes their own --settings."""
     if any(a == "--settings" or a.startswith("--settings=") for a in claude_args):
         return [claude_bin, *claude_args]
-    status_cmd = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "archc", "statusline", "--url", gateway_url))
+    # `python -m archc.statusline` skips the full CLI's imports: Claude Code runs it after every message.
+    status_cmd = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "archc.statusline", "--url", gateway_url))
     settings = {"statusLine": {"type": "command", "command": status_cmd, "padding": 0}}
     return [claude_bin, "--settings", json.dumps(settings), *claude_args]
 
@@ -316,57 +314,22 @@ def _run_claude_process(claude_bin: str, gateway: _Gateway, claude_args: Sequenc
             proc.wait()
 
 
-# -- archc statusline ----------------------------------------------------------------------------
+# -- archc statusline (the work is in archc/statusline.py, which Claude Code runs directly) ---------------
 
 
 def run_statusline(args: argparse.Namespace) -> int:
     """Print one line; always exit 0 (a failing status line command blanks Claude Code's line)."""
     try:
-        payload = json.loads(sys.stdin.read() or "{}")
-    except (ValueError, UnicodeDecodeError):
-        payload = {}
-    session_id = payload.get("session_id") if isinstance(payload, dict) else None
-    print(statusline_text(args.url.rstrip("/"), session_id if isinstance(session_id, str) else None, args.timeout))
+        raw = sys.stdin.read()
+    except (OSError, UnicodeDecodeError):
+        raw = ""
+    print(statusline.text_for_input(raw, args.url, args.timeout))
     return EXIT_OK
-
-
-def statusline_text(url: str, session_id: str | None, timeout: float = 1.0) -> str:
-    if not session_id or not valid_session_id(session_id):
-        return "archc: no session yet"
-    try:
-        status = _get_json(f"{url}/v1/arch/sessions/{urllib.parse.quote(session_id, safe='')}", timeout)
-    except urllib.error.HTTPError as exc:
-        return "archc: no routing decision yet" if exc.code == 404 else f"archc: gateway answered {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError):
-        return f"archc: gateway unreachable at {url}"
-    return format_status(status) if isinstance(status, dict) else "archc: unexpected gateway answer"
-
-
-# -- HTTP helpers (stdlib: the status line runs every few hundred ms, so keep it light) -----------
-
-
-def _open(url: str, timeout: float) -> Any:
-    # The gateway is addressed directly: an inherited HTTP proxy setting must not capture it.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    return opener.open(urllib.request.Request(url, headers={"accept": "application/json"}), timeout=timeout)
-
-
-def _get_json(url: str, timeout: float) -> Any:
-    with _open(url, timeout) as resp:
-        return json.loads(resp.read())
-
-
-def _answers(url: str, timeout: float) -> bool:
-    try:
-        with _open(url, timeout) as resp:
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def _list_models(url: str) -> list[str]:
     try:
-        data = _get_json(url + "/v1/models", 2.0)
+        data = statusline.get_json(url + "/v1/models", 2.0)
     except (urllib.error.URLError, OSError, ValueError):
         return []
     items = data.get("data") if isinstance(data, dict) else None

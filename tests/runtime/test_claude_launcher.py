@@ -25,6 +25,7 @@ import httpx
 import pyte
 import pytest
 
+from archc import statusline
 from archc.cli import claude as launcher
 from tests.runtime.test_e2e_claude_routing import GENERATE_INTENT, main_requests, write_config
 from tests.support.fake_upstream import FakeUpstream, Response, openai_text
@@ -219,16 +220,17 @@ def test_claude_environment_and_status_line_settings() -> None:
     cmd = launcher.claude_command("/bin/claude", "http://gw", ["-p", "hi"])
     assert cmd[0] == "/bin/claude" and cmd[1] == "--settings" and cmd[3:] == ["-p", "hi"]
     status_line = json.loads(cmd[2])["statusLine"]
-    assert status_line["type"] == "command" and status_line["command"].endswith("-m archc statusline --url http://gw")
+    assert status_line["type"] == "command" and status_line["command"].endswith("-m archc.statusline --url http://gw")
     # The user's own --settings wins: we add nothing.
     assert launcher.claude_command("/bin/claude", "http://gw", ["--settings", "{}"]) == ["/bin/claude", "--settings", "{}"]
 
 
-def test_statusline_without_a_gateway_or_session_still_prints_a_line(claude_home: Path) -> None:
+@pytest.mark.parametrize("entry", [["archc", "statusline"], ["archc.statusline"]], ids=["archc-statusline", "module"])
+def test_statusline_without_a_gateway_or_session_still_prints_a_line(entry: list[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     for stdin, expect in ((json.dumps({"session_id": "abc"}), f"archc: gateway unreachable at {url}"),
                           ("not json", "archc: no session yet"), ("{}", "archc: no session yet")):
-        proc = subprocess.run([sys.executable, "-m", "archc", "statusline", "--url", url], input=stdin,
+        proc = subprocess.run([sys.executable, "-m", *entry, "--url", url], input=stdin,
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0 and proc.stdout.strip() == expect, proc.stderr
 
@@ -236,7 +238,7 @@ def test_statusline_without_a_gateway_or_session_still_prints_a_line(claude_home
 def test_statusline_before_the_first_decision(tmp_path: Path, fake_upstream: FakeUpstream,
                                               start_gateway: Callable[..., Gateway]) -> None:
     gw = start_gateway(write_config(tmp_path, fake_upstream.url))
-    assert launcher.statusline_text(gw.url, "0b7e3f9a-0000-4000-8000-000000000000") == "archc: no routing decision yet"
+    assert statusline.statusline_text(gw.url, "0b7e3f9a-0000-4000-8000-000000000000") == "archc: no routing decision yet"
 
 
 # -- the status line, as a user sees it: interactive Claude Code in a terminal -------------------------------

@@ -133,7 +133,7 @@ def test_two_intents_in_two_turns_go_to_two_models(routed_gateway: Gateway, fake
     assert (status["route"], status["model"], status["cache_hit"]) == ("code_review", "gpt-review", False)
 
     # What Claude Code's status line shows: `archc statusline` reads its JSON on stdin.
-    line = subprocess.run([sys.executable, "-m", "archc", "statusline", "--url", routed_gateway.url],
+    line = subprocess.run([sys.executable, "-m", "archc.statusline", "--url", routed_gateway.url],
                           input=json.dumps({"session_id": second["session_id"], "model": {"display_name": "Opus"}}),
                           capture_output=True, text=True, timeout=30)
     assert line.returncode == 0, line.stderr

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping, Sequence
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
+import httpx
 import pytest
 
+from archc.bundle import seal
 from runtime.router.cache import CachedRouter, cache_key, cacheable
 from runtime.router.prompt import select_conversation
 from runtime.router.service import Decision
+from tests.support import tiny_models
+from tests.support.claude_fixtures import GENERATE_INTENT
+from tests.support.gateway import Gateway, write_bundle
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -218,3 +227,35 @@ def test_aclose_closes_inner_and_drops_entries() -> None:
 def test_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         CachedRouter(CountingRouter(), bundle_digest=DIGEST, size=0)
+
+
+# -- through the gateway: a bundle reload starts a fresh cache ----------------------------------------------
+
+
+@pytest.mark.e2e
+def test_bundle_reload_starts_a_fresh_cache(tmp_path: Path, branching_router_model: Path,
+                                            start_gateway: Callable[..., Gateway]) -> None:
+    first = seal(tiny_models.bundle_dict(model_dir_hint="branching"))
+    path = write_bundle(tmp_path, first)
+    gw = start_gateway(path, args=["--model-dir", str(branching_router_model)])
+    body = {"model": "openai/default-model", "messages": [{"role": "user", "content": GENERATE_INTENT}]}
+
+    def route() -> dict[str, Any]:
+        r = httpx.post(gw.url + "/v1/route", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert [(d["route"], d["cache_hit"]) for d in (route(), route())] == [("code_generation", False), ("code_generation", True)]
+
+    second = seal({**tiny_models.bundle_dict(model_dir_hint="branching"), "routing": {"timeout_ms": 2500}})
+    assert second.digest != first.digest
+    write_bundle(tmp_path, second)
+    assert gw.proc is not None
+    os.kill(gw.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while httpx.get(gw.url + "/readyz", timeout=5).json().get("bundle") != second.digest:
+        assert time.monotonic() < deadline, "the gateway did not load the new bundle"
+        time.sleep(0.1)
+    after = route()
+    assert (after["route"], after["cache_hit"], after["bundle"]) == ("code_generation", False, second.digest)
+    assert route()["cache_hit"] is True
