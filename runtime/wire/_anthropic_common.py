@@ -5,6 +5,7 @@ Runtime wire stage; pure, imports only the stdlib and `runtime.errors`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -105,3 +106,28 @@ def usage_from_openai(usage: Any) -> dict[str, int]:
         "cache_creation_input_tokens": created,
         "cache_read_input_tokens": read,
     }
+
+
+# OpenAI rejects a `user` over 64 characters (Claude Code's metadata.user_id is a ~150-character
+# JSON string); Anthropic rejects a user_id over 256 characters or one that looks like an email
+# address or phone number ("metadata.user_id" in the Messages reference). Such ids are replaced
+# by their SHA-256 hex digest: still a stable, opaque per-user id.
+_OPENAI_USER_MAX = 64
+_ANTHROPIC_USER_MAX = 256
+_PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def openai_user(user_id: str) -> str:
+    """An Anthropic ``metadata.user_id`` as an OpenAI ``user``."""
+    return user_id if len(user_id) <= _OPENAI_USER_MAX else _digest(user_id)
+
+
+def anthropic_user_id(user: str) -> str:
+    """An OpenAI ``user`` as an Anthropic ``metadata.user_id``."""
+    if len(user) > _ANTHROPIC_USER_MAX or "@" in user or _PHONE.match(user):
+        return _digest(user)
+    return user

@@ -15,6 +15,8 @@ Choices where the formats differ (each keeps what the target can carry and drops
   carry text only), introduced by a text part naming the tool call.
 - Thinking: ``reasoning_content`` holds the text, ``reasoning_signature`` the signature; several
   thinking blocks or redacted thinking are also kept verbatim in ``reasoning_blocks``.
+- ``metadata.user_id`` <-> ``user``: ids the target rejects (over OpenAI's 64 characters, like
+  Claude Code's JSON user_id; emails or phone numbers toward Anthropic) become their SHA-256 digest.
 - Dropped: ``top_k``, ``cache_control``, ``thinking``/``output_config``/``context_management``
   (toward OpenAI); ``response_format``, ``reasoning_effort``, ``seed``, penalties, ``logprobs``
   (toward Anthropic). ``n`` > 1 cannot be carried: TranslationError. Temperatures above 1 are
@@ -34,8 +36,10 @@ from runtime.wire._anthropic_common import (
     STOP_BY_FINISH,
     anthropic_id_from,
     anthropic_tool_id,
+    anthropic_user_id,
     malformed,
     openai_id_from,
+    openai_user,
     usage_from_openai,
     usage_to_openai,
 )
@@ -153,7 +157,7 @@ def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True) -> d
         out["stop"] = list(body["stop_sequences"])
     user_id = (body.get("metadata") or {}).get("user_id")
     if isinstance(user_id, str):
-        out["user"] = user_id
+        out["user"] = openai_user(user_id)
     if body.get("stream") is not None:
         out["stream"] = body["stream"]
         if body["stream"]:
@@ -355,7 +359,7 @@ def request_from_openai(body: dict[str, Any]) -> dict[str, Any]:
     if stops:
         out["stop_sequences"] = stops
     if isinstance(body.get("user"), str):
-        out["metadata"] = {"user_id": body["user"]}
+        out["metadata"] = {"user_id": anthropic_user_id(body["user"])}
     if body.get("stream") is not None:
         out["stream"] = body["stream"]
     _tools_from_openai(body, out)

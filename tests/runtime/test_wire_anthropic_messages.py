@@ -8,6 +8,7 @@ A new case is a new file: ``anthropic_messages/<case>.{request,response}.json`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_claude_code_request_keeps_what_openai_can_carry() -> None:
     body = _load(ANTHROPIC / "claude_code.request.json")
     out = am.request_to_openai(body)
     assert not {"thinking", "context_management", "output_config", "metadata"} & set(out)
-    assert json.loads(out["user"])["session_id"] == "0b7e6c52-1d7f-4f0e-9a3b-2c4d5e6f7a8b"
+    assert out["user"] == hashlib.sha256(body["metadata"]["user_id"].encode()).hexdigest()  # OpenAI caps `user` at 64
     assert out["stream_options"] == {"include_usage": True} and out["max_tokens"] == 64000
     assert out["messages"][0]["role"] == "system" and out["messages"][-1]["role"] == "system"
     assert "cache_control" not in json.dumps(out)
@@ -157,6 +158,7 @@ def test_tool_messages_merge_into_one_user_turn() -> None:
     assert out["system"] == "You are a weather bot." and out["temperature"] == 1.0
     assert out["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
     assert "response_format" not in out and "seed" not in out
+    assert out["metadata"]["user_id"] == hashlib.sha256(b"jane.doe@example.com").hexdigest()  # Anthropic rejects emails
 
 
 # --- responses --------------------------------------------------------------------------
