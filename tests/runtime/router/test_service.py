@@ -267,3 +267,21 @@ def test_dropping_routers_never_aborts_the_process(router_bundle: Bundle, script
     done = subprocess.run([sys.executable, "-c", script, str(model)], cwd=repo_root, capture_output=True, text=True,
                           timeout=120)
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
+
+
+def test_a_new_route_table_gets_a_fresh_generator_and_prefix(scripted_router_model: Callable[..., Path]) -> None:
+    # A bundle reload builds a new router: the cached static prefix holds the new route table.
+    model = scripted_router_model('{"route": "summarization"}')
+    old = seal(tiny_models.bundle_dict())
+    new = seal(tiny_models.bundle_dict([("summarization", "condense long texts"), ("translation", "translate text")]))
+    a = Ct2Backend(model, old.router.prompt, old.router.route_names)
+    b = Ct2Backend(model, new.router.prompt, new.router.route_names)
+    try:
+        assert a.generator is not b.generator
+        assert '"name":"translation"' in b._split.static and '"name":"translation"' not in a._split.static
+        far = time.monotonic() + 30
+        assert b.decide_batch([ASK], [far])[0].route == "summarization"
+        assert set(b.decide_batch([ASK], [far])[0].probabilities) == {"summarization", "translation", "other"}
+    finally:
+        a.close()
+        b.close()
