@@ -204,7 +204,7 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
         return f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
     if error.validator == "required" and error.path and len(error.path) == 1:
         return f"case {error.message}"
-    if error.validator == "not" and "route" in error.instance and "fallback" in error.instance:
+    if error.validator == "not" and isinstance(error.instance, dict):
         return "expect: give `route` or `fallback`, not both"
     if error.validator == "type" and not error.path:
         return "a golden file is a YAML list of cases (`- id: ...`), not a " + type(error.instance).__name__
