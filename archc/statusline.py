@@ -1,9 +1,10 @@
 """Claude Code's status line command: session JSON on stdin -> one line about the routing decision.
 
 Entry point of its own (`python -m archc.statusline --url URL`, also `archc statusline`) because
-Claude Code runs it after every assistant message: it imports only the standard library and
-`runtime.sessions`, not the whole CLI (which takes over a second to import). It prints one line
-and always exits 0, since a failing command blanks Claude Code's status line.
+Claude Code runs it after every assistant message: it imports only the standard library, not the
+whole CLI (which takes over a second to import). It prints one line and always exits 0, since a
+failing command blanks Claude Code's status line. The gateway serves the JSON it formats
+(runtime/sessions.py, ``GET /v1/arch/sessions/{session_id}``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import urllib.parse
 import urllib.request
 from typing import Any, Sequence
 
-from runtime.sessions import format_status, valid_session_id
-
 DEFAULT_URL = "http://127.0.0.1:12000"
+MAX_SESSION_ID_LENGTH = 128
 
 
 def open_url(url: str, timeout: float) -> Any:
@@ -41,9 +41,26 @@ def answers(url: str, timeout: float) -> bool:
         return False
 
 
+def format_status(status: dict[str, Any]) -> str:
+    """One line from the gateway's session JSON: ``route → provider/model (router ms, cache hit/miss)``."""
+    route = status.get("route") or f"fallback:{status.get('fallback') or 'none'}"
+    provider, model = status.get("provider"), status.get("model")
+    if provider and model and not str(model).startswith(f"{provider}/"):
+        target = f"{provider}/{model}"
+    else:
+        target = str(model or provider or "?")
+    try:
+        ms = float(status.get("router_ms") or 0.0)
+    except (TypeError, ValueError):
+        ms = 0.0
+    shown = f"{ms:.0f}" if ms >= 10 else f"{ms:.1f}"
+    cache = "cache hit" if status.get("cache_hit") else "cache miss"
+    return f"{route} → {target} ({shown} ms, {cache})"
+
+
 def statusline_text(url: str, session_id: str | None, timeout: float = 1.0) -> str:
     """``route → provider/model (router ms, cache hit/miss)`` for the session, or why not."""
-    if not session_id or not valid_session_id(session_id):
+    if not session_id or len(session_id) > MAX_SESSION_ID_LENGTH:
         return "archc: no session yet"
     try:
         status = get_json(f"{url}/v1/arch/sessions/{urllib.parse.quote(session_id, safe='')}", timeout)

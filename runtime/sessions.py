@@ -119,17 +119,3 @@ class SessionStore:
 
     def get(self, session_id: str) -> SessionStatus | None:
         return self._items.get(session_id) if valid_session_id(session_id) else None
-
-
-def format_status(status: dict[str, Any]) -> str:
-    """One status line: ``route → provider/model (router ms, cache hit/miss)``.
-
-    Takes the JSON form (``SessionStatus.to_dict()``, as served by the gateway), so the
-    ``archc statusline`` command can format what it fetched without importing the store.
-    """
-    route = status.get("route") or f"fallback:{status.get('fallback') or 'none'}"
-    provider, model = status.get("provider"), status.get("model")
-    target = f"{provider}/{model}" if provider and model and not str(model).startswith(f"{provider}/") else (model or provider or "?")
-    ms = float(status.get("router_ms") or 0.0)
-    cache = "cache hit" if status.get("cache_hit") else "cache miss"
-    return f"{route} → {target} ({ms:.0f} ms, {cache})" if ms >= 10 else f"{route} → {target} ({ms:.1f} ms, {cache})"

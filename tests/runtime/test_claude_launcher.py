@@ -225,6 +225,18 @@ def test_claude_environment_and_status_line_settings() -> None:
     assert launcher.claude_command("/bin/claude", "http://gw", ["--settings", "{}"]) == ["/bin/claude", "--settings", "{}"]
 
 
+def test_format_status() -> None:
+    hit = {"route": "code_generation", "provider": "openai", "model": "gpt-5", "router_ms": 0.04, "cache_hit": True}
+    assert statusline.format_status(hit) == "code_generation → openai/gpt-5 (0.0 ms, cache hit)"
+    miss = {**hit, "router_ms": 507.4, "cache_hit": False}
+    assert statusline.format_status(miss) == "code_generation → openai/gpt-5 (507 ms, cache miss)"
+    fallback = {"route": None, "fallback": "other", "provider": "anthropic", "model": "claude-sonnet-4-5", "router_ms": 3.0, "cache_hit": False}
+    assert statusline.format_status(fallback) == "fallback:other → anthropic/claude-sonnet-4-5 (3.0 ms, cache miss)"
+    # A model id that already carries its provider prefix is not doubled.
+    assert statusline.format_status({**hit, "model": "openai/gpt-5"}).startswith("code_generation → openai/gpt-5 (")
+    assert statusline.format_status({"router_ms": "junk"}) == "fallback:none → ? (0.0 ms, cache miss)"
+
+
 @pytest.mark.parametrize("entry", [["archc", "statusline"], ["archc.statusline"]], ids=["archc-statusline", "module"])
 def test_statusline_without_a_gateway_or_session_still_prints_a_line(entry: list[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"

@@ -11,7 +11,7 @@ from archc.bundle import seal
 from runtime.app import create_app
 from runtime.router.cache import CachedRouter
 from runtime.router.service import Decision
-from runtime.sessions import SessionStore, format_status, valid_session_id
+from runtime.sessions import SessionStore, valid_session_id
 from runtime.settings import Settings
 from tests.support.app_support import MESSAGES, Recorder, ScriptedRouter
 from tests.support.gateway import bundle_dict, provider
@@ -88,17 +88,6 @@ def test_no_prompt_text_is_stored() -> None:
         "session_id", "route", "fallback", "provider", "model", "router_ms", "cache_hit", "main", "at",
         "requests", "router_runs", "cache_hits",
     }
-
-
-def test_format_status() -> None:
-    hit = {"route": "code_generation", "provider": "openai", "model": "gpt-5", "router_ms": 0.04, "cache_hit": True}
-    assert format_status(hit) == "code_generation → openai/gpt-5 (0.0 ms, cache hit)"
-    miss = {**hit, "router_ms": 507.4, "cache_hit": False}
-    assert format_status(miss) == "code_generation → openai/gpt-5 (507 ms, cache miss)"
-    fallback = {"route": None, "fallback": "other", "provider": "anthropic", "model": "claude-sonnet-4-5", "router_ms": 3.0, "cache_hit": False}
-    assert format_status(fallback) == "fallback:other → anthropic/claude-sonnet-4-5 (3.0 ms, cache miss)"
-    # A model id that already carries its provider prefix is not doubled.
-    assert format_status({**hit, "model": "openai/gpt-5"}).startswith("code_generation → openai/gpt-5 (")
 
 
 def test_capacity_must_be_positive() -> None:
