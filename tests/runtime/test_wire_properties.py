@@ -36,6 +36,8 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | 
 tool_inputs = st.dictionaries(names, json_values, max_size=3)
 schemas = st.fixed_dictionaries({"type": st.just("object"), "properties": st.dictionaries(names, st.fixed_dictionaries({"type": st.sampled_from(["string", "integer"])}), max_size=2)})
 unit = st.floats(0, 1, allow_nan=False)
+# Opaque ids both sides accept (long ids, emails and phone-like ids are hashed on the way).
+user_ids = ids.map(lambda s: "user-" + s)
 
 
 def _optional(draw: st.DrawFn, out: dict[str, Any], key: str, strategy: st.SearchStrategy[Any]) -> None:
@@ -96,7 +98,7 @@ def anthropic_requests(draw: st.DrawFn) -> dict[str, Any]:
     _optional(draw, body, "temperature", unit)
     _optional(draw, body, "top_p", unit)
     _optional(draw, body, "stop_sequences", st.lists(text.filter(str.strip), min_size=1, max_size=3))
-    _optional(draw, body, "metadata", st.builds(lambda u: {"user_id": u}, text))
+    _optional(draw, body, "metadata", st.builds(lambda u: {"user_id": u}, user_ids))
     _optional(draw, body, "stream", st.booleans())
     if draw(st.booleans()):
         body["tools"] = draw(st.lists(st.builds(lambda n, d, s: {"name": n, "description": d, "input_schema": s}, names, text, schemas), min_size=1, max_size=3))
@@ -168,7 +170,7 @@ def openai_requests(draw: st.DrawFn) -> dict[str, Any]:
     _optional(draw, body, "temperature", unit)
     _optional(draw, body, "top_p", unit)
     _optional(draw, body, "stop", st.lists(text.filter(str.strip), min_size=1, max_size=3))
-    _optional(draw, body, "user", text)
+    _optional(draw, body, "user", user_ids)
     if draw(st.booleans()):
         body["stream"] = draw(st.booleans())
         if body["stream"]:
