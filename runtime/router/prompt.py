@@ -95,7 +95,23 @@ def select_conversation(messages: Sequence[Mapping[str, Any]], budget: int = DEF
     if not selected and turns:
         selected.append(turns[-1])
     selected.reverse()
-    return selected
+    # archgw keeps an overflowing message whole, however large; an in-process model cannot afford
+    # a 2-million-token prefill, so a message past 4x the budget in bytes keeps its head and tail.
+    limit = max(budget, 1) * 4
+    return [{"role": t["role"], "content": _clip(t["content"], limit)} for t in selected]
+
+
+CLIP_MARKER = "\n[...]\n"
+
+
+def _clip(text: str, limit: int) -> str:
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    half = limit // 2
+    head = raw[:half].decode("utf-8", errors="ignore")
+    tail = raw[len(raw) - half:].decode("utf-8", errors="ignore")
+    return head + CLIP_MARKER + tail
 
 
 def render_user_prompt(filled_template: str, conversation: Sequence[Mapping[str, str]]) -> str:

@@ -103,6 +103,15 @@ def test_budget_boundary_is_inclusive() -> None:
     assert rp.select_conversation(over) == [{"role": "assistant", "content": "a" * (1835 * 4)}]  # kept: nothing else
 
 
+def test_a_huge_kept_message_is_clipped_to_head_and_tail() -> None:
+    huge = "START " + "é" * 100_000 + " END?"
+    (turn,) = rp.select_conversation([{"role": "user", "content": huge}])
+    assert turn["content"].startswith("START ") and turn["content"].endswith(" END?")
+    assert rp.CLIP_MARKER in turn["content"]
+    assert len(turn["content"].encode("utf-8")) <= 2048 * 4 + len(rp.CLIP_MARKER)
+    assert rp.select_conversation([{"role": "user", "content": "x" * 8192}])[0]["content"] == "x" * 8192
+
+
 def test_tighter_budget_and_empty_input() -> None:
     messages = [{"role": "user", "content": "a" * 400}, {"role": "assistant", "content": "c" * 40},
                 {"role": "user", "content": "b" * 40}]
