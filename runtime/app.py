@@ -28,7 +28,7 @@ from runtime.providers import build_targets
 from runtime.router.service import NullRouter, RouterService, build_router
 from runtime.settings import Settings
 from runtime.state import GatewayState
-from runtime.upstream import build_client
+from runtime.upstream import Upstream, build_client
 from runtime.wire import WireFormat
 
 LOGGER = "archc.runtime"
@@ -91,7 +91,9 @@ def create_app(
             log.warning("echo mode: no key set for %s; the built-in echo upstream answers for them", ", ".join(targets.echoed))
         active_router = router if router is not None else _build_router(bundle, settings, log)
         client = http_client if http_client is not None else build_client(reload.effective_settings(settings, bundle))
-        state = GatewayState(bundle, reload.effective_settings(settings, bundle), targets, active_router, client, Metrics(), log)
+        effective = reload.effective_settings(settings, bundle)
+        sender = Upstream(client, connect_timeout_s=effective.connect_timeout_s, read_timeout_s=effective.read_timeout_s)
+        state = GatewayState(bundle, effective, targets, active_router, client, sender, Metrics(), log)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
             # Hot reload (runtime/reload.py): new targets and router; client, metrics and sessions are kept.

@@ -181,9 +181,9 @@ async def _forward(request: Request, state: GatewayState, body: dict[str, Any], 
     else:
         try:
             if stream:
-                source = await upstream.open_stream(state.http_client, target, _dumps(up_body), extra)
+                source = await state.upstream.open_stream(target, _dumps(up_body), extra)
                 return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
-            resp = await upstream.post_json(state.http_client, target, _dumps(up_body), extra)
+            resp = await state.upstream.post_json(target, _dumps(up_body), extra)
         except GatewayError as err:
             state.metrics.upstream_errors.labels(target.name, err.kind).inc()
             raise

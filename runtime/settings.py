@@ -24,6 +24,8 @@ class Settings:
     provider whose key variable is unset with the built-in echo upstream (``--echo`` /
     ``ARCHC_ECHO=1``). ``max_body_bytes``: request body limit (``ARCHC_MAX_BODY_BYTES``).
     Upstream timeouts are in seconds (``ARCHC_CONNECT_TIMEOUT_S``, ``ARCHC_READ_TIMEOUT_S``).
+    ``upstream_transport``: ``aiohttp`` (httpx-aiohttp, default) or ``httpx`` (its own pool, for
+    comparison; ``ARCHC_UPSTREAM_TRANSPORT``).
     ``env`` is the environment that provider keys are read from (a snapshot, taken once).
     """
 
@@ -36,6 +38,7 @@ class Settings:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0
     max_connections: int = 1000
+    upstream_transport: str = "aiohttp"
     log_level: str = "info"
     env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -59,6 +62,8 @@ class Settings:
                     values[name] = kind(env[key])
                 except ValueError as exc:
                     raise ValueError(f"{key}={env[key]!r} is not a valid {kind.__name__}") from exc
+        if env.get("ARCHC_UPSTREAM_TRANSPORT"):
+            values["upstream_transport"] = env["ARCHC_UPSTREAM_TRANSPORT"].strip().lower()
         if env.get("ARCHC_LOG_LEVEL"):
             values["log_level"] = env["ARCHC_LOG_LEVEL"].lower()
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -67,6 +72,8 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.max_body_bytes <= 0:
             raise ValueError("max body size must be a positive number of bytes")
+        if settings.upstream_transport not in ("aiohttp", "httpx"):
+            raise ValueError("ARCHC_UPSTREAM_TRANSPORT must be aiohttp (default) or httpx")
         if settings.workers < 1:
             raise ValueError("--workers must be at least 1")
         return settings

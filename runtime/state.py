@@ -16,6 +16,7 @@ from runtime.providers import Targets
 from runtime.router.service import RouterService
 from runtime.sessions import SessionStore
 from runtime.settings import Settings
+from runtime.upstream import Upstream
 
 
 @dataclass
@@ -27,6 +28,7 @@ class GatewayState:
     targets: Targets
     router: RouterService
     http_client: httpx.AsyncClient
+    upstream: Upstream
     metrics: Metrics
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("archc.runtime"))
     sessions: SessionStore = field(default_factory=SessionStore)  # Claude Code sessions' last decisions

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Mapping
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from runtime.errors import GatewayError, UpstreamError, UpstreamStatus, UpstreamTimeout
+from runtime.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
 from runtime.providers import Target
 from runtime.settings import Settings
 
@@ -23,35 +23,79 @@ _ERROR_BODY_LIMIT = 64 * 1024
 def build_client(settings: Settings) -> httpx.AsyncClient:
     """The shared upstream client (created in the lifespan, closed with it)."""
     limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
-    transport = AiohttpTransport(limits=limits, trust_env=False)
+    transport: httpx.AsyncBaseTransport
+    if settings.upstream_transport == "httpx":  # plain httpx, kept for comparison (bench/gateway.py)
+        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    else:
+        transport = AiohttpTransport(limits=limits, trust_env=False)
     timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
 
 
-def _request(client: httpx.AsyncClient, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Request:
-    headers = dict(target.headers)
-    if extra_headers:
-        headers.update(extra_headers)
-    return client.build_request("POST", target.url, content=body, headers=headers)
+class Upstream:
+    """Sends through the client's transport with the httpx API (``httpx.Request``/``Response``).
 
+    The client's own layers are skipped on purpose: its cookie jar would keep one user's upstream
+    cookies (e.g. a CDN's) and send them with the next user's request, and its per-request URL
+    parsing, header merging, auth and redirect handling cost more than the rest of the gateway.
+    URLs and headers are prepared once per provider. The client still owns (and closes) the transport.
+    """
 
-async def _send(client: httpx.AsyncClient, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Response:
-    try:
-        response = await client.send(_request(client, target, body, extra_headers), stream=True)
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"upstream {target.name!r} did not answer in time ({type(exc).__name__})") from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamError(f"upstream {target.name!r} could not be reached: {type(exc).__name__}: {target.scrub(str(exc)) or 'no detail'}") from exc
-    if response.status_code >= 400:
-        raw = b""
+    def __init__(self, client: httpx.AsyncClient, *, connect_timeout_s: float = 10.0, read_timeout_s: float = 600.0) -> None:
+        # httpx keeps the transport of a client built with ``transport=`` here (stable since 0.18).
+        self.transport: httpx.AsyncBaseTransport = client._transport
+        self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s).as_dict()
+        self._prepared: dict[str, tuple[httpx.URL, list[tuple[str, str]]]] = {}
+
+    def _request(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Request:
+        prepared = self._prepared.get(target.name)
+        if prepared is None:
+            headers = [("accept", "application/json, text/event-stream"), ("accept-encoding", "identity"),
+                       ("user-agent", "archc"), *target.headers]
+            prepared = self._prepared[target.name] = (httpx.URL(target.url), headers)
+        url, headers = prepared
+        if extra_headers:
+            headers = [*headers, *extra_headers.items()]
+        return httpx.Request("POST", url, headers=headers, content=body, extensions={"timeout": self._timeout})
+
+    async def _send(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Response:
         try:
-            raw = await _read_capped(response)
-        except httpx.HTTPError:
-            pass
+            response = await self.transport.handle_async_request(self._request(target, body, extra_headers))
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"upstream {target.name!r} did not answer in time ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            detail = target.scrub(str(exc)) or "no detail"
+            raise UpstreamError(f"upstream {target.name!r} could not be reached: {type(exc).__name__}: {detail}") from exc
+        if response.status_code >= 400:
+            raw = b""
+            try:
+                raw = await _read_capped(response)
+            except httpx.HTTPError:
+                pass
+            finally:
+                await response.aclose()
+            raise UpstreamStatus(response.status_code, target.scrub(_error_message(target, response.status_code, raw)))
+        return response
+
+    async def post_json(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> Any:
+        """POST ``body`` and return the parsed JSON answer (error statuses raise UpstreamStatus)."""
+        response = await self._send(target, body, extra_headers)
+        try:
+            raw = await response.aread()
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"upstream {target.name!r} stopped answering mid-response") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"upstream {target.name!r} broke off its response: {type(exc).__name__}") from exc
         finally:
             await response.aclose()
-        raise UpstreamStatus(response.status_code, target.scrub(_error_message(target, response.status_code, raw)))
-    return response
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
+
+    async def open_stream(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> "UpstreamStream":
+        """POST ``body`` for a streamed answer; error statuses raise before any byte reaches the client."""
+        return UpstreamStream(target, await self._send(target, body, extra_headers))
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
@@ -77,23 +121,6 @@ def _error_message(target: Target, status: int, raw: bytes) -> str:
     except ValueError:
         detail = raw[:300].decode("utf-8", "replace").strip()
     return f"upstream {target.name!r} answered {status}" + (f": {detail}" if detail else "")
-
-
-async def post_json(client: httpx.AsyncClient, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> Any:
-    """POST ``body`` and return the parsed JSON answer (error statuses raise UpstreamStatus)."""
-    response = await _send(client, target, body, extra_headers)
-    try:
-        raw = await response.aread()
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"upstream {target.name!r} stopped answering mid-response") from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamError(f"upstream {target.name!r} broke off its response: {type(exc).__name__}") from exc
-    finally:
-        await response.aclose()
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
 
 
 class UpstreamStream:
@@ -124,9 +151,4 @@ class UpstreamStream:
             pass
 
 
-async def open_stream(client: httpx.AsyncClient, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> UpstreamStream:
-    """POST ``body`` for a streamed answer; error statuses raise before any byte reaches the client."""
-    return UpstreamStream(target, await _send(client, target, body, extra_headers))
-
-
-__all__ = ["GatewayError", "UpstreamStream", "build_client", "open_stream", "post_json"]
+__all__ = ["Upstream", "UpstreamStream", "build_client"]

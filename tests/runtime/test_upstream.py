@@ -28,7 +28,7 @@ def _target(key="sk-ant-secret"):
 def _run(handler, coro_fn):
     async def main():
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await coro_fn(client)
+            return await coro_fn(upstream.Upstream(client))
     return asyncio.run(main())
 
 
@@ -39,7 +39,7 @@ def test_post_json_sends_auth_headers_and_body():
         seen.update(headers=dict(request.headers), body=json.loads(request.content), url=str(request.url))
         return httpx.Response(200, json={"ok": True})
 
-    out = _run(handler, lambda c: upstream.post_json(c, _target(), b'{"model":"claude-x"}', {"anthropic-beta": "b1"}))
+    out = _run(handler, lambda c: c.post_json(_target(), b'{"model":"claude-x"}', {"anthropic-beta": "b1"}))
     assert out == {"ok": True}
     assert seen["url"] == URL and seen["body"] == {"model": "claude-x"}
     assert seen["headers"]["x-api-key"] == "sk-ant-secret"
@@ -53,7 +53,7 @@ def test_error_status_keeps_code_and_message_without_key():
                                                                        "message": "invalid x-api-key sk-ant-secret"}})
 
     with pytest.raises(UpstreamStatus) as info:
-        _run(handler, lambda c: upstream.post_json(c, _target(), b"{}"))
+        _run(handler, lambda c: c.post_json(_target(), b"{}"))
     assert info.value.status == 401 and info.value.kind == "authentication_error"
     assert "sk-ant-secret" not in info.value.message and "invalid x-api-key" in info.value.message
 
@@ -64,14 +64,14 @@ def test_transport_failures_map_to_upstream_errors(exc, kind):
         raise exc
 
     with pytest.raises(kind) as info:
-        _run(handler, lambda c: upstream.post_json(c, _target(), b"{}"))
+        _run(handler, lambda c: c.post_json(_target(), b"{}"))
     assert "anthropic/claude-x" in info.value.message
     assert info.value.status == (504 if kind is UpstreamTimeout else 502)
 
 
 def test_invalid_json_answer_is_upstream_error():
     with pytest.raises(UpstreamError, match="invalid JSON"):
-        _run(lambda r: httpx.Response(200, content=b"<html>"), lambda c: upstream.post_json(c, _target(), b"{}"))
+        _run(lambda r: httpx.Response(200, content=b"<html>"), lambda c: c.post_json(_target(), b"{}"))
 
 
 def test_stream_yields_bytes_as_they_arrive():
@@ -80,7 +80,7 @@ def test_stream_yields_bytes_as_they_arrive():
         yield b"event: b\ndata: 2\n\n"
 
     async def consume(client):
-        s = await upstream.open_stream(client, _target(), b"{}")
+        s = await client.open_stream(_target(), b"{}")
         got = [c async for c in s]
         await s.aclose()
         return got
@@ -99,7 +99,7 @@ def test_aiohttp_transport_closing_a_stream_early_closes_the_upstream_connection
         async def main():
             client = upstream.build_client(Settings())
             try:
-                s = await upstream.open_stream(client, target, b'{"model":"gpt-4o","stream":true,"messages":[]}')
+                s = await upstream.Upstream(client).open_stream(target, b'{"model":"gpt-4o","stream":true,"messages":[]}')
                 async for chunk in s:
                     assert chunk
                     break
@@ -109,3 +109,27 @@ def test_aiohttp_transport_closing_a_stream_early_closes_the_upstream_connection
 
         asyncio.run(main())
         assert up.wait_disconnect(5), "the fake upstream never saw the connection close"
+
+
+def test_upstream_cookies_are_not_kept_between_requests():
+    """A shared client must not carry one user's upstream cookies into the next user's request."""
+    seen = []
+
+    def handler(request):
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={}, headers={"set-cookie": "session=user-a; Path=/"})
+
+    async def twice(c):
+        await c.post_json(_target(), b"{}")
+        await c.post_json(_target(), b"{}")
+
+    _run(handler, twice)
+    assert seen == [None, None]
+
+
+def test_plain_httpx_transport_is_selectable_for_comparison():
+    client = upstream.build_client(Settings(upstream_transport="httpx"))
+    assert isinstance(client._transport, httpx.AsyncHTTPTransport)
+    asyncio.run(client.aclose())
+    with pytest.raises(ValueError, match="ARCHC_UPSTREAM_TRANSPORT"):
+        Settings.from_env({"ARCHC_UPSTREAM_TRANSPORT": "curl"})
