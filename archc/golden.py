@@ -51,11 +51,6 @@ class Expect:
     def items(self) -> list[tuple[str, str]]:
         return [(k, getattr(self, k)) for k in EXPECT_KEYS if getattr(self, k) is not None]
 
-    @property
-    def needs_routing(self) -> bool:
-        """A case that expects a route needs the router model; one that expects a fallback may not."""
-        return self.route is not None
-
 
 @dataclass(frozen=True)
 class Case:
@@ -80,8 +75,8 @@ class Case:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the gateway decided: ``route`` taken or ``fallback`` reason, and the provider ``model``
-    (``None`` when the request would be refused as an unknown model)."""
+    """What the gateway decided: ``route`` taken or ``fallback`` reason, and the provider ``model``.
+    ``error`` is set (and ``model`` None) when the gateway would refuse the request (400, 404)."""
 
     route: str | None
     model: str | None
@@ -92,9 +87,6 @@ class Outcome:
 
     def as_expect(self) -> dict[str, str | None]:
         return {"route": self.route, "fallback": self.fallback, "model": self.model}
-
-    def key(self) -> tuple[str | None, str | None, str | None]:
-        return (self.route, self.fallback, self.model)
 
 
 @dataclass(frozen=True)
@@ -110,7 +102,8 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return not self.mismatched
+        """Every expected key matches, and the gateway would serve the request at all."""
+        return not self.mismatched and self.got.error is None
 
 
 @dataclass(frozen=True)
