@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.wire._check import MISSING, array, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
+from runtime.wire._check import MISSING, array, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_string, string
 
 __all__ = ["validate_request"]
 
