@@ -111,3 +111,45 @@ async def test_middleware_off_passes_everything() -> None:
         assert (await client.post("/v1/chat/completions")).json() == {"key": None}
     async with _client(None) as client:
         assert (await client.post("/v1/chat/completions")).status_code == 200
+
+
+# -- the real process, unmodified SDKs ---------------------------------------------------------
+
+@pytest.mark.e2e
+def test_gateway_keys_with_real_sdks_and_access_log(tmp_path) -> None:
+    import anthropic
+    import openai
+
+    from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
+
+    providers = [
+        provider("openai/gpt-4o", "http://127.0.0.1:9/v1/chat/completions", auth="bearer", key_env="ARCHC_AUTH_UNSET", default=True),
+        provider("anthropic/claude-x", "http://127.0.0.1:9/v1/messages", wire="anthropic_messages", auth="x-api-key",
+                 key_env="ARCHC_AUTH_UNSET"),
+    ]
+    gateway = {"keys": [{"name": "team-a", "sha256": _sha(SECRET)}, {"name": "ci", "key_env": "ARCHC_AUTH_CI_KEY"}],
+               "request_limits": [{"requests": 1000, "unit": "minute", "gateway_key": "*"}]}
+    path = write_bundle(tmp_path, bundle_dict(providers, extensions={"gateway": gateway}))
+    env = {"ARCHC_AUTH_UNSET": "", "ARCHC_AUTH_CI_KEY": OTHER}
+    with Gateway(path, args=["--echo"], env=env) as gw:
+        with openai.OpenAI(base_url=gw.url + "/v1", api_key=SECRET, max_retries=0) as oai:
+            answer = oai.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert answer.http_response.status_code == 200
+            assert answer.headers["x-ratelimit-limit"] == "1000"  # the per-key limit applied to team-a
+        with anthropic.Anthropic(base_url=gw.url, api_key=OTHER, max_retries=0) as ant:
+            msg = ant.messages.create(model="anthropic/claude-x", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+            assert msg.type == "message"
+        with openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-guess-0000", max_retries=0) as bad_oai:
+            with pytest.raises(openai.AuthenticationError) as oai_err:
+                bad_oai.models.list()
+        assert oai_err.value.status_code == 401
+        with anthropic.Anthropic(base_url=gw.url, api_key="sk-guess-1111", max_retries=0) as bad_ant:
+            with pytest.raises(anthropic.AuthenticationError) as ant_err:
+                bad_ant.messages.create(model="anthropic/claude-x", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+        assert ant_err.value.body["type"] == "error"
+        assert ant_err.value.body["error"]["type"] == "authentication_error"
+        logs = gw.logs()
+    access = [json.loads(line.split("archc.access: ", 1)[1]) for line in logs.splitlines() if "archc.access: " in line]
+    assert {a["gateway_key"] for a in access if a["status"] == 200} >= {"team-a", "ci"}
+    assert sorted(a["status"] for a in access if a["status"] == 401) == [401, 401]
+    assert all(s not in logs for s in (SECRET, OTHER, "sk-guess-0000", "sk-guess-1111"))
