@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 from archc import golden, golden_update, junit
 from archc.bundle import Bundle
 from archc.compiler import bundle_from_path
-from archc.diagnostics import CompileError, Diagnostic, Severity, format_github, format_json, format_text
+from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_github, format_json, format_text
 from archc.golden import Case, GoldenSet, Result
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -33,7 +34,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     p.add_argument("config", metavar="CONFIG_OR_BUNDLE", help="archgw-style YAML config or a compiled bundle (JSON)")
     p.add_argument("golden", metavar="GOLDEN", nargs="*", help="golden files or folders (default: ./golden)")
-    p.add_argument("--model-dir", type=Path, help="router model folder (default: the installed model for the bundle's router)")
+    p.add_argument("--model-dir", type=Path, metavar="DIR", help="router model folder (default: the installed model for the bundle's router)")
     p.add_argument("--update", action="store_true", help="rewrite mismatched expectations in place (comments kept)")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report to FILE")
     p.add_argument("--format", choices=FORMATS, default="text", help="report format (default text)")
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         bundle = bundle_from_path(args.config)
     except CompileError as exc:
-        _print_diagnostics(exc.diagnostics, args.format, out, err)
+        _print_diagnostics(exc.diagnostics, args.format, out, err, fatal=True)
         return EXIT_FAIL
     paths = list(args.golden) or [DEFAULT_GOLDEN]
     missing = [p for p in paths if not Path(p).exists()]
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     diagnostics = list(gset.diagnostics) + golden.check_names(
         cases, [r.name for r in bundle.routes], [p.name for p in bundle.providers])
     if diagnostics:
-        _print_diagnostics(diagnostics, args.format, out, err)
+        _print_diagnostics(diagnostics, args.format, out, err, fatal=not gset.ok)
     if not gset.ok:
         _write_junit(args.junit, gset, [])
         return EXIT_FAIL
@@ -67,12 +68,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     router, missing_model = golden.open_router(bundle, args.model_dir)
     if missing_model and any(golden.needs_router(c) for c in cases):
-        err.write(f"archc test: {missing_model}\n"
-                  "archc test: cases expect routing decisions, so they cannot run without the router model\n")
+        message = f"{missing_model}; cases expect routing decisions, so they cannot run without it"
+        diag = Diagnostic("G504", Severity.ERROR, message, Span(str(cases[0].file)))
+        if args.format == "json":
+            out.write(format_json([diag]))
+        err.write(f"archc test: {message}\n")
+        _write_junit(args.junit, dataclasses.replace(gset, diagnostics=gset.diagnostics + (diag,)), [])
         return EXIT_FAIL
     results = asyncio.run(_replay(bundle, router, cases))
     where = None if missing_model else golden.router_location(bundle, args.model_dir)
-    _print_report(bundle, results, args.format, out, note=missing_model, model_dir=where)
+    _print_report(bundle, results, args.format, out, note=missing_model, model_dir=where, diagnostics=diagnostics)
     junit_ok = _write_junit(args.junit, gset, results)
     failed = [r for r in results if not r.ok]
     if args.update and failed:
@@ -102,9 +107,11 @@ async def _replay(bundle: Bundle, router: Any, cases: Sequence[Case]) -> list[Re
 
 # -- reports ----------------------------------------------------------------------------------
 
-def _print_diagnostics(diags: Sequence[Diagnostic], fmt: str, out: Any, err: Any) -> None:
+def _print_diagnostics(diags: Sequence[Diagnostic], fmt: str, out: Any, err: Any, *, fatal: bool) -> None:
+    """Fatal diagnostics in JSON are the whole stdout document; others join the report's JSON."""
     if fmt == "json":
-        err.write(format_json(diags))
+        if fatal:
+            out.write(format_json(diags))
     elif fmt == "github":
         out.write(format_github(diags))
         err.write(format_text(diags))
@@ -113,9 +120,10 @@ def _print_diagnostics(diags: Sequence[Diagnostic], fmt: str, out: Any, err: Any
 
 
 def _print_report(bundle: Bundle, results: Sequence[Result], fmt: str, out: Any, *, note: str | None,
-                  model_dir: Path | None) -> None:
+                  model_dir: Path | None, diagnostics: Sequence[Diagnostic]) -> None:
     if fmt == "json":
         doc = report_json(bundle, results, note=note, model_dir=model_dir)
+        doc["diagnostics"] = [d.to_dict() for d in diagnostics]
         out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         return
     if fmt == "github":

@@ -81,6 +81,7 @@ def test_json_format(summary_model: Path, capsys: pytest.CaptureFixture[str]) ->
     doc = json.loads(capsys.readouterr().out)
     assert (doc["ok"], doc["total"], doc["failed"]) == (False, 1, 1)
     (case,) = doc["cases"]
+    assert doc["diagnostics"] == []
     assert case["id"] == "alias-overridden" and case["line"] == 25 and case["mismatched"] == ["route"]
     assert case["expected"] == {"route": "code_review"}
     assert case["got"] == {"route": "summarization", "fallback": None, "model": "openai/gpt-4o", "error": None}
@@ -109,11 +110,17 @@ def test_update_rewrites_expectations_keeping_comments(summary_model: Path, tmp_
 
 
 def test_no_router_model_fails_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["test", str(CONFIG), str(CASES), "--model-dir", str(tmp_path / "no-model")])
+    report = tmp_path / "r.xml"
+    code = main(["test", str(CONFIG), str(CASES), "--model-dir", str(tmp_path / "no-model"), "--junit", str(report)])
     err = capsys.readouterr().err
     assert code == 1
     assert "router model 'katanemo/Arch-Router-1.5B' is not available" in err
-    assert "cannot run without the router model" in err
+    assert "cannot run without it" in err
+    xml = junitparser.JUnitXml.fromfile(str(report))
+    assert (xml.tests, xml.errors) == (1, 1)
+    assert main(["test", str(CONFIG), str(CASES), "--model-dir", str(tmp_path / "no-model"), "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and [d["code"] for d in doc["diagnostics"]] == ["G504"]
 
 
 def test_no_router_model_is_fine_when_no_case_expects_routing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,6 +185,9 @@ def test_malformed_golden_file_prints_positions_and_junit_error(tmp_path: Path, 
     assert f"{bad}:5:3: G501 error: expect: give `route` or `fallback`, not both" in err
     xml = junitparser.JUnitXml.fromfile(str(report))
     assert (xml.tests, xml.errors) == (1, 1)
+    assert main(["test", str(CONFIG), str(bad), "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [(d["code"], d["line"], d["col"]) for d in doc["diagnostics"]] == [("G501", 5, 3)]
 
 
 def test_bad_config_and_missing_golden_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
