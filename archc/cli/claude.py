@@ -8,6 +8,7 @@ status line configured, and stops what it started; `archc statusline` prints the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -59,6 +60,18 @@ class _LaunchError(Exception):
         self.code = code
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP before claude runs: unwind (stopping a gateway we started), exit 128+N."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated(signum)
+
+
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
         "claude",
@@ -89,20 +102,23 @@ def _add_claude_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_claude(args: argparse.Namespace) -> int:
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    gateway: _Gateway | None = None
     try:
         options, claude_args = _parse_rest(args)
         claude_bin = find_claude(options.claude_bin)
-        gateway = _prepare_gateway(options)
-    except _LaunchError as exc:
-        print(f"archc claude: {exc}", file=sys.stderr)
-        return exc.code
-    try:
+        gateway = _prepare_gateway(options)  # stops what it started if it fails or is interrupted
         return _run_claude_process(claude_bin, gateway, claude_args)
     except _LaunchError as exc:
         print(f"archc claude: {exc}", file=sys.stderr)
         return exc.code
+    except _Terminated as exc:
+        return 128 + exc.signum
     finally:
-        stop_gateway(gateway)
+        if gateway is not None:
+            stop_gateway(gateway)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _parse_rest(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
@@ -202,12 +218,20 @@ def start_gateway(gateway: _Gateway, config: Path, host: str, port: int, extra: 
     cmd = [sys.executable, "-m", "archc", "serve", str(config), "--host", host, "--port", str(port), *extra]
     with log:
         gateway.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_ready(gateway, gateway.process, timeout)
+    except BaseException:  # not ready, Ctrl-C, SIGTERM: never leave it behind
+        stop_gateway(gateway)
+        raise
+    print(f"archc claude: started a gateway at {gateway.url} (log: {gateway.log_path})", file=sys.stderr)
+
+
+def _wait_ready(gateway: _Gateway, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if gateway.process.poll() is not None:
-            raise _LaunchError(f"the gateway exited with code {gateway.process.returncode} before it was ready:\n{_tail(gateway.log_path)}")
+        if proc.poll() is not None:
+            raise _LaunchError(f"the gateway exited with code {proc.returncode} before it was ready:\n{_tail(gateway.log_path)}")
         if statusline.answers(gateway.url + "/readyz", 0.5):
-            print(f"archc claude: started a gateway at {gateway.url} (log: {gateway.log_path})", file=sys.stderr)
             return
         time.sleep(0.1)
     raise _LaunchError(f"the gateway was not ready after {timeout:.0f} s:\n{_tail(gateway.log_path)}")
@@ -218,18 +242,30 @@ def stop_gateway(gateway: _Gateway, grace: float = 5.0) -> None:
     proc = gateway.process
     if proc is None:
         return
-    if proc.poll() is None:
-        _signal_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
-    # Whatever the leader left in its group (workers) goes too.
-    _signal_group(proc, signal.SIGKILL)
-    gateway.process = None
-    if gateway.log_path is not None:
-        gateway.log_path.unlink(missing_ok=True)
+    with _signals_held():  # a second Ctrl-C must not interrupt the cleanup
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        # Whatever the leader left in its group (workers) goes too.
+        _signal_group(proc, signal.SIGKILL)
+        gateway.process = None
+        if gateway.log_path is not None:
+            gateway.log_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
