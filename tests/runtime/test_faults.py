@@ -235,6 +235,10 @@ async def test_each_fault_falls_back_or_fails_cleanly_within_deadline(fault_gate
         assert fb.headers["x-arch-attempts"].endswith("good/ok=ok") and fb.headers["x-arch-target"] == "good/ok"
         assert fb_s < TOTAL_MS / 1000 + 1.0, (fault, fb_s)
     assert by_model["bare/hang"][0].headers["x-arch-attempts"] == "bare/hang=timeout, bare/hang=timeout"
+    async with httpx.AsyncClient(base_url=fault_gateway.url, timeout=30, headers=CLOSE) as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'archc_upstream_attempts_total{outcome="timeout",provider="bare/hang"} 2.0' in metrics
+    assert 'archc_fallbacks_total{primary="fb/500",served_by="good/ok"} 1.0' in metrics
     assert _settle_fds(pid, baseline) <= baseline
 
 

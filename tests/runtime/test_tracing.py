@@ -155,3 +155,28 @@ async def test_no_tracing_configured_passes_through() -> None:
     gateway = TracingMiddleware(app, lambda scope: None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
         assert (await client.get("/healthz")).status_code == 204
+
+
+@pytest.mark.e2e
+def test_gateway_process_exports_spans_and_propagates_traceparent(otlp_receiver: Any, fake_upstream: Any, tmp_path: Any) -> None:
+    import time
+
+    from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
+
+    endpoint = f"http://127.0.0.1:{otlp_receiver.server_address[1]}/v1/traces"
+    data = bundle_dict([provider("openai/gpt-4o", fake_upstream.openai_endpoint(), default=True)],
+                       extensions={"gateway": {"tracing": {"otlp_endpoint": endpoint}}})
+    with Gateway(write_bundle(tmp_path, data)) as gw:
+        with httpx.Client(base_url=gw.url) as client:
+            r = client.post("/v1/chat/completions", json={"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+                            headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_PARENT}-01"})
+        assert r.status_code == 200
+        deadline = time.monotonic() + 10
+        while not any(s.name == "upstream openai/gpt-4o" for s in _spans(otlp_receiver)) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the batch processor exports every 0.5 s
+    upstream_trace = fake_upstream.requests[0].headers["traceparent"].split("-")
+    assert upstream_trace[1] == CALLER_TRACE
+    spans = {s.name: s for s in _spans(otlp_receiver)}
+    attempt = spans["upstream openai/gpt-4o"]
+    assert attempt.trace_id.hex() == CALLER_TRACE and attempt.span_id.hex() == upstream_trace[2]
+    assert attempt.parent_span_id == spans["POST /v1/chat/completions"].span_id
