@@ -18,6 +18,8 @@ from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_g
 from archc.golden import Case, Outcome
 
 G_NO_MODEL = "G504"  # the router model is needed to replay golden cases but is not installed
+# A PR comment stays readable (and under GitHub's size limit); text and JSON list every change.
+MD_MAX_ROWS = 50
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,15 @@ class Change:
 class Impact:
     changes: tuple[Change, ...]
     total: int
-    notes: tuple[str, ...] = ()
+
+    def shift(self) -> dict[str, int]:
+        """Net change in golden conversations per model (refused requests count as ``refused``)."""
+        net: dict[str, int] = {}
+        for c in self.changes:
+            for outcome, step in ((c.before, -1), (c.after, 1)):
+                name = outcome.model or "refused"
+                net[name] = net.get(name, 0) + step
+        return {k: v for k, v in net.items() if v}
 
 
 def impact_report(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence[str | Path], *,
@@ -62,20 +72,20 @@ def compute_impact(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequenc
     if not gset.ok:
         raise CompileError([d for d in gset.diagnostics if d.severity is Severity.ERROR])
     cases = list(gset.cases)
-    before, notes_old = _replay_all(old_bundle, cases, model_dir, "old")
-    after, notes_new = _replay_all(new_bundle, cases, model_dir, "new")
+    before = _replay_all(old_bundle, cases, model_dir, "old")
+    after = _replay_all(new_bundle, cases, model_dir, "new")
     changes = tuple(Change(c, b, a) for c, b, a in zip(cases, before, after) if _decision(b) != _decision(a))
-    return Impact(changes, len(cases), tuple(notes_old + notes_new))
+    return Impact(changes, len(cases))
 
 
-def _replay_all(bundle: Bundle, cases: list[Case], model_dir: Path | None, label: str) -> tuple[list[Outcome], list[str]]:
+def _replay_all(bundle: Bundle, cases: list[Case], model_dir: Path | None, label: str) -> list[Outcome]:
     router, missing = golden.open_router(bundle, model_dir)
     if missing and cases:
         raise CompileError([Diagnostic(G_NO_MODEL, Severity.ERROR,
                                        f"cannot replay golden cases through the {label} config: {missing}",
                                        Span(str(cases[0].file)), hint="install the router model or pass --model-dir")])
     results = asyncio.run(_replay(bundle, router, cases))
-    return [r.got for r in results], []
+    return [r.got for r in results]
 
 
 async def _replay(bundle: Bundle, router: Any, cases: list[Case]) -> list[golden.Result]:
@@ -132,8 +142,14 @@ def impact_text(impact: Impact) -> str:
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         for r in rows:
             lines.append("  " + "  ".join([r[i].ljust(widths[i]) for i in range(3)] + [r[3]]))
-    lines.extend(f"note: {n}" for n in impact.notes)
+    if impact.changes:
+        lines.append("  net: " + _shift_text(impact, md=False))
     return "\n".join(lines) + "\n"
+
+
+def _shift_text(impact: Impact, *, md: bool) -> str:
+    items = sorted(impact.shift().items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"`{_md(k)}` {v:+d}" if md else f"{k} {v:+d}" for k, v in items) or "none"
 
 
 def impact_markdown(impact: Impact) -> str:
@@ -141,16 +157,18 @@ def impact_markdown(impact: Impact) -> str:
     # A leading blank line: the report follows the semantic diff's table, which it must not extend.
     lines = ["", "### Routing impact", "", f"**{_summary(impact)}.**"]
     if impact.changes:
+        lines += ["", f"Net shift of golden conversations per model: {_shift_text(impact, md=True)}."]
         lines += ["", "| case | route | model |", "| --- | --- | --- |"]
-        for c in impact.changes:
+        for c in impact.changes[:MD_MAX_ROWS]:
             lines.append(
                 f"| `{_md(str(c.case.file))}` · `{_md(c.case.id)}` "
                 f"| {_arrow(_route_cell(c.before), _route_cell(c.after), md=True)} "
                 f"| {_arrow(_model_cell(c.before), _model_cell(c.after), md=True)} |")
+        if len(impact.changes) > MD_MAX_ROWS:
+            lines.append(f"| … and {len(impact.changes) - MD_MAX_ROWS} more | | |")
         if any(o.route is None for c in impact.changes for o in (c.before, c.after)):
             lines += ["", "A route in parentheses is a fallback reason: no route was taken."]
         lines += ["", "If these changes are intended, accept them with `archc test CONFIG GOLDEN... --update`."]
-    lines.extend(f"> note: {n}" for n in impact.notes)
     return "\n".join(lines) + "\n"
 
 
@@ -175,5 +193,5 @@ def impact_json(impact: Impact) -> dict[str, Any]:
         "total": impact.total,
         "changes": [{"file": str(c.case.file), "line": c.case.line, "id": c.case.id,
                      "before": outcome(c.before), "after": outcome(c.after)} for c in impact.changes],
-        "notes": list(impact.notes),
+        "shift": impact.shift(),
     }

@@ -58,7 +58,23 @@ def test_removed_route_falls_back_and_the_json_says_so(review_model: Path) -> No
     assert review["after"] == {"route": None, "fallback": "no_match", "model": "openai/gpt-4o-mini", "error": None}
     # The requested alias is kept when no route matches.
     assert by_id["alias-overridden"]["after"]["model"] == "openai/gpt-4o-mini"
+    assert doc["shift"] == {"anthropic/claude-sonnet-4-5": -3, "openai/gpt-4o-mini": 3}
     assert review["line"] == 4 and review["file"] == str(CASES)
+
+
+def test_long_impact_tables_are_capped_in_markdown_only(review_model: Path, tmp_path: Path) -> None:
+    many = tmp_path / "many.yaml"
+    many.write_text("".join(
+        f"- id: review-{i}\n  messages: [{{role: user, content: review {i}}}]\n  expect: {{route: code_review}}\n"
+        for i in range(60)), encoding="utf-8")
+    md, changed = impact_report(_bundle("routing"), _bundle("routing_retargeted"), [many], model_dir=review_model,
+                                fmt="markdown")
+    assert changed and "**60 of 60 golden conversations change route or model.**" in md
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert len(rows) == 50 and "| … and 10 more | | |" in md
+    assert "Net shift of golden conversations per model: `openai/gpt-4o` +60, `anthropic/claude-sonnet-4-5` -60." in md
+    text, _ = impact_report(_bundle("routing"), _bundle("routing_retargeted"), [many], model_dir=review_model, fmt="text")
+    assert sum(1 for line in text.splitlines() if "review-" in line) == 60
 
 
 def test_unchanged_config_reports_no_change(review_model: Path) -> None:
