@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import uvloop
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
@@ -41,6 +42,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.keep_alive_timeout = 75
     config.graceful_timeout = 5
     config.workers = settings.workers
+    config.worker_class = settings.event_loop  # "uvloop" (default) or "asyncio"
     return config
 
 
@@ -63,7 +65,9 @@ def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader
     """Serve until SIGTERM/SIGINT; returns an exit code. ``watch``: hot-reload from this file (one process only)."""
     config = hypercorn_config(settings)
     if settings.workers == 1:
-        asyncio.run(_serve_one(create_app(bundle, settings=settings, watch=watch, loader=loader), config))
+        factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_serve_one(create_app(bundle, settings=settings, watch=watch, loader=loader), config))
         return 0
     # Workers are separate processes: hand them the compiled bundle as a file and settings as env.
     with tempfile.TemporaryDirectory(prefix="archc-serve-") as folder:
@@ -81,3 +85,4 @@ def _export(settings: Settings) -> None:
     os.environ["ARCHC_ECHO"] = "1" if settings.echo else "0"
     os.environ["ARCHC_MAX_BODY_BYTES"] = str(settings.max_body_bytes)
     os.environ["ARCHC_LOG_LEVEL"] = settings.log_level
+    os.environ["ARCHC_EVENT_LOOP"] = settings.event_loop

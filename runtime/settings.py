@@ -25,7 +25,8 @@ class Settings:
     ``ARCHC_ECHO=1``). ``max_body_bytes``: request body limit (``ARCHC_MAX_BODY_BYTES``).
     Upstream timeouts are in seconds (``ARCHC_CONNECT_TIMEOUT_S``, ``ARCHC_READ_TIMEOUT_S``).
     ``upstream_transport``: ``aiohttp`` (httpx-aiohttp, default) or ``httpx`` (its own pool, for
-    comparison; ``ARCHC_UPSTREAM_TRANSPORT``).
+    comparison; ``ARCHC_UPSTREAM_TRANSPORT``). ``event_loop``: ``uvloop`` (default) or ``asyncio``
+    (``ARCHC_EVENT_LOOP``).
     ``env`` is the environment that provider keys are read from (a snapshot, taken once).
     """
 
@@ -39,6 +40,7 @@ class Settings:
     read_timeout_s: float = 600.0
     max_connections: int = 1000
     upstream_transport: str = "aiohttp"
+    event_loop: str = "uvloop"
     log_level: str = "info"
     env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -64,6 +66,8 @@ class Settings:
                     raise ValueError(f"{key}={env[key]!r} is not a valid {kind.__name__}") from exc
         if env.get("ARCHC_UPSTREAM_TRANSPORT"):
             values["upstream_transport"] = env["ARCHC_UPSTREAM_TRANSPORT"].strip().lower()
+        if env.get("ARCHC_EVENT_LOOP"):
+            values["event_loop"] = env["ARCHC_EVENT_LOOP"].strip().lower()
         if env.get("ARCHC_LOG_LEVEL"):
             values["log_level"] = env["ARCHC_LOG_LEVEL"].lower()
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -74,6 +78,8 @@ class Settings:
             raise ValueError("max body size must be a positive number of bytes")
         if settings.upstream_transport not in ("aiohttp", "httpx"):
             raise ValueError("ARCHC_UPSTREAM_TRANSPORT must be aiohttp (default) or httpx")
+        if settings.event_loop not in ("uvloop", "asyncio"):
+            raise ValueError("ARCHC_EVENT_LOOP must be uvloop (default) or asyncio")
         if settings.workers < 1:
             raise ValueError("--workers must be at least 1")
         return settings

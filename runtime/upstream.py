@@ -45,17 +45,19 @@ class Upstream:
         # httpx keeps the transport of a client built with ``transport=`` here (stable since 0.18).
         self.transport: httpx.AsyncBaseTransport = client._transport
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s).as_dict()
-        self._prepared: dict[str, tuple[httpx.URL, list[tuple[str, str]]]] = {}
+        self._prepared: dict[str, tuple[httpx.URL, httpx.Headers]] = {}
 
     def _request(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Request:
         prepared = self._prepared.get(target.name)
         if prepared is None:
-            headers = [("accept", "application/json, text/event-stream"), ("accept-encoding", "identity"),
-                       ("user-agent", "archc"), *target.headers]
+            headers = httpx.Headers([("accept", "application/json, text/event-stream"), ("accept-encoding", "identity"),
+                                     ("user-agent", "archc"), *target.headers])
             prepared = self._prepared[target.name] = (httpx.URL(target.url), headers)
         url, headers = prepared
         if extra_headers:
-            headers = [*headers, *extra_headers.items()]
+            headers = httpx.Headers(headers)
+            headers.update(extra_headers)
+        # A Headers instance is copied as is (no re-normalization), so this stays cheap per request.
         return httpx.Request("POST", url, headers=headers, content=body, extensions={"timeout": self._timeout})
 
     async def _send(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Response:

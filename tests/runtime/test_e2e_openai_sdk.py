@@ -196,3 +196,13 @@ def test_demo_runs_with_echo_and_uses_an_installed_router_model(repo_root, scrip
     rows = [line for line in done.stdout.splitlines() if line.startswith(("openai ", "anthropic "))]
     assert len(rows) == 5 and all(" code generation " in r and "openai/gpt-5-2025-08-07" in r for r in rows), done.stdout
     assert "built-in echo upstream" in done.stdout and "router model:" in done.stdout
+
+
+def test_serve_with_two_workers(tmp_path, fake_upstream, start_gateway):
+    """`--workers 2`: hypercorn worker processes each load the compiled bundle and answer."""
+    config = tmp_path / "routes.yaml"
+    config.write_text(CONFIG.format(url=fake_upstream.url))
+    gw = start_gateway(config, args=["--workers", "2"], startup_timeout=60)
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0) as c:
+        outs = [c.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": f"n{i}"}]) for i in range(4)]
+    assert all(o.choices[0].message.content == "ok" for o in outs) and len(fake_upstream.requests) == 4
