@@ -259,6 +259,12 @@ def needs_router(case: Case) -> bool:
     return case.expect.route is not None or case.expect.fallback in ROUTER_REASONS
 
 
+def asks_router(bundle: Bundle, case: Case) -> bool:
+    """Whether the runtime would ask the router for this case under ``bundle`` (routes exist and
+    no explicit-model bypass applies)."""
+    return wants_router(bundle, bundle.resolve_model(case.model))
+
+
 def openai_messages(case: Case) -> list[Any]:
     """The conversation as the router sees it, through the runtime's own adapter: the client's
     request validator, then (Anthropic) conversion to OpenAI chat. Raises the runtime's

@@ -80,7 +80,7 @@ def compute_impact(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequenc
 
 def _replay_all(bundle: Bundle, cases: list[Case], model_dir: Path | None, label: str) -> list[Outcome]:
     router, missing = golden.open_router(bundle, model_dir)
-    if missing and cases:
+    if missing and any(golden.asks_router(bundle, c) for c in cases):
         raise CompileError([Diagnostic(G_NO_MODEL, Severity.ERROR,
                                        f"cannot replay golden cases through the {label} config: {missing}",
                                        Span(str(cases[0].file)), hint="install the router model or pass --model-dir")])
@@ -96,7 +96,9 @@ async def _replay(bundle: Bundle, router: Any, cases: list[Case]) -> list[golden
 
 
 def _decision(outcome: Outcome) -> tuple[str | None, ...]:
-    return (outcome.route, outcome.fallback, outcome.model, outcome.error)
+    # A refusal compares by kind: its message lists the bundle's models, which may differ.
+    kind = outcome.error.split(":", 1)[0] if outcome.error is not None else None
+    return (outcome.route, outcome.fallback, outcome.model, kind)
 
 
 # -- rendering ---------------------------------------------------------------------------------

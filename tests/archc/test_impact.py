@@ -99,6 +99,12 @@ def test_missing_router_model_is_a_diagnostic_not_a_silent_pass(tmp_path: Path) 
     assert diag.code == "G504" and "not available" in diag.message
 
 
+def test_no_model_needed_when_neither_config_asks_the_router(tmp_path: Path) -> None:
+    aliases = bundle_from_path(REPO / "examples" / "aliases.yaml")
+    text, changed = impact_report(aliases, aliases, [REPO / "golden" / "aliases.yaml"], model_dir=tmp_path / "none")
+    assert not changed and "keep their route and model" in text
+
+
 def test_malformed_golden_file_is_reported_with_its_position(review_model: Path) -> None:
     with pytest.raises(CompileError) as info:
         impact_report(_bundle("routing"), _bundle("routing_removed"), [FIX / "invalid" / "duplicate_id.yaml"],
