@@ -21,8 +21,10 @@ from tokenizers import Tokenizer
 from runtime.router import prompt as rp
 from runtime.router.backend import METHOD_FAST, METHOD_NAIVE, METHODS, Conversation, RawDecision
 
-# Tokens the model may spend after the forced prefix when it leaves the route list (to parse it).
+# Longest answer generated (naive method), and how far past the longest name the fast method lets
+# an off-list answer run before parsing what it has (enough for `name"}` and eos).
 MAX_ANSWER_TOKENS = 24
+OFF_LIST_TOKENS = 8
 
 
 class ModelLoadError(RuntimeError):
@@ -72,6 +74,10 @@ def _build_trie(tokenizer: Tokenizer, names: Sequence[str]) -> _Node:
             node = node.children.setdefault(i, _Node())
             node.names.append(name)
     return root
+
+
+def _depth(node: _Node) -> int:
+    return 1 + max((_depth(c) for c in node.children.values()), default=-1)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -128,6 +134,7 @@ class Ct2Backend:
         self._route_names = tuple(route_names)
         self._answer_names = tuple(dict.fromkeys([*self._route_names, rp.OTHER]))
         self._trie = _build_trie(self.tokenizer, self._answer_names)
+        self._fast_max = min(options.max_answer_tokens, _depth(self._trie) + OFF_LIST_TOKENS)
         self._split = self._static_split()
         self._static_tokens = (
             self.tokenizer.encode(self._split.static, add_special_tokens=False).tokens if self._split else None
@@ -214,7 +221,7 @@ class Ct2Backend:
                 return True
             return False
 
-        results = self._generate(prompts, static, step, max_length=self.options.max_answer_tokens)
+        results = self._generate(prompts, static, step, max_length=self._fast_max)
         for w, r in zip(walks, results):
             # Step logits come from the result, not the callback: in a batch the callback sees the
             # whole batch's rows, and shorter prompts are finished in the decoding loop (their

@@ -16,7 +16,7 @@ import pytest
 from archc.bundle import Bundle, seal
 from runtime.router import prompt as rp
 from runtime.router.backend import Conversation, RawDecision
-from runtime.router.ct2 import Ct2Backend, Ct2Options
+from runtime.router.ct2 import OFF_LIST_TOKENS, Ct2Backend, Ct2Options
 from runtime.router.service import BackendRouter, Decision, NullRouter, build_router
 from tests.support import tiny_models
 
@@ -216,6 +216,7 @@ def test_constrain_mode_always_names_a_listed_route(router_bundle: Bundle, tiny_
     # Random weights answer garbage; constrained decoding still picks among the names (and `other`).
     free = decide(router_bundle, ASK, model_dir=tiny_router_model)
     assert free.route is None and free.fallback in {"malformed", "no_match", "other"}
+    assert free.tokens <= 4 + OFF_LIST_TOKENS  # an off-list answer runs a few tokens past the longest name
     forced = decide(router_bundle, ASK, model_dir=tiny_router_model, options=Ct2Options(constrain=True))
     assert forced.route in router_bundle.router.route_names or forced.fallback == "other"
     assert forced.confidence is not None and 0 < forced.confidence <= 1
