@@ -43,6 +43,17 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    """The outermost handler of `archc test`: no traceback reaches the user, whatever the input."""
+    try:
+        return _run(args)
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the CLI edge; say what failed, in one line
+        sys.stderr.write(f"archc test: internal error: {type(exc).__name__}: {exc}\n")
+        return EXIT_FAIL
+
+
+def _run(args: argparse.Namespace) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         bundle = bundle_from_path(args.config)
@@ -81,21 +92,26 @@ def run(args: argparse.Namespace) -> int:
     junit_ok = _write_junit(args.junit, gset, results)
     failed = [r for r in results if not r.ok]
     if args.update and failed:
-        # A refused request (e.g. an invalid conversation) has no decision to accept.
-        refused = [r for r in failed if r.got.error is not None]
-        accepted = [r for r in failed if r.got.error is None]
-        try:
-            changed = golden_update.update_files(accepted)
-        except (golden_update.GoldenUpdateError, OSError) as exc:
-            err.write(f"archc test: --update failed: {exc}\n")
-            return EXIT_FAIL
-        err.write(f"archc test: updated {len(accepted)} case(s) in {len(changed)} file(s)"
-                  f"{': ' + ', '.join(map(str, changed)) if changed else ''}\n")
-        for r in refused:
-            err.write(f"archc test: {r.case.file}:{r.case.line}: case {r.case.id!r} not updated: "
-                      f"the gateway would refuse it ({r.got.error})\n")
-        return EXIT_OK if junit_ok and not refused else EXIT_FAIL
+        return _update(failed, err) if junit_ok else EXIT_FAIL
     return EXIT_FAIL if failed or not junit_ok else EXIT_OK
+
+
+def _update(failed: Sequence[Result], err: Any) -> int:
+    """--update: accept the observed decisions; a refused request (e.g. an invalid conversation)
+    has no decision to accept, so it stays a failure."""
+    refused = [r for r in failed if r.got.error is not None]
+    accepted = [r for r in failed if r.got.error is None]
+    try:
+        changed = golden_update.update_files(accepted)
+    except (golden_update.GoldenUpdateError, OSError) as exc:
+        err.write(f"archc test: --update failed: {exc}\n")
+        return EXIT_FAIL
+    err.write(f"archc test: updated {len(accepted)} case(s) in {len(changed)} file(s)"
+              f"{': ' + ', '.join(map(str, changed)) if changed else ''}\n")
+    for r in refused:
+        err.write(f"archc test: {r.case.file}:{r.case.line}: case {r.case.id!r} not updated: "
+                  f"the gateway would refuse it ({r.got.error})\n")
+    return EXIT_FAIL if refused else EXIT_OK
 
 
 async def _replay(bundle: Bundle, router: Any, cases: Sequence[Case]) -> list[Result]:
