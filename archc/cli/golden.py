@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     except (KeyboardInterrupt, BrokenPipeError):
         raise
-    except Exception as exc:  # noqa: BLE001 - the CLI edge; say what failed, in one line
+    except Exception as exc:  # the CLI edge: say what failed, in one line
         sys.stderr.write(f"archc test: internal error: {type(exc).__name__}: {exc}\n")
         return EXIT_FAIL
 
