@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import logging
 import os
 import platform
 import sys
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ctranslate2
 import numpy as np
 from tokenizers import Tokenizer
 
@@ -213,8 +215,13 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=2, help="CTranslate2 replicas (inter_threads) in replicas mode")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="total CPU threads (split over replicas)")
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--ct2-info", action="store_true", help="log CTranslate2's ISA and GEMM backend choice")
     args = ap.parse_args()
-    print(f"bench: {platform.node()} {os.cpu_count()} cpus, load average before: {load_average()}", file=sys.stderr)
+    env = {k: v for k, v in os.environ.items() if k.startswith(("CT2_", "OMP_", "MKL_"))}
+    print(f"bench: {platform.node()} {os.cpu_count()} cpus, env {env}, load average before: {load_average()}",
+          file=sys.stderr)
+    if args.ct2_info:
+        ctranslate2.set_log_level(logging.INFO)  # CTranslate2 logs its CPU ISA and GEMM backends at load
     rows = asyncio.run(run(args))
     print(f"bench: load average after: {load_average()}", file=sys.stderr)
     print(table(rows))
