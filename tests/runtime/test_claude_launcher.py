@@ -316,6 +316,12 @@ def test_status_line_shows_the_route_in_interactive_claude(tmp_path: Path, claud
         term.type("\r")
         assert term.wait_for("code_generation → openai/gpt-gen (", 60, proc), term.text()
         assert [r.body["model"] for r in main_requests(fake_upstream)] == ["gpt-gen"]
+        # Side requests (title generation) name the small/fast alias: they skip the router.
+        side = [r for r in fake_upstream.requests if r.method == "POST" and r not in main_requests(fake_upstream)]
+        assert {r.body["model"] for r in side} <= {"gpt-small"}
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        runs = [line for line in metrics.splitlines() if line.startswith("archc_router_decisions_total{")]
+        assert len(runs) == 1 and 'cache="miss"' in runs[0] and runs[0].endswith(" 1.0"), runs
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # the launcher passes it to claude, then stops its gateway

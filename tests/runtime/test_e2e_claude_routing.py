@@ -49,6 +49,10 @@ llm_providers:
 model_aliases:
   arch.claude.code.small.fast:
     target: openai/gpt-small
+routing:
+  # Claude Code names the small/fast alias for side requests (titles, summaries): they skip the
+  # router and go to the small model. Its main model is not in the config, so main turns are routed.
+  explicit_model_bypass: true
 """
 
 
