@@ -76,6 +76,13 @@ def _build_trie(tokenizer: Tokenizer, names: Sequence[str]) -> _Node:
     return root
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may run on (cgroups, taskset)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _depth(node: _Node) -> int:
     return 1 + max((_depth(c) for c in node.children.values()), default=-1)
 
@@ -121,7 +128,7 @@ class Ct2Backend:
         threads = options.threads
         if threads <= 0 and self.device == "cpu":
             # CTranslate2's default (4 threads per replica) oversubscribes small machines.
-            threads = max(1, min(os.cpu_count() or 1, 8) // replicas)
+            threads = max(1, min(_usable_cpus(), 8) // replicas)
         try:
             self.generator = ctranslate2.Generator(
                 str(model_dir), device=self.device, compute_type=self.compute_type,
