@@ -1,0 +1,307 @@
+"""Gateway overhead: req/s and p50/p99 through `archc serve` vs straight to a fake upstream (and LiteLLM).
+
+The gateway runs pinned to CPU 0 (`taskset -c 0`); the fake upstream and the load generator (wrk,
+from Debian's packages) share CPU 1. Cells: concurrency 1 and 32, streamed and not, routing off,
+same-format passthrough (OpenAI chat -> OpenAI-format upstream); optionally the same requests
+through LiteLLM proxy on the same harness, and archc with plain httpx's transport for comparison.
+
+    python bench/gateway.py [--duration 5] [--litellm /tmp/litellm-venv/bin/litellm] [--httpx] [--out FILE.json]
+
+The fake upstream (``--serve-upstream PORT``) is a minimal asyncio HTTP/1.1 server that answers
+instantly (a chat.completion, or an SSE stream of 6 chunks when the body asks for ``stream``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvloop
+
+from archc.bundle import seal
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MASTER_KEY = "sk-archc-bench-7f3c"  # LiteLLM wants a non-default master key
+PROMPT = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}
+
+# -- the fake upstream ----------------------------------------------------------------------------
+
+_COMPLETION = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! Nice to meet you."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 14, "completion_tokens": 7, "total_tokens": 21},
+}, separators=(",", ":")).encode()
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
+    body: dict[str, Any] = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o",
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else []}
+    if usage is not None:
+        body["usage"] = usage
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+_EVENTS = b"".join([_chunk({"role": "assistant", "content": ""}), _chunk({"content": "Hello!"}),
+                    _chunk({"content": " Nice to"}), _chunk({"content": " meet you."}), _chunk({}, "stop"),
+                    _chunk({}, usage={"prompt_tokens": 14, "completion_tokens": 7, "total_tokens": 21}), b"data: [DONE]\n\n"])
+_STREAM = b"%x\r\n%s\r\n0\r\n\r\n" % (len(_EVENTS), _EVENTS)
+RESPONSE_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_COMPLETION), _COMPLETION)
+RESPONSE_SSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n" + _STREAM
+
+
+class _UpstreamProtocol(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buf[:head_end].lower()
+            m = re.search(rb"content-length:\s*(\d+)", head)
+            length = int(m.group(1)) if m else 0
+            end = head_end + 4 + length
+            if len(self.buf) < end:
+                return
+            body, self.buf = self.buf[head_end + 4:end], self.buf[end:]
+            stream = re.search(rb'"stream"\s*:\s*true', body) is not None
+            self.transport.write(RESPONSE_SSE if stream else RESPONSE_JSON)  # type: ignore[attr-defined]
+
+
+def serve_upstream(port: int) -> None:
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(_UpstreamProtocol, "127.0.0.1", port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(main())
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, headers=headers, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up in {timeout}s")
+
+
+def start(cmd: list[str], cpu: int, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(["taskset", "-c", str(cpu), *cmd], stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# -- load -----------------------------------------------------------------------------------------
+
+_LUA = """wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{headers}
+"""
+
+
+def wrk(url: str, body: dict[str, Any], concurrency: int, duration: float, headers: dict[str, str], folder: Path) -> dict[str, Any]:
+    script = folder / "post.lua"
+    lua_headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    script.write_text(_LUA.format(body=json.dumps(json.dumps(body)), headers=lua_headers))
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    return _parse_wrk(out)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def _parse_wrk(out: str) -> dict[str, Any]:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    lat = {p: re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M) for p in ("50", "99")}
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": _ms(*lat["50"].groups()) if lat["50"] else None,
+        "p99_ms": _ms(*lat["99"].groups()) if lat["99"] else None,
+        "requests": int(total.group(1)) if total else 0,
+        "errors": (int(errors.group(1)) if errors else 0) + (sum(map(int, sock.groups())) if sock else 0),
+    }
+
+
+def check(url: str, headers: dict[str, str], stream: bool) -> None:
+    """One request per target before the load: the answer must be right, not just fast."""
+    r = httpx.post(url, json={**PROMPT, "stream": stream}, headers=headers, timeout=30)
+    r.raise_for_status()
+    text = r.text
+    if stream:
+        pieces = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+        content = "".join((c["choices"][0]["delta"].get("content") or "") for c in pieces if c.get("choices"))
+    else:
+        content = r.json()["choices"][0]["message"]["content"]
+    if content != "Hello! Nice to meet you.":
+        raise RuntimeError(f"{url} answered {content!r}")
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def run_target(name: str, url: str, headers: dict[str, str], args: argparse.Namespace, folder: Path,
+               concurrencies: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for stream in (False, True):
+        check(url, headers, stream)
+        body = {**PROMPT, "stream": stream}
+        for c in concurrencies:
+            wrk(url, body, c, 1, headers, folder)  # warm-up
+            result = wrk(url, body, c, args.duration, headers, folder)
+            row = {"target": name, "stream": stream, "concurrency": c, **result}
+            rows.append(row)
+            print(f"  {name:<14} {'stream' if stream else 'json':<6} c={c:<3} {result['rps']:>9.0f} req/s  "
+                  f"p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  errors {result['errors']}", flush=True)
+    return rows
+
+
+def _bundle(folder: Path, upstream: str) -> Path:
+    bundle = seal({"source": {"path": "bench"}, "listeners": [], "providers": [{
+        "name": "openai/gpt-4o", "provider": "openai", "model": "gpt-4o", "wire": "openai_chat",
+        "endpoint": upstream + "/v1/chat/completions", "auth": "bearer", "key_env": "BENCH_OPENAI_KEY", "default": True}],
+        "aliases": [], "routes": [], "default_model": "openai/gpt-4o", "routing": {}, "router": None})
+    path = folder / "bundle.json"
+    path.write_bytes(bundle.to_bytes())
+    return path
+
+
+def _litellm_config(folder: Path, upstream: str) -> Path:
+    path = folder / "litellm.yaml"
+    path.write_text(f"""model_list:
+  - model_name: openai/gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: {upstream}/v1
+      api_key: sk-fake-upstream
+general_settings:
+  master_key: {MASTER_KEY}
+litellm_settings:
+  drop_params: true
+""")
+    return path
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    direct = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "direct"}
+    lines = ["| target | mode | c | req/s | p50 ms | p99 ms | added p50 ms | errors |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = direct.get((r["stream"], r["concurrency"]))
+        added = f"{r['p50_ms'] - base['p50_ms']:.3f}" if base and r["target"] != "direct" else "-"
+        lines.append(f"| {r['target']} | {'stream' if r['stream'] else 'json'} | {r['concurrency']} | {r['rps']:.0f} | "
+                     f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {added} | {r['errors']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell (after a 1 s warm-up)")
+    parser.add_argument("--concurrency", default="1,32")
+    parser.add_argument("--litellm", help="path to LiteLLM's `litellm` command (its own venv)")
+    parser.add_argument("--httpx", action="store_true", help="also run archc with plain httpx's transport")
+    parser.add_argument("--out", help="write the rows as JSON here")
+    parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        serve_upstream(args.serve_upstream)
+        return 0
+    if not shutil.which("wrk") or not shutil.which("taskset"):
+        print("bench/gateway.py needs wrk and taskset (apt-get install wrk util-linux)", file=sys.stderr)
+        return 2
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    procs: list[subprocess.Popen[bytes]] = []
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="archc-bench-") as tmp:
+        folder = Path(tmp)
+        try:
+            up_port = free_port()
+            upstream = f"http://127.0.0.1:{up_port}"
+            procs.append(start([sys.executable, __file__, "--serve-upstream", str(up_port)], cpu=1))
+            wait_http(upstream + "/", 20)
+            print("direct to the fake upstream", flush=True)
+            rows += run_target("direct", upstream + "/v1/chat/completions", {}, args, folder, concurrencies)
+
+            variants = [("archc", {})] + ([("archc-httpx", {"ARCHC_UPSTREAM_TRANSPORT": "httpx"})] if args.httpx else [])
+            for name, env in variants:
+                port = free_port()
+                gw = start([sys.executable, "-m", "archc", "serve", str(_bundle(folder, upstream)), "--port", str(port),
+                            "--log-level", "warning"], cpu=0, env={"BENCH_OPENAI_KEY": "sk-fake", **env}, log=folder / f"{name}.log")
+                procs.append(gw)
+                wait_http(f"http://127.0.0.1:{port}/readyz", 60)
+                print(f"{name} (pinned to CPU 0)", flush=True)
+                rows += run_target(name, f"http://127.0.0.1:{port}/v1/chat/completions", {}, args, folder, concurrencies)
+                stop(gw)
+
+            if args.litellm:
+                port = free_port()
+                lite = start([args.litellm, "--config", str(_litellm_config(folder, upstream)), "--port", str(port),
+                              "--host", "127.0.0.1", "--num_workers", "1"], cpu=0,
+                             env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}, log=folder / "litellm.log")
+                procs.append(lite)
+                auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+                wait_http(f"http://127.0.0.1:{port}/health/liveliness", 180)
+                print("litellm (pinned to CPU 0)", flush=True)
+                rows += run_target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", auth, args, folder, concurrencies)
+                stop(lite)
+        finally:
+            for p in procs:
+                stop(p)
+    print()
+    print(table(rows))
+    archc = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "archc"}
+    lite = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "litellm"}
+    for key, r in lite.items():
+        if key in archc and r["rps"]:
+            print(f"archc / litellm ({'stream' if key[0] else 'json'}, c={key[1]}): {archc[key]['rps'] / r['rps']:.1f}x req/s")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
