@@ -17,6 +17,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.parser import Parser
+from ruamel.yaml.scanner import Scanner
 
 from archc.diagnostics import Diagnostic, Severity, Span
 
@@ -180,6 +182,9 @@ def _decode(raw: bytes, name: str) -> tuple[str, Diagnostic | None]:
 
 def _parse(text: str, name: str) -> tuple[Any, Diagnostic | None]:
     yaml = YAML(typ="rt", pure=True)
+    # Round-trip construction (positions in .lc) without comment gathering: a third faster, and
+    # nothing here dumps the tree back. Duplicate keys are still refused by the constructor.
+    yaml.Scanner, yaml.Parser = Scanner, Parser
     try:
         return yaml.load(text), None
     except DuplicateKeyError as exc:
