@@ -206,3 +206,13 @@ def test_serve_with_two_workers(tmp_path, fake_upstream, start_gateway):
     with openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0) as c:
         outs = [c.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": f"n{i}"}]) for i in range(4)]
     assert all(o.choices[0].message.content == "ok" for o in outs) and len(fake_upstream.requests) == 4
+
+
+def test_serve_broken_config_prints_diagnostics_and_exits_1(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("version: v0.3.0\nlisteners:\n  - type: model\n    name: llm\n    port: 12000\n"
+                      "model_providers:\n  - model: openai/gpt-4o\n    acess_key: $OPENAI_API_KEY\n")
+    done = subprocess.run([sys.executable, "-m", "archc", "serve", str(config), "--port", "1"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "bad.yaml:8:5" in done.stderr and "access_key" in done.stderr and "Traceback" not in done.stderr

@@ -149,3 +149,18 @@ def test_render_shapes():
     assert render(InvalidRequest("bad"), WireFormat.ANTHROPIC_MESSAGES) == {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}
     out = render(UpstreamStatus(429, "slow"), WireFormat.OPENAI_CHAT)
     assert out["error"]["type"] == "rate_limit_error" and out["error"]["message"] == "slow"
+
+
+@pytest.mark.parametrize("client_fmt", ["openai", "anthropic"])
+def test_upstream_connection_broken_mid_stream_ends_with_error_event(client_fmt):
+    async def body():
+        yield b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"half"},"finish_reason":null}]}\n\n'
+        raise httpx.ReadError("connection reset by peer")
+
+    client, _ = _client(Recorder(lambda request, b: httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})))
+    req = {**(CHAT if client_fmt == "openai" else MESSAGES), "stream": True}
+    with client:
+        r = client.post(PATHS[client_fmt], json=req)
+    assert r.status_code == 200 and "half" in r.text
+    last = json.loads(r.text.strip().split("\n")[-1][6:])
+    assert "broke off" in json.dumps(last) and ("error" in last)
