@@ -77,6 +77,27 @@ def test_long_impact_tables_are_capped_in_markdown_only(review_model: Path, tmp_
     assert sum(1 for line in text.splitlines() if "review-" in line) == 60
 
 
+def test_one_word_in_a_route_description_moves_traffic(branching_router_model: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's motivating case, with a router model whose answer depends on the prompt: it
+    names code_review when the prompt holds the word "bugs" (conversation or route descriptions),
+    else code_generation. Editing one word of a description (problems -> bugs) flips a decision."""
+    before, after = CONFIGS / "description_before.yaml", CONFIGS / "description_after.yaml"
+    cases = FIX / "impact" / "coding.yaml"
+    assert main(["test", str(before), str(cases), "--model-dir", str(branching_router_model)]) == 0
+    capsys.readouterr()
+    code = main(["diff", str(before), str(after), "--format", "markdown", "--impact", str(cases),
+                 "--model-dir", str(branching_router_model)])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "**1 of 2 golden conversations change route or model.**" in out
+    assert (f"| `{cases}` · `sort-function` | `code_generation` → **`code_review`** "
+            "| `openai/gpt-4o` → **`anthropic/claude-sonnet-4-5`** |") in out
+    assert "review-for-bugs" not in out  # already code_review: unchanged
+    # The golden file now fails against the new config, until the change is accepted.
+    assert main(["test", str(after), str(cases), "--model-dir", str(branching_router_model)]) == 1
+
+
 def test_unchanged_config_reports_no_change(review_model: Path) -> None:
     text, changed = impact_report(_bundle("routing"), _bundle("routing"), [CASES], model_dir=review_model, fmt="text")
     assert not changed
