@@ -5,6 +5,8 @@ Stage: observability (built in the lifespan, reached through request.state). Imp
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -27,9 +29,16 @@ class Metrics:
         self.tokens = Counter("archc_tokens", "Tokens reported by upstreams", ["provider", "direction"], registry=r)
         self.errors = Counter("archc_errors", "Error answers by kind", ["endpoint", "kind"], registry=r)
 
+        # Labelled children, looked up once per label set (``labels()`` takes a lock and builds keys).
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+
     def request_done(self, endpoint: str, route: str, provider: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, route, provider, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        key = (endpoint, route, provider, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(*key), self.latency.labels(endpoint))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def decision(self, route: str | None, fallback: str | None, cache_hit: bool, router_ms: float) -> None:
         self.router_decisions.labels(route or "none", fallback or "", "hit" if cache_hit else "miss").inc()
