@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode
 from ruamel.yaml.parser import Parser
 from ruamel.yaml.scanner import Scanner
 
@@ -88,6 +89,8 @@ def load_document(source: str | os.PathLike[str] | bytes, *, file: str | None = 
     if problem is None:
         problem = _check_shape(tree, name, require_mapping)
     if problem is not None:
+        if problem.code == "L106":  # report every duplicate key in one run, not only the first
+            return Loaded(name, None, text, tuple(_all_duplicates(text, name) or [problem]))
         return Loaded(name, None, text, (problem,))
     return Loaded(name, tree, text, ())
 
@@ -209,6 +212,40 @@ def _parse(text: str, name: str) -> tuple[Any, Diagnostic | None]:
     except (ValueError, TypeError, OverflowError, AttributeError) as exc:
         # ruamel constructors raise these on malformed tags or scalars (e.g. !!int abc, !!timestamp x).
         return None, _diag("L105", f"YAML error: cannot construct a value ({type(exc).__name__})", name, 1, 1)
+
+
+def _all_duplicates(text: str, name: str) -> list[Diagnostic]:
+    """Every duplicate mapping key, found on the composed node graph (no construction, so no raise)."""
+    yaml = YAML(typ="rt", pure=True)
+    yaml.Scanner, yaml.Parser = Scanner, Parser
+    try:
+        root = yaml.compose(text)
+    except (YAMLError, RecursionError):
+        return []
+    found: list[Diagnostic] = []
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen_nodes or not isinstance(getattr(node, "value", None), list):
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, MappingNode):
+            first: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                stack.append(value_node)
+                key = key_node.value if isinstance(key_node, ScalarNode) else None
+                if key is None or key == "<<":
+                    continue
+                if key in first:
+                    line, col = _mark(key_node.start_mark)
+                    found.append(_diag("L106", f"duplicate key {key!r} (first defined at line {first[key]})", name,
+                                       line, col, hint="YAML keeps only one of them; remove or rename the other"))
+                else:
+                    first[key] = _mark(key_node.start_mark)[0]
+        else:
+            stack.extend(node.value)
+    return sorted(found, key=lambda d: (d.span.line, d.span.col))
 
 
 def _mark(mark: Any) -> tuple[int, int]:

@@ -59,6 +59,11 @@ def test_duplicate_key_reports_second_occurrence_and_hides_values() -> None:
     assert "sk-secret" not in diags[0].message and "line 1" in diags[0].message
 
 
+def test_every_duplicate_key_is_reported() -> None:
+    text = "a: 1\nb:\n  x: 1\n  y: 2\n  x: 3\na: 2\nc: [{k: 1, k: 2}]\n"
+    assert codes(text) == [("L106", 5, 3), ("L106", 6, 1), ("L106", 7, 12)]
+
+
 def test_deep_nesting_flow_and_block() -> None:
     assert codes("a: " + "[" * 5000 + "]" * 5000 + "\n")[0][0] == "L108"
     block = "a:\n" + "".join("  " * i + "- \n" for i in range(1, 120))
