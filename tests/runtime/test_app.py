@@ -109,3 +109,17 @@ def test_unknown_paths_answer_json_in_the_paths_format(path, method, status, sha
     with client:
         r = getattr(client, method)(path)
     assert r.status_code == status and shape in r.json()
+
+
+def test_lifespan_builds_and_closes_its_own_client_and_router(fake_upstream):
+    """No injected client: the lifespan builds the aiohttp-backed client, uses it, and closes it
+    (an unclosed aiohttp session would surface as a ResourceWarning, an error here)."""
+    bundle = seal(bundle_dict([provider("openai/gpt-4o", fake_upstream.openai_endpoint(), default=True)]))
+    with TestClient(create_app(bundle, settings=Settings())) as client:
+        r = client.post("/v1/chat/completions", json=CHAT)
+        s = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        ready = client.get("/readyz").json()
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "ok"
+    assert s.status_code == 200 and s.text.rstrip().endswith("data: [DONE]")
+    assert ready["router"] == "NullRouter" and ready["router_reason"] == "no_routes"
+    assert len(fake_upstream.requests) == 2
