@@ -5,13 +5,16 @@ problem and its line; one (plano_config.yaml, ``version: v0.2.0``) was rejected 
 bug (the version enum; nothing depends on the version) and is accepted here with warning V208.
 """
 
+import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from archc.compiler import compile_path
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "archgw-configs"
+BUNDLE_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "bundle.schema.json").read_text())
 
 # file -> errors that must be present: (code, line, path)
 INVALID_UPSTREAM = {
@@ -52,6 +55,7 @@ def test_corpus_config(name: str, shared_dir: Path) -> None:
             assert expected in errors, sorted(errors)
         return
     assert result.ok, sorted(errors)
+    jsonschema.Draft202012Validator(BUNDLE_SCHEMA).validate(json.loads(result.bundle.to_bytes()))
     if name in SCHEMA_BUG_ACCEPTED:
         code, line = SCHEMA_BUG_ACCEPTED[name]
         assert (code, line) in {(d.code, d.span.line) for d in result.diagnostics if not d.is_error}
