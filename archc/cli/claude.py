@@ -173,12 +173,28 @@ def _prepare_gateway(options: argparse.Namespace) -> _Gateway:
     host, port = _listener(bundle, options.port)
     url = f"http://{host}:{port}"
     if statusline.answers(url + "/healthz", 1.0):
-        print(f"archc claude: using the gateway already running at {url}", file=sys.stderr)
-        return _Gateway(url=url, bundle=bundle, models=_list_models(url))
+        return _running_gateway(url, bundle)
     gateway = _Gateway(url=url, bundle=bundle)
     extra = (["--model-dir", options.model_dir] if options.model_dir else []) + (["--echo"] if options.echo else [])
     start_gateway(gateway, config, host, port, extra, options.startup_timeout)
     return gateway
+
+
+def _running_gateway(url: str, bundle: Bundle) -> _Gateway:
+    """Something answers on the listener: use it if it is an archc gateway, say so if its bundle differs."""
+    try:
+        ready = statusline.get_json(url + "/readyz", 2.0)
+    except (urllib.error.URLError, OSError, ValueError):
+        ready = None
+    serving = ready.get("bundle") if isinstance(ready, dict) else None
+    if not isinstance(serving, str):
+        raise _LaunchError(f"something other than an archc gateway answers at {url}; pick another port with --port")
+    print(f"archc claude: using the gateway already running at {url}", file=sys.stderr)
+    if serving != bundle.digest:
+        print(f"archc claude: warning: it serves bundle {serving[:19]}, not this config's {bundle.digest[:19]}; "
+              "stop it (or use --port) to run this config", file=sys.stderr)
+        return _Gateway(url=url, models=_list_models(url))
+    return _Gateway(url=url, bundle=bundle, models=_list_models(url))
 
 
 def _find_config(config: str | None) -> Path:

@@ -119,7 +119,15 @@ def test_reuses_a_gateway_already_on_the_configured_listener(tmp_path: Path, cla
     proc = archc_claude(claude_home, str(config), "--", "-p", "hello", claude_dir=claude_dir)
     assert proc.returncode == 0, proc.stderr
     assert f"using the gateway already running at http://127.0.0.1:{port}" in proc.stderr
+    assert "warning" not in proc.stderr
     assert httpx.get(gw.url + "/readyz", timeout=5).status_code == 200
+    # Another config on the same listener: that gateway is used all the same, with a warning.
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text(encoding="utf-8").replace("explicit_model_bypass: true", "timeout_ms: 900\n"
+                     "  explicit_model_bypass: true"), encoding="utf-8")
+    edited = archc_claude(claude_home, str(other), "--", "-p", "hello", claude_dir=claude_dir)
+    assert edited.returncode == 0, edited.stderr
+    assert "warning: it serves bundle sha256:" in edited.stderr and "stop it (or use --port)" in edited.stderr
 
 
 def test_ctrl_c_stops_claude_and_the_gateway(tmp_path: Path, claude_home: Path, claude_dir: str,
