@@ -63,6 +63,10 @@ def resolve(config: Mapping[str, Any], tree: Any, file: str) -> tuple[Resolved, 
     section = "model_providers" if "model_providers" in config else "llm_providers"
     entries = config.get(section)
     _providers_from(entries if isinstance(entries, list) else [], section, ctx, out)
+    if out.routes and out.default_model is None:
+        ctx.add("R316", "routes are configured but no provider is default: a request that matches no route and "
+                        "names no known model gets 404", (section,), warning=True,
+                hint="mark one provider default: true")
     _aliases_from(config.get("model_aliases"), ctx, out)
     _routing_from(config.get("routing"), ctx, out)
     _ratelimits_from(config.get("ratelimits"), ctx, out)

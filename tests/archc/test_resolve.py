@@ -158,3 +158,9 @@ model_aliases:
 routing: {device: tpu}
 """)
     assert {d.code for d in r.diagnostics if d.is_error} == {"V201", "R301", "R302", "R305", "V204"}
+
+
+def test_routes_without_default_warn() -> None:
+    r = build("model_providers:\n  - model: openai/gpt-4o\n    routing_preferences:\n"
+              "      - {name: coding, description: write code}\n")
+    assert r.ok and [(d.code, d.span.line) for d in r.diagnostics] == [("R316", 3)]
