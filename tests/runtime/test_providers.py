@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from archc.bundle import seal
@@ -65,3 +66,55 @@ def test_key_never_in_repr_and_scrubbed():
     t = build_targets(_bundle(), {"OPENAI_API_KEY": "sk-secret-123"})["openai/gpt-4o"]
     assert "sk-secret-123" not in repr(t)
     assert t.scrub("bad key sk-secret-123 given") == "bad key [redacted] given"
+
+
+PROVIDER_TABLE = [
+    # prefix, model, base_url path on the fake, key variable, expected path, auth header, expected value
+    ("openai", "gpt-4o", "/openai/v1", "OPENAI_API_KEY", "/openai/v1/chat/completions", "authorization", "Bearer k-openai"),
+    ("gemini", "gemini-2.5-flash", "/gemini/v1beta/openai", "GEMINI_API_KEY", "/gemini/v1beta/openai/chat/completions",
+     "authorization", "Bearer k-gemini"),
+    ("mistral", "mistral-large-latest", "/mistral/v1", "MISTRAL_API_KEY", "/mistral/v1/chat/completions", "authorization", "Bearer k-mistral"),
+    ("deepseek", "deepseek-chat", "/deepseek/v1", "DEEPSEEK_API_KEY", "/deepseek/v1/chat/completions", "authorization", "Bearer k-deepseek"),
+    ("groq", "llama-3.3-70b", "/groq/openai/v1", "GROQ_API_KEY", "/groq/openai/v1/chat/completions", "authorization", "Bearer k-groq"),
+    ("xai", "grok-4", "/xai/v1", "XAI_API_KEY", "/xai/v1/chat/completions", "authorization", "Bearer k-xai"),
+    ("together_ai", "openai/gpt-oss-20b", "/together/v1", "TOGETHER_API_KEY", "/together/v1/chat/completions", "authorization", "Bearer k-together"),
+    ("openrouter", "qwen/qwen3-coder", "/openrouter/api/v1", "OPENROUTER_API_KEY", "/openrouter/api/v1/chat/completions",
+     "authorization", "Bearer k-openrouter"),
+    ("azure_openai", "my-deploy", "", "AZURE_API_KEY", "/openai/deployments/my-deploy/chat/completions", "api-key", "k-azure"),
+    ("anthropic", "claude-sonnet-4-5", "/anthropic/v1", "ANTHROPIC_API_KEY", "/anthropic/v1/messages", "x-api-key", "k-anthropic"),
+    ("ollama", "llama3.1", "", None, "/v1/chat/completions", None, None),
+]
+
+
+def test_every_provider_kind_gets_its_url_and_auth_through_a_real_gateway(tmp_path, fake_upstream, start_gateway):
+    """Compiled from a config (the compiler's provider table), served, and called: each provider's
+    request lands on its own path with its own auth header and the upstream model id."""
+    lines = ["version: v0.3.0", "listeners:", "  - type: model", "    name: llm", "    port: 12000", "model_providers:"]
+    env = {}
+    for prefix, model, path, key_env, _, _, _ in PROVIDER_TABLE:
+        lines += [f"  - model: {prefix}/{model}", f"    base_url: {fake_upstream.url}{path}"]
+        if key_env:
+            lines.append(f"    access_key: ${key_env}")
+            env[key_env] = "k-" + prefix.split("_")[0]
+    lines[7:7] = ["    default: true"]
+    config = tmp_path / "providers.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    gw = start_gateway(config, env=env)
+    with httpx.Client(base_url=gw.url, timeout=20) as client:
+        for prefix, model, *_ in PROVIDER_TABLE:
+            r = client.post("/v1/chat/completions", json={"model": f"{prefix}/{model}", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200, (prefix, r.text)
+            assert r.headers["x-arch-provider"] == prefix and r.headers["x-arch-model"] == model
+    assert len(fake_upstream.requests) == len(PROVIDER_TABLE)
+    for rec, (prefix, model, _, _, path, header, value) in zip(fake_upstream.requests, PROVIDER_TABLE):
+        assert rec.path == path, prefix
+        assert rec.body["model"] == model, prefix
+        sent = {k.lower(): v for k, v in rec.headers.items()}
+        if header:
+            assert sent[header] == value, prefix
+        others = {"authorization", "x-api-key", "api-key"} - {header}
+        assert not others & set(sent), (prefix, others & set(sent))
+        if prefix == "azure_openai":
+            assert "api-version=" in rec.query
+        if prefix == "anthropic":
+            assert sent["anthropic-version"] == "2023-06-01"
