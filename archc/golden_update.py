@@ -17,6 +17,7 @@ from ruamel.yaml.comments import CommentedMap
 from archc.golden import Result
 from archc.load import to_plain
 
+
 def update_files(results: Sequence[Result]) -> list[Path]:
     """Rewrite the expectations of mismatched cases in their files; returns the files changed."""
     by_file: dict[Path, list[Result]] = {}
@@ -103,7 +104,8 @@ def _expect_edits(lines: list[str], expect: CommentedMap, result: Result) -> lis
     return edits
 
 
-_PLAIN_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./@+-]*$")
+# Written plain when it reads back as the same string (inner spaces allowed, as in "code generation").
+_PLAIN_SAFE = re.compile(r"^[A-Za-z_](?:[A-Za-z0-9_./@+ -]*[A-Za-z0-9_./@+-])?$")
 _PLAIN_RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
 
 
