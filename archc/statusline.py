@@ -1,10 +1,7 @@
-"""Claude Code's status line command: session JSON on stdin -> one line about the routing decision.
+"""Claude Code's status line command: session JSON on stdin, one line about the routing decision out.
 
-Entry point of its own (`python -m archc.statusline --url URL`, also `archc statusline`) because
-Claude Code runs it after every assistant message: it imports only the standard library, not the
-whole CLI (which takes over a second to import). It prints one line and always exits 0, since a
-failing command blanks Claude Code's status line. The gateway serves the JSON it formats
-(runtime/sessions.py, ``GET /v1/arch/sessions/{session_id}``).
+CLI entry of its own (`python -m archc.statusline`, also `archc statusline`): Claude Code runs it
+after every message, so it imports the standard library only, not the whole CLI (over 1 s).
 """
 
 from __future__ import annotations
@@ -87,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print one line and exit 0 whatever happens: a failing command blanks Claude Code's status line."""
     parser = argparse.ArgumentParser(prog="archc statusline", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

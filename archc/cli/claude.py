@@ -1,8 +1,7 @@
-"""archc CLI: `archc claude` (run Claude Code through the gateway) and `archc statusline`.
+"""archc CLI: `archc claude` (Claude Code through the gateway, status line included) and `archc statusline`.
 
-Top of the stack: may import the compiler and `runtime` data modules. `archc claude` starts
-`archc serve` in the background when no gateway answers, runs `claude` against it with the
-status line configured, and stops what it started; `archc statusline` prints the routing status.
+Top of the stack: imports the compiler, `archc.statusline` and the standard library; starts
+`archc serve` as a process (never imports the runtime), and stops what it started.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""Router decision cache: an exact, bounded LRU in front of any RouterService.
+"""Router decision cache: an exact, bounded LRU in front of the router service.
 
 Stage: runtime router, below `service` (whose build_router wraps its router in this one).
 Imports only `runtime.router.prompt` (the selection the backend itself uses) and the stdlib.
-
-Why it is exact: the key is the bundle digest plus the router's whole input, the selected and
-serialized conversation (``prompt.select_conversation``; the route table and template are named
-by the digest). Decoding is greedy, so the same key gives the same decision. An agent turn in
-Claude Code adds only tool calls and tool results, which selection drops: every continuation of
-a turn is a hit. Decisions that depend on timing (``timeout``) or on a crash (``error``) are
-never stored.
 """
 
 from __future__ import annotations
@@ -65,6 +58,12 @@ def cacheable(decision: _Decision) -> bool:
 
 class CachedRouter(Generic[D]):
     """Wraps ``inner``; ``decide`` never raises, like every RouterService.
+
+    Exact by construction: the key is the bundle digest plus the router's whole input, the
+    selected and serialized conversation (the digest names the route table and template), and
+    decoding is greedy. An agent turn in Claude Code adds only tool calls and tool results, which
+    selection drops, so every continuation of a turn is a hit. Decisions that describe the run,
+    not the input (``timeout``, ``error``), are never stored.
 
     ``hits``/``misses``/``evictions`` are plain counters the app may read (``stats()``); ``on_lookup``
     is called with True on a hit and False on a miss, for Prometheus counters. Concurrent requests

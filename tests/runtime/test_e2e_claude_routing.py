@@ -7,6 +7,7 @@ line command shows the session's decision. The fake upstream speaks OpenAI chat.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,11 +17,14 @@ from typing import Any, Callable
 import httpx
 import pytest
 
+from archc.bundle import seal
+from runtime.router.service import build_router
+from tests.support import tiny_models
 from tests.support.claude_fixtures import GENERATE_INTENT, REVIEW_INTENT, run_claude
 from tests.support.fake_upstream import FakeUpstream, Recorded, openai_text, openai_tool_call
 from tests.support.gateway import Gateway
 
-pytestmark = [pytest.mark.e2e, pytest.mark.claude, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.timeout(240)]
 
 CONFIG = """\
 version: v0.1.0
@@ -85,6 +89,8 @@ def routed_gateway(tmp_path: Path, fake_upstream: FakeUpstream, branching_router
     return start_gateway(config, args=["--model-dir", str(branching_router_model)])
 
 
+@pytest.mark.e2e
+@pytest.mark.claude
 def test_agent_turn_runs_the_router_once(routed_gateway: Gateway, fake_upstream: FakeUpstream, claude_bin: str,
                                          claude_home: Path) -> None:
     fake_upstream.script(
@@ -118,6 +124,8 @@ def test_agent_turn_runs_the_router_once(routed_gateway: Gateway, fake_upstream:
     assert _decisions(metrics, "code_generation", "miss") == 1.0
 
 
+@pytest.mark.e2e
+@pytest.mark.claude
 def test_two_intents_in_two_turns_go_to_two_models(routed_gateway: Gateway, fake_upstream: FakeUpstream,
                                                    claude_bin: str, claude_home: Path) -> None:
     fake_upstream.script(openai_text("here is a sort function"), openai_text("no bugs found"))
@@ -153,3 +161,23 @@ def _decisions(metrics: str, route: str, cache: str) -> float:
         if f'route="{route}"' in line and f'cache="{cache}"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_branching_router_model_answers_by_intent(branching_router_model: Path) -> None:
+    """The fixture model itself, through the real router service: the intent decides the route."""
+    bundle = seal(tiny_models.bundle_dict(model_dir_hint="branching"))
+    reminder = {"type": "text", "text": "<system-reminder>Use the tools when useful.</system-reminder>"}
+
+    async def decide_all() -> list[tuple[str | None, str | None]]:
+        router = build_router(bundle, model_dir=branching_router_model, cache_size=0)
+        try:
+            out = []
+            for text in (GENERATE_INTENT, REVIEW_INTENT, "hi", "long " * 3000 + "but are there bugs?"):
+                d = await router.decide([{"role": "user", "content": [reminder, {"type": "text", "text": text}]}])
+                out.append((d.route, d.fallback))
+            return out
+        finally:
+            await router.aclose()
+
+    assert asyncio.run(decide_all()) == [("code_generation", None), ("code_review", None), ("code_generation", None),
+                                         ("code_review", None)]

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -52,6 +53,100 @@ def marker_ids(tok: Tokenizer, word: str = MARKER_WORD) -> list[int]:
     return ids
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Where the branching model's pieces live: chain states get basis dimensions 0..n-1."""
+
+    hidden: int
+    states: list[int]
+    successor: dict[int, int]
+    branch: int
+    next_absent: int
+    next_present: int
+    markers: list[int]
+
+    @property
+    def signal(self) -> int:
+        return self.hidden - 3
+
+    @property
+    def mark(self) -> int:
+        return self.hidden - 2
+
+    @property
+    def rest(self) -> int:
+        return self.hidden - 1
+
+
+def _plan(tok: Tokenizer, if_absent: str, if_present: str, marker: str, hidden: int) -> _Plan:
+    chain_a = tiny_models.answer_chain(tok, if_absent)
+    chain_b = tiny_models.answer_chain(tok, if_present)
+    split = next(i for i, (a, b) in enumerate(zip(chain_a, chain_b)) if a != b)
+    branch = chain_a[split - 1]
+    successor: dict[int, int] = {}
+    for chain in (chain_a, chain_b):
+        for cur, nxt in zip(chain, chain[1:]):
+            if cur != branch and successor.setdefault(cur, nxt) != nxt:
+                raise ValueError(f"token {tok.id_to_token(cur)!r} has two successors outside the branch point")
+    plan = _Plan(hidden, list(dict.fromkeys([*chain_a[:-1], *chain_b[:-1]])), successor, branch,
+                 chain_a[split], chain_b[split], marker_ids(tok, marker))
+    if len(plan.states) > plan.signal or any(m in plan.states for m in plan.markers):
+        raise ValueError("answers too long for the hidden size, or the marker is part of an answer")
+    return plan
+
+
+def _embeddings_and_head(plan: _Plan, vocab: int, eos: int, logit: float) -> tuple[np.ndarray, np.ndarray]:
+    """The scripted bigram chain (tiny_models' idea), plus the marker direction and the branch."""
+    emb = np.zeros((vocab, plan.hidden), np.float32)
+    emb[:, plan.rest] = 1.0  # every token outside the chain shares one direction (it maps to eos)
+    for j, state in enumerate(plan.states):
+        emb[state] = 0.0
+        emb[state, j] = 1.0
+    for m in plan.markers:
+        emb[m] = 0.0
+        emb[m, plan.mark] = 1.0
+    scale = logit / np.sqrt(plan.hidden)  # RMSNorm makes a basis vector sqrt(hidden) * e_j
+    head = np.zeros((vocab, plan.hidden), np.float32)
+    for j, state in enumerate(plan.states):
+        if state != plan.branch:
+            head[plan.successor[state], j] = scale
+    head[plan.next_absent, plan.states.index(plan.branch)] = scale  # no signal: the first answer
+    head[plan.next_present, plan.signal] = scale  # signal above 1 (relative to e_branch): the second
+    head[eos, plan.rest] = scale
+    return emb, head
+
+
+def _layer(plan: _Plan, heads: int, kv_heads: int) -> dict[str, np.ndarray]:
+    """One decoder layer whose head 0 copies "a marker is in the prompt" into the signal dimension.
+
+    Head 0 (reads kv head 0): query only at the branch token, key only on marker tokens, both in
+    dimension head_dim-1, whose rotary frequency is the lowest (rope_theta 1e6), so the score holds
+    at any distance. Its value is "marker"; o_proj writes it to the signal dimension. Attention
+    focused on markers gives a signal of 8; elsewhere the head attends uniformly and the signal is
+    diluted well under 1. The MLP is zero.
+    """
+    hidden, head_dim = plan.hidden, plan.hidden // heads
+    kv = head_dim * kv_heads
+    q, k = np.zeros((hidden, hidden), np.float32), np.zeros((kv, hidden), np.float32)
+    v, o = np.zeros((kv, hidden), np.float32), np.zeros((hidden, hidden), np.float32)
+    q[head_dim - 1, plan.states.index(plan.branch)] = 1.5
+    k[head_dim - 1, plan.mark] = 1.5
+    v[0, plan.mark] = 1.0 / np.sqrt(hidden)  # RMSNorm scales the marker's e_mark to sqrt(hidden)
+    o[plan.signal, 0] = 8.0
+    p = "model.layers.0."
+    return {
+        p + "input_layernorm.weight": np.ones(hidden, np.float32),
+        p + "post_attention_layernorm.weight": np.ones(hidden, np.float32),
+        p + "self_attn.q_proj.weight": q, p + "self_attn.q_proj.bias": np.zeros(hidden, np.float32),
+        p + "self_attn.k_proj.weight": k, p + "self_attn.k_proj.bias": np.zeros(kv, np.float32),
+        p + "self_attn.v_proj.weight": v, p + "self_attn.v_proj.bias": np.zeros(kv, np.float32),
+        p + "self_attn.o_proj.weight": o,
+        p + "mlp.gate_proj.weight": np.zeros((hidden * 2, hidden), np.float32),
+        p + "mlp.up_proj.weight": np.zeros((hidden * 2, hidden), np.float32),
+        p + "mlp.down_proj.weight": np.zeros((hidden, hidden * 2), np.float32),
+    }
+
+
 def build_branching_checkpoint(
     folder: Path,
     if_absent: str,
@@ -66,71 +161,11 @@ def build_branching_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     tok = tokenizer or branching_tokenizer()
     vocab = tok.get_vocab_size(with_added_tokens=True)
-    chain_a = tiny_models.answer_chain(tok, if_absent)
-    chain_b = tiny_models.answer_chain(tok, if_present)
-    split = next(i for i, (a, b) in enumerate(zip(chain_a, chain_b)) if a != b)
-    branch = chain_a[split - 1]
-    successor: dict[int, int] = {}
-    for chain in (chain_a, chain_b):
-        for cur, nxt in zip(chain, chain[1:]):
-            if cur != branch and successor.setdefault(cur, nxt) != nxt:
-                raise ValueError(f"token {tok.id_to_token(cur)!r} has two successors outside the branch point")
-    markers = marker_ids(tok, marker)
-    states = list(dict.fromkeys([*chain_a[:-1], *chain_b[:-1]]))
-    signal, mark, rest = hidden - 3, hidden - 2, hidden - 1
-    if len(states) > signal or any(m in states for m in markers):
-        raise ValueError("answers too long for the hidden size, or the marker is part of an answer")
-
-    heads, kv_heads, head_dim = 4, 2, hidden // 4
-    emb = np.zeros((vocab, hidden), np.float32)
-    emb[:, rest] = 1.0  # every token outside the chain shares one direction (it maps to eos)
-    for j, state in enumerate(states):
-        emb[state] = 0.0
-        emb[state, j] = 1.0
-    for m in markers:
-        emb[m] = 0.0
-        emb[m, mark] = 1.0
-
-    scale = logit / np.sqrt(hidden)  # RMSNorm makes a basis vector sqrt(hidden) * e_j
-    head = np.zeros((vocab, hidden), np.float32)
-    for j, state in enumerate(states):
-        if state != branch:
-            head[successor[state], j] = scale
-    j_branch = states.index(branch)
-    head[chain_a[split], j_branch] = scale  # no signal: the first answer
-    head[chain_b[split], signal] = scale  # signal above 1 (relative to e_branch): the second
-    head[tok.token_to_id("<|im_end|>"), rest] = scale
-
-    # Head 0 (reads kv head 0): query only at the branch token, key only on marker tokens, both in
-    # dimension head_dim-1, whose rotary frequency is the lowest (rope_theta 1e6), so the score
-    # holds at any distance. Its value is "marker" and o_proj writes it to the signal dimension.
-    q = np.zeros((hidden, hidden), np.float32)
-    k = np.zeros((head_dim * kv_heads, hidden), np.float32)
-    v = np.zeros((head_dim * kv_heads, hidden), np.float32)
-    o = np.zeros((hidden, hidden), np.float32)
-    q[head_dim - 1, j_branch] = 1.5
-    k[head_dim - 1, mark] = 1.5
-    v[0, mark] = 1.0 / np.sqrt(hidden)  # RMSNorm scales the marker's e_mark to sqrt(hidden)
-    o[signal, 0] = 8.0  # attention focused on markers: signal 8; diluted elsewhere: well under 1
-
-    p = "model.layers.0."
-    weights = {
-        "model.embed_tokens.weight": emb,
-        "model.norm.weight": np.ones(hidden, np.float32),
-        "lm_head.weight": head,
-        p + "input_layernorm.weight": np.ones(hidden, np.float32),
-        p + "post_attention_layernorm.weight": np.ones(hidden, np.float32),
-        p + "self_attn.q_proj.weight": q,
-        p + "self_attn.q_proj.bias": np.zeros(hidden, np.float32),
-        p + "self_attn.k_proj.weight": k,
-        p + "self_attn.k_proj.bias": np.zeros(head_dim * kv_heads, np.float32),
-        p + "self_attn.v_proj.weight": v,
-        p + "self_attn.v_proj.bias": np.zeros(head_dim * kv_heads, np.float32),
-        p + "self_attn.o_proj.weight": o,
-        p + "mlp.gate_proj.weight": np.zeros((hidden * 2, hidden), np.float32),
-        p + "mlp.up_proj.weight": np.zeros((hidden * 2, hidden), np.float32),
-        p + "mlp.down_proj.weight": np.zeros((hidden, hidden * 2), np.float32),
-    }
+    plan = _plan(tok, if_absent, if_present, marker, hidden)
+    heads, kv_heads = 4, 2
+    emb, head = _embeddings_and_head(plan, vocab, tok.token_to_id("<|im_end|>"), logit)
+    weights = {"model.embed_tokens.weight": emb, "model.norm.weight": np.ones(hidden, np.float32),
+               "lm_head.weight": head, **_layer(plan, heads, kv_heads)}
     save_file(weights, str(folder / "model.safetensors"))
     config = {
         "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": hidden,
