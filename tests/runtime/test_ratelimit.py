@@ -148,7 +148,7 @@ async def test_memory_backend_forgets_idle_buckets() -> None:
 
 
 async def test_redis_backend_matches_memory_semantics(redis_url: str) -> None:
-    backend = RedisBackend(redis_url)
+    backend = RedisBackend(redis_url, timeout_s=3.0)
     try:
         limiter = RateLimiter([Rule("requests", 3, 60), Rule("tokens", 50, 60)], backend)
         results = [await limiter.check(_info(tokens=10)) for _ in range(4)]
@@ -162,10 +162,12 @@ async def test_redis_backend_matches_memory_semantics(redis_url: str) -> None:
 
 
 async def test_redis_concurrent_acquire_is_exact(redis_url: str) -> None:
-    backends = [RedisBackend(redis_url) for _ in range(3)]
+    # A generous timeout: this is about atomicity, and a loaded CI machine must not turn it into fail-open.
+    backends = [RedisBackend(redis_url, timeout_s=3.0) for _ in range(3)]
     try:
         limiters = [RateLimiter([Rule("requests", 40, 60)], b) for b in backends]
         verdicts = await asyncio.gather(*(limiters[i % 3].check(_info()) for i in range(120)))
+        assert sum(lim.counts["backend_errors"] for lim in limiters) == 0
         assert sum(v.allowed for v in verdicts) == 40
     finally:
         for b in backends:
@@ -173,7 +175,7 @@ async def test_redis_concurrent_acquire_is_exact(redis_url: str) -> None:
 
 
 async def test_redis_short_window_expires(redis_url: str) -> None:
-    backend = RedisBackend(redis_url)
+    backend = RedisBackend(redis_url, timeout_s=3.0)
     try:
         limiter = RateLimiter([Rule("requests", 2, 0.3)], backend)
         assert [(await limiter.check(_info())).allowed for _ in range(3)] == [True, True, False]

@@ -16,13 +16,13 @@ LIMIT = 100
 CHAT = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _bundle(folder: Path, redis_url: str, **gateway: object) -> Path:
+def _bundle(folder: Path, redis_url: str, timeout_ms: int = 3000) -> Path:
     # The provider's key variable is unset and the gateways run with --echo: the built-in echo
     # upstream answers, so only the gateways and Redis are under test.
     providers = [provider("openai/gpt-4o", "http://127.0.0.1:9/v1/chat/completions", auth="bearer",
                           key_env="ARCHC_TEST_UNSET_KEY", default=True)]
     ext = {"gateway": {"request_limits": [{"requests": LIMIT, "unit": "minute"}],
-                       "ratelimit_backend": {"url": redis_url, "on_unavailable": "closed"}, **gateway}}
+                       "ratelimit_backend": {"url": redis_url, "on_unavailable": "closed", "timeout_ms": timeout_ms}}}
     return write_bundle(folder, bundle_dict(providers, extensions=ext))
 
 
@@ -51,7 +51,7 @@ async def test_two_processes_share_one_limit(redis_url: str, tmp_path: Path) -> 
 
 
 async def test_redis_down_fails_closed_with_503_not_a_hang(dead_redis_url: str, tmp_path: Path) -> None:
-    path = _bundle(tmp_path, dead_redis_url)
+    path = _bundle(tmp_path, dead_redis_url, timeout_ms=300)
     with Gateway(path, args=["--echo", "--log-level", "warning"], env={"ARCHC_TEST_UNSET_KEY": ""}) as gw:
         async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
             loop = asyncio.get_running_loop()
