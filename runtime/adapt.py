@@ -58,9 +58,12 @@ def response_for_client(resp: Any, client_format: WireFormat, upstream_format: W
         raise UpstreamError("upstream answered with JSON that is not an object")
     if client_format is upstream_format:
         return resp
-    if client_format is ANTHROPIC:
-        return anthropic.response_from_openai(resp, model=model)
-    return anthropic.response_to_openai(resp, model=model, created=int(time.time()))
+    try:
+        if client_format is ANTHROPIC:
+            return anthropic.response_from_openai(resp, model=model)
+        return anthropic.response_to_openai(resp, model=model, created=int(time.time()))
+    except _SHAPE_ERRORS as exc:
+        raise UpstreamError(f"upstream answered in an unexpected shape ({type(exc).__name__}: {exc})") from exc
 
 
 def usage_of(resp: Any, upstream_format: WireFormat) -> tuple[int, int]:
@@ -81,6 +84,10 @@ class _Passthrough:
 
     def finish(self) -> list[bytes]:
         return []
+
+
+# What a translation raises when an upstream answer is not shaped as its API documents.
+_SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 def _load(data: str) -> Any:
@@ -105,7 +112,10 @@ class _OpenAIToAnthropic:
             chunk = _load(ev.data)
             if not isinstance(chunk, dict):
                 raise UpstreamError("upstream sent a stream chunk that is not a JSON object")
-            out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]
+            try:
+                out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]
+            except _SHAPE_ERRORS as exc:
+                raise UpstreamError(f"upstream sent a stream chunk in an unexpected shape ({type(exc).__name__})") from exc
         return out
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -129,7 +139,10 @@ class _AnthropicToOpenAI:
             data = _load(ev.data)
             if not isinstance(data, dict):
                 raise UpstreamError("upstream sent a stream event that is not a JSON object")
-            out += [encode_json(chunk) for chunk in self.convert.feed(ev.event or "", data)]
+            try:
+                out += [encode_json(chunk) for chunk in self.convert.feed(ev.event or "", data)]
+            except _SHAPE_ERRORS as exc:
+                raise UpstreamError(f"upstream sent a stream event in an unexpected shape ({type(exc).__name__})") from exc
         return out
 
     def feed(self, chunk: bytes) -> list[bytes]:

@@ -164,3 +164,21 @@ def test_upstream_connection_broken_mid_stream_ends_with_error_event(client_fmt)
     assert r.status_code == 200 and "half" in r.text
     last = json.loads(r.text.strip().split("\n")[-1][6:])
     assert "broke off" in json.dumps(last) and ("error" in last)
+
+
+@pytest.mark.parametrize("client_fmt, model, answer, status", [
+    ("anthropic", "openai/gpt-4o", {"choices": "not a list"}, 200),  # tolerated: an empty message
+    ("anthropic", "openai/gpt-4o", {"choices": [{"message": 7}]}, 502),
+    ("openai", "anthropic/claude-x", {"content": [{"type": "text"}], "usage": "many"}, 200),
+    ("openai", "anthropic/claude-x", ["not", "an", "object"], 502),
+])
+def test_misshapen_upstream_answers_are_502_or_tolerated_never_500(client_fmt, model, answer, status):
+    client, _ = _client(Recorder(lambda request, body: httpx.Response(200, json=answer)))
+    body = {**(CHAT if client_fmt == "openai" else MESSAGES), "model": model}
+    with client:
+        r = client.post(PATHS[client_fmt], json=body)
+    assert r.status_code == status, r.text
+    if status == 502:
+        _assert_error(r, client_fmt, 502, "upstream")
+    else:
+        assert (r.json()["content"] == []) if client_fmt == "anthropic" else (r.json()["choices"][0]["message"]["content"] == "")
