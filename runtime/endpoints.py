@@ -183,10 +183,14 @@ async def _forward(request: Request, state: GatewayState, body: dict[str, Any], 
             if stream:
                 source = await state.upstream.open_stream(target, _dumps(up_body), extra)
                 return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
-            resp = await state.upstream.post_json(target, _dumps(up_body), extra)
+            resp, raw = await state.upstream.post(target, _dumps(up_body), extra)
         except GatewayError as err:
             state.metrics.upstream_errors.labels(target.name, err.kind).inc()
             raise
+        if client_format is up_format and isinstance(resp, dict):
+            # Same format: the upstream's bytes go back untouched (its field order, unknown fields).
+            state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
+            return Response(raw, media_type=JSON, headers=headers)
     state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
     out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice))
     return Response(_dumps(out), media_type=JSON, headers=headers)

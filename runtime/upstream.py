@@ -79,8 +79,8 @@ class Upstream:
             raise UpstreamStatus(response.status_code, target.scrub(_error_message(target, response.status_code, raw)))
         return response
 
-    async def post_json(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> Any:
-        """POST ``body`` and return the parsed JSON answer (error statuses raise UpstreamStatus)."""
+    async def post(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> tuple[Any, bytes]:
+        """POST ``body``; the parsed JSON answer and its bytes (error statuses raise UpstreamStatus)."""
         response = await self._send(target, body, extra_headers)
         try:
             raw = await response.aread()
@@ -91,9 +91,13 @@ class Upstream:
         finally:
             await response.aclose()
         try:
-            return json.loads(raw)
+            return json.loads(raw), raw
         except ValueError as exc:
             raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
+
+    async def post_json(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> Any:
+        """POST ``body`` and return the parsed JSON answer."""
+        return (await self.post(target, body, extra_headers))[0]
 
     async def open_stream(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> "UpstreamStream":
         """POST ``body`` for a streamed answer; error statuses raise before any byte reaches the client."""
