@@ -6,6 +6,7 @@ One small state object per stream and direction; feed it parsed events, send wha
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from runtime.errors import UpstreamStatus
@@ -203,9 +204,10 @@ class StreamFromOpenAI:
     Emits ``message_start`` once, then ``content_block_start/delta/stop`` for thinking
     (``reasoning_content``), text and one tool_use block per tool-call index, closing the open
     block when the kind changes, then ``message_delta`` (stop reason, usage) and ``message_stop``.
-    The first tool call streams live; calls whose deltas arrive while another call's block is
-    open are buffered and sent whole when that block closes, so interleaved parallel calls give
-    valid, non-overlapping blocks. Text is never delayed. ``finish()`` closes a stream that ended
+    Tool calls stream live one after another; a call whose deltas arrive while another call's
+    arguments are still incomplete JSON is buffered and sent whole when the stream finishes, so
+    interleaved parallel calls give valid, non-overlapping blocks. Text is never delayed (a text
+    delta closes an open tool block; argument deltas for a closed call are not carried). ``finish()`` closes a stream that ended
     without a finish_reason (stop reason ``tool_use`` if tools were called, else ``end_turn``).
     A chunk carrying ``error`` raises UpstreamStatus.
     """
@@ -310,10 +312,26 @@ class StreamFromOpenAI:
             tool.name = tool.name or function["name"]
         if isinstance(function.get("arguments"), str) and function["arguments"]:
             tool.args.append(function["arguments"])
-        if tool.block is None and tool.name and (self._open is None or self._open[0] != "tool"):
+        if tool.block is None and tool.name and self._may_open_tool(index):
             self._open_tool(index, tool, out)
         if self._open == ("tool", index):
             self._send_args(tool, out)
+
+    def _may_open_tool(self, index: int) -> bool:
+        """A call's block may start unless an earlier call still waits, or another call's block is
+        open with arguments that are not yet a whole JSON document (OpenAI finishes one call
+        before the next starts, but some servers interleave them: those calls wait and are sent
+        whole). Blocks so come in call-index order."""
+        if any(i < index and t.block is None for i, t in self._tools.items()):
+            return False
+        if self._open is None or self._open[0] != "tool":
+            return True
+        live = self._tools[self._open[1]]  # type: ignore[index]
+        try:
+            json.loads("".join(live.args))
+        except ValueError:
+            return False
+        return True
 
     def _open_tool(self, index: int, tool: _Tool, out: list[tuple[str, dict[str, Any]]]) -> None:
         tool_id = anthropic_tool_id(tool.id, f"toolu_{(self.id or 'msg').removeprefix('msg_')}_{index}")

@@ -356,6 +356,15 @@ def test_stream_from_openai_interleaved_parallel_calls_become_whole_blocks() -> 
     assert [json.loads(partial[i]) for i in sorted(partial)] == [{"path": "a.py"}, {"dir": "."}]
 
 
+def test_stream_from_openai_streams_sequential_calls_live() -> None:
+    events = _openai_stream_to_anthropic((OPENAI / "tool_calls_split.stream.sse").read_bytes())
+    per_block: dict[int, int] = {}
+    for name, data in events:
+        if name == "content_block_delta" and data["delta"]["type"] == "input_json_delta":
+            per_block[data["index"]] = per_block.get(data["index"], 0) + 1
+    assert per_block == {1: 11, 2: 3}  # every upstream argument delta is forwarded as it came
+
+
 def test_stream_from_openai_does_not_delay_text() -> None:
     stream = am.StreamFromOpenAI(CLIENT_MODEL)
     first = stream.feed({"id": "chatcmpl-x", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}]})
