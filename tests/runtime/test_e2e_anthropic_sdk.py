@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import anthropic
+import httpx
 import pytest
 
-from tests.support.fake_upstream import FakeUpstream, anthropic_text, error, openai_text, openai_tool_call
+from tests.support.fake_upstream import FakeUpstream, anthropic_text, error, openai_text, openai_tool_call, stalling
 from tests.support.gateway import Gateway
 
 pytestmark = pytest.mark.e2e
@@ -120,3 +121,20 @@ def test_models_list_and_count_tokens(client, upstream):
     assert [m.id for m in client.models.list()][:2] == ["arch.oai.v1", "arch.ant.v1"]
     count = client.messages.count_tokens(model="openai/gpt-4o", messages=[{"role": "user", "content": "hello " * 50}])
     assert count.input_tokens > 10
+
+
+def test_translated_stream_is_not_buffered_and_disconnect_reaches_upstream(e2e_gateway, upstream):
+    """Anthropic client, OpenAI upstream that sends a few chunks then stalls: the translated events
+    arrive while the upstream is still open, and leaving closes the upstream connection."""
+    upstream.script(stalling(openai_text("alpha beta gamma delta"), keep=3))
+    body = {"model": "openai/gpt-4o", "max_tokens": 32, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    seen = ""
+    with httpx.Client(timeout=10) as http:
+        with http.stream("POST", e2e_gateway.url + "/v1/messages", json=body) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_text():
+                seen += chunk
+                if "text_delta" in seen:
+                    break
+    assert "event: message_start" in seen and "text_delta" in seen
+    assert upstream.wait_disconnect(10), "the upstream never saw the client leave"
