@@ -38,11 +38,12 @@ class SSEDecoder:
     ``data:`` and ``event:``/``id:`` fields are handled. ``retry:`` and unknown fields are ignored.
     """
 
-    __slots__ = ("_decoder", "_buf", "_cr", "_event", "_data", "_id", "_started")
+    __slots__ = ("_decoder", "_buf", "_parts", "_cr", "_event", "_data", "_id", "_started")
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buf = ""
+        self._parts: list[str] = []
         self._cr = False  # the text so far ended in "\r": a leading "\n" next belongs to it
         self._event: str | None = None
         self._data: list[str] = []
@@ -63,6 +64,12 @@ class SSEDecoder:
         if not text:
             return []
         self._cr = text.endswith("\r")
+        if "\n" not in text and "\r" not in text:
+            self._parts.append(text)  # a long line in many chunks: join once, not per chunk
+            return []
+        if self._parts:
+            self._buf += "".join(self._parts)
+            self._parts.clear()
         lines = _LINE_END.split(self._buf + text)
         self._buf = lines.pop()
         events: list[SSEEvent] = []
@@ -74,8 +81,9 @@ class SSEDecoder:
         """End of stream: the unterminated last line and a pending event (even without its blank
         line, which some servers omit) are delivered."""
         events: list[SSEEvent] = []
-        tail = self._buf + self._decoder.decode(b"", final=True)
+        tail = self._buf + "".join(self._parts) + self._decoder.decode(b"", final=True)
         self._buf = ""
+        self._parts.clear()
         if tail:
             for line in _LINE_END.split(tail):
                 self._line(line, events)
