@@ -295,6 +295,8 @@ class StreamFromOpenAI:
         if isinstance(delta.get("reasoning_signature"), str):
             self._signature += delta["reasoning_signature"]
         content = delta.get("content")
+        if isinstance(content, list):  # Mistral may stream content as a list of text parts
+            content = "".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
         if isinstance(content, str) and content:
             self._ensure_open("text", None, out, {"type": "text", "text": ""})
             out.append(self._block_delta({"type": "text_delta", "text": content}))

@@ -373,6 +373,12 @@ def test_stream_from_openai_does_not_delay_text() -> None:
     assert stream.finish()[-1][0] == "message_stop" and stream.finish() == []
 
 
+def test_stream_from_openai_reads_list_content_parts() -> None:
+    stream = am.StreamFromOpenAI(CLIENT_MODEL)
+    events = stream.feed({"id": "x", "choices": [{"index": 0, "delta": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}, "finish_reason": None}]})
+    assert events[-1][1]["delta"] == {"type": "text_delta", "text": "ab"}
+
+
 def test_stream_from_openai_mid_stream_error_raises() -> None:
     stream = am.StreamFromOpenAI(CLIENT_MODEL)
     stream.feed({"id": "chatcmpl-x", "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]})
