@@ -186,3 +186,36 @@ async def test_total_deadline_bounds_all_attempts() -> None:
         await res.run("a", attempt)
     assert loop.time() - started < 0.6
     assert info.value.status == 504 and "a=503" in info.value.headers["x-arch-attempts"]
+
+
+class _Source:
+    def __init__(self, delays: list[float]) -> None:
+        self.delays = delays
+        self.closed = False
+
+    async def gen(self):
+        try:
+            for i, d in enumerate(self.delays):
+                await asyncio.sleep(d)
+                yield f"chunk{i}".encode()
+        finally:
+            self.closed = True
+
+
+async def test_bounded_stream_passes_through_and_cuts_at_deadline() -> None:
+    from runtime.retry import bounded_stream
+
+    loop = asyncio.get_running_loop()
+    fast = _Source([0, 0, 0])
+    out = [c async for c in bounded_stream(fast.gen(), loop.time() + 5, lambda: b"late", clock=loop.time)]
+    assert out == [b"chunk0", b"chunk1", b"chunk2"] and fast.closed
+    slow = _Source([0, 0.05, 5, 5])
+    started = loop.time()
+    out = [c async for c in bounded_stream(slow.gen(), loop.time() + 0.3, lambda: b"late", clock=loop.time)]
+    assert out == [b"chunk0", b"chunk1", b"late"] and slow.closed
+    assert loop.time() - started < 1.0
+    early = _Source([0, 0, 0])
+    stream = bounded_stream(early.gen(), loop.time() + 5, lambda: b"late", clock=loop.time)
+    assert await stream.__anext__() == b"chunk0"
+    await stream.aclose()  # the client went away
+    assert early.closed
