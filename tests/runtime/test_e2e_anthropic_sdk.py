@@ -138,3 +138,15 @@ def test_translated_stream_is_not_buffered_and_disconnect_reaches_upstream(e2e_g
                     break
     assert "event: message_start" in seen and "text_delta" in seen
     assert upstream.wait_disconnect(10), "the upstream never saw the client leave"
+
+
+def test_image_block_reaches_openai_upstream_as_data_url(client, upstream):
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    upstream.script(openai_text("A pixel."))
+    msg = client.messages.create(model="openai/gpt-4o", max_tokens=32, messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        {"type": "text", "text": "What is this?"}]}])
+    assert msg.content[0].text == "A pixel."
+    parts = upstream.requests[0].body["messages"][0]["content"]
+    assert parts[0] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}
+    assert parts[1] == {"type": "text", "text": "What is this?"}

@@ -216,3 +216,17 @@ def test_serve_broken_config_prints_diagnostics_and_exits_1(tmp_path):
                           text=True, timeout=60)
     assert done.returncode == 1
     assert "bad.yaml:8:5" in done.stderr and "access_key" in done.stderr and "Traceback" not in done.stderr
+
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+def test_image_part_reaches_anthropic_upstream_as_base64_block(client, upstream):
+    upstream.script(anthropic_text("A single pixel."))
+    out = client.chat.completions.create(model="anthropic/claude-x", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}}]}])
+    assert out.choices[0].message.content == "A single pixel."
+    blocks = upstream.requests[0].body["messages"][0]["content"]
+    assert blocks[0] == {"type": "text", "text": "What is this?"}
+    assert blocks[1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}}
