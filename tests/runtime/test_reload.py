@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,38 @@ async def test_twenty_swaps_under_load_lose_no_request(tmp_path: Path) -> None:
     assert len(outcomes) > 100 and len(served & set(digests)) >= 10  # requests really ran across the swaps
     assert [m["id"] for m in models][0] == "arch.gen20.v1"
     assert "not loaded, still serving" in logs
+
+
+@pytest.mark.e2e
+def test_serve_reloads_an_edited_config_and_keeps_serving_a_broken_one(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support.gateway import Gateway
+
+    config = tmp_path / "config.yaml"
+    head = ("version: v0.3.0\nlisteners:\n  - type: model\n    name: llm\n    port: 12000\nmodel_providers:\n"
+            "  - model: openai/gpt-4o\n    access_key: $ARCHC_TEST_UNSET_KEY\n    default: true\nmodel_aliases:\n")
+    config.write_text(head + "  fast:\n    target: openai/gpt-4o\n")
+    with Gateway(config, args=["--echo"], env={"ARCHC_TEST_UNSET_KEY": ""}) as gw, httpx.Client(base_url=gw.url) as client:
+        def models() -> list[str]:
+            return [m["id"] for m in client.get("/v1/models").json()["data"]]
+
+        def wait_for(predicate: Any) -> bool:
+            for _ in range(100):
+                if predicate():
+                    return True
+                time.sleep(0.05)
+            return False
+
+        assert models()[0] == "fast"
+        config.write_text(head + "  quick:\n    target: openai/gpt-4o\n")
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        assert wait_for(lambda: models()[0] == "quick"), gw.logs()
+        config.write_text(head + "  broken:\n    target: openai/no-such-model\n")  # does not compile
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        assert wait_for(lambda: "not loaded, still serving" in gw.logs()), gw.logs()
+        assert models()[0] == "quick"
+        r = client.post("/v1/chat/completions", json={"model": "quick", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200
+        config.write_text(head + "  speedy:\n    target: openai/gpt-4o\n")  # no signal: the file watcher sees it
+        assert wait_for(lambda: models()[0] == "speedy"), gw.logs()
