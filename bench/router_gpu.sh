@@ -98,7 +98,7 @@ import tempfile
 from pathlib import Path
 from tests.runtime.router import test_convert as t
 from tests.support import tiny_models
-t.test_matches_the_official_converter(Path(tempfile.mkdtemp()), tiny_models.train_tokenizer())
+t.test_matches_the_official_converter(Path(tempfile.mkdtemp()), tiny_models.train_tokenizer(), False)
 print("converter matches ct2-transformers-converter: OK")
 EOF
   date

@@ -138,8 +138,10 @@ def test_missing_tensor_and_bad_files_are_convert_errors(tmp_path: Path, tiny_hf
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                     reason="optional: the official ct2-transformers-converter needs torch (not a runtime dependency)")
-def test_matches_the_official_converter(tmp_path: Path, tiny_tokenizer: Tokenizer) -> None:
-    hf = tiny_models.build_hf_checkpoint(tmp_path / "hf", SHAPE, tokenizer=tiny_tokenizer, scale=0.3, seed=3)
+@pytest.mark.parametrize("untied", [False, True], ids=["tied", "untied"])
+def test_matches_the_official_converter(tmp_path: Path, tiny_tokenizer: Tokenizer, untied: bool) -> None:
+    hf = tiny_models.build_hf_checkpoint(tmp_path / "hf", SHAPE, tokenizer=tiny_tokenizer, scale=0.3, seed=3,
+                                         untied=untied)
     ours = convert_checkpoint(hf, tmp_path / "ours", quantization="float32")
     official = tmp_path / "official"
     subprocess.run([sys.executable, "-m", "ctranslate2.converters.transformers", "--model", str(hf), "--output_dir",
