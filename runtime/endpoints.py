@@ -197,7 +197,10 @@ async def _forward(request: Request, state: GatewayState, body: dict[str, Any], 
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (valid JSON escape, not encodable as UTF-8): escape it
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 class _replay:

@@ -182,3 +182,14 @@ def test_misshapen_upstream_answers_are_502_or_tolerated_never_500(client_fmt, m
         _assert_error(r, client_fmt, 502, "upstream")
     else:
         assert (r.json()["content"] == []) if client_fmt == "anthropic" else (r.json()["choices"][0]["message"]["content"] == "")
+
+
+@pytest.mark.parametrize("fmt", ["openai", "anthropic"])
+def test_lone_surrogate_escape_is_forwarded_not_a_500(fmt):
+    client, rec = _client()
+    base = CHAT if fmt == "openai" else MESSAGES
+    raw = json.dumps({**base, "messages": [{"role": "user", "content": "x\ud800y"}]}).encode()
+    with client:
+        r = client.post(PATHS[fmt], content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert "\\ud800" in rec.requests[0].content.decode("ascii")
