@@ -55,6 +55,8 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InvalidRequest("request body is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise InvalidRequest("request body is nested too deeply") from exc
 
 
 def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:

@@ -193,3 +193,10 @@ def test_lone_surrogate_escape_is_forwarded_not_a_500(fmt):
         r = client.post(PATHS[fmt], content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 200, r.text
     assert "\\ud800" in rec.requests[0].content.decode("ascii")
+
+
+def test_absurdly_nested_body_is_400():
+    client, _ = _client()
+    with client:
+        r = client.post("/v1/chat/completions", content=b"[" * 100_000 + b"]" * 100_000)
+    _assert_error(r, "openai", 400, "nested too deeply")
