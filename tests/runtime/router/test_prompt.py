@@ -6,6 +6,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archc import router_prompt
 from runtime.router import prompt as rp
@@ -186,3 +188,31 @@ def test_split_prompt_keeps_the_route_table_static() -> None:
     conv = rp.compact_json([{"role": "user", "content": "hi"}])
     whole = chat.render([{"role": "user", "content": filled.replace("{conversation}", conv)}])
     assert split.text(conv) == whole + rp.ANSWER_PREFIX
+
+
+_turns = st.lists(st.fixed_dictionaries({
+    "role": st.sampled_from(["user", "assistant", "system", "tool"]),
+    "content": st.text(max_size=3000),
+}), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages=_turns, budget=st.integers(min_value=1, max_value=3000))
+def test_selection_properties(messages: list[dict], budget: int) -> None:
+    selected = rp.select_conversation(messages, budget)
+    kept = [m for m in messages if m["role"] in ("user", "assistant") and m["content"]]
+    if kept:
+        assert selected, "the last message is always kept"
+        assert selected[-1]["role"] == kept[-1]["role"]
+    else:
+        assert selected == []
+    # A contiguous, chronological suffix of the kept turns (contents may be clipped).
+    tail = kept[len(kept) - len(selected):]
+    assert [t["role"] for t in selected] == [t["role"] for t in tail]
+    for got, src in zip(selected, tail):
+        assert got["content"] == src["content"] or rp.CLIP_MARKER in got["content"]
+    # Within budget, except the newest turn or one user turn that overflowed it.
+    estimate = rp.TEMPLATE_TOKEN_ESTIMATE + sum(len(t["content"].encode()) // 4 for t in tail)
+    if estimate > budget and len(selected) > 1:
+        assert tail[0]["role"] == "user"
+        assert estimate - len(tail[0]["content"].encode()) // 4 <= budget
