@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from runtime import adapt, echo, retry, upstream
+from runtime import adapt, echo, retry
 from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, ProviderUnavailable, UpstreamTimeout, render
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.providers import Target
