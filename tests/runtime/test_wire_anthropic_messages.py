@@ -14,6 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import httpx
+import httpx2  # the anthropic SDK's own HTTP client package (a dependency of `anthropic`)
+import openai
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from openai.lib.streaming.chat._completions import ChatCompletionStreamState
@@ -438,3 +442,76 @@ def test_invalid_requests_name_the_bad_field(path: Path) -> None:
 def test_count_tokens_requests_need_no_max_tokens() -> None:
     body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
     assert am.validate_request(body, require_max_tokens=False) is body
+
+
+# --- the translated bytes, read by the unmodified SDKs over httpx.MockTransport ---------------
+
+
+def _sdk_transport(body: bytes, lib: Any = httpx) -> Any:
+    def handler(request: Any) -> Any:
+        return lib.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    return lib.MockTransport(handler)
+
+
+def _anthropic_bytes(case: str) -> bytes:
+    events = _openai_stream_to_anthropic((OPENAI / f"{case}.stream.sse").read_bytes())
+    return b"".join(encode_json(data, event=name) for name, data in events)
+
+
+def _openai_bytes(case: str) -> bytes:
+    chunks = _anthropic_stream_to_openai((ANTHROPIC / f"{case}.stream.sse").read_bytes())
+    return b"".join(encode_json(c) for c in chunks) + DONE
+
+
+def test_anthropic_sdk_reads_a_translated_tool_call_stream() -> None:
+    with httpx2.Client(transport=_sdk_transport(_anthropic_bytes("tool_calls_split"), httpx2)) as http, anthropic.Anthropic(api_key="k", base_url="http://gw.test", http_client=http) as client:
+        with client.messages.stream(model=CLIENT_MODEL, max_tokens=64, messages=[{"role": "user", "content": "weather?"}]) as stream:
+            texts = list(stream.text_stream)
+            final = stream.get_final_message()
+    assert "".join(texts) == "Let me check both cities."
+    assert [(b.type, getattr(b, "input", None)) for b in final.content] == [
+        ("text", None), ("tool_use", {"location": "Boston, MA", "unit": "celsius"}), ("tool_use", {"location": "Paris, France"})]
+    assert final.stop_reason == "tool_use" and final.usage.output_tokens == 57 and final.model == CLIENT_MODEL
+
+
+def test_anthropic_sdk_reads_translated_reasoning_as_thinking() -> None:
+    with httpx2.Client(transport=_sdk_transport(_anthropic_bytes("reasoning"), httpx2)) as http, anthropic.Anthropic(api_key="k", base_url="http://gw.test", http_client=http) as client:
+        with client.messages.stream(model=CLIENT_MODEL, max_tokens=64, messages=[{"role": "user", "content": "?"}]) as stream:
+            final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == "Okay, compare 9.11 and 9.8: tenths 1 < 8." and final.content[1].text == "9.8 is greater."
+
+
+def test_anthropic_sdk_raises_on_a_mid_stream_error_event() -> None:
+    error = UpstreamStatus(529, "upstream overloaded")
+    body = _anthropic_bytes("text_usage")[:400].rsplit(b"\n\n", 1)[0] + b"\n\n" + am.error_event(render(error, WireFormat.ANTHROPIC_MESSAGES))
+    with httpx2.Client(transport=_sdk_transport(body, httpx2)) as http, anthropic.Anthropic(api_key="k", base_url="http://gw.test", http_client=http, max_retries=0) as client:
+        with pytest.raises(anthropic.APIStatusError, match="upstream overloaded"):
+            with client.messages.stream(model=CLIENT_MODEL, max_tokens=64, messages=[{"role": "user", "content": "?"}]) as stream:
+                list(stream.text_stream)
+
+
+def test_openai_sdk_reads_a_translated_tool_call_stream() -> None:
+    with httpx.Client(transport=_sdk_transport(_openai_bytes("tool_use_split"))) as http, openai.OpenAI(api_key="k", base_url="http://gw.test/v1", http_client=http) as client:
+        chunks = list(client.chat.completions.create(model=CLIENT_MODEL, messages=[{"role": "user", "content": "weather?"}], stream=True, stream_options={"include_usage": True}))
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    for chunk in chunks:
+        state.handle_chunk(chunk)
+    message = state.current_completion_snapshot.choices[0].message
+    assert message.content == "Okay, let's check the weather in both cities:"
+    assert [(c.id, json.loads(c.function.arguments)) for c in message.tool_calls or []] == [
+        ("toolu_01T1x1fJ34qAmk2tNTrN7Up6", {"location": "San Francisco, CA", "unit": "fahrenheit"}),
+        ("toolu_01QvMh4y1ZxW2kU7n3Jd8pTt", {"location": "New York, NY"}),
+        ("toolu_01Lk2Fv3Zy8aRkqJuWy5dX1e", {}),
+    ]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 89
+
+
+def test_openai_sdk_raises_on_a_mid_stream_error_event() -> None:
+    error = UpstreamStatus(529, "upstream overloaded")
+    first = _openai_bytes("text_cache_usage").split(b"\n\n")[0] + b"\n\n"
+    body = first + oc.error_event(render(error, WireFormat.OPENAI_CHAT))
+    with httpx.Client(transport=_sdk_transport(body)) as http, openai.OpenAI(api_key="k", base_url="http://gw.test/v1", http_client=http, max_retries=0) as client:
+        with pytest.raises(openai.APIError, match="upstream overloaded"):
+            list(client.chat.completions.create(model=CLIENT_MODEL, messages=[{"role": "user", "content": "?"}], stream=True))
