@@ -73,7 +73,7 @@ class CompileError(Exception):
 # Stable codes and their one-line meaning (README's config section lists the same table).
 CODES: Mapping[str, str] = MappingProxyType({
     "L101": "cannot read the file",
-    "L102": "file larger than the size limit (5 MB)",
+    "L102": "input over the size limit (2 MB or 30,000 YAML items)",
     "L103": "not UTF-8 text (binary data)",
     "L104": "empty file or empty document",
     "L105": "YAML syntax error",

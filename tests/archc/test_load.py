@@ -130,3 +130,8 @@ yaml_ish = st.recursive(
 def test_random_structures_never_raise(doc: object) -> None:
     result = compile_source(json.dumps(doc), file="fuzz.yaml")
     assert result.ok or result.diagnostics
+
+
+def test_too_many_items_rejected_before_parsing() -> None:
+    assert codes("a: [" + "1," * 40_000 + "1]\n") == [("L102", 1, 1)]
+    assert codes("".join(f"k{i}: {i}\n" for i in range(40_000))) == [("L102", 1, 1)]
