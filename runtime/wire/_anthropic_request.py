@@ -24,11 +24,13 @@ ERROR_PREFIX = "Error: "
 # --- Anthropic request -> OpenAI request --------------------------------------------------
 
 
-def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True) -> dict[str, Any]:
+def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True, system_in_place: bool = True) -> dict[str, Any]:
     """A validated Anthropic Messages request as an OpenAI chat request.
 
     ``keep_reasoning=False`` leaves out ``reasoning_content``/``reasoning_signature``/``reasoning_blocks``
     on assistant messages, for upstreams that reject unknown message fields.
+    ``system_in_place=False`` folds mid-conversation system messages into the leading one
+    (joined by blank lines), for chat templates that accept a system message only first.
     """
     out: dict[str, Any] = {}
     if "model" in body:
@@ -39,6 +41,8 @@ def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True) -> d
         messages.append({"role": "system", "content": system})
     for message in body["messages"]:
         messages.extend(_message_to_openai(message, keep_reasoning))
+    if not system_in_place:
+        messages = _hoist_system(messages)
     if not messages:
         raise TranslationError("messages: none of the messages can be expressed in the OpenAI chat format", code="untranslatable_messages")
     out["messages"] = messages
@@ -58,6 +62,12 @@ def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True) -> d
             out["stream_options"] = {"include_usage": True}
     _tools_to_openai(body, out)
     return out
+
+
+def _hoist_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    system = [m["content"] for m in messages if m["role"] == "system" and m["content"]]
+    rest = [m for m in messages if m["role"] != "system"]
+    return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + rest
 
 
 def _joined_text(content: Any, sep: str = "\n\n") -> str:

@@ -135,6 +135,14 @@ def test_claude_code_request_keeps_what_openai_can_carry() -> None:
     assert out["messages"][2]["reasoning_signature"] == body["messages"][1]["content"][0]["signature"]
 
 
+def test_mid_conversation_system_can_be_folded_into_the_first_message() -> None:
+    body = _load(ANTHROPIC / "system_mid_conversation.request.json")
+    out = am.request_to_openai(body, system_in_place=False)
+    assert [m["role"] for m in out["messages"]] == ["system", "user", "assistant", "user"]
+    assert out["messages"][0]["content"] == "You are a careful coding assistant.\n\nAnswer in English.\n\nThe user switched to plan mode: do not edit files."
+    assert am.request_to_openai(body)["messages"][3] == {"role": "system", "content": "The user switched to plan mode: do not edit files."}
+
+
 def test_thinking_signatures_and_redacted_thinking_round_trip_verbatim() -> None:
     body = _load(ANTHROPIC / "thinking_signature.request.json")
     back = am.request_from_openai(am.request_to_openai(body))
