@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "MessagesRequest",
     "MessagesResponse",
+    "StreamEvent",
     "StreamFromOpenAI",
     "StreamToOpenAI",
     "error_event",
@@ -114,6 +115,18 @@ class MessagesResponse(TypedDict, total=False):
     stop_reason: str | None
     stop_sequence: str | None
     usage: dict[str, int]
+
+
+class StreamEvent(TypedDict, total=False):
+    """The ``data`` of one Messages stream event; ``type`` repeats the SSE ``event:`` name."""
+
+    type: str  # message_start, content_block_start/delta/stop, message_delta, message_stop, ping, error
+    message: MessagesResponse
+    index: int
+    content_block: ContentBlock
+    delta: dict[str, Any]
+    usage: dict[str, int]
+    error: dict[str, str]
 
 
 def with_model(body: dict[str, Any], model: str) -> dict[str, Any]:
