@@ -174,3 +174,13 @@ def test_diff_shows_pinned_retarget_even_with_a_lock(config: Path, tmp_path: Pat
     assert archc("check", str(new)).returncode == 1  # the lock refuses it...
     res = archc("diff", str(config), str(new))
     assert res.returncode == 4 and "[BREAKING]" in res.stdout  # ...and diff says why
+
+
+def test_check_accepts_a_bundle(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    archc("build", str(config), "-o", str(out), "--no-lock")
+    res = archc("check", str(out))
+    assert res.returncode == 0 and "bundle ok (sha256:" in res.stdout
+    out.write_text(out.read_text().replace("gpt-4o", "gpt-4x"))
+    res = archc("check", str(out), "--format", "json")
+    assert res.returncode == 1 and json.loads(res.stdout)["diagnostics"][0]["code"] == "E403"
