@@ -1,6 +1,9 @@
 """Diagnostic renderers: text (with and without colour), JSON and GitHub annotations."""
 
 import json
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
 
 from archc.diagnostics import CODES, CompileError, Diagnostic, Severity, Span, format_github, format_json, format_text
 
@@ -44,3 +47,16 @@ def test_code_table_is_stable_and_prefixed() -> None:
     for code in CODES:
         assert code[0] in "LVRE" and len(code) == 4
         assert {"L": "1", "V": "2", "R": "3", "E": "4"}[code[0]] == code[1]
+
+
+def test_every_code_is_documented_in_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- section:config -->", 1)[1].split("<!-- /section:config -->", 1)[0]
+    missing = [code for code in CODES if f"| {code} |" not in section]
+    assert not missing
+
+
+def test_schemas_are_valid_2020_12() -> None:
+    for path in sorted((Path(__file__).resolve().parents[2] / "schemas").glob("*.schema.json")):
+        schema = json.loads(path.read_text())
+        Draft202012Validator.check_schema(schema)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from archc.compiler import compile_path
+from archc.diagnostics import CODES
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "configs"
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
@@ -26,7 +27,7 @@ def test_invalid_config(path: Path) -> None:
     assert len(set(result.diagnostics)) == len(result.diagnostics), "duplicate diagnostics"
     for d in result.diagnostics:
         assert d.span.file == str(path)
-        assert d.message and d.span.line >= 1
+        assert d.message and d.span.line >= 1 and d.code in CODES
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
