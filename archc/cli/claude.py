@@ -107,6 +107,7 @@ def run_claude(args: argparse.Namespace) -> int:
         options, claude_args = _parse_rest(args)
         claude_bin = find_claude(options.claude_bin)
         gateway = _prepare_gateway(options)  # stops what it started if it fails or is interrupted
+        _say_how_it_routes(gateway)
         return _run_claude_process(claude_bin, gateway, claude_args)
     except _LaunchError as exc:
         print(f"archc claude: {exc}", file=sys.stderr)
@@ -194,6 +195,21 @@ def _running_gateway(url: str, bundle: Bundle) -> _Gateway:
               "stop it (or use --port) to run this config", file=sys.stderr)
         return _Gateway(url=url, models=_list_models(url))
     return _Gateway(url=url, bundle=bundle, models=_list_models(url))
+
+
+def _say_how_it_routes(gateway: _Gateway) -> None:
+    """One line on stderr when routing cannot happen, so a user knows why every turn falls back."""
+    try:
+        ready = statusline.get_json(gateway.url + "/readyz", 2.0)
+    except (urllib.error.URLError, OSError, ValueError):
+        return
+    reason = ready.get("router_reason") if isinstance(ready, dict) else None
+    if reason == "no_router_model":
+        print("archc claude: warning: the gateway has no router model, so every turn goes to the requested or "
+              "default model; install one with `archc model pull` or pass --model-dir", file=sys.stderr)
+    elif reason == "error":
+        print("archc claude: warning: the gateway's router model failed to load (see its log); every turn falls back",
+              file=sys.stderr)
 
 
 def _find_config(config: str | None) -> Path:

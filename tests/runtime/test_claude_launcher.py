@@ -91,7 +91,7 @@ def test_print_mode_through_a_started_gateway(tmp_path: Path, claude_home: Path,
                         claude_dir=claude_dir)
     assert proc.returncode == 0, proc.stderr
     assert "a sorted() one-liner" in proc.stdout
-    assert f"started a gateway at http://127.0.0.1:{port}" in proc.stderr
+    assert f"started a gateway at http://127.0.0.1:{port}" in proc.stderr and "warning" not in proc.stderr
     turn = main_requests(fake_upstream)
     assert [r.body["model"] for r in turn] == ["gpt-gen"]  # routed by the tiny router model
     # Claude Code spoke to the gateway with the launcher's token, not the user's Anthropic key.
@@ -115,11 +115,13 @@ def test_reuses_a_gateway_already_on_the_configured_listener(tmp_path: Path, cla
                                                             start_gateway: Callable[..., Gateway]) -> None:
     port = free_port()
     config = write_config(tmp_path, fake_upstream.url, port=port)
-    gw = start_gateway(config, port=port)
+    gw = start_gateway(config, port=port, args=["--model-dir", str(tmp_path / "no-model-here")])
     proc = archc_claude(claude_home, str(config), "--", "-p", "hello", claude_dir=claude_dir)
     assert proc.returncode == 0, proc.stderr
     assert f"using the gateway already running at http://127.0.0.1:{port}" in proc.stderr
-    assert "warning" not in proc.stderr
+    assert "warning: it serves" not in proc.stderr
+    # That gateway was started without a router model: the user is told why nothing gets routed.
+    assert "warning: the gateway has no router model" in proc.stderr
     assert httpx.get(gw.url + "/readyz", timeout=5).status_code == 200
     # Another config on the same listener: that gateway is used all the same, with a warning.
     other = tmp_path / "other.yaml"
