@@ -11,6 +11,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archc.bundle import seal
 from runtime.router.cache import CachedRouter, cache_key, cacheable
@@ -259,3 +261,26 @@ def test_bundle_reload_starts_a_fresh_cache(tmp_path: Path, branching_router_mod
     after = route()
     assert (after["route"], after["cache_hit"], after["bundle"]) == ("code_generation", False, second.digest)
     assert route()["cache_hit"] is True
+
+
+# -- exactness, as a property: what an agent loop adds never changes the key; a new intent does ----------
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=80).filter(str.strip)
+_tool_traffic = st.lists(st.tuples(st.sampled_from(["Bash", "Read", "Edit"]), _text), max_size=6)
+
+
+@given(first=_text, traffic=_tool_traffic, system=_text, later=_text)
+@settings(max_examples=60, deadline=None)
+def test_agent_loop_traffic_never_changes_the_key(first: str, traffic: list[tuple[str, str]], system: str,
+                                                  later: str) -> None:
+    start = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+    loop = list(start)
+    for i, (tool, result) in enumerate(traffic):
+        call = {"id": f"c{i}", "type": "function", "function": {"name": tool, "arguments": "{}"}}
+        loop.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        loop.append({"role": "tool", "tool_call_id": f"c{i}", "content": result})
+        loop.append({"role": "system", "content": system + " (reminder)"})  # mid-conversation system turns
+    key = cache_key(DIGEST, select_conversation(start))
+    assert cache_key(DIGEST, select_conversation(loop)) == key
+    # A new user message is a new intent: a new key (the turn it starts is decided again).
+    assert cache_key(DIGEST, select_conversation([*loop, {"role": "user", "content": later}])) != key
