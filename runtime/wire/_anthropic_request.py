@@ -358,8 +358,10 @@ def _tool_result_from_openai(message: dict[str, Any]) -> dict[str, Any]:
     return block
 
 
-def assistant_from_openai(message: dict[str, Any]) -> dict[str, Any] | None:
-    blocks = _thinking_from_openai(message)
+def assistant_from_openai(message: dict[str, Any], *, signed_only: bool = True) -> dict[str, Any] | None:
+    """An OpenAI assistant message as an Anthropic one (None when nothing is left). Reasoning
+    without a signature is kept only with ``signed_only=False`` (responses, for display)."""
+    blocks = _thinking_from_openai(message, signed_only)
     content = message.get("content")
     texts = [content] if isinstance(content, str) else [p.get("text") or p.get("refusal") or "" for p in content or ()]
     if isinstance(message.get("refusal"), str) and message["refusal"]:
@@ -380,16 +382,19 @@ def assistant_from_openai(message: dict[str, Any]) -> dict[str, Any] | None:
     return {"role": "assistant", "content": blocks}
 
 
-def _thinking_from_openai(message: dict[str, Any]) -> list[dict[str, Any]]:
+def _thinking_from_openai(message: dict[str, Any], signed_only: bool) -> list[dict[str, Any]]:
     kept = message.get("reasoning_blocks")
     if isinstance(kept, list) and kept:
         return [dict(b) for b in kept if isinstance(b, dict)]
     reasoning = reasoning_of(message)
-    if not reasoning:
+    signature = message.get("reasoning_signature")
+    if not reasoning or (signed_only and not (isinstance(signature, str) and signature)):
+        # Anthropic rejects a thinking block in a request without Claude's signature, so
+        # another model's reasoning (DeepSeek's reasoning_content) cannot be sent back to it.
         return []
     block: dict[str, Any] = {"type": "thinking", "thinking": reasoning}
-    if isinstance(message.get("reasoning_signature"), str):
-        block["signature"] = message["reasoning_signature"]
+    if isinstance(signature, str):
+        block["signature"] = signature
     return [block]
 
 

@@ -14,7 +14,9 @@ Choices where the formats differ (each keeps what the target can carry and drops
 - Images inside tool results follow the tool messages in a user message (OpenAI tool messages
   carry text only), introduced by a text part naming the tool call.
 - Thinking: ``reasoning_content`` holds the text, ``reasoning_signature`` the signature; several
-  thinking blocks or redacted thinking are also kept verbatim in ``reasoning_blocks``.
+  thinking blocks or redacted thinking are also kept verbatim in ``reasoning_blocks``. Toward an
+  Anthropic upstream, reasoning without a signature (another model's) is dropped from requests,
+  since Anthropic rejects unsigned thinking blocks; responses keep it for the client to show.
 - ``metadata.user_id`` <-> ``user``: ids the target rejects (over OpenAI's 64 characters, like
   Claude Code's JSON user_id; emails or phone numbers toward Anthropic) become their SHA-256 digest.
 - Streams: see `StreamToOpenAI` and `StreamFromOpenAI`; an upstream ``error`` event or chunk
@@ -199,7 +201,7 @@ def _response_from_openai(resp: dict[str, Any], model: str) -> dict[str, Any]:
     choices = resp.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
-    converted = assistant_from_openai(message)
+    converted = assistant_from_openai(message, signed_only=False)
     blocks = converted["content"] if converted else []
     if isinstance(blocks, str):
         blocks = [{"type": "text", "text": blocks}]

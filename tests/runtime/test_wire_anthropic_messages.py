@@ -154,6 +154,7 @@ def test_reasoning_content_and_bad_arguments_toward_anthropic() -> None:
     out = am.request_from_openai(_load(OPENAI / "reasoning.request.json"))
     first = out["messages"][1]["content"]
     assert first[0] == {"type": "thinking", "thinking": "Compare the tenths: 8 > 1, so 9.8 is greater.", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA"}
+    assert [b["type"] for b in out["messages"][3]["content"]] == ["tool_use"]  # unsigned reasoning is dropped
     tool_use = out["messages"][3]["content"][-1]
     assert tool_use["input"] == {"_raw": '{"word": "strawberry", "letter": "r"'}
     assert tool_use["id"] == "call_0_6c3d7b1e-90af-4c47-a1e2-ff0d1c0a9b31"

@@ -140,9 +140,9 @@ def openai_assistant_and_tools(draw: st.DrawFn) -> list[dict[str, Any]]:
     message["content"] = draw(text) if not calls or draw(st.booleans()) else None
     if calls:
         message["tool_calls"] = calls
-    if draw(st.booleans()):
+    if draw(st.booleans()):  # only signed reasoning can be sent to Anthropic
         message["reasoning_content"] = draw(text)
-        _optional(draw, message, "reasoning_signature", b64)
+        message["reasoning_signature"] = draw(b64)
     results = [{"role": "tool", "tool_call_id": c["id"], "content": draw(st.text(max_size=10))} for c in calls]
     return [message, *results]
 
