@@ -370,6 +370,14 @@ def _safe_url(url: str) -> str:
     return url
 
 
+def backend_for(cfg: Mapping[str, Any], *, clock: Clock = time.monotonic) -> Any:
+    """The backend ``gateway.ratelimit_backend`` names: Redis for ``redis://``/``rediss://``, else memory."""
+    url = str(cfg.get("url") or "memory://")
+    if url.startswith("memory://"):
+        return MemoryBackend(clock)
+    return RedisBackend(url, timeout_s=float(cfg.get("timeout_ms", 500)) / 1000.0, clock=clock)
+
+
 # -- the limiter -------------------------------------------------------------------------------
 
 class LimiterMetrics:
@@ -403,11 +411,7 @@ class RateLimiter:
             return None
         cfg = (bundle.extensions.get("gateway") or {}).get("ratelimit_backend") or {}
         if backend is None:
-            url = cfg.get("url")
-            if url and not str(url).startswith("memory://"):
-                backend = RedisBackend(url, timeout_s=float(cfg.get("timeout_ms", 500)) / 1000.0, clock=clock)
-            else:
-                backend = MemoryBackend(clock)
+            backend = backend_for(cfg, clock=clock)
         return cls(rules, backend, on_unavailable=cfg.get("on_unavailable", "open"), bundle=bundle, metrics=metrics)
 
     def _count(self, result: str) -> None:

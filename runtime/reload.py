@@ -30,7 +30,7 @@ from starlette.middleware import Middleware
 from archc.bundle import Bundle, load
 from runtime.accesslog import AccessLogMiddleware
 from runtime.auth import ASGIApp, GatewayKeyMiddleware, KeyStore, Receive, Scope, Send, scope_state
-from runtime.ratelimit import DEFAULT_MAX_BODY_BYTES, LimiterMetrics, RateLimiter, RateLimitMiddleware
+from runtime.ratelimit import DEFAULT_MAX_BODY_BYTES, LimiterMetrics, RateLimiter, RateLimitMiddleware, backend_for, rules_from_bundle
 from runtime.retry import Cooldown, Resilience, RetryMetrics, RetryPolicy
 from runtime.tracing import STATE_TRACING, Tracing, TracingMiddleware, current_tracing
 
@@ -97,27 +97,32 @@ class Live:
         self._retiring: dict[asyncio.Task, Generation] = {}
         self._lock = asyncio.Lock()
         self.cooldown: Cooldown | None = None
-        self.current = self._generation(1, bundle, gateway, [])
+        self._backend: Any = None  # rate-limit counters, shared by generations with the same backend config
+        self._backend_config: tuple | None = None
+        self.current, _ = self._generation(1, bundle, gateway, [])
 
-    def _generation(self, number: int, bundle: Bundle, gateway: Any, closers: list) -> Generation:
+    def _generation(self, number: int, bundle: Bundle, gateway: Any, closers: list) -> tuple[Generation, Any]:
+        """The generation for ``bundle``, and the close of a rate-limit backend it replaced (or None).
+
+        Cooldowns and rate-limit counters outlive a reload while their settings stay the same
+        (limits are keyed by rule content, so an unchanged rule keeps counting)."""
         gw = bundle.extensions.get("gateway") or {}
         policy = RetryPolicy.from_gateway(gw)
-        # Cooldown state outlives reloads while its settings stay the same.
+        keys = KeyStore.from_gateway(gw, self.env)  # may raise: before any shared state changes
         if self.cooldown is None or (self.cooldown.failures, self.cooldown.seconds) != (policy.cooldown_failures, policy.cooldown_s):
             self.cooldown = Cooldown(policy.cooldown_failures, policy.cooldown_s)
-        limiter = RateLimiter.from_bundle(bundle, metrics=self.limiter_metrics)
-        closers = list(closers)
-        if limiter is not None:
-            closers.append(limiter.aclose)
-        return Generation(
-            number,
-            bundle,
-            gateway,
-            KeyStore.from_gateway(gw, self.env),
-            limiter,
-            Resilience(policy, self.cooldown, self.retry_metrics, span=self.span),
-            closers,
-        )
+        replaced = None
+        limiter = None
+        if rules_from_bundle(bundle):
+            cfg = gw.get("ratelimit_backend") or {}
+            config = (str(cfg.get("url") or "memory://"), cfg.get("timeout_ms"))
+            if self._backend is None or config != self._backend_config:
+                replaced = self._backend.aclose if self._backend is not None else None
+                self._backend, self._backend_config = backend_for(cfg), config
+            limiter = RateLimiter.from_bundle(bundle, backend=self._backend, metrics=self.limiter_metrics)
+        generation = Generation(number, bundle, gateway, keys, limiter,
+                                Resilience(policy, self.cooldown, self.retry_metrics, span=self.span), list(closers))
+        return generation, replaced
 
     async def swap_to(self, bundle: Bundle) -> bool:
         """Build the next generation and make it current; on any failure keep the current one."""
@@ -126,13 +131,19 @@ class Live:
             if bundle.digest == old.bundle.digest:
                 self.metrics.reloads.labels("unchanged").inc()
                 return False
+            closers: list = []
             try:
                 gateway, closers = await self.build_gateway(bundle)
-                new = self._generation(old.number + 1, bundle, gateway, closers)
+                new, replaced = self._generation(old.number + 1, bundle, gateway, closers)
             except Exception as exc:  # a bad bundle must never take the gateway down
+                for close in closers:  # what was built for the refused bundle
+                    with contextlib.suppress(Exception):
+                        await close()
                 self.metrics.reloads.labels("rejected").inc()
                 LOG.error("bundle %s rejected, still serving %s: %s: %s", bundle.digest, old.bundle.digest, type(exc).__name__, exc)
                 return False
+            if replaced is not None:
+                old.closers.append(replaced)  # requests of the old generation may still use it
             self.current = new  # the swap: one reference assignment
             self.metrics.reloads.labels("swapped").inc()
             LOG.info("now serving bundle %s (generation %d, was %s)", bundle.digest, new.number, old.bundle.digest)
@@ -156,6 +167,8 @@ class Live:
                 await task
             await old.aclose()  # a no-op when its retirement had already closed it
         await self.current.aclose()
+        if self._backend is not None:
+            await self._backend.aclose()
 
 
 class BundleWatcher:

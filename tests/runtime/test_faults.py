@@ -251,7 +251,8 @@ async def test_stream_cut_midway_and_trickling_stream_end_with_error_event(fault
             r = await client.post("/v1/chat/completions", json={**CHAT, "model": model, "stream": True})
             assert r.status_code == 200 and time.monotonic() - started < TOTAL_MS / 1000 + 1.0
             events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
-            assert events[0]["choices"][0]["delta"].get("content") in ("par", "", None)
+            # The reset may beat the first chunk (a RST drops unread data): chunks, if any, then the error.
+            assert all("choices" in e for e in events[:-1]), events
             assert "error" in events[-1] and events[-1]["error"]["message"]
         started = time.monotonic()
         r = await client.post("/v1/chat/completions", json={**CHAT, "model": "bare/trickle", "stream": True})

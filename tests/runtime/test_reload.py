@@ -265,3 +265,28 @@ def test_serve_reloads_an_edited_config_and_keeps_serving_a_broken_one(tmp_path:
         assert r.status_code == 200
         config.write_text(head + "  speedy:\n    target: openai/gpt-4o\n")  # no signal: the file watcher sees it
         assert wait_for(lambda: models()[0] == "speedy"), gw.logs()
+
+
+async def test_rate_limit_counters_survive_a_reload_with_the_same_rules() -> None:
+    from runtime.ratelimit import RequestInfo
+
+    limits = {"request_limits": [{"requests": 2, "unit": "minute"}]}
+    live = _live(Built(), _bundle("a", limits))
+    info = RequestInfo("gpt-4o", {}, None, 1)
+    assert [(await live.current.limiter.check(info)).allowed for _ in range(2)] == [True, True]
+    first_backend = live.current.limiter.backend
+    await live.swap_to(_bundle("b", limits))  # another bundle, same rule: still 2 used
+    assert live.current.limiter.backend is first_backend
+    assert not (await live.current.limiter.check(info)).allowed
+    await live.swap_to(_bundle("c", {"request_limits": [{"requests": 3, "unit": "minute"}]}))  # a new rule counts afresh
+    assert (await live.current.limiter.check(info)).allowed
+    await live.aclose()
+
+
+async def test_refused_bundle_closes_what_was_built_for_it() -> None:
+    built = Built()
+    live = _live(built, _bundle("a"))
+    bad_keys = {"keys": [{"name": "x", "sha256": "not-hex"}]}
+    assert not await live.swap_to(_bundle("b", bad_keys))
+    assert built.closed == ["b"] and live.current.bundle.source["tag"] == "a"
+    await live.aclose()
