@@ -1,6 +1,12 @@
 """Wire formats, one module per API; pure functions, no starlette, no httpx, no I/O.
 
 OpenAI chat is the pivot: every other format converts to and from it.
+
+- `openai_chat`: the pivot's shapes, ``validate_request``, usage, ``error_event``, ``text_of``.
+- `anthropic_messages`: Anthropic Messages shapes and validation, ``request_to_openai`` /
+  ``request_from_openai``, ``response_to_openai`` / ``response_from_openai``, the stream state
+  objects ``StreamToOpenAI`` / ``StreamFromOpenAI`` and ``error_event`` (its ``_anthropic_*``
+  helper modules are private).
 """
 
 from enum import Enum
