@@ -63,7 +63,9 @@ def read_source(source: str | os.PathLike[str] | bytes, file: str | None = None)
                                       hint="split the config or remove generated content")]
         if path.is_dir():
             return name, None, [_diag("L101", "is a directory, not a file", name)]
-        return name, path.read_bytes(), []
+        with path.open("rb") as f:  # bounded read: devices such as /dev/zero report size 0
+            raw = f.read(MAX_BYTES + 1)
+        return name, raw, []
     except OSError as exc:
         return name, None, [_diag("L101", f"cannot read: {exc.strerror or exc}", name)]
 

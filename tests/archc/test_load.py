@@ -135,3 +135,10 @@ def test_random_structures_never_raise(doc: object) -> None:
 def test_too_many_items_rejected_before_parsing() -> None:
     assert codes("a: [" + "1," * 40_000 + "1]\n") == [("L102", 1, 1)]
     assert codes("".join(f"k{i}: {i}\n" for i in range(40_000))) == [("L102", 1, 1)]
+
+
+def test_devices_are_read_with_a_bound() -> None:
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero on this system")
+    assert [c[0] for c in codes(Path("/dev/zero"))] == ["L102"]
+    assert [c[0] for c in codes(Path("/dev/null"))] == ["L104"]
