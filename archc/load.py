@@ -83,7 +83,8 @@ def load_document(source: str | os.PathLike[str] | bytes, *, file: str | None = 
     if raw is None:
         return Loaded(name, None, "", tuple(diags))
     if len(raw) > MAX_BYTES:
-        return Loaded(name, None, "", (_diag("L102", f"input is {len(raw)} bytes; the limit is {MAX_BYTES} bytes", name),))
+        return Loaded(name, None, "", (_diag("L102", f"input is larger than the limit of {MAX_BYTES} bytes", name,
+                                                      hint="split the config or remove generated content"),))
     text, problem = _decode(raw, name)
     if problem is not None:
         return Loaded(name, None, "", (problem,))
