@@ -320,8 +320,8 @@ def _user_blocks_from_openai(content: Any) -> list[dict[str, Any]]:
 
 def _block_from_openai(part: dict[str, Any]) -> dict[str, Any] | None:
     ptype = part.get("type")
-    if ptype == "text":
-        return {"type": "text", "text": part["text"]}
+    if ptype == "text":  # Anthropic rejects empty text blocks
+        return {"type": "text", "text": part["text"]} if part["text"] else None
     if ptype == "image_url":
         url = part["image_url"]["url"]
         data = _parse_data_url(url)
