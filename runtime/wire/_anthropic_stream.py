@@ -207,8 +207,9 @@ class StreamFromOpenAI:
     Tool calls stream live one after another; a call whose deltas arrive while another call's
     arguments are still incomplete JSON is buffered and sent whole when the stream finishes, so
     interleaved parallel calls give valid, non-overlapping blocks. Text is never delayed (a text
-    delta closes an open tool block; argument deltas for a closed call are not carried). ``finish()`` closes a stream that ended
-    without a finish_reason (stop reason ``tool_use`` if tools were called, else ``end_turn``).
+    delta closes an open tool block; argument deltas for a closed call are not carried).
+    ``finish()`` closes a stream that ended without a finish_reason (stop reason ``tool_use`` if
+    tools were called, else ``end_turn``).
     A chunk carrying ``error`` raises UpstreamStatus.
     """
 
@@ -242,7 +243,8 @@ class StreamFromOpenAI:
     def _feed(self, chunk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         if isinstance(chunk.get("error"), dict):
             error = chunk["error"]
-            status = error.get("code") if isinstance(error.get("code"), int) else 502
+            code = error.get("code")  # OpenAI: a string or null; some servers put the HTTP status here
+            status = code if isinstance(code, int) and 400 <= code <= 599 else 502
             raise UpstreamStatus(status, f"upstream error: {error.get('message') or 'mid-stream error'}")
         out = self._start(chunk)
         if isinstance(chunk.get("usage"), dict):
