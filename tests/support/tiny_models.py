@@ -245,8 +245,12 @@ def fill_routes_for_bundle(routes: Sequence[tuple[str, str]] = TEST_ROUTES, *,
 
 
 def bundle_dict(routes: Sequence[tuple[str, str]] = TEST_ROUTES, *, router_model: str = "katanemo/Arch-Router-1.5B",
-                **routing: object) -> dict:
-    """A minimal bundle dict (for `archc.bundle.seal`) whose router section matches ``routes``."""
+                model_dir_hint: str | None = None, **routing: object) -> dict:
+    """A minimal bundle dict (for `archc.bundle.seal`) whose router section matches ``routes``.
+
+    ``routing`` keywords become the bundle's ``routing`` section; ``model_dir_hint`` is the older
+    name of ``router_model`` (the bundle's ``router.model``)."""
+    router_model = model_dir_hint or router_model
     providers = [{"name": f"openai/{n}-model", "provider": "openai", "model": f"{n}-model", "wire": "openai_chat",
                   "endpoint": "http://127.0.0.1:9/v1/chat/completions", "auth": "none"} for n, _ in routes]
     providers.append({"name": "openai/default-model", "provider": "openai", "model": "default-model",
