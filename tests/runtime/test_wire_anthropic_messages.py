@@ -519,3 +519,25 @@ def test_openai_sdk_raises_on_a_mid_stream_error_event() -> None:
     with httpx.Client(transport=_sdk_transport(body)) as http, openai.OpenAI(api_key="k", base_url="http://gw.test/v1", http_client=http, max_retries=0) as client:
         with pytest.raises(openai.APIError, match="upstream overloaded"):
             list(client.chat.completions.create(model=CLIENT_MODEL, messages=[{"role": "user", "content": "?"}], stream=True))
+
+
+def test_a_tool_round_trip_through_the_gateway_keeps_the_upstream_call_ids() -> None:
+    """Turn 1: an OpenAI upstream streams two tool calls to an Anthropic client. Turn 2: the client
+    sends its tool results back; the OpenAI upstream must see its own call ids and arguments."""
+    raw = (OPENAI / "tool_calls_split.stream.sse").read_bytes()
+    snapshot = None
+    buffers: dict[int, bytes] = {}
+    for _, data in _openai_stream_to_anthropic(raw):
+        snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=buffers)
+    assert snapshot is not None
+    assistant = {"role": "assistant", "content": [b.to_dict() for b in snapshot.content]}
+    results = [{"type": "tool_result", "tool_use_id": b["id"], "content": f"sunny in {b['input']['location']}"} for b in assistant["content"] if b["type"] == "tool_use"]
+    turn2 = am.validate_request({"model": CLIENT_MODEL, "max_tokens": 100, "messages": [
+        {"role": "user", "content": "weather?"}, assistant, {"role": "user", "content": results}]})
+    upstream = oc.validate_request(am.request_to_openai(turn2))
+    upstream_calls = _accumulate_openai(raw)["choices"][0]["message"]["tool_calls"]
+    sent = upstream["messages"][1]
+    assert sent["content"] == "Let me check both cities."
+    assert [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in sent["tool_calls"]] == [
+        (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in upstream_calls]
+    assert [(m["role"], m["tool_call_id"]) for m in upstream["messages"][2:]] == [("tool", c["id"]) for c in upstream_calls]
