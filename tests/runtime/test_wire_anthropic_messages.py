@@ -245,7 +245,7 @@ def test_stream_to_openai_agrees_with_the_non_streamed_translation(case: str) ->
     final = state.current_completion_snapshot.to_dict()
     got, want = final["choices"][0], expected["choices"][0]
     assert got["finish_reason"] == want["finish_reason"]
-    assert got["message"].get("content") == want["message"]["content"]
+    assert (got["message"].get("content") or None) == want["message"]["content"]  # the first chunk says content ""
     assert [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in got["message"].get("tool_calls") or []] == [
         (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in want["message"].get("tool_calls") or []
     ]
@@ -541,3 +541,26 @@ def test_a_tool_round_trip_through_the_gateway_keeps_the_upstream_call_ids() -> 
     assert [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in sent["tool_calls"]] == [
         (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in upstream_calls]
     assert [(m["role"], m["tool_call_id"]) for m in upstream["messages"][2:]] == [("tool", c["id"]) for c in upstream_calls]
+
+
+def test_a_thinking_signature_streamed_to_an_openai_client_comes_back_verbatim() -> None:
+    """Turn 1: an Anthropic upstream streams signed thinking and a tool call to an OpenAI client.
+    Turn 2: the client sends the assistant message back with a tool result; the Anthropic
+    upstream receives the thinking block with the exact signature, then the tool_use."""
+    raw = (ANTHROPIC / "thinking_tool_use.stream.sse").read_bytes()
+    message = _accumulate_openai(_openai_wire(_anthropic_stream_to_openai(raw)))["choices"][0]["message"]
+    signature = "".join(c["choices"][0]["delta"].get("reasoning_signature", "") for c in _anthropic_stream_to_openai(raw) if c["choices"])
+    message["reasoning_signature"] = signature  # a client keeps the vendor fields of the deltas
+    call_id = message["tool_calls"][0]["id"]
+    turn2 = oc.validate_request({"model": CLIENT_MODEL, "messages": [
+        {"role": "user", "content": "run echo archc-ok"}, message, {"role": "tool", "tool_call_id": call_id, "content": "archc-ok"}]})
+    upstream = am.validate_request(am.request_from_openai(turn2))
+    thinking, tool_use = upstream["messages"][1]["content"]
+    assert thinking == {"type": "thinking", "thinking": "The user wants the marker printed. I'll run it with Bash.",
+                        "signature": "EpsCCkYIBxgCKkBq7fz0Xq1Jn0uP2c8Qm5mCq2rVwL9yZx3aT4bU5cV6dW7eX8fY9gZ0hA1iB2jC3kD4lE5mF6nG7oH8pI9qJ0rK"}
+    assert tool_use == {"type": "tool_use", "id": "toolu_01QvMh4y1ZxW2kU7n3Jd8pTt", "name": "Bash", "input": {"command": "echo archc-ok", "description": "Print a marker"}}
+    assert upstream["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": call_id, "content": "archc-ok"}]
+
+
+def _openai_wire(chunks: list[dict[str, Any]]) -> bytes:
+    return b"".join(encode_json(c) for c in chunks) + DONE
