@@ -76,6 +76,15 @@ def _build_trie(tokenizer: Tokenizer, names: Sequence[str]) -> _Node:
     return root
 
 
+def _host_logits(view: Any) -> np.ndarray:
+    """A step's vocabulary logits as a float32 numpy vector (copied off the GPU when needed)."""
+    if view.dtype != ctranslate2.DataType.float32:
+        view = view.to(ctranslate2.DataType.float32)  # float16/bfloat16 logits on CUDA
+    if str(view.device) != "cpu":
+        view = view.to_device(ctranslate2.Device.cpu)
+    return np.asarray(view).reshape(-1)
+
+
 def _usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))  # the CPUs this process may run on (cgroups, taskset)
@@ -235,7 +244,7 @@ class Ct2Backend:
             # forced steps are recorded too), so take the last len(ids) steps.
             steps = r.logits[0] if r.logits else []
             generated = steps[len(steps) - len(w.ids):] if len(steps) >= len(w.ids) else []
-            w.logits = [np.asarray(sv).reshape(-1) for sv in generated[: len(w.path)]]
+            w.logits = [_host_logits(sv) for sv in generated[: len(w.path)]]
             if len(w.logits) < len(w.path):
                 w.path = w.path[: len(w.logits)]
         prefix_cached = static is not None and self._calls > 0
@@ -264,7 +273,7 @@ class Ct2Backend:
                 [prompt + extra], static_prompt=static, max_length=1, include_prompt_in_result=False,
                 return_logits_vocab=True, beam_size=1,
             )[0]
-            logits = np.asarray(result.logits[0][0]).reshape(-1)
+            logits = _host_logits(result.logits[0][0])
         w.ids, w.node, w.off_list = chosen, node, False
         w.unique = node.names[0] if len(node.names) == 1 else None
         w.timed_out = w.unique is None
