@@ -80,7 +80,7 @@ for ct in ("int8_float16", "float16", "int8", "float32"):
     try:
         be = Ct2Backend(model, b.router.prompt, b.router.route_names, Ct2Options(device="cuda", compute_type=ct))
         r = be.decide_batch([[{"role": "user", "content": "please review"}]], [time.monotonic() + 30])[0]
-        print(f"cuda {ct}: OK route={r.route}")
+        print(f"cuda {ct}: OK route={r.route} confidence={r.confidence} tokens={r.generated_tokens}")
         be.close()
     except Exception as exc:
         print(f"cuda {ct}: FAILED {type(exc).__name__}: {exc}")
