@@ -20,6 +20,8 @@ DEFAULT_MAX_TOKENS = 4096
 
 ERROR_PREFIX = "Error: "
 
+OPENAI_MAX_STOPS = 4  # "Up to 4 sequences" (OpenAI chat reference, `stop`); the rest are dropped
+
 
 # --- Anthropic request -> OpenAI request --------------------------------------------------
 
@@ -52,7 +54,7 @@ def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True, syst
         if body.get(key) is not None:
             out[key] = body[key]
     if body.get("stop_sequences"):
-        out["stop"] = list(body["stop_sequences"])
+        out["stop"] = list(body["stop_sequences"])[:OPENAI_MAX_STOPS]
     user_id = (body.get("metadata") or {}).get("user_id")
     if isinstance(user_id, str):
         out["user"] = openai_user(user_id)

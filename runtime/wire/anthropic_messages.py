@@ -21,7 +21,7 @@ Choices where the formats differ (each keeps what the target can carry and drops
   Claude Code's JSON user_id; emails or phone numbers toward Anthropic) become their SHA-256 digest.
 - Streams: see `StreamToOpenAI` and `StreamFromOpenAI`; an upstream ``error`` event or chunk
   raises UpstreamStatus for the caller to render with `error_event` in the client's format.
-- Dropped: ``top_k``, ``cache_control``, ``thinking``/``output_config``/``context_management``
+- Dropped: stop sequences past OpenAI's four, ``top_k``, ``cache_control``, ``thinking``/``output_config``/``context_management``
   (toward OpenAI); ``response_format``, ``reasoning_effort``, ``seed``, penalties, ``logprobs``
   (toward Anthropic). ``n`` > 1 cannot be carried: TranslationError. Temperatures above 1 are
   clamped to Anthropic's maximum of 1.

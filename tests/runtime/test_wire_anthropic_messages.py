@@ -135,6 +135,11 @@ def test_claude_code_request_keeps_what_openai_can_carry() -> None:
     assert out["messages"][2]["reasoning_signature"] == body["messages"][1]["content"][0]["signature"]
 
 
+def test_stop_sequences_beyond_openais_four_are_dropped() -> None:
+    body = {**_load(ANTHROPIC / "stop_sequences.request.json"), "stop_sequences": ["a", "b", "c", "d", "e"]}
+    assert am.request_to_openai(body)["stop"] == ["a", "b", "c", "d"]
+
+
 def test_mid_conversation_system_can_be_folded_into_the_first_message() -> None:
     body = _load(ANTHROPIC / "system_mid_conversation.request.json")
     out = am.request_to_openai(body, system_in_place=False)
