@@ -116,21 +116,21 @@ async def test_middleware_off_passes_everything() -> None:
 # -- the real process, unmodified SDKs ---------------------------------------------------------
 
 @pytest.mark.e2e
-def test_gateway_keys_with_real_sdks_and_access_log(tmp_path) -> None:
+def test_gateway_keys_with_real_sdks_and_access_log(tmp_path, fake_upstream) -> None:
     import anthropic
     import openai
 
     from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
 
     providers = [
-        provider("openai/gpt-4o", "http://127.0.0.1:9/v1/chat/completions", auth="bearer", key_env="ARCHC_AUTH_UNSET", default=True),
+        provider("openai/gpt-4o", fake_upstream.openai_endpoint(), auth="bearer", key_env="ARCHC_AUTH_OPENAI", default=True),
         provider("anthropic/claude-x", "http://127.0.0.1:9/v1/messages", wire="anthropic_messages", auth="x-api-key",
                  key_env="ARCHC_AUTH_UNSET"),
     ]
     gateway = {"keys": [{"name": "team-a", "sha256": _sha(SECRET)}, {"name": "ci", "key_env": "ARCHC_AUTH_CI_KEY"}],
                "request_limits": [{"requests": 1000, "unit": "minute", "gateway_key": "*"}]}
     path = write_bundle(tmp_path, bundle_dict(providers, extensions={"gateway": gateway}))
-    env = {"ARCHC_AUTH_UNSET": "", "ARCHC_AUTH_CI_KEY": OTHER}
+    env = {"ARCHC_AUTH_UNSET": "", "ARCHC_AUTH_CI_KEY": OTHER, "ARCHC_AUTH_OPENAI": "sk-provider-key"}
     with Gateway(path, args=["--echo"], env=env) as gw:
         with openai.OpenAI(base_url=gw.url + "/v1", api_key=SECRET, max_retries=0) as oai:
             answer = oai.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}])
@@ -152,4 +152,8 @@ def test_gateway_keys_with_real_sdks_and_access_log(tmp_path) -> None:
     access = [json.loads(line.split("archc.access: ", 1)[1]) for line in logs.splitlines() if "archc.access: " in line]
     assert {a["gateway_key"] for a in access if a["status"] == 200} >= {"team-a", "ci"}
     assert sorted(a["status"] for a in access if a["status"] == 401) == [401, 401]
-    assert all(s not in logs for s in (SECRET, OTHER, "sk-guess-0000", "sk-guess-1111"))
+    assert all(s not in logs for s in (SECRET, OTHER, "sk-guess-0000", "sk-guess-1111", "sk-provider-key"))
+    # The upstream got the provider's key, never the client's gateway key.
+    (sent,) = fake_upstream.requests
+    assert {k.lower(): v for k, v in sent.headers.items()}["authorization"] == "Bearer sk-provider-key"
+    assert SECRET not in json.dumps(sent.headers)
