@@ -19,12 +19,36 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+def _header(description: str, kind: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": kind}}
+
+
+_RATE_HEADERS = {
+    "x-ratelimit-limit": _header("The binding limit (requests or tokens per window)", "integer"),
+    "x-ratelimit-remaining": _header("What is left of it in the current window", "integer"),
+    "x-ratelimit-reset": _header("Seconds until the window is whole again", "integer"),
+}
+_DECISION_HEADERS = {
+    "x-arch-route": _header("The route the router named, or none"),
+    "x-arch-why": _header("route | alias | literal | bare | default"),
+    "x-arch-target": _header("The provider entry that served the request"),
+    "x-arch-attempts": _header("Every upstream attempt: provider=outcome, in order"),
+    "x-arch-bundle": _header("Digest of the bundle that served the request"),
+    "x-request-id": _header("Request id (the caller's, when it sent a plain one)"),
+}
+
+
 def _error_responses(*statuses: int) -> dict[str, Any]:
     words = {400: "Invalid request", 401: "Missing or invalid gateway key", 404: "Unknown model or path",
              413: "Body too large", 429: "Rate limited (retry-after and x-ratelimit-* headers)",
              500: "Gateway bug (never a traceback)", 502: "Upstream failed", 503: "Provider unavailable",
              504: "Upstream timed out"}
-    return {str(s): {"description": words[s], "content": _json({"$ref": "#/components/schemas/Error"})} for s in statuses}
+    out: dict[str, Any] = {}
+    for s in statuses:
+        out[str(s)] = {"description": words[s], "content": _json({"$ref": "#/components/schemas/Error"})}
+        if s == 429:
+            out[str(s)]["headers"] = {"retry-after": _header("Seconds to wait", "integer"), **_RATE_HEADERS}
+    return out
 
 
 _LLM_ERRORS = (400, 401, 404, 413, 429, 502, 503, 504)
@@ -51,7 +75,7 @@ def spec() -> dict[str, Any]:
                     "type": "object", "required": ["messages"], "additionalProperties": True,
                     "properties": {"model": {"type": "string"}, "messages": {"type": "array", "items": message},
                                    "stream": {"type": "boolean"}, "max_tokens": {"type": "integer"}}})},
-                "responses": {"200": {"description": "A completion or an SSE stream",
+                "responses": {"200": {"description": "A completion or an SSE stream", "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
                                       "content": {**_json(any_object), **sse}}, **_error_responses(*_LLM_ERRORS)},
             }},
             "/v1/messages": {"post": {
@@ -61,7 +85,7 @@ def spec() -> dict[str, Any]:
                     "properties": {"model": {"type": "string"}, "max_tokens": {"type": "integer"},
                                    "messages": {"type": "array", "items": message}, "system": {},
                                    "stream": {"type": "boolean"}}})},
-                "responses": {"200": {"description": "A message or an SSE stream",
+                "responses": {"200": {"description": "A message or an SSE stream", "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
                                       "content": {**_json(any_object), **sse}}, **_error_responses(*_LLM_ERRORS)},
             }},
             "/v1/messages/count_tokens": {"post": {
@@ -105,7 +129,11 @@ def spec() -> dict[str, Any]:
             "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                                       "responses": {"200": {"description": "OpenAPI 3.0", "content": _json(any_object)}}}},
         },
-        "components": {"schemas": {"Error": {
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "A gateway key, when gateway.keys are configured"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The same key, Anthropic style"},
+        }, "schemas": {"Error": {
             "description": "OpenAI shape {error: {...}} on OpenAI paths, Anthropic shape {type: error, error: {...}} on /v1/messages",
             "type": "object", "required": ["error"],
             "properties": {"type": {"type": "string"}, "error": {
