@@ -104,7 +104,12 @@ class Verdict:
 
 
 class BackendUnavailable(Exception):
-    """The shared counter store could not be reached in time."""
+    """The shared counter store could not be reached in time. ``fresh`` is False while the backend
+    stays marked down after a failure (those are counted, not logged again)."""
+
+    def __init__(self, message: str, *, fresh: bool = True) -> None:
+        super().__init__(message)
+        self.fresh = fresh
 
 
 # -- rules -------------------------------------------------------------------------------------
@@ -341,7 +346,7 @@ class RedisBackend:
 
     async def acquire(self, charges: Sequence[tuple[str, int, float, int]]) -> list[Outcome]:
         if self.clock() < self._down_until:
-            raise BackendUnavailable(f"redis at {_safe_url(self.url)} marked down after a recent failure")
+            raise BackendUnavailable(f"redis at {_safe_url(self.url)} marked down after a recent failure", fresh=False)
         keys: list[str] = []
         args: list[Any] = [uuid.uuid4().hex]
         for key, limit, window, cost in charges:
@@ -437,12 +442,13 @@ class RateLimiter:
             outcomes = await self.backend.acquire(charges)
         except BackendUnavailable as exc:
             self._count("backend_errors")
+            level = logging.WARNING if exc.fresh else logging.DEBUG  # one line per outage, not per request
             if self.on_unavailable == "open":
                 self._count("failed_open")
-                LOG.warning("rate-limit backend unavailable, failing open: %s", exc)
+                LOG.log(level, "rate-limit backend unavailable, failing open: %s", exc)
                 return Verdict(True, backend_down=True)
             self._count("failed_closed")
-            LOG.error("rate-limit backend unavailable, failing closed: %s", exc)
+            LOG.log(level, "rate-limit backend unavailable, failing closed: %s", exc)
             return Verdict(False, backend_down=True)
         denied = [(o, r) for o, r in zip(outcomes, applied) if not o.allowed]
         if denied:
