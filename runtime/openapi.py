@@ -56,12 +56,19 @@ _LLM_ERRORS = (400, 401, 404, 413, 429, 502, 503, 504)
 
 def spec() -> dict[str, Any]:
     """A fresh OpenAPI document (a new dict per call: callers may not share mutable state)."""
-    message = {
-        "type": "object",
-        "required": ["role"],
-        "properties": {"role": {"type": "string"}, "content": {}},
-        "additionalProperties": True,
-    }
+    text_part = {"type": "object", "required": ["type", "text"],
+                 "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}}}
+    content = {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": text_part}]}
+
+    def message(roles: list[str]) -> dict[str, Any]:
+        # The common shape; both APIs accept more (tool calls and results, images, thinking).
+        return {"type": "object", "required": ["role", "content"], "additionalProperties": True,
+                "properties": {"role": {"type": "string", "enum": roles}, "content": content}}
+
+    def messages(roles: list[str]) -> dict[str, Any]:
+        return {"type": "array", "minItems": 1, "items": message(roles)}
+
+    openai_roles = ["system", "developer", "user", "assistant"]
     sse = {"text/event-stream": {"schema": {"type": "string"}}}
     any_object = {"type": "object", "additionalProperties": True}
     return {
@@ -73,8 +80,8 @@ def spec() -> dict[str, Any]:
                 "operationId": "chatCompletions", "summary": "OpenAI chat completions (streamed with stream: true)",
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages"], "additionalProperties": True,
-                    "properties": {"model": {"type": "string"}, "messages": {"type": "array", "items": message},
-                                   "stream": {"type": "boolean"}, "max_tokens": {"type": "integer"}}})},
+                    "properties": {"model": {"type": "string"}, "messages": messages(openai_roles),
+                                   "stream": {"type": "boolean"}, "max_tokens": {"type": "integer", "minimum": 1}}})},
                 "responses": {"200": {"description": "A completion or an SSE stream", "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
                                       "content": {**_json(any_object), **sse}}, **_error_responses(*_LLM_ERRORS)},
             }},
@@ -82,8 +89,8 @@ def spec() -> dict[str, Any]:
                 "operationId": "messages", "summary": "Anthropic messages (streamed with stream: true)",
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages", "max_tokens"], "additionalProperties": True,
-                    "properties": {"model": {"type": "string"}, "max_tokens": {"type": "integer"},
-                                   "messages": {"type": "array", "items": message}, "system": {},
+                    "properties": {"model": {"type": "string"}, "max_tokens": {"type": "integer", "minimum": 1},
+                                   "messages": messages(["user", "assistant"]), "system": content,
                                    "stream": {"type": "boolean"}}})},
                 "responses": {"200": {"description": "A message or an SSE stream", "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
                                       "content": {**_json(any_object), **sse}}, **_error_responses(*_LLM_ERRORS)},
@@ -92,7 +99,7 @@ def spec() -> dict[str, Any]:
                 "operationId": "countTokens", "summary": "Estimated input tokens for an Anthropic request",
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages"], "additionalProperties": True,
-                    "properties": {"messages": {"type": "array", "items": message}}})},
+                    "properties": {"messages": messages(["user", "assistant"])}})},
                 "responses": {"200": {"description": "Token estimate", "content": _json({
                     "type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}})},
                     **_error_responses(400, 401, 413, 429)},
@@ -103,7 +110,7 @@ def spec() -> dict[str, Any]:
                                 "schema": {"type": "string", "enum": ["openai", "anthropic"]}}],
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages"], "additionalProperties": True,
-                    "properties": {"model": {"type": "string"}, "messages": {"type": "array", "items": message}}})},
+                    "properties": {"model": {"type": "string"}, "messages": messages(openai_roles)}})},
                 "responses": {"200": {"description": "The decision", "content": _json(any_object)},
                               **_error_responses(400, 401, 404, 413)},
             }},
