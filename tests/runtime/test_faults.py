@@ -298,3 +298,26 @@ def test_router_faults_fall_back_to_the_default_model(fault: str, fault_server: 
         assert r.status_code == 200, r.text
         assert r.headers["x-arch-fallback"] == reason and r.headers["x-arch-target"] == "openai/default-model"
         assert r.json()["choices"][0]["message"]["content"] == "fine"
+
+
+def test_fallback_across_wire_formats_and_cooldown(fake_upstream: Any, tmp_path: Path) -> None:
+    """An OpenAI-format provider fails; its Anthropic-format fallback answers (translated for the
+    client); with ``cooldown.failures: 1`` the next request skips the failed provider altogether."""
+    from tests.support.fake_upstream import anthropic_text, error
+
+    providers = [provider("openai/gpt-4o", fake_upstream.openai_endpoint(), default=True),
+                 provider("anthropic/claude-x", fake_upstream.anthropic_endpoint(), wire="anthropic_messages")]
+    gateway = {"fallbacks": {"openai/gpt-4o": ["anthropic/claude-x"]}, "cooldown": {"failures": 1, "seconds": 60}}
+    path = write_bundle(tmp_path, bundle_dict(providers, extensions={"gateway": gateway}))
+    fake_upstream.script(error(503, "overloaded"), anthropic_text("from claude"), anthropic_text("claude again"))
+    with Gateway(path, args=["--log-level", "warning"]) as gw, httpx.Client(base_url=gw.url, timeout=30) as client:
+        first = client.post("/v1/chat/completions", json={**CHAT, "model": "openai/gpt-4o"})
+        second = client.post("/v1/chat/completions", json={**CHAT, "model": "openai/gpt-4o"})
+        metrics = client.get("/metrics").text
+    assert first.status_code == 200 and first.json()["choices"][0]["message"]["content"] == "from claude"
+    assert first.headers["x-arch-attempts"] == "openai/gpt-4o=503, anthropic/claude-x=ok"
+    assert first.headers["x-arch-target"] == "anthropic/claude-x"
+    assert second.json()["choices"][0]["message"]["content"] == "claude again"
+    assert second.headers["x-arch-attempts"] == "anthropic/claude-x=ok"  # openai/gpt-4o is cooling down
+    assert [r.path for r in fake_upstream.requests] == ["/v1/chat/completions", "/v1/messages", "/v1/messages"]
+    assert 'archc_cooldowns_total{provider="openai/gpt-4o"} 1.0' in metrics
