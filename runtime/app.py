@@ -100,8 +100,11 @@ def create_app(
             new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
             new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log)
             closers = [] if router is not None else [new_router.aclose]
-            return dataclasses.replace(state, bundle=new, settings=reload.effective_settings(settings, new), targets=new_targets,
-                                       router=new_router), closers
+            new_settings = reload.effective_settings(settings, new)
+            # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
+            new_sender = Upstream(client, connect_timeout_s=new_settings.connect_timeout_s, read_timeout_s=new_settings.read_timeout_s)
+            return dataclasses.replace(state, bundle=new, settings=new_settings, targets=new_targets, router=new_router,
+                                       upstream=new_sender), closers
 
         hardening = reload.Hardening(bundle, state, build_gateway=rebuild, env=settings.env, watch=watch, loader=loader)
         log.info("serving bundle %s: %d providers, %d aliases, %d routes; router: %s", bundle.digest, len(bundle.providers),

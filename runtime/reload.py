@@ -86,8 +86,10 @@ class Live:
         env: Mapping[str, str] | None = None,
         grace_s: float = 30.0,
         span: Callable[[str], Any] | None = None,
+        adopt: Callable[[Any], None] | None = None,
     ) -> None:
         self.build_gateway = build_gateway
+        self.adopt = adopt  # called with each generation's gateway state (tracing hooks its upstream)
         self.env = dict(os.environ if env is None else env)
         self.grace_s = grace_s
         self.span = span
@@ -109,6 +111,8 @@ class Live:
         gw = bundle.extensions.get("gateway") or {}
         policy = RetryPolicy.from_gateway(gw)
         keys = KeyStore.from_gateway(gw, self.env)  # may raise: before any shared state changes
+        if self.adopt is not None:
+            self.adopt(gateway)
         if self.cooldown is None or (self.cooldown.failures, self.cooldown.seconds) != (policy.cooldown_failures, policy.cooldown_s):
             self.cooldown = Cooldown(policy.cooldown_failures, policy.cooldown_s)
         replaced = None
@@ -259,10 +263,10 @@ class Hardening:
                  env: Mapping[str, str], watch: str | Path | None = None, loader: Callable[[Path], Bundle] | None = None,
                  interval_s: float = 1.0) -> None:
         self.tracing = Tracing.from_bundle(bundle, env)
-        if self.tracing is not None:
-            self.tracing.install(gateway)
+        tracing = self.tracing
         self.live = Live(bundle, gateway, build_gateway=build_gateway, registry=gateway.metrics.registry, env=env,
-                         span=self.tracing.attempt_span if self.tracing is not None else None)
+                         span=tracing.attempt_span if tracing is not None else None,
+                         adopt=tracing.install if tracing is not None else None)
         self.watcher = None
         if watch is not None:
             self.watcher = BundleWatcher(watch, self.live.swap_to, loader=loader or load, interval_s=interval_s)

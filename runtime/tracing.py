@@ -90,13 +90,14 @@ class Tracing:
         """Propagate trace context on every upstream request of a GatewayState: through its
         ``upstream.transport`` (wrapped) and its ``http_client`` (a request hook), whichever it has."""
         upstream = getattr(gateway, "upstream", None)
-        if upstream is not None and hasattr(upstream, "transport"):
+        if upstream is not None and hasattr(upstream, "transport") and not isinstance(upstream.transport, PropagatingTransport):
             upstream.transport = PropagatingTransport(upstream.transport, self)
         client = getattr(gateway, "http_client", None)
         if client is not None:
             hooks = client.event_hooks
-            hooks["request"] = [*hooks.get("request", []), self.inject_request]
-            client.event_hooks = hooks
+            if self.inject_request not in hooks.get("request", []):  # idempotent: called again on each reload
+                hooks["request"] = [*hooks.get("request", []), self.inject_request]
+                client.event_hooks = hooks
 
     async def aclose(self) -> None:
         # shutdown() flushes and joins the exporter thread: off the event loop.

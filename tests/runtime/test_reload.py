@@ -290,3 +290,34 @@ async def test_refused_bundle_closes_what_was_built_for_it() -> None:
     assert not await live.swap_to(_bundle("b", bad_keys))
     assert built.closed == ["b"] and live.current.bundle.source["tag"] == "a"
     await live.aclose()
+
+
+@pytest.mark.e2e
+def test_reload_sends_to_the_new_endpoint_and_key(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.gateway import Gateway, bundle_dict, provider
+
+    def write(endpoint: str, key_env: str) -> Bundle:
+        bundle = seal(bundle_dict([provider("openai/gpt-4o", endpoint, auth="bearer", key_env=key_env, default=True)]))
+        path.write_bytes(bundle.to_bytes())
+        return bundle
+
+    path = tmp_path / "bundle.json"
+    with FakeUpstream() as first, FakeUpstream() as second:
+        write(first.openai_endpoint(), "ARCHC_RELOAD_KEY_A")
+        env = {"ARCHC_RELOAD_KEY_A": "sk-a", "ARCHC_RELOAD_KEY_B": "sk-b"}
+        with Gateway(path, env=env) as gw, httpx.Client(base_url=gw.url) as client:
+            chat = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+            assert client.post("/v1/chat/completions", json=chat).status_code == 200
+            new = write(second.openai_endpoint(), "ARCHC_RELOAD_KEY_B")
+            os.kill(gw.proc.pid, signal.SIGHUP)
+            for _ in range(100):
+                if client.get("/readyz").json()["bundle"] == new.digest:
+                    break
+                time.sleep(0.05)
+            assert client.post("/v1/chat/completions", json=chat).status_code == 200
+        assert len(first.requests) == 1 and len(second.requests) == 1
+        headers = {k.lower(): v for k, v in second.requests[0].headers.items()}
+        assert headers["authorization"] == "Bearer sk-b"
