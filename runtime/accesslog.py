@@ -28,6 +28,9 @@ _DECISION_HEADERS = ("x-arch-route", "x-arch-why", "x-arch-target", "x-arch-fall
                      "x-arch-bundle", "x-ratelimit-remaining")
 
 
+_WANTED = frozenset({b"x-request-id", b"content-length", b"user-agent"})
+
+
 def redact_text(text: str) -> str:
     return _SECRET_TEXT.sub(REDACTED, text)
 
@@ -53,7 +56,8 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = self.clock()
-        request_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+        # Only the few headers the line uses (ASGI header names are lowercase bytes).
+        request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or () if k in _WANTED}
         request_id = _clean_id(request_headers.get("x-request-id")) or uuid.uuid4().hex
         seen: dict[str, Any] = {"status": None, "bytes": 0, "headers": {}}
 
@@ -61,7 +65,7 @@ class AccessLogMiddleware:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
                 headers = list(message.get("headers") or ())
-                seen["headers"] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+                seen["headers"] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers if k.startswith((b"x-", b"X-"))}
                 if "x-request-id" not in seen["headers"]:
                     message = {**message, "headers": headers + [(b"x-request-id", request_id.encode())]}
             elif message["type"] == "http.response.body":
