@@ -164,6 +164,7 @@ async def test_watcher_polls_and_answers_sighup(tmp_path: Path) -> None:
         watcher.interval_s = 60  # from now on only SIGHUP wakes it
         await asyncio.sleep(0.1)
         changed.clear()
+        assert watcher._signal_installed  # else SIGHUP's default action would end this test process
         os.kill(os.getpid(), signal.SIGHUP)  # same file: forced reload of the same content
         await asyncio.wait_for(changed.wait(), 5)
         assert got == ["b", "b"]
