@@ -1,7 +1,7 @@
 """Rate limits: exact sliding-window counters (memory or Redis) and a pure ASGI middleware.
 
 Stage: runtime, after gateway keys, before the endpoints. Imports archc.bundle, runtime.auth,
-runtime.errors, redis.asyncio and the standard library; no starlette.
+runtime.errors, redis.asyncio, prometheus_client and the standard library; no starlette.
 
 A rule admits a request when the cost already spent in the last ``window_s`` seconds plus this
 request's cost stays within ``limit``: "L per minute" means at most L in any 60-second span,
@@ -350,7 +350,8 @@ class RedisBackend:
         keys: list[str] = []
         args: list[Any] = [uuid.uuid4().hex]
         for key, limit, window, cost in charges:
-            keys += ["{" + key + "}:log", "{" + key + "}:sum"]
+            # One hash tag for every bucket: a multi-bucket script stays in one slot on Redis Cluster.
+            keys += ["{archc-rl}" + key + ":log", "{archc-rl}" + key + ":sum"]
             args += [limit, int(window * 1000), cost]
         try:
             raw = await asyncio.wait_for(self._script(keys=keys, args=args), timeout=self._timeout_s * 2)
