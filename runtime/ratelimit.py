@@ -363,6 +363,9 @@ class RedisBackend:
             for (a, rem, reset, retry), (_k, limit, _w, _c) in zip(raw, charges)
         ]
 
+    def describe(self) -> str:
+        return f"redis at {_safe_url(self.url)} (shared by every gateway process using it)"
+
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._client.connection_pool.disconnect()

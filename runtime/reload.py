@@ -123,6 +123,7 @@ class Live:
             if self._backend is None or config != self._backend_config:
                 replaced = self._backend.aclose if self._backend is not None else None
                 self._backend, self._backend_config = backend_for(cfg), config
+                LOG.info("rate-limit counters: %s", getattr(self._backend, "describe", lambda: "in this process")())
             limiter = RateLimiter.from_bundle(bundle, backend=self._backend, metrics=self.limiter_metrics)
         generation = Generation(number, bundle, gateway, keys, limiter,
                                 Resilience(policy, self.cooldown, self.retry_metrics, span=self.span), list(closers))
