@@ -322,3 +322,13 @@ def test_reload_sends_to_the_new_endpoint_and_key(tmp_path: Path) -> None:
         assert len(first.requests) == 1 and len(second.requests) == 1
         headers = {k.lower(): v for k, v in second.requests[0].headers.items()}
         assert headers["authorization"] == "Bearer sk-b"
+
+
+def test_effective_settings_apply_the_gateway_section() -> None:
+    from runtime.reload import effective_settings
+    from runtime.settings import Settings
+
+    base = Settings(env={})
+    assert effective_settings(base, _bundle("a")) is base
+    eff = effective_settings(base, _bundle("a", {"timeouts": {"connect_ms": 1500}, "max_body_bytes": 4096}))
+    assert (eff.connect_timeout_s, eff.max_body_bytes, eff.read_timeout_s) == (1.5, 4096, base.read_timeout_s)
