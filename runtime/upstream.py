@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator, Mapping
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -64,6 +65,9 @@ class Upstream:
         try:
             response = await self.transport.handle_async_request(self._request(target, body, extra_headers))
         except httpx.TimeoutException as exc:
+            if _refused_or_reset(exc):
+                detail = target.scrub(str(exc)) or "connection failed"
+                raise UpstreamError(f"upstream {target.name!r} could not be reached: {detail}") from exc
             raise UpstreamTimeout(f"upstream {target.name!r} did not answer in time ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             detail = target.scrub(str(exc)) or "no detail"
@@ -102,6 +106,13 @@ class Upstream:
     async def open_stream(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> "UpstreamStream":
         """POST ``body`` for a streamed answer; error statuses raise before any byte reaches the client."""
         return UpstreamStream(target, await self._send(target, body, extra_headers))
+
+
+def _refused_or_reset(exc: httpx.TimeoutException) -> bool:
+    """httpx-aiohttp maps every aiohttp connection error (refused, reset, disconnected) to
+    ConnectTimeout; only a real timeout should answer 504."""
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError)
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

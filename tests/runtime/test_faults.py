@@ -219,10 +219,10 @@ async def test_each_fault_falls_back_or_fails_cleanly_within_deadline(fault_gate
 
     results = await asyncio.gather(*(ask(f"{kind}/{fault}") for fault in FAULTS for kind in ("bare", "fb")))
     by_model = dict(zip((f"{kind}/{fault}" for fault in FAULTS for kind in ("bare", "fb")), results))
-    # httpx-aiohttp reports refused and reset connections as ConnectTimeout, which the upstream
-    # layer maps to 504; either gateway status is a well-formed answer for those two.
-    expected_status = {"500": {500}, "429": {429}, "reset": {502, 504}, "hang": {504}, "badjson": {502}, "trickle": {504},
-                       "refused": {502, 504}}
+    # Refused and reset connections are 502 (not the 504 of a timeout, though httpx-aiohttp reports
+    # them as ConnectTimeout: runtime/upstream.py tells them apart).
+    expected_status = {"500": {500}, "429": {429}, "reset": {502}, "hang": {504}, "badjson": {502}, "trickle": {504},
+                       "refused": {502}}
     for fault in FAULTS:
         bare, bare_s = by_model[f"bare/{fault}"]
         _assert_openai_error(bare, expected_status[fault])
@@ -235,6 +235,7 @@ async def test_each_fault_falls_back_or_fails_cleanly_within_deadline(fault_gate
         assert fb.headers["x-arch-attempts"].endswith("good/ok=ok") and fb.headers["x-arch-target"] == "good/ok"
         assert fb_s < TOTAL_MS / 1000 + 1.0, (fault, fb_s)
     assert by_model["bare/hang"][0].headers["x-arch-attempts"] == "bare/hang=timeout, bare/hang=timeout"
+    assert by_model["bare/refused"][0].headers["x-arch-attempts"] == "bare/refused=error, bare/refused=error"
     async with httpx.AsyncClient(base_url=fault_gateway.url, timeout=30, headers=CLOSE) as client:
         metrics = (await client.get("/metrics")).text
     assert 'archc_upstream_attempts_total{outcome="timeout",provider="bare/hang"} 2.0' in metrics
