@@ -144,7 +144,7 @@ def wrk(url: str, body: dict[str, Any], concurrency: int, duration: float, heade
     script = folder / "post.lua"
     lua_headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
     script.write_text(_LUA.format(body=json.dumps(json.dumps(body)), headers=lua_headers))
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--latency", "-s", str(script), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     return _parse_wrk(out)
 
