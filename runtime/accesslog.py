@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode
 
@@ -58,7 +58,7 @@ class AccessLogMiddleware:
         started = self.clock()
         # Only the few headers the line uses (ASGI header names are lowercase bytes).
         request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or () if k in _WANTED}
-        request_id = _clean_id(request_headers.get("x-request-id")) or uuid.uuid4().hex
+        request_id = _clean_id(request_headers.get("x-request-id")) or os.urandom(16).hex()  # uuid4().hex's shape, cheaper
         seen: dict[str, Any] = {"status": None, "bytes": 0, "headers": {}}
 
         async def send_wrapper(message: Message) -> None:

@@ -41,14 +41,22 @@ class Metrics:
         children[1].observe(seconds)
 
     def decision(self, route: str | None, fallback: str | None, cache_hit: bool, router_ms: float) -> None:
-        self.router_decisions.labels(route or "none", fallback or "", "hit" if cache_hit else "miss").inc()
+        key = ("decision", route or "none", fallback or "", "hit" if cache_hit else "miss")
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = (self.router_decisions.labels(*key[1:]), None)
+        child[0].inc()
         self.router_latency.observe(router_ms / 1000.0)
 
     def usage(self, provider: str, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+        key = ("tokens", provider)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.tokens.labels(provider, "in"), self.tokens.labels(provider, "out"))
         if prompt_tokens:
-            self.tokens.labels(provider, "in").inc(prompt_tokens)
+            children[0].inc(prompt_tokens)
         if completion_tokens:
-            self.tokens.labels(provider, "out").inc(completion_tokens)
+            children[1].inc(completion_tokens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

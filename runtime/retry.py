@@ -159,6 +159,13 @@ class RetryMetrics:
         self.attempts = Counter("archc_upstream_attempts", "Upstream attempts by outcome", ["provider", "outcome"], registry=registry)
         self.fallbacks = Counter("archc_fallbacks", "Answers served by a fallback provider", ["primary", "served_by"], registry=registry)
         self.cooldowns = Counter("archc_cooldowns", "Providers put into cooldown", ["provider"], registry=registry)
+        self._attempt_children: dict[tuple[str, str], Any] = {}  # labels() takes a lock and builds keys: once per pair
+
+    def attempt(self, provider: str, outcome: str) -> None:
+        child = self._attempt_children.get((provider, outcome))
+        if child is None:
+            child = self._attempt_children[(provider, outcome)] = self.attempts.labels(provider, outcome)
+        child.inc()
 
 
 @dataclass
@@ -233,7 +240,7 @@ class Resilience(Generic[T]):
 
     def _count(self, name: str, outcome: str) -> None:
         if self.metrics:
-            self.metrics.attempts.labels(name, outcome).inc()
+            self.metrics.attempt(name, outcome)
 
 
 async def bounded_stream(chunks: AsyncIterator[bytes], deadline: float, on_timeout: Callable[[], bytes],
