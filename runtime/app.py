@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Callable
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from archc.bundle import Bundle
 from runtime import endpoints, openapi, reload
 from runtime.errors import GatewayError, render
+from runtime.fastpath import HotPathMiddleware
 from runtime.metrics import Metrics
 from runtime.providers import build_targets
 from runtime.router.service import NullRouter, RouterService, build_router
@@ -119,7 +121,7 @@ def create_app(
                 await active_router.aclose()
 
     return Starlette(routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                     middleware=reload.middleware())
+                     middleware=[*reload.middleware(), Middleware(HotPathMiddleware)])
 
 
 def _describe_router(router: RouterService) -> str:

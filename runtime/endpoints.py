@@ -20,6 +20,7 @@ from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, Provid
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.providers import Target
 from runtime.resolve import Choice, choose, wants_router
+from runtime.responses import SSEResponse
 from runtime.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat
@@ -249,7 +250,7 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
             await source.aclose()
             state.metrics.request_done(endpoint, choice.route or "none", choice.provider.name, status, time.perf_counter() - started)
 
-    return StreamingResponse(body(), media_type=SSE, headers={**headers, "cache-control": "no-cache"})
+    return SSEResponse(body(), media_type=SSE, headers={**headers, "cache-control": "no-cache"})
 
 
 # -- small endpoints -------------------------------------------------------------------------------

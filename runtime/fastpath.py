@@ -1,0 +1,39 @@
+"""The two hot endpoints dispatched straight from ASGI, before Starlette's exception layer and router.
+
+Stage: app (innermost middleware, installed by runtime/app.py). Imports starlette's Request and
+runtime.endpoints. Every other path, and any other method, goes through the normal Starlette stack.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from runtime import endpoints
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+# The handlers catch every exception themselves (answering in the client's format), so Starlette's
+# ExceptionMiddleware has nothing to do for them; its router would only find the same function.
+HOT: Mapping[str, Handler] = {
+    "/v1/chat/completions": endpoints.chat_completions,
+    "/v1/messages": endpoints.messages,
+}
+
+
+class HotPathMiddleware:
+    """``POST /v1/chat/completions`` and ``POST /v1/messages`` go to their handlers directly."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = HOT.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        response = await handler(Request(scope, receive, send))
+        await response(scope, receive, send)
