@@ -59,14 +59,14 @@ class AccessLogMiddleware:
         # Only the few headers the line uses (ASGI header names are lowercase bytes).
         request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or () if k in _WANTED}
         request_id = _clean_id(request_headers.get("x-request-id")) or os.urandom(16).hex()  # uuid4().hex's shape, cheaper
-        seen: dict[str, Any] = {"status": None, "bytes": 0, "headers": {}}
+        seen: dict[str, Any] = {"status": None, "bytes": 0, "headers": ()}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
                 headers = list(message.get("headers") or ())
-                seen["headers"] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers if k.startswith((b"x-", b"X-"))}
-                if "x-request-id" not in seen["headers"]:
+                seen["headers"] = headers  # decoded only when a line is written (the log may be off)
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     message = {**message, "headers": headers + [(b"x-request-id", request_id.encode())]}
             elif message["type"] == "http.response.body":
                 seen["bytes"] += len(message.get("body", b""))
@@ -84,6 +84,7 @@ class AccessLogMiddleware:
     def _emit(self, scope: Scope, headers: dict[str, str], request_id: str, seen: dict[str, Any], seconds: float, error: str | None) -> None:
         if not self.log.isEnabledFor(logging.INFO):
             return
+        response_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in seen["headers"] if k.startswith((b"x-", b"X-"))}
         client = scope.get("client")
         line: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
@@ -100,8 +101,8 @@ class AccessLogMiddleware:
             "gateway_key": (scope.get("state") or {}).get(STATE_KEY_NAME),
         }
         for name in _DECISION_HEADERS:
-            if name in seen["headers"]:
-                line[name.removeprefix("x-arch-").replace("-", "_")] = redact_text(seen["headers"][name])
+            if name in response_headers:
+                line[name.removeprefix("x-arch-").replace("-", "_")] = redact_text(response_headers[name])
         if error:
             line["error"] = error
         self.log.info(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
