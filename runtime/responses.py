@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -23,7 +24,10 @@ class SSEResponse(StreamingResponse):
         state = {"streaming": True, "left": False}
 
         async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:  # a receive that fails means the client is gone as well
                 pass
             if state["streaming"]:
                 state["left"] = True
@@ -35,6 +39,8 @@ class SSEResponse(StreamingResponse):
         except asyncio.CancelledError:
             if not state["left"] or task.uncancel() > 0:  # someone else cancelled us too: let it through
                 raise
+        except OSError as exc:  # ASGI 2.4 servers raise on send after a disconnect (as StreamingResponse maps it)
+            raise ClientDisconnect() from exc
         finally:
             state["streaming"] = False
             watcher.cancel()
