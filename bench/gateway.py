@@ -196,7 +196,7 @@ def run_target(name: str, url: str, headers: dict[str, str], args: argparse.Name
             result = wrk(url, body, c, args.duration, headers, folder)
             row = {"target": name, "stream": stream, "concurrency": c, **result}
             rows.append(row)
-            print(f"  {name:<14} {'stream' if stream else 'json':<6} c={c:<3} {result['rps']:>9.0f} req/s  "
+            print(f"  {name:<20} {'stream' if stream else 'json':<6} c={c:<3} {result['rps']:>9.0f} req/s  "
                   f"p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  errors {result['errors']}", flush=True)
     return rows
 
@@ -243,7 +243,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell (after a 1 s warm-up)")
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--litellm", help="path to LiteLLM's `litellm` command (its own venv)")
-    parser.add_argument("--httpx", action="store_true", help="also run archc with plain httpx's transport")
+    parser.add_argument("--httpx", action="store_true",
+                        help="also run archc through the httpx API over httpx-aiohttp, and over plain httpx's transport")
     parser.add_argument("--out", help="write the rows as JSON here")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -266,7 +267,8 @@ def main() -> int:
             print("direct to the fake upstream", flush=True)
             rows += run_target("direct", upstream + "/v1/chat/completions", {}, args, folder, concurrencies)
 
-            variants = [("archc", {})] + ([("archc-httpx", {"ARCHC_UPSTREAM_TRANSPORT": "httpx"})] if args.httpx else [])
+            variants = [("archc", {})] + ([("archc-httpx-aiohttp", {"ARCHC_UPSTREAM_TRANSPORT": "httpx-aiohttp"}),
+                                           ("archc-httpx", {"ARCHC_UPSTREAM_TRANSPORT": "httpx"})] if args.httpx else [])
             for name, env in variants:
                 port = free_port()
                 gw = start([sys.executable, "-m", "archc", "serve", str(_bundle(folder, upstream)), "--port", str(port),

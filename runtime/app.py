@@ -94,7 +94,8 @@ def create_app(
         active_router = router if router is not None else _build_router(bundle, settings, log)
         client = http_client if http_client is not None else build_client(reload.effective_settings(settings, bundle))
         effective = reload.effective_settings(settings, bundle)
-        sender = Upstream(client, connect_timeout_s=effective.connect_timeout_s, read_timeout_s=effective.read_timeout_s)
+        sender = Upstream(client, connect_timeout_s=effective.connect_timeout_s, read_timeout_s=effective.read_timeout_s,
+                          native=effective.upstream_transport == "aiohttp")
         state = GatewayState(bundle, effective, targets, active_router, client, sender, Metrics(), log)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
@@ -104,7 +105,8 @@ def create_app(
             closers = [] if router is not None else [new_router.aclose]
             new_settings = reload.effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
-            new_sender = Upstream(client, connect_timeout_s=new_settings.connect_timeout_s, read_timeout_s=new_settings.read_timeout_s)
+            new_sender = Upstream(client, connect_timeout_s=new_settings.connect_timeout_s, read_timeout_s=new_settings.read_timeout_s,
+                                  native=new_settings.upstream_transport == "aiohttp")
             return dataclasses.replace(state, bundle=new, settings=new_settings, targets=new_targets, router=new_router,
                                        upstream=new_sender), closers
 

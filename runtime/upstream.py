@@ -51,13 +51,15 @@ class Upstream:
     URLs and headers are prepared once per provider. The client still owns (and closes) the transport.
     """
 
-    def __init__(self, client: httpx.AsyncClient, *, connect_timeout_s: float = 10.0, read_timeout_s: float = 600.0) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, connect_timeout_s: float = 10.0, read_timeout_s: float = 600.0,
+                 native: bool = True) -> None:
         # httpx keeps the transport of a client built with ``transport=`` here (stable since 0.18).
         self.transport: httpx.AsyncBaseTransport = client._transport
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s).as_dict()
         self._prepared: dict[str, tuple[httpx.URL, httpx.Headers]] = {}
         # The aiohttp fast path, while ``transport`` is still the plain AiohttpTransport.
-        self._native = self.transport if type(self.transport) is AiohttpTransport else None
+        # ``native=False`` (ARCHC_UPSTREAM_TRANSPORT=httpx-aiohttp) keeps the httpx API over it, for comparison.
+        self._native = self.transport if native and type(self.transport) is AiohttpTransport else None
         self._native_timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout_s, sock_read=read_timeout_s, connect=read_timeout_s)
         self._native_prepared: dict[str, tuple[str, dict[str, str]]] = {}
 

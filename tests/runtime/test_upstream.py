@@ -133,3 +133,24 @@ def test_plain_httpx_transport_is_selectable_for_comparison():
     asyncio.run(client.aclose())
     with pytest.raises(ValueError, match="ARCHC_UPSTREAM_TRANSPORT"):
         Settings.from_env({"ARCHC_UPSTREAM_TRANSPORT": "curl"})
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_aiohttp_transport_native_and_through_httpx_api_give_the_same_answer(native):
+    with FakeUpstream() as up:
+        up.script(openai_text("same either way"))
+        b = seal(bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True)]))
+        target = build_targets(b, {})["openai/gpt-4o"]
+
+        async def main():
+            client = upstream.build_client(Settings(upstream_transport="aiohttp" if native else "httpx-aiohttp"))
+            try:
+                sender = upstream.Upstream(client, native=native)
+                out = await sender.post_json(target, b'{"model":"gpt-4o","messages":[]}')
+                return out, sender._session() is not None
+            finally:
+                await client.aclose()
+
+        out, used_native = asyncio.run(main())
+    assert out["choices"][0]["message"]["content"] == "same either way"
+    assert used_native is native
