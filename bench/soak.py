@@ -142,7 +142,9 @@ def main() -> int:
             wait_http(url + "/healthz", 60)
             result = asyncio.run(load(url, gateway.pid, args.requests, args.concurrency, args.sample_every, args.time_limit))
             log.close()
-            access_lines = sum(1 for line in (folder / "gateway.log").read_text(errors="replace").splitlines() if "archc.access" in line)
+            log_lines = (folder / "gateway.log").read_text(errors="replace").splitlines()
+            access_lines = sum(1 for line in log_lines if "archc.access" in line)
+            other_lines = [line for line in log_lines if "archc.access" not in line]
         finally:
             for p in reversed(procs):
                 p.send_signal(signal.SIGTERM)
@@ -162,6 +164,7 @@ def main() -> int:
     base = next((mb for n, mb in curve if n >= args.from_request), None)
     growth = (curve[-1][1] - base) / base * 100 if base else float("nan")
     print(f"RSS growth from request {args.from_request} to {curve[-1][0]}: {growth:+.1f}% (limit +10%)")
+    print(f"other gateway log lines: {len(other_lines)}" + (f" (first: {other_lines[0][:160]})" if other_lines else ""))
     for e in result["errors"][:10]:
         print("error:", e)
     ok = not result["errors"] and result["done"] >= args.requests and growth < 10.0
