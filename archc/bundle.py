@@ -40,6 +40,23 @@ AUTH_NONE = "none"
 AUTH_STYLES = frozenset({AUTH_BEARER, AUTH_X_API_KEY, AUTH_API_KEY, AUTH_NONE})
 
 
+# The Arch-Router prompt template, byte-exact (856 bytes; the model was trained on it, quirks included).
+# The compiler fills `{routes}` at build time (Router.prompt); the runtime fills `{conversation}`.
+ARCH_ROUTER_TEMPLATE = (
+    "\nYou are a helpful assistant designed to find the best suited route.\n"
+    "You are provided with route description within <routes></routes> XML tags:\n"
+    "<routes>\n{routes}\n</routes>\n\n<conversation>\n{conversation}\n</conversation>\n\n"
+    "Your task is to decide which route is best suit with user intent on the conversation in "
+    "<conversation></conversation> XML tags.  Follow the instruction:\n"
+    '1. If the latest intent from user is irrelevant or user intent is full filled, response with other route {"route": "other"}.\n'
+    "2. You must analyze the route descriptions and find the best match route for user latest intent.\n"
+    "3. You only response the name of the route that best matches the user's request, use the exact name in the <routes></routes>.\n\n"
+    "Based on your analysis, provide your response in the following JSON formats if you decide to match any route:\n"
+    '{"route": "route_name"}\n'
+)
+ARCH_ROUTER_TEMPLATE_SHA256 = "8004153a5e58066139d261d56392543ef29c63487ad4872aaba4d29929890dde"
+
+
 class BundleError(ValueError):
     """A bundle file that is not valid JSON or not of this format (message names the path)."""
 

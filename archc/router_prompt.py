@@ -13,24 +13,12 @@ from typing import Iterable
 
 import jinja2
 
+from archc.bundle import ARCH_ROUTER_TEMPLATE, ARCH_ROUTER_TEMPLATE_SHA256
+
 ROUTER_MODEL = "katanemo/Arch-Router-1.5B"
 ARCHGW_ROUTER_NAMES = frozenset({"Arch-Router", "arch-router", "Arch-Router-1.5B", "katanemo/Arch-Router-1.5B"})
 
-ARCH_ROUTER_TEMPLATE = (
-    "\nYou are a helpful assistant designed to find the best suited route.\n"
-    "You are provided with route description within <routes></routes> XML tags:\n"
-    "<routes>\n{routes}\n</routes>\n\n<conversation>\n{conversation}\n</conversation>\n\n"
-    "Your task is to decide which route is best suit with user intent on the conversation in "
-    "<conversation></conversation> XML tags.  Follow the instruction:\n"
-    "1. If the latest intent from user is irrelevant or user intent is full filled, response with other route "
-    "{\"route\": \"other\"}.\n"
-    "2. You must analyze the route descriptions and find the best match route for user latest intent.\n"
-    "3. You only response the name of the route that best matches the user's request, use the exact name in "
-    "the <routes></routes>.\n\n"
-    "Based on your analysis, provide your response in the following JSON formats if you decide to match any route:\n"
-    "{\"route\": \"route_name\"}\n"
-)
-TEMPLATE_SHA256 = "8004153a5e58066139d261d56392543ef29c63487ad4872aaba4d29929890dde"
+TEMPLATE_SHA256 = ARCH_ROUTER_TEMPLATE_SHA256
 CONVERSATION_PLACEHOLDER = "{conversation}"
 
 

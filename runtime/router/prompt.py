@@ -14,21 +14,11 @@ import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+# The Arch-Router template (856 bytes) lives with the bundle format; `{routes}` is filled at build time.
+from archc.bundle import ARCH_ROUTER_TEMPLATE
+
 PROMPT_VERSION = 1
 
-# The Arch-Router template (856 bytes); `{routes}` is filled at build time, `{conversation}` here.
-ARCH_ROUTER_TEMPLATE = (
-    "\nYou are a helpful assistant designed to find the best suited route.\n"
-    "You are provided with route description within <routes></routes> XML tags:\n"
-    "<routes>\n{routes}\n</routes>\n\n<conversation>\n{conversation}\n</conversation>\n\n"
-    "Your task is to decide which route is best suit with user intent on the conversation in "
-    "<conversation></conversation> XML tags.  Follow the instruction:\n"
-    '1. If the latest intent from user is irrelevant or user intent is full filled, response with other route {"route": "other"}.\n'
-    "2. You must analyze the route descriptions and find the best match route for user latest intent.\n"
-    "3. You only response the name of the route that best matches the user's request, use the exact name in the <routes></routes>.\n\n"
-    "Based on your analysis, provide your response in the following JSON formats if you decide to match any route:\n"
-    '{"route": "route_name"}\n'
-)
 CONVERSATION_SLOT = "{conversation}"
 ROUTES_SLOT = "{routes}"
 OTHER = "other"
