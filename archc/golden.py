@@ -20,6 +20,7 @@ from archc.diagnostics import Diagnostic, Severity, Span, format_text
 from archc.junit import JUnitCase, JUnitSuite
 from archc.load import json_path as _json_path
 from archc.load import load_document, position as _position, to_plain as _plain
+from archc.validate import SCHEMA_DIR
 from runtime import adapt
 from runtime.errors import GatewayError
 from runtime.resolve import choose, wants_router
@@ -27,7 +28,7 @@ from runtime.router.models import default_model_dir
 from runtime.router.service import NullRouter, RouterService, build_router
 from runtime.wire import WireFormat
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "golden.schema.json"
+SCHEMA_PATH = SCHEMA_DIR / "golden.schema.json"
 GOLDEN_SUFFIXES = (".yaml", ".yml")
 EXPECT_KEYS = ("route", "fallback", "model")
 OPENAI_CHAT = "openai_chat"

@@ -21,7 +21,13 @@ from archc import gateway as _gateway
 from archc.diagnostics import Diagnostic, Severity
 from archc.load import json_path, span
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+def _schema_dir() -> Path:
+    """``schemas/`` beside the package in a checkout; ``archc/_schemas`` inside an installed wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "schemas"
+    return checkout if (checkout / "config.schema.json").is_file() else Path(__file__).resolve().parent / "_schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 KNOWN_VERSIONS = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
 # Sections archgw accepts that this gateway does not serve: accepted, one warning each (V207).
 UNSERVED_KEYS = ("prompt_targets", "endpoints", "prompt_guards", "agents", "filters", "system_prompt", "state_storage")
