@@ -95,7 +95,7 @@ def create_app(
         client = http_client if http_client is not None else build_client(reload.effective_settings(settings, bundle))
         effective = reload.effective_settings(settings, bundle)
         sender = Upstream(client, connect_timeout_s=effective.connect_timeout_s, read_timeout_s=effective.read_timeout_s,
-                          native=effective.upstream_transport == "aiohttp")
+                          native=effective.upstream_transport == "h1")
         state = GatewayState(bundle, effective, targets, active_router, client, sender, Metrics(), log)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
@@ -106,7 +106,7 @@ def create_app(
             new_settings = reload.effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
             new_sender = Upstream(client, connect_timeout_s=new_settings.connect_timeout_s, read_timeout_s=new_settings.read_timeout_s,
-                                  native=new_settings.upstream_transport == "aiohttp")
+                                  native=new_settings.upstream_transport == "h1")
             return dataclasses.replace(state, bundle=new, settings=new_settings, targets=new_targets, router=new_router,
                                        upstream=new_sender), closers
 

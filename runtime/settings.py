@@ -24,9 +24,9 @@ class Settings:
     provider whose key variable is unset with the built-in echo upstream (``--echo`` /
     ``ARCHC_ECHO=1``). ``max_body_bytes``: request body limit (``ARCHC_MAX_BODY_BYTES``).
     Upstream timeouts are in seconds (``ARCHC_CONNECT_TIMEOUT_S``, ``ARCHC_READ_TIMEOUT_S``).
-    ``upstream_transport``: ``aiohttp`` (default: the httpx-aiohttp transport's session, driven
-    directly), ``httpx-aiohttp`` (the same transport through the httpx API) or ``httpx`` (httpx's
-    own pool); the last two for comparison (``ARCHC_UPSTREAM_TRANSPORT``). ``event_loop``: ``uvloop`` (default) or ``asyncio``
+    ``upstream_transport``: ``h1`` (default: runtime/http1.py's lean HTTP/1.1 pool, driven
+    directly), ``httpx-aiohttp`` (aiohttp through the httpx API) or ``httpx`` (httpx's own pool);
+    the last two for comparison (``ARCHC_UPSTREAM_TRANSPORT``). ``event_loop``: ``uvloop`` (default) or ``asyncio``
     (``ARCHC_EVENT_LOOP``).
     ``env`` is the environment that provider keys are read from (a snapshot, taken once).
     """
@@ -40,7 +40,7 @@ class Settings:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0
     max_connections: int = 1000
-    upstream_transport: str = "aiohttp"
+    upstream_transport: str = "h1"
     event_loop: str = "uvloop"
     log_level: str = "info"
     env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
@@ -77,8 +77,8 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.max_body_bytes <= 0:
             raise ValueError("max body size must be a positive number of bytes")
-        if settings.upstream_transport not in ("aiohttp", "httpx-aiohttp", "httpx"):
-            raise ValueError("ARCHC_UPSTREAM_TRANSPORT must be aiohttp (default), httpx-aiohttp or httpx")
+        if settings.upstream_transport not in ("h1", "httpx-aiohttp", "httpx"):
+            raise ValueError("ARCHC_UPSTREAM_TRANSPORT must be h1 (default), httpx-aiohttp or httpx")
         if settings.event_loop not in ("uvloop", "asyncio"):
             raise ValueError("ARCHC_EVENT_LOOP must be uvloop (default) or asyncio")
         if settings.workers < 1:

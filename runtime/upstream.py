@@ -1,11 +1,12 @@
 """The only HTTP-client user: POST to a provider, map transport failures to the UpstreamError tree.
 
-Stage: upstream. Imports httpx (its API) over the httpx-aiohttp transport (plain httpx's pool
-collapses under concurrency, encode/httpx#3215), plus runtime.errors and runtime.providers.
+Stage: upstream. Imports httpx (its API), runtime.http1 (our lean HTTP/1.1 client), httpx-aiohttp
+(a comparison transport), plus runtime.errors and runtime.providers.
 Streams are yielded as the bytes arrive; closing the iterator closes the upstream connection.
-Over the default aiohttp transport, requests go straight to its aiohttp session (the httpx
-Request/Response layer cost more per request than the rest of the gateway); any other transport
-(httpx's own, MockTransport in tests, tracing's wrapper) is driven through the httpx API.
+By default requests go straight to runtime/http1.py's pool (the httpx Request/Response layer, and
+aiohttp's client, each cost more per request than the rest of the gateway: bench/gateway.py);
+any other transport (httpx's own, httpx-aiohttp, MockTransport in tests, tracing's wrapper) is
+driven through the httpx API.
 """
 
 from __future__ import annotations
@@ -17,33 +18,95 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from runtime import http1
 from runtime.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
 from runtime.providers import Target
 from runtime.settings import Settings
 
 _ERROR_BODY_LIMIT = 64 * 1024
+_KEEPALIVE_S = 30.0
 
 
 def build_client(settings: Settings) -> httpx.AsyncClient:
     """The shared upstream client (created in the lifespan, closed with it)."""
-    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections,
+                          keepalive_expiry=_KEEPALIVE_S)
     transport: httpx.AsyncBaseTransport
     if settings.upstream_transport == "httpx":  # plain httpx, kept for comparison (bench/gateway.py)
         transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    else:
-        transport = AiohttpTransport(limits=limits, trust_env=False)
-        # Our own session: no cookie jar (one user's upstream cookies must never reach the next
-        # user), created on first use inside the running loop as httpx-aiohttp would.
-        transport.client = lambda: aiohttp.ClientSession(
+    elif settings.upstream_transport == "httpx-aiohttp":  # aiohttp through the httpx API, for comparison
+        aio = AiohttpTransport(limits=limits, trust_env=False)
+        # Our own session: no cookie jar (one user's upstream cookies must never reach the next user).
+        aio.client = lambda: aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry,
-                                           ssl=transport.ssl_context),
+                                           ssl=aio.ssl_context),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False)
+        transport = aio
+    else:
+        transport = H1Transport(http1.Pool(max_connections=settings.max_connections, keepalive_s=_KEEPALIVE_S,
+                                           connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s,
+                                           ssl_context=httpx.create_ssl_context(trust_env=True)))
     timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
 
 
+class H1Transport(httpx.AsyncBaseTransport):
+    """runtime/http1.py's pool behind the httpx transport interface (tracing's wrapper and the
+    httpx API use it this way; ``Upstream`` calls the pool directly)."""
+
+    def __init__(self, pool: http1.Pool) -> None:
+        self.pool = pool
+        self._endpoints: dict[str, http1.Endpoint] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "POST":
+            raise httpx.UnsupportedProtocol(f"the upstream client only sends POST, not {request.method}", request=request)
+        url = str(request.url)
+        endpoint = self._endpoints.get(url)
+        if endpoint is None:
+            try:
+                endpoint = self._endpoints[url] = http1.Endpoint(url)
+            except ValueError as exc:
+                raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
+        headers = [(k, v) for k, v in request.headers.items() if k not in ("host", "content-length", "transfer-encoding")]
+        try:
+            body = await request.aread()
+            response = await self.pool.post(endpoint, http1.header_block(headers), body)
+        except http1.HTTPError as exc:
+            raise _httpx_error(exc, request) from exc
+        except ValueError as exc:  # a header value that would split the request head
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return httpx.Response(response.status, headers=response.headers, stream=_H1Stream(response, request), request=request)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class _H1Stream(httpx.AsyncByteStream):
+    def __init__(self, response: http1.Response, request: httpx.Request) -> None:
+        self.response = response
+        self.request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response:
+                yield chunk
+        except http1.HTTPError as exc:
+            raise _httpx_error(exc, self.request) from exc
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+def _httpx_error(exc: http1.HTTPError, request: httpx.Request) -> httpx.HTTPError:
+    kind = {http1.ConnectTimeout: httpx.ConnectTimeout, http1.ReadTimeout: httpx.ReadTimeout,
+            http1.ConnectError: httpx.ConnectError, http1.Disconnected: httpx.RemoteProtocolError}.get(type(exc), httpx.RemoteProtocolError)
+    return kind(str(exc), request=request)
+
+
 class Upstream:
-    """Sends through the client's transport with the httpx API (``httpx.Request``/``Response``).
+    """Sends a provider request: straight to the lean HTTP/1.1 pool when the client's transport is
+    it, else with the httpx API (``httpx.Request``/``Response``).
 
     The client's own layers are skipped on purpose: its cookie jar would keep one user's upstream
     cookies (e.g. a CDN's) and send them with the next user's request, and its per-request URL
@@ -57,50 +120,51 @@ class Upstream:
         self.transport: httpx.AsyncBaseTransport = client._transport
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s).as_dict()
         self._prepared: dict[str, tuple[httpx.URL, httpx.Headers]] = {}
-        # The aiohttp fast path, while ``transport`` is still the plain AiohttpTransport.
-        # ``native=False`` (ARCHC_UPSTREAM_TRANSPORT=httpx-aiohttp) keeps the httpx API over it, for comparison.
-        self._native = self.transport if native and type(self.transport) is AiohttpTransport else None
-        self._native_timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout_s, sock_read=read_timeout_s, connect=read_timeout_s)
-        self._native_prepared: dict[str, tuple[str, dict[str, str]]] = {}
+        # The fast path, while ``transport`` is still the plain H1Transport (tracing replaces it with
+        # a wrapper, which then goes through the httpx API). ``native=False`` forces the httpx API.
+        self._native = self.transport if native and type(self.transport) is H1Transport else None
+        self._native_prepared: dict[str, tuple[http1.Endpoint, bytes]] = {}
 
-    def _session(self) -> aiohttp.ClientSession | None:
+    def pool(self) -> http1.Pool | None:
+        """The lean pool this sender posts to directly, or None when it goes through the httpx API."""
         native = self._native
-        if native is None or self.transport is not native:  # replaced (tracing wraps it): httpx path
+        if native is None or self.transport is not native:
             return None
-        if not isinstance(native.client, aiohttp.ClientSession):
-            native.client = native.get_client()
-        return native.client
+        return native.pool
 
-    async def _send_native(self, session: aiohttp.ClientSession, target: Target, body: bytes,
-                           extra_headers: Mapping[str, str] | None) -> aiohttp.ClientResponse:
+    def _native_request(self, target: Target, extra_headers: Mapping[str, str] | None) -> tuple[http1.Endpoint, bytes]:
         prepared = self._native_prepared.get(target.name)
         if prepared is None:
-            headers = {"accept": "application/json, text/event-stream", "accept-encoding": "identity", "user-agent": "archc"}
-            headers.update(target.headers)
-            prepared = self._native_prepared[target.name] = (target.url, headers)
-        url, headers = prepared
-        if extra_headers:
-            headers = {**headers, **extra_headers}
+            try:
+                headers = http1.header_block([("accept", "application/json, text/event-stream"), ("accept-encoding", "identity"),
+                                              ("user-agent", "archc"), *target.headers])
+                prepared = self._native_prepared[target.name] = (http1.Endpoint(target.url), headers)
+            except ValueError as exc:
+                raise UpstreamError(f"upstream {target.name!r} cannot be called: {target.scrub(str(exc))}") from exc
+        if not extra_headers:
+            return prepared
         try:
-            response = await session.request("POST", url, headers=headers, data=body, allow_redirects=False,
-                                             auto_decompress=False, timeout=self._native_timeout)
-        except TimeoutError as exc:  # aiohttp's timeouts subclass TimeoutError (asyncio.TimeoutError)
-            raise UpstreamTimeout(f"upstream {target.name!r} did not answer in time ({type(exc).__name__})") from exc
-        except (aiohttp.ClientError, OSError, ValueError) as exc:  # refused, reset, bad URL
+            return prepared[0], prepared[1] + http1.header_block(list(extra_headers.items()))
+        except ValueError as exc:
+            raise UpstreamError(f"upstream {target.name!r} cannot be called: {exc}") from exc
+
+    async def _send_native(self, pool: http1.Pool, target: Target, body: bytes,
+                           extra_headers: Mapping[str, str] | None) -> http1.Response:
+        endpoint, headers = self._native_request(target, extra_headers)
+        try:
+            response = await pool.post(endpoint, headers, body)
+        except (http1.ConnectTimeout, http1.ReadTimeout) as exc:
+            raise UpstreamTimeout(f"upstream {target.name!r} did not answer in time ({type(exc).__name__}: {exc})") from exc
+        except http1.HTTPError as exc:  # refused, reset, not HTTP
             detail = target.scrub(str(exc)) or "no detail"
             raise UpstreamError(f"upstream {target.name!r} could not be reached: {type(exc).__name__}: {detail}") from exc
         if response.status >= 400:
-            raw = bytearray()
+            raw = b""
             try:
-                async for chunk in response.content.iter_any():
-                    raw += chunk
-                    if len(raw) > _ERROR_BODY_LIMIT:
-                        break
-            except (aiohttp.ClientError, OSError, TimeoutError):
+                raw = await response.read(_ERROR_BODY_LIMIT)
+            except http1.HTTPError:
                 pass
-            finally:
-                await _release(response)
-            raise UpstreamStatus(response.status, target.scrub(_error_message(target, response.status, bytes(raw[:_ERROR_BODY_LIMIT]))))
+            raise UpstreamStatus(response.status, target.scrub(_error_message(target, response.status, raw[:_ERROR_BODY_LIMIT])))
         return response
 
     def _request(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Request:
@@ -140,9 +204,9 @@ class Upstream:
 
     async def post(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> tuple[Any, bytes]:
         """POST ``body``; the parsed JSON answer and its bytes (error statuses raise UpstreamStatus)."""
-        session = self._session()
-        if session is not None:
-            return await self._post_native(session, target, body, extra_headers)
+        pool = self.pool()
+        if pool is not None:
+            return await self._post_native(pool, target, body, extra_headers)
         response = await self._send(target, body, extra_headers)
         try:
             raw = await response.aread()
@@ -157,17 +221,15 @@ class Upstream:
         except ValueError as exc:
             raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
 
-    async def _post_native(self, session: aiohttp.ClientSession, target: Target, body: bytes,
+    async def _post_native(self, pool: http1.Pool, target: Target, body: bytes,
                            extra_headers: Mapping[str, str] | None) -> tuple[Any, bytes]:
-        response = await self._send_native(session, target, body, extra_headers)
+        response = await self._send_native(pool, target, body, extra_headers)
         try:
             raw = await response.read()
-        except TimeoutError as exc:
+        except http1.ReadTimeout as exc:
             raise UpstreamTimeout(f"upstream {target.name!r} stopped answering mid-response") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except http1.HTTPError as exc:
             raise UpstreamError(f"upstream {target.name!r} broke off its response: {type(exc).__name__}") from exc
-        finally:
-            response.release()
         try:
             return json.loads(raw), raw
         except ValueError as exc:
@@ -179,15 +241,15 @@ class Upstream:
 
     async def open_stream(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> "UpstreamStream":
         """POST ``body`` for a streamed answer; error statuses raise before any byte reaches the client."""
-        session = self._session()
-        if session is not None:
-            return NativeStream(target, await self._send_native(session, target, body, extra_headers))
+        pool = self.pool()
+        if pool is not None:
+            return NativeStream(target, await self._send_native(pool, target, body, extra_headers))
         return UpstreamStream(target, await self._send(target, body, extra_headers))
 
 
 def _refused_or_reset(exc: httpx.TimeoutException) -> bool:
-    """httpx-aiohttp maps every aiohttp connection error (refused, reset, disconnected) to
-    ConnectTimeout; only a real timeout should answer 504."""
+    """httpx-aiohttp (a comparison transport) maps every aiohttp connection error (refused, reset,
+    disconnected) to ConnectTimeout; only a real timeout should answer 504."""
     cause = exc.__cause__
     return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError)
 
@@ -246,36 +308,28 @@ class UpstreamStream:
 
 
 class NativeStream:
-    """``UpstreamStream`` over an aiohttp response (the fast path): raw bytes as they arrive."""
+    """``UpstreamStream`` over a runtime/http1.py response (the fast path): raw bytes as they arrive."""
 
-    def __init__(self, target: Target, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, target: Target, response: http1.Response) -> None:
         self.target = target
         self.response = response
 
     @property
     def content_type(self) -> str:
-        return self.response.headers.get("content-type", "")
+        return self.response.header("content-type") or ""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.response.content.iter_any():
+            async for chunk in self.response:
                 yield chunk
-        except TimeoutError as exc:
+        except http1.ReadTimeout as exc:
             raise UpstreamTimeout(f"upstream {self.target.name!r} stopped streaming (timeout)") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except http1.HTTPError as exc:
             raise UpstreamError(f"upstream {self.target.name!r} broke off its stream: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
-        # Releasing an unfinished aiohttp response drops the connection: the upstream sees the client leave.
-        try:
-            await _release(self.response)
-        except (aiohttp.ClientError, OSError):
-            pass
+        # Closing an unfinished response aborts the connection: the upstream sees the client leave.
+        await self.response.aclose()
 
 
-async def _release(response: aiohttp.ClientResponse) -> None:
-    response.release()
-    await response.wait_for_close()
-
-
-__all__ = ["NativeStream", "Upstream", "UpstreamStream", "build_client"]
+__all__ = ["H1Transport", "NativeStream", "Upstream", "UpstreamStream", "build_client"]

@@ -13,7 +13,7 @@ from runtime import upstream
 from runtime.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
 from runtime.providers import build_targets
 from runtime.settings import Settings
-from tests.support.fake_upstream import FakeUpstream, stalling, openai_text
+from tests.support.fake_upstream import FakeUpstream, Response, error, openai_text, stalling
 from tests.support.gateway import bundle_dict, provider
 
 URL = "http://upstream.test/v1/messages"
@@ -89,7 +89,7 @@ def test_stream_yields_bytes_as_they_arrive():
     assert b"".join(got) == b"event: a\ndata: 1\n\nevent: b\ndata: 2\n\n"
 
 
-def test_aiohttp_transport_closing_a_stream_early_closes_the_upstream_connection():
+def test_default_transport_closing_a_stream_early_closes_the_upstream_connection():
     """The real transport: abandoning a stream drops the connection, and the upstream sees it."""
     with FakeUpstream() as up:
         up.script(stalling(openai_text("a b c d e f")))
@@ -135,22 +135,56 @@ def test_plain_httpx_transport_is_selectable_for_comparison():
         Settings.from_env({"ARCHC_UPSTREAM_TRANSPORT": "curl"})
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_aiohttp_transport_native_and_through_httpx_api_give_the_same_answer(native):
+@pytest.mark.parametrize("transport,native", [("h1", True), ("h1", False), ("httpx-aiohttp", False), ("httpx", False)])
+def test_every_transport_gives_the_same_answer_streamed_and_not(transport, native):
+    """The lean pool driven directly, the same pool through the httpx API, and the comparison transports."""
     with FakeUpstream() as up:
-        up.script(openai_text("same either way"))
+        up.script(openai_text("same either way"), openai_text("same either way"))
         b = seal(bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True)]))
         target = build_targets(b, {})["openai/gpt-4o"]
 
         async def main():
-            client = upstream.build_client(Settings(upstream_transport="aiohttp" if native else "httpx-aiohttp"))
+            client = upstream.build_client(Settings(upstream_transport=transport))
             try:
                 sender = upstream.Upstream(client, native=native)
                 out = await sender.post_json(target, b'{"model":"gpt-4o","messages":[]}')
-                return out, sender._session() is not None
+                stream = await sender.open_stream(target, b'{"model":"gpt-4o","stream":true,"messages":[]}')
+                chunks = [chunk async for chunk in stream]
+                await stream.aclose()
+                return out, b"".join(chunks), stream.content_type, sender.pool() is not None
             finally:
                 await client.aclose()
 
-        out, used_native = asyncio.run(main())
+        out, streamed, content_type, direct = asyncio.run(main())
     assert out["choices"][0]["message"]["content"] == "same either way"
-    assert used_native is native
+    assert streamed.endswith(b"data: [DONE]\n\n") and b'same' in streamed and content_type.startswith("text/event-stream")
+    assert direct is (transport == "h1" and native)
+
+
+def test_default_transport_maps_faults_to_the_error_tree():
+    """Refused -> UpstreamError (502), no answer -> UpstreamTimeout (504), error status -> UpstreamStatus."""
+    with FakeUpstream() as up:
+        up.script(lambda fmt, body: Response(events=[], hold_open=True), error(429, "slow down"))
+        b = seal(bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True),
+                              provider("openai/down", "http://127.0.0.1:9/v1/chat/completions")]))
+        targets = build_targets(b, {})
+
+        async def main():
+            client = upstream.build_client(Settings(read_timeout_s=0.3))
+            sender = upstream.Upstream(client, read_timeout_s=0.3)
+            try:
+                errors = []
+                for name, body in (("openai/down", b"{}"), ("openai/gpt-4o", b'{"stream":true}'), ("openai/gpt-4o", b"{}")):
+                    try:
+                        stream = await sender.open_stream(targets[name], body)
+                        [chunk async for chunk in stream]
+                    except (UpstreamError, UpstreamStatus, UpstreamTimeout) as exc:
+                        errors.append(exc)
+                return errors
+            finally:
+                await client.aclose()
+
+        refused, timeout, status = asyncio.run(main())
+    assert type(refused) is UpstreamError and refused.status == 502 and "could not be reached" in refused.message
+    assert isinstance(timeout, UpstreamTimeout) and timeout.status == 504
+    assert isinstance(status, UpstreamStatus) and status.status == 429 and "slow down" in status.message
