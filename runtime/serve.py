@@ -6,6 +6,7 @@ Stage: entry (used by `archc serve` and `python -m runtime`). Imports hypercorn 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -46,11 +47,23 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
+def freeze_heap() -> None:
+    """Move everything alive now (modules, the app) out of the cyclic GC's reach.
+
+    A full collection otherwise walks every imported object while requests wait: bench/gateway.py
+    measured p99 at concurrency 32 going from about 60 ms to about 19 ms with the heap frozen.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def app_from_env() -> Starlette:
     """A worker's app: the bundle file named by ``ARCHC_SERVE_BUNDLE``, settings from the environment."""
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    return create_app(load(os.environ[BUNDLE_ENV]), settings=settings)
+    app = create_app(load(os.environ[BUNDLE_ENV]), settings=settings)
+    freeze_heap()
+    return app
 
 
 async def _serve_one(app: Starlette, config: Config) -> None:
@@ -66,8 +79,10 @@ def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader
     config = hypercorn_config(settings)
     if settings.workers == 1:
         factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+        app = create_app(bundle, settings=settings, watch=watch, loader=loader)
+        freeze_heap()
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_serve_one(create_app(bundle, settings=settings, watch=watch, loader=loader), config))
+            runner.run(_serve_one(app, config))
         return 0
     # Workers are separate processes: hand them the compiled bundle as a file and settings as env.
     with tempfile.TemporaryDirectory(prefix="archc-serve-") as folder:
