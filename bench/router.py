@@ -5,6 +5,7 @@ router service (runtime/router/service.py), on a Qwen2.5-1.5B-shaped random int8
     .venv/bin/python bench/router.py                     # CPU: builds /tmp/archc-bench/... once
     .venv/bin/python bench/router.py --device cuda --concurrency 1 32 --modes batch
     .venv/bin/python bench/router.py --shape tiny --runs 2   # smoke run of the script itself
+    .venv/bin/python bench/router.py --sweep                 # prefill cost per dynamic token: the floor
 
 Latency depends on the model's shape, not its weights, so random weights measure the real cost.
 A random model never writes a route name, so "fast" runs with ``constrain=True``: it stops at the
@@ -186,6 +187,51 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def macs_per_token(shape: tiny_models.Shape) -> float:
+    """Multiply-accumulates per prompt token through the decoder layers (attention over a few
+    hundred positions is negligible next to the projections at this size)."""
+    kv = shape.hidden // shape.heads * shape.kv_heads
+    per_layer = 2 * shape.hidden * shape.hidden + 2 * shape.hidden * kv + 3 * shape.hidden * shape.intermediate
+    return float(per_layer * shape.layers)
+
+
+def sweep(args: argparse.Namespace) -> str:
+    """Time one forced decision step after the cached route-table prefix, for growing numbers of
+    dynamic (uncached) tokens: the slope is the prefill cost per token, the floor every exact-prompt
+    decision pays for the template text after the conversation."""
+    shape = tiny_models.QWEN25_1_5B if args.shape == "qwen25-1.5b" else tiny_models.Shape(vocab=151936)
+    model_dir = build_model(Path(args.model_dir) / args.shape, shape)
+    bundle = seal(tiny_models.bundle_dict(ROUTES, timeout_ms=600_000))
+    backend = Ct2Backend(model_dir, bundle.router.prompt, bundle.router.route_names,
+                         Ct2Options(device=args.device, compute_type=args.compute_type, threads=args.threads))
+    real, static = backend._tokens(conversation(3, 0), forced=True)
+    floor, _ = backend._tokens([{"role": "user", "content": "x"}], forced=True)
+    filler = (real * 4)[:400]
+    lines = [f"static prefix {len(static or ())} tokens (cached); dynamic part: 1-char message {len(floor)} tokens, "
+             f"3 turns {len(real)} tokens", "", "| dynamic tokens | p50 ms |", "| --- | --- |"]
+    points = []
+    for n in (1, 32, 64, 128, 160, 224, 256, 352):
+        dyn = (filler[-n:] if n > 1 else floor[-1:])
+        times = []
+        for r in range(args.runs + 1):
+            started = time.perf_counter()
+            backend.generator.generate_batch([dyn], static_prompt=static, cache_static_prompt=True, max_length=1,
+                                             include_prompt_in_result=False, beam_size=1)
+            times.append((time.perf_counter() - started) * 1000)
+        ms = percentile(times[1:], 50)
+        points.append((n, ms))
+        lines.append(f"| {n} | {ms:.0f} |")
+    x = np.array([n for n, _ in points], dtype=float)
+    y = np.array([ms for _, ms in points])
+    slope, intercept = np.polyfit(x, y, 1)
+    gmacs = macs_per_token(shape) / (slope / 1000) / 1e9
+    lines += ["", f"fit: {intercept:.0f} ms + {slope:.2f} ms per dynamic token ({gmacs:.0f} GMAC/s through the decoder layers)",
+              f"floor for this route table (1-char message, {len(floor)} dynamic tokens): {intercept + slope * len(floor):.0f} ms; "
+              f"3 turns ({len(real)} tokens): {intercept + slope * len(real):.0f} ms"]
+    backend.close()
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| method | turns | prompt tokens | concurrency | mode | p50 ms | p99 ms | decisions/s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -216,12 +262,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="total CPU threads (split over replicas)")
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     ap.add_argument("--ct2-info", action="store_true", help="log CTranslate2's ISA and GEMM backend choice")
+    ap.add_argument("--sweep", action="store_true", help="only measure prefill cost against dynamic prompt length")
     args = ap.parse_args()
     env = {k: v for k, v in os.environ.items() if k.startswith(("CT2_", "OMP_", "MKL_"))}
     print(f"bench: {platform.node()} {os.cpu_count()} cpus, env {env}, load average before: {load_average()}",
           file=sys.stderr)
     if args.ct2_info:
         ctranslate2.set_log_level(logging.INFO)  # CTranslate2 logs its CPU ISA and GEMM backends at load
+    if args.sweep:
+        print(sweep(args))
+        print(f"bench: load average after: {load_average()}", file=sys.stderr)
+        return
     rows = asyncio.run(run(args))
     print(f"bench: load average after: {load_average()}", file=sys.stderr)
     print(table(rows))

@@ -92,6 +92,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.used = False  # has carried a request before (a stale keep-alive socket may be closed)
         self.idle_since = 0.0
+        self.timer: Optional[asyncio.TimerHandle] = None
         self._reset()
 
     def _reset(self) -> None:
@@ -194,11 +195,11 @@ class _Connection(asyncio.Protocol):
 
     async def wait(self, future: asyncio.Future, timeout: float) -> None:
         """Await ``future``; ReadTimeout when no byte arrives for ``timeout`` seconds."""
-        handle = self.loop.call_later(timeout, self._check_idle, future, timeout)
+        self.timer = self.loop.call_later(timeout, self._check_idle, future, timeout)
         try:
             await future
         finally:
-            handle.cancel()
+            self.timer.cancel()
 
     def _check_idle(self, future: asyncio.Future, timeout: float) -> None:
         if future.done():
@@ -206,8 +207,8 @@ class _Connection(asyncio.Protocol):
         quiet = self.loop.time() - self.last_data
         if quiet >= timeout:
             self._fail(ReadTimeout(f"no byte from the upstream for {timeout:g} s"))
-        else:  # bytes arrived meanwhile (a body still being read): wait out the rest
-            self.loop.call_later(timeout - quiet, self._check_idle, future, timeout)
+        else:  # bytes arrived meanwhile (a head still coming in): wait out the rest
+            self.timer = self.loop.call_later(timeout - quiet, self._check_idle, future, timeout)
 
     def take(self) -> bytes:
         data = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
