@@ -188,6 +188,8 @@ class Resilience(Generic[T]):
         opened answer. The last error is raised (with ``x-arch-attempts`` in its headers) when all fail.
         """
         policy = self.policy
+        if self._single(primary):
+            return await self._run_once(primary, attempt)
         deadline = self.clock() + policy.total_ms / 1000.0 if policy.total_ms else None
         attempts: list[Attempt] = []
         last: GatewayError | None = None
@@ -219,6 +221,29 @@ class Resilience(Generic[T]):
                 return result, attempts
         assert last is not None
         raise _finish(last, attempts)
+
+    def _single(self, primary: str) -> bool:
+        """One attempt at one provider with no time bound and no span: ``run``'s loop has nothing to decide."""
+        policy = self.policy
+        return (policy.max_attempts == 1 and not policy.fallbacks.get(primary) and not policy.first_byte_ms
+                and not policy.total_ms and self.span is None)
+
+    async def _run_once(self, name: str, attempt: Callable[[str], Awaitable[T]]) -> tuple[T, list[Attempt]]:
+        """``run`` for a ``_single`` chain: the same attempts, counters and cooldown, without the loop."""
+        started = self.clock()
+        try:
+            result = await attempt(name)
+        except GatewayError as err:
+            outcome = outcome_of(err)
+            attempts = [Attempt(name, outcome, (self.clock() - started) * 1000)]
+            self._count(name, outcome)
+            if retryable(err) and self.cooldown.failure(name) and self.metrics:
+                self.metrics.cooldowns.labels(name).inc()
+            raise _finish(err, attempts)
+        attempts = [Attempt(name, "ok", (self.clock() - started) * 1000)]
+        self._count(name, "ok")
+        self.cooldown.success(name)
+        return result, attempts
 
     async def _one(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None) -> T:
         if self.span is None:
