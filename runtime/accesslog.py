@@ -28,8 +28,9 @@ _DECISION_HEADERS = ("x-arch-route", "x-arch-why", "x-arch-target", "x-arch-fall
                      "x-arch-bundle", "x-ratelimit-remaining")
 
 
-_FIELDS = {name: name.removeprefix("x-arch-").replace("-", "_") for name in _DECISION_HEADERS}
-_WANTED = frozenset({b"x-request-id", b"content-length", b"user-agent"})
+# Raw response header name -> field in the line (ASGI header names are lowercase bytes; others are lowered).
+_FIELDS = {name.encode(): name.removeprefix("x-arch-").replace("-", "_") for name in _DECISION_HEADERS}
+_WANTED = frozenset({b"content-length", b"user-agent"})
 
 
 def redact_text(text: str) -> str:
@@ -54,26 +55,35 @@ class AccessLogMiddleware:
         self.app = app
         self.log = logger or logging.getLogger(LOGGER)
         self.clock = clock
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # what json.dumps builds per call
+        self._stamp: tuple[int, str] = (-1, "")  # the last second formatted for "ts"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = self.clock()
-        # Only the few headers the line uses (ASGI header names are lowercase bytes).
-        request_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or () if k in _WANTED}
-        request_id = _clean_id(request_headers.get("x-request-id")) or os.urandom(16).hex()  # uuid4().hex's shape, cheaper
-        seen: dict[str, Any] = {"status": None, "bytes": 0, "headers": ()}
+        client_id = None
+        for name, value in scope.get("headers") or ():  # ASGI header names are lowercase bytes; the last one counts
+            if name == b"x-request-id":
+                client_id = value.decode("latin-1")
+        request_id = _clean_id(client_id) or os.urandom(16).hex()  # uuid4().hex's shape, cheaper
+        status: int | None = None
+        sent = 0
+        response_headers: list[tuple[bytes, bytes]] = []  # decoded only when a line is written (the log may be off)
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
-                headers = list(message.get("headers") or ())
-                seen["headers"] = headers  # decoded only when a line is written (the log may be off)
-                if not any(k.lower() == b"x-request-id" for k, _ in headers):
-                    message = {**message, "headers": headers + [(b"x-request-id", request_id.encode())]}
-            elif message["type"] == "http.response.body":
-                seen["bytes"] += len(message.get("body", b""))
+            nonlocal status, sent, response_headers
+            if message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
+                status = message["status"]
+                response_headers = list(message.get("headers") or ())
+                for name, _ in response_headers:
+                    if name.lower() == b"x-request-id":
+                        break
+                else:
+                    message = {**message, "headers": [*response_headers, (b"x-request-id", request_id.encode())]}
             await send(message)
 
         error: str | None = None
@@ -83,33 +93,46 @@ class AccessLogMiddleware:
             error = type(exc).__name__
             raise
         finally:
-            self._emit(scope, request_headers, request_id, seen, self.clock() - started, error)
+            if self.log.isEnabledFor(logging.INFO):
+                self._emit(scope, request_id, status, sent, response_headers, self.clock() - started, error)
 
-    def _emit(self, scope: Scope, headers: dict[str, str], request_id: str, seen: dict[str, Any], seconds: float, error: str | None) -> None:
-        if not self.log.isEnabledFor(logging.INFO):
-            return
-        response_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in seen["headers"] if k.startswith((b"x-", b"X-"))}
+    def _emit(self, scope: Scope, request_id: str, status: int | None, sent: int, response_headers: list[tuple[bytes, bytes]],
+              seconds: float, error: str | None) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or () if k in _WANTED}
         client = scope.get("client")
         line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+            "ts": self._timestamp(),
             "request_id": request_id,
             "method": scope.get("method"),
             "path": redact_text(scope.get("path", "")),
             "query": redact_query((scope.get("query_string") or b"").decode("latin-1")),
-            "status": seen["status"] if seen["status"] is not None else 499,
+            "status": status if status is not None else 499,
             "ms": round(seconds * 1000, 2),
             "bytes_in": int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None,
-            "bytes_out": seen["bytes"],
+            "bytes_out": sent,
             "client": client[0] if client else None,
             "user_agent": redact_text(headers.get("user-agent", ""))[:200] or None,
             "gateway_key": (scope.get("state") or {}).get(STATE_KEY_NAME),
         }
-        for name in _DECISION_HEADERS:
-            if name in response_headers:
-                line[_FIELDS[name]] = response_headers[name]  # the gateway's own headers: names and numbers
+        decision: dict[str, bytes] = {}
+        for name, value in response_headers:
+            field = _FIELDS.get(name)
+            if field is None and not name.islower():
+                field = _FIELDS.get(name.lower())
+            if field is not None:
+                decision[field] = value  # the last one counts
+        for field in _FIELDS.values():  # the gateway's own headers: names and numbers
+            if field in decision:
+                line[field] = decision[field].decode("latin-1")
         if error:
             line["error"] = error
-        self.log.info(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+        self.log.info(self._encoder.encode(line))
+
+    def _timestamp(self) -> str:
+        second = int(time.time())
+        if second != self._stamp[0]:
+            self._stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z")
+        return self._stamp[1]
 
 
 def _clean_id(value: str | None) -> str | None:
