@@ -16,13 +16,12 @@ from typing import Any, AsyncIterator, Callable
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archc.bundle import Bundle
-from runtime import endpoints, openapi, reload
+from runtime import chat, endpoints, openapi, reload
 from runtime.errors import GatewayError, render
 from runtime.fastpath import HotPathMiddleware
 from runtime.metrics import Metrics
@@ -38,8 +37,8 @@ LOGGER = "archc.runtime"
 
 def routes() -> list[Route]:
     return [
-        Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
-        Route("/v1/messages", endpoints.messages, methods=["POST"]),
+        Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/v1/messages", chat.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", endpoints.count_tokens, methods=["POST"]),
         Route("/v1/models", endpoints.models, methods=["GET"]),
         Route("/v1/route", endpoints.route, methods=["POST"]),
@@ -123,7 +122,7 @@ def create_app(
                 await active_router.aclose()
 
     return Starlette(routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                     middleware=[*reload.middleware(), Middleware(HotPathMiddleware)])
+                     middleware=reload.middleware(HotPathMiddleware))
 
 
 def _describe_router(router: RouterService) -> str:

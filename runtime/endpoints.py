@@ -1,53 +1,47 @@
-"""HTTP handlers: parse (client's wire module) -> resolve -> route -> adapt -> upstream -> answer.
+"""HTTP handlers and the steps the hot ones share: read JSON -> decide (resolve, router) -> decision headers.
 
 Stage: endpoints (thin). Imports starlette, and the runtime stages below it; never runtime.app.
-Every answer carries the decision in ``x-arch-*`` headers; every error is rendered in the
-client's format (``{"error": ...}`` for OpenAI, ``{"type": "error", ...}`` for Anthropic).
+The hot chat endpoints are runtime/chat.py. Every answer carries the decision in ``x-arch-*``
+headers; every error is rendered in the client's format (``{"error": ...}`` for OpenAI,
+``{"type": "error", ...}`` for Anthropic).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import time
-from typing import Any, AsyncIterator
+from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive
 
-from runtime import adapt, echo, retry
-from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, ProviderUnavailable, UpstreamTimeout, render
+from runtime import adapt
+from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, render
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from runtime.providers import Target
 from runtime.resolve import Choice, choose, wants_router
-from runtime.responses import SSEResponse
-from runtime.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat
-
-JSON = "application/json"
-SSE = "text/event-stream"
-# Headers from an Anthropic client that an Anthropic upstream needs to see (Claude Code's betas).
-_FORWARD_ANTHROPIC = ("anthropic-beta",)
 
 
 def _state(request: Request) -> GatewayState:
     return request.scope["state"]["gateway"]  # what request.state.gateway reads, without building a State
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON; 413 over ``limit`` bytes, 400 when it is not JSON."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"request body is {int(length)} bytes; this gateway accepts at most {limit} bytes")
+async def read_json(receive: Receive, content_length: str | None, limit: int) -> Any:
+    """The request body (read from ``receive``) as JSON; 413 over ``limit`` bytes, 400 when it is not JSON."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise PayloadTooLarge(f"request body is {int(content_length)} bytes; this gateway accepts at most {limit} bytes")
     body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
+    while True:  # what Request.stream() does, without a Request
+        message = await receive()
+        if message["type"] == "http.request":
+            body += message.get("body", b"")
             if len(body) > limit:
                 raise PayloadTooLarge(f"request body is over {limit} bytes, the most this gateway accepts")
-    except ClientDisconnect as exc:
-        raise InvalidRequest("the client closed the connection before sending the whole body") from exc
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            raise InvalidRequest("the client closed the connection before sending the whole body")
     if not body:
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
@@ -80,22 +74,30 @@ def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
 
 
 async def decide(state: GatewayState, body: dict[str, Any], client_format: WireFormat) -> Choice:
-    """Resolve the requested model, ask the router when the semantics say so, and choose."""
+    """Resolve the requested model, ask the router when the semantics say so, and choose.
+    A known model that needs no router gets the same choice on every request of the bundle: remembered."""
     bundle = state.bundle
     requested = body.get("model") if isinstance(body.get("model"), str) else None
+    key = ("choice", bundle.digest, requested)
+    known = state.memo.get(key)
+    if known is not None:
+        return known
     resolution = bundle.resolve_model(requested)
     decision = None
     if wants_router(bundle, resolution):
         decision = await state.router.decide(adapt.openai_messages(body, client_format))
         state.metrics.decision(decision.route, decision.fallback, decision.cache_hit, decision.router_ms)
-    return choose(bundle, requested, resolution, decision)
+    choice = choose(bundle, requested, resolution, decision)
+    if decision is None and resolution is not None:  # only names the bundle knows: the memo stays small
+        state.memo[key] = choice
+    return choice
 
 
-def remember_session(state: GatewayState, request: Request, body: dict[str, Any], choice: Choice) -> None:
+def remember_session(state: GatewayState, session_id: str | None, body: dict[str, Any], choice: Choice) -> None:
     """The last decision per Claude Code session, for its status line; never any prompt text.
     Requests without tools (title generation and other side requests) are marked as such."""
     state.sessions.record(
-        request.headers.get(SESSION_HEADER), route=choice.route, fallback=choice.fallback,
+        session_id, route=choice.route, fallback=choice.fallback,
         provider=choice.provider.provider, model=choice.provider.model, router_ms=choice.router_ms,
         cache_hit=choice.cache_hit, router_ran=choice.router_ran, main=bool(body.get("tools")),
     )
@@ -103,154 +105,6 @@ def remember_session(state: GatewayState, request: Request, body: dict[str, Any]
 
 def error_response(state: GatewayState | None, err: GatewayError, client_format: WireFormat, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(render(err, client_format), status_code=err.status, headers={**(headers or {}), **err.headers})
-
-
-async def chat_completions(request: Request) -> Response:
-    return await _serve(request, WireFormat.OPENAI_CHAT, "chat_completions")
-
-
-async def messages(request: Request) -> Response:
-    return await _serve(request, WireFormat.ANTHROPIC_MESSAGES, "messages")
-
-
-async def _serve(request: Request, client_format: WireFormat, endpoint: str) -> Response:
-    state = _state(request)
-    started = time.perf_counter()
-    headers: dict[str, str] = {"x-arch-bundle": state.bundle.digest}
-    route, provider = "none", "none"
-    try:
-        body = adapt.VALIDATORS[client_format](await read_json(request, state.settings.max_body_bytes))
-        choice = await decide(state, body, client_format)
-        headers = decision_headers(state, choice)
-        remember_session(state, request, body, choice)
-        route, provider = choice.route or "none", choice.provider.name
-        response = await _attempts(request, state, body, choice, client_format, endpoint, started)
-        if not isinstance(response, StreamingResponse):
-            state.metrics.request_done(endpoint, route, provider, response.status_code, time.perf_counter() - started)
-        return response
-    except GatewayError as err:
-        state.metrics.errors.labels(endpoint, err.kind).inc()
-        state.metrics.request_done(endpoint, route, provider, err.status, time.perf_counter() - started)
-        return error_response(state, err, client_format, headers)
-    except Exception:  # the outermost handler: a bug answers 500 in the client's format, never a traceback
-        state.log.exception("internal error while serving %s", request.url.path)
-        err = GatewayError("internal gateway error; the gateway log has the details")
-        state.metrics.request_done(endpoint, route, provider, 500, time.perf_counter() - started)
-        return error_response(state, err, client_format, headers)
-
-
-async def _attempts(request: Request, state: GatewayState, body: dict[str, Any], choice: Choice, client_format: WireFormat,
-                    endpoint: str, started: float) -> Response:
-    """``_forward`` under the retry/fallback policy of the request's bundle generation (runtime/retry.py):
-    each attempt may be served by a fallback provider; every attempt is listed in ``x-arch-attempts``."""
-
-    async def attempt(name: str) -> Response:
-        provider = choice.provider if name == choice.provider.name else state.bundle.provider(name)
-        if provider is None:
-            raise ProviderUnavailable(f"fallback {name!r} is not a provider in this bundle")
-        this = choice if provider is choice.provider else dataclasses.replace(choice, provider=provider)
-        target = state.targets[name]
-        target.check_usable()
-        return await _forward(request, state, body, this, target, client_format, decision_headers(state, this), endpoint, started)
-
-    generation = getattr(request.state, "generation", None)
-    if generation is None:  # an app without the hardening middleware
-        return await attempt(choice.provider.name)
-    response, attempts = await generation.resilience.run(choice.provider.name, attempt)
-    response.headers[retry.ATTEMPTS_HEADER] = retry.attempts_header(attempts)
-    total_ms = generation.resilience.policy.total_ms
-    if total_ms and isinstance(response, StreamingResponse):
-        late = UpstreamTimeout(f"the answer did not finish within timeouts.total_ms ({total_ms} ms)")
-        response.body_iterator = retry.bounded_stream(response.body_iterator, started + total_ms / 1000.0,
-                                                      lambda: adapt.ERROR_EVENTS[client_format](render(late, client_format)),
-                                                      clock=time.perf_counter)
-    return response
-
-
-async def _forward(request: Request, state: GatewayState, body: dict[str, Any], choice: Choice, target: Target,
-                   client_format: WireFormat, headers: dict[str, str], endpoint: str, started: float) -> Response:
-    up_format = target.upstream_format
-    keep_reasoning = bool(choice.provider.options.get("send_reasoning", False))
-    up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model, keep_reasoning=keep_reasoning)
-    stream = bool(body.get("stream"))
-    extra = None
-    if client_format is up_format is WireFormat.ANTHROPIC_MESSAGES:
-        extra = {k: request.headers[k] for k in _FORWARD_ANTHROPIC if k in request.headers}
-    if target.echo:
-        if stream:
-            source: Any = _replay(echo.stream(up_body, choice))
-            return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
-        resp: Any = echo.response(up_body, choice)
-    else:
-        try:
-            if stream:
-                source = await state.upstream.open_stream(target, _dumps(up_body), extra)
-                return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
-            resp, raw = await state.upstream.post(target, _dumps(up_body), extra)
-        except GatewayError as err:
-            state.metrics.upstream_errors.labels(target.name, err.kind).inc()
-            raise
-        if client_format is up_format and isinstance(resp, dict):
-            # Same format: the upstream's bytes go back untouched (its field order, unknown fields).
-            state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
-            return Response(raw, media_type=JSON, headers=headers)
-    state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
-    out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice))
-    return Response(_dumps(out), media_type=JSON, headers=headers)
-
-
-def _dumps(obj: Any) -> bytes:
-    try:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate (valid JSON escape, not encodable as UTF-8): escape it
-        return json.dumps(obj, separators=(",", ":")).encode("ascii")
-
-
-class _replay:
-    """In-memory chunks (the echo upstream) behind the same interface as upstream.UpstreamStream."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
-            yield chunk
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _client_model(choice: Choice) -> str:
-    """The model name a translated answer carries: what the client asked for (headers say who served)."""
-    return choice.requested or choice.provider.model
-
-
-def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_format: WireFormat, up_format: WireFormat, choice: Choice,
-               headers: dict[str, str], endpoint: str, started: float) -> StreamingResponse:
-    converter = adapt.stream_adapter(client_format, up_format, model=_client_model(choice), body=body)
-
-    async def body() -> AsyncIterator[bytes]:
-        status = 200
-        try:
-            async for chunk in source:
-                for out in converter.feed(chunk):
-                    yield out
-            for out in converter.finish():
-                yield out
-        except GatewayError as err:
-            # Mid-stream: the status line is gone, so the error travels as an event, then we close.
-            status = err.status
-            state.metrics.upstream_errors.labels(choice.provider.name, err.kind).inc()
-            yield adapt.ERROR_EVENTS[client_format](render(err, client_format))
-        except Exception:
-            status = 500
-            state.log.exception("internal error while streaming from %s", choice.provider.name)
-            yield adapt.ERROR_EVENTS[client_format](render(GatewayError("internal gateway error mid-stream"), client_format))
-        finally:
-            await source.aclose()
-            state.metrics.request_done(endpoint, choice.route or "none", choice.provider.name, status, time.perf_counter() - started)
-
-    return SSEResponse(body(), media_type=SSE, headers={**headers, "cache-control": "no-cache"})
 
 
 # -- small endpoints -------------------------------------------------------------------------------
@@ -268,7 +122,8 @@ async def route(request: Request) -> Response:
     state = _state(request)
     client_format = _route_format(request)
     try:
-        body = adapt.VALIDATORS[client_format](await read_json(request, state.settings.max_body_bytes))
+        body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
+        body = adapt.VALIDATORS[client_format](body)
         choice = await decide(state, body, client_format)
     except GatewayError as err:
         return error_response(state, err, client_format, {"x-arch-bundle": state.bundle.digest})
@@ -295,7 +150,7 @@ async def count_tokens(request: Request) -> Response:
     """POST /v1/messages/count_tokens: an estimate (about 4 characters per token); Claude Code may ask."""
     state = _state(request)
     try:
-        body = await read_json(request, state.settings.max_body_bytes)
+        body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise InvalidRequest("messages: expected an array of messages")
     except GatewayError as err:

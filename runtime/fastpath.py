@@ -1,26 +1,22 @@
 """The two hot endpoints dispatched straight from ASGI, before Starlette's exception layer and router.
 
-Stage: app (innermost middleware, installed by runtime/app.py). Imports starlette's Request and
-runtime.endpoints. Every other path, and any other method, goes through the normal Starlette stack.
+Stage: app (innermost middleware, installed by runtime/layers.py). Imports runtime.chat. Every other
+path, and any other method, goes through the normal Starlette stack.
 """
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Mapping
+from typing import Mapping
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from runtime import endpoints
-
-Handler = Callable[[Request], Awaitable[Response]]
+from runtime import chat
 
 # The handlers catch every exception themselves (answering in the client's format), so Starlette's
-# ExceptionMiddleware has nothing to do for them; its router would only find the same function.
-HOT: Mapping[str, Handler] = {
-    "/v1/chat/completions": endpoints.chat_completions,
-    "/v1/messages": endpoints.messages,
+# ExceptionMiddleware has nothing to do for them; its router would only find the same app.
+HOT: Mapping[str, ASGIApp] = {
+    "/v1/chat/completions": chat.chat_completions,
+    "/v1/messages": chat.messages,
 }
 
 
@@ -35,5 +31,4 @@ class HotPathMiddleware:
         if handler is None:
             await self.app(scope, receive, send)
             return
-        response = await handler(Request(scope, receive, send))
-        await response(scope, receive, send)
+        await handler(scope, receive, send)

@@ -3,6 +3,7 @@
 Stage: runtime, lifespan level (below runtime.app). Imports archc.bundle, runtime.auth,
 runtime.ratelimit, runtime.retry, runtime.accesslog, runtime.tracing, starlette (middleware only)
 and the standard library. ``Hardening`` is what the app's lifespan starts; ``middleware()`` its stack.
+A generation with no gateway keys and no rate limits (and tracing off) skips those layers.
 
 Each request takes a snapshot of the current generation when it arrives (``LiveStateMiddleware``
 puts it in ``request.state``), so a swap never changes the table under a request in flight. The
@@ -52,6 +53,11 @@ class Generation:
     resilience: Resilience
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closed: bool = False
+    # No gateway key required and no rate limit: those layers would pass every request through untouched.
+    plain: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.plain = not self.keys.required and self.limiter is None
 
     async def aclose(self) -> None:
         if self.closed:
@@ -301,10 +307,15 @@ def effective_settings(settings: Any, bundle: Bundle) -> Any:
 # -- per-request snapshot ----------------------------------------------------------------------
 
 class LiveStateMiddleware:
-    """Outermost: pins this request to the current generation (``request.state.gateway`` etc.)."""
+    """Outermost: pins this request to the current generation (``request.state.gateway`` etc.).
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``plain``: the app for a request whose generation is ``plain`` while tracing is off (the same
+    stack without the layers that would only pass it through); by default ``app`` serves every request.
+    """
+
+    def __init__(self, app: ASGIApp, plain: ASGIApp | None = None) -> None:
         self.app = app
+        self.plain = plain or app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -314,6 +325,9 @@ class LiveStateMiddleware:
                 gen = live.current
                 state[STATE_GENERATION] = gen
                 state[STATE_GATEWAY] = gen.gateway
+                if gen.plain and state.get(STATE_TRACING) is None:
+                    await self.plain(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 
@@ -338,12 +352,13 @@ def current_max_body(scope: Scope) -> int:
     return int(configured or getattr(settings, "max_body_bytes", 0) or DEFAULT_MAX_BODY_BYTES)
 
 
-def middleware() -> list[Middleware]:
-    """The hardening stack, outermost first: snapshot, access log, tracing, gateway keys, rate limits."""
-    return [
-        Middleware(LiveStateMiddleware),
-        Middleware(AccessLogMiddleware),
-        Middleware(TracingMiddleware, get_tracing=current_tracing),
-        Middleware(GatewayKeyMiddleware, get_store=current_keys),
-        Middleware(RateLimitMiddleware, get_limiter=current_limiter, max_body_bytes=current_max_body),
-    ]
+def middleware(innermost: Callable[[ASGIApp], ASGIApp]) -> list[Middleware]:
+    """The hardening stack, outermost first: snapshot, access log, tracing, gateway keys, rate limits, ``innermost``."""
+    return [Middleware(_stack, innermost)]
+
+
+def _stack(app: ASGIApp, innermost: Callable[[ASGIApp], ASGIApp]) -> ASGIApp:
+    inner = innermost(app)
+    limited = RateLimitMiddleware(inner, get_limiter=current_limiter, max_body_bytes=current_max_body)
+    full = AccessLogMiddleware(TracingMiddleware(GatewayKeyMiddleware(limited, get_store=current_keys), get_tracing=current_tracing))
+    return LiveStateMiddleware(full, plain=AccessLogMiddleware(inner))

@@ -1,48 +1,110 @@
-"""Server-sent-event answers without a task group per request: a StreamingResponse that watches for
-the client leaving with one plain asyncio task.
+"""Answers sent straight over ASGI: a whole JSON body, or server-sent events that watch for the
+client leaving with one plain asyncio task (no Starlette Response, no anyio task group per request).
 
-Stage: endpoints' helper (pure ASGI on top of starlette.responses). Imports starlette and asyncio only.
+Stage: endpoints' helper (pure ASGI). Imports starlette (ClientDisconnect, StreamingResponse) and asyncio only.
+Headers are raw ``(bytes, bytes)`` pairs, in the order they go out.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, AsyncIterable, Awaitable
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+Headers = list[tuple[bytes, bytes]]
+JSON_TYPE = (b"content-type", b"application/json")
+SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
+NO_CACHE = (b"cache-control", b"no-cache")
+
+
+class JSONAnswer:
+    """A complete answer; ``content-length`` and ``content-type`` follow ``headers`` (as Starlette's Response adds them)."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status = status
+        self.body = body
+        if status < 200 or status in (204, 304):
+            self.headers = [*headers, JSON_TYPE]
+        else:
+            self.headers = [*headers, (b"content-length", b"%d" % len(body)), JSON_TYPE]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class SSEAnswer:
+    """A 200 event stream: ``headers``, ``cache-control: no-cache``, the content type, then each chunk of ``chunks``."""
+
+    __slots__ = ("headers", "chunks")
+
+    def __init__(self, headers: Headers, chunks: AsyncIterable[bytes]) -> None:
+        self.headers = [*headers, NO_CACHE, SSE_TYPE]
+        self.chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await until_disconnect(self._stream(send), receive)
+
+    async def _stream(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        async for chunk in self.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def until_disconnect(streaming: Awaitable[Any], receive: Receive) -> None:
+    """Await ``streaming`` (the coroutine that sends an answer); on ``http.disconnect`` cancel it, so
+    its body iterator's ``finally`` closes the upstream, as Starlette's anyio task group would, at a
+    fraction of the cost (hypercorn speaks ASGI 2.1, where ``send`` does not raise on disconnect).
+
+    The watcher task starts when the event loop next runs: an answer sent without ever waiting needs
+    none (no disconnect can be received before the loop runs again), and most of its cost is saved.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    assert task is not None
+    state = {"streaming": True, "left": False}
+    watcher: asyncio.Task | None = None
+
+    async def watch() -> None:
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # a receive that fails means the client is gone as well
+            pass
+        if state["streaming"]:
+            state["left"] = True
+            task.cancel()
+
+    def start() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    pending = loop.call_soon(start)
+    try:
+        await streaming
+    except asyncio.CancelledError:
+        if not state["left"] or task.uncancel() > 0:  # someone else cancelled us too: let it through
+            raise
+    except OSError as exc:  # ASGI 2.4 servers raise on send after a disconnect (as StreamingResponse maps it)
+        raise ClientDisconnect() from exc
+    finally:
+        state["streaming"] = False
+        pending.cancel()
+        if watcher is not None:
+            watcher.cancel()
+
 
 class SSEResponse(StreamingResponse):
     """Same bytes and headers as ``StreamingResponse``; on ``http.disconnect`` the body iterator is
-    cancelled (its ``finally`` closes the upstream), as Starlette's anyio task group would, at a
-    fraction of the cost (hypercorn speaks ASGI 2.1, where ``send`` does not raise on disconnect)."""
+    cancelled (``until_disconnect``), without a task group."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        state = {"streaming": True, "left": False}
-
-        async def watch() -> None:
-            try:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-            except Exception:  # a receive that fails means the client is gone as well
-                pass
-            if state["streaming"]:
-                state["left"] = True
-                task.cancel()
-
-        watcher = asyncio.get_running_loop().create_task(watch())
-        try:
-            await self.stream_response(send)
-        except asyncio.CancelledError:
-            if not state["left"] or task.uncancel() > 0:  # someone else cancelled us too: let it through
-                raise
-        except OSError as exc:  # ASGI 2.4 servers raise on send after a disconnect (as StreamingResponse maps it)
-            raise ClientDisconnect() from exc
-        finally:
-            state["streaming"] = False
-            watcher.cancel()
+        await until_disconnect(self.stream_response(send), receive)
         if self.background is not None:
             await self.background()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -32,3 +33,6 @@ class GatewayState:
     metrics: Metrics
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("archc.runtime"))
     sessions: SessionStore = field(default_factory=SessionStore)  # Claude Code sessions' last decisions
+    # What is the same for every request of this bundle (router-free choices, raw answer headers),
+    # keyed with the bundle's digest too; a reload builds a new state (dataclasses.replace), and an empty memo.
+    memo: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -1,0 +1,237 @@
+"""The two hot endpoints, ``POST /v1/chat/completions`` and ``POST /v1/messages``, as raw ASGI apps:
+read -> parse (client's wire module) -> decide -> attempts -> adapt -> upstream -> answer.
+
+Stage: endpoints (runtime.fastpath dispatches here; the app's routes mount the same objects).
+Imports runtime.endpoints' shared steps, runtime.responses and the stages below; no Starlette
+Request or Response per request. Every answer carries the decision in ``x-arch-*`` headers; every
+error is rendered in the client's format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any, AsyncIterator
+
+from starlette.types import Receive, Scope, Send
+
+from runtime import adapt, echo, retry
+from runtime.endpoints import decide, decision_headers, read_json, remember_session
+from runtime.errors import GatewayError, ProviderUnavailable, UpstreamTimeout, render
+from runtime.providers import Target
+from runtime.resolve import Choice
+from runtime.responses import Headers, JSONAnswer, SSEAnswer
+from runtime.sessions import SESSION_HEADER
+from runtime.state import GatewayState
+from runtime.wire import WireFormat
+
+Answer = JSONAnswer | SSEAnswer
+_SESSION = SESSION_HEADER.encode()
+# Headers from an Anthropic client that an Anthropic upstream needs to see (Claude Code's betas).
+_FORWARD_ANTHROPIC = (b"anthropic-beta",)
+_READ = frozenset({b"content-length", _SESSION, *_FORWARD_ANTHROPIC})
+_ATTEMPTS = retry.ATTEMPTS_HEADER.encode()
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # what json.dumps(...) would build per call
+
+
+class ChatEndpoint:
+    """One hot endpoint: the client's wire format and the endpoint's metrics label."""
+
+    def __init__(self, client_format: WireFormat, name: str) -> None:
+        self.client_format = client_format
+        self.name = name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await _serve(scope, receive, self.client_format, self.name)
+        await answer(scope, receive, send)
+
+
+chat_completions = ChatEndpoint(WireFormat.OPENAI_CHAT, "chat_completions")
+messages = ChatEndpoint(WireFormat.ANTHROPIC_MESSAGES, "messages")
+
+
+def _request_headers(scope: Scope) -> dict[bytes, str]:
+    """The few request headers the endpoint reads (the first of each, as ``request.headers`` gives)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _READ and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+def _raw(headers: dict[str, str]) -> Headers:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def _decision(state: GatewayState, choice: Choice) -> Headers:
+    """``decision_headers`` as raw pairs. Without a router run they are the same for every request
+    of a bundle: kept on the (per-generation) state, keyed by the bundle's digest as well."""
+    if choice.router_ran:
+        return _raw(decision_headers(state, choice))
+    key = ("headers", state.bundle.digest, choice.route, choice.why, choice.provider.name, choice.router_ms, choice.fallback, choice.cache_hit)
+    cached = state.memo.get(key)
+    if cached is None:
+        cached = state.memo[key] = _raw(decision_headers(state, choice))
+    return cached
+
+
+def _bundle_only(state: GatewayState) -> Headers:
+    key = ("headers", state.bundle.digest)
+    cached = state.memo.get(key)
+    if cached is None:
+        cached = state.memo[key] = _raw({"x-arch-bundle": state.bundle.digest})
+    return cached
+
+
+def _error(err: GatewayError, client_format: WireFormat, headers: Headers) -> JSONAnswer:
+    """The error in the client's format, as Starlette's JSONResponse renders it."""
+    if err.headers:
+        headers = _raw({**{k.decode("latin-1"): v.decode("latin-1") for k, v in headers}, **err.headers})
+    body = json.dumps(render(err, client_format), ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+    return JSONAnswer(err.status, headers, body.encode("utf-8"))
+
+
+async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endpoint: str) -> Answer:
+    state: GatewayState = scope["state"]["gateway"]
+    started = time.perf_counter()
+    headers = _bundle_only(state)
+    route, provider = "none", "none"
+    try:
+        wanted = _request_headers(scope)
+        body = adapt.VALIDATORS[client_format](await read_json(receive, wanted.get(b"content-length"), state.settings.max_body_bytes))
+        choice = await decide(state, body, client_format)
+        headers = _decision(state, choice)
+        if _SESSION in wanted:  # without the header there is nothing to remember
+            remember_session(state, wanted[_SESSION], body, choice)
+        route, provider = choice.route or "none", choice.provider.name
+        answer = await _attempts(scope, state, body, choice, headers, client_format, endpoint, started, wanted)
+        if not isinstance(answer, SSEAnswer):
+            state.metrics.request_done(endpoint, route, provider, answer.status, time.perf_counter() - started)
+        return answer
+    except GatewayError as err:
+        state.metrics.errors.labels(endpoint, err.kind).inc()
+        state.metrics.request_done(endpoint, route, provider, err.status, time.perf_counter() - started)
+        return _error(err, client_format, headers)
+    except Exception:  # the outermost handler: a bug answers 500 in the client's format, never a traceback
+        state.log.exception("internal error while serving %s", scope["path"])
+        err = GatewayError("internal gateway error; the gateway log has the details")
+        state.metrics.request_done(endpoint, route, provider, 500, time.perf_counter() - started)
+        return _error(err, client_format, headers)
+
+
+async def _attempts(scope: Scope, state: GatewayState, body: dict[str, Any], choice: Choice, headers: Headers,
+                    client_format: WireFormat, endpoint: str, started: float, wanted: dict[bytes, str]) -> Answer:
+    """``_forward`` under the retry/fallback policy of the request's bundle generation (runtime/retry.py):
+    each attempt may be served by a fallback provider; every attempt is listed in ``x-arch-attempts``."""
+
+    async def attempt(name: str) -> Answer:
+        provider = choice.provider if name == choice.provider.name else state.bundle.provider(name)
+        if provider is None:
+            raise ProviderUnavailable(f"fallback {name!r} is not a provider in this bundle")
+        this, this_headers = choice, headers
+        if provider is not choice.provider:
+            this = dataclasses.replace(choice, provider=provider)
+            this_headers = _decision(state, this)
+        target = state.targets[name]
+        target.check_usable()
+        return await _forward(state, body, this, target, client_format, this_headers, endpoint, started, wanted)
+
+    generation = scope["state"].get("generation")
+    if generation is None:  # an app without the hardening middleware
+        return await attempt(choice.provider.name)
+    answer, attempts = await generation.resilience.run(choice.provider.name, attempt)
+    answer.headers.append((_ATTEMPTS, retry.attempts_header(attempts).encode("latin-1")))
+    total_ms = generation.resilience.policy.total_ms
+    if total_ms and isinstance(answer, SSEAnswer):
+        late = UpstreamTimeout(f"the answer did not finish within timeouts.total_ms ({total_ms} ms)")
+        answer.chunks = retry.bounded_stream(answer.chunks, started + total_ms / 1000.0,
+                                             lambda: adapt.ERROR_EVENTS[client_format](render(late, client_format)),
+                                             clock=time.perf_counter)
+    return answer
+
+
+async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, target: Target, client_format: WireFormat,
+                   headers: Headers, endpoint: str, started: float, wanted: dict[bytes, str]) -> Answer:
+    up_format = target.upstream_format
+    keep_reasoning = bool(choice.provider.options.get("send_reasoning", False))
+    up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model, keep_reasoning=keep_reasoning)
+    stream = bool(body.get("stream"))
+    extra = None
+    if client_format is up_format is WireFormat.ANTHROPIC_MESSAGES:
+        extra = {k.decode(): wanted[k] for k in _FORWARD_ANTHROPIC if k in wanted}
+    if target.echo:
+        if stream:
+            source: Any = _replay(echo.stream(up_body, choice))
+            return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
+        resp: Any = echo.response(up_body, choice)
+    else:
+        try:
+            if stream:
+                source = await state.upstream.open_stream(target, _dumps(up_body), extra)
+                return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
+            resp, raw = await state.upstream.post(target, _dumps(up_body), extra)
+        except GatewayError as err:
+            state.metrics.upstream_errors.labels(target.name, err.kind).inc()
+            raise
+        if client_format is up_format and isinstance(resp, dict):
+            # Same format: the upstream's bytes go back untouched (its field order, unknown fields).
+            state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
+            return JSONAnswer(200, headers, raw)
+    state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
+    out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice))
+    return JSONAnswer(200, headers, _dumps(out))
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        return _JSON.encode(obj).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (valid JSON escape, not encodable as UTF-8): escape it
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+class _replay:
+    """In-memory chunks (the echo upstream) behind the same interface as upstream.UpstreamStream."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _client_model(choice: Choice) -> str:
+    """The model name a translated answer carries: what the client asked for (headers say who served)."""
+    return choice.requested or choice.provider.model
+
+
+def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_format: WireFormat, up_format: WireFormat,
+               choice: Choice, headers: Headers, endpoint: str, started: float) -> SSEAnswer:
+    converter = adapt.stream_adapter(client_format, up_format, model=_client_model(choice), body=body)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        status = 200
+        try:
+            async for chunk in source:
+                for out in converter.feed(chunk):
+                    yield out
+            for out in converter.finish():
+                yield out
+        except GatewayError as err:
+            # Mid-stream: the status line is gone, so the error travels as an event, then we close.
+            status = err.status
+            state.metrics.upstream_errors.labels(choice.provider.name, err.kind).inc()
+            yield adapt.ERROR_EVENTS[client_format](render(err, client_format))
+        except Exception:
+            status = 500
+            state.log.exception("internal error while streaming from %s", choice.provider.name)
+            yield adapt.ERROR_EVENTS[client_format](render(GatewayError("internal gateway error mid-stream"), client_format))
+        finally:
+            await source.aclose()
+            state.metrics.request_done(endpoint, choice.route or "none", choice.provider.name, status, time.perf_counter() - started)
+
+    return SSEAnswer(headers, chunks())
