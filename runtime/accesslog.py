@@ -80,7 +80,7 @@ class AccessLogMiddleware:
                 status = message["status"]
                 response_headers = list(message.get("headers") or ())
                 for name, _ in response_headers:
-                    if name.lower() == b"x-request-id":
+                    if len(name) == 12 and name.lower() == b"x-request-id":
                         break
                 else:
                     message = {**message, "headers": [*response_headers, (b"x-request-id", request_id.encode())]}

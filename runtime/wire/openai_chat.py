@@ -9,7 +9,8 @@ signatures and redacted thinking, so a trip through the pivot restores them verb
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypedDict
+from functools import partial
+from typing import Any, Callable, Literal, TypedDict
 
 from runtime.sse import encode_json
 from runtime.wire._check import MISSING, array, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
@@ -179,6 +180,26 @@ _PART_TYPES_BY_ROLE = {
 }
 
 
+# Optional top-level fields, in the order they are checked (the first bad one is reported).
+_OPTIONAL_FIELDS: tuple[tuple[str, Callable[[dict[str, Any], str, str], None]], ...] = (
+    ("stream", opt_bool),
+    ("stream_options", opt_object),
+    ("max_tokens", partial(opt_int, minimum=1)),
+    ("max_completion_tokens", partial(opt_int, minimum=1)),
+    ("n", partial(opt_int, minimum=1)),
+    ("seed", opt_int),
+    ("temperature", partial(opt_number, low=0, high=2)),
+    ("top_p", partial(opt_number, low=0, high=1)),
+    ("presence_penalty", partial(opt_number, low=-2, high=2)),
+    ("frequency_penalty", partial(opt_number, low=-2, high=2)),
+    ("parallel_tool_calls", opt_bool),
+    ("logprobs", opt_bool),
+    ("user", opt_string),
+    ("response_format", opt_object),
+    ("metadata", opt_object),
+)
+
+
 def validate_request(body: object) -> dict[str, Any]:
     """Check a chat-completions request's shape and return it unchanged.
 
@@ -191,21 +212,9 @@ def validate_request(body: object) -> dict[str, Any]:
     opt_string(body, "model", "")
     for i, message in enumerate(array(body.get("messages", MISSING), "messages", non_empty=True)):
         _check_message(message, f"messages[{i}]")
-    opt_bool(body, "stream", "")
-    opt_object(body, "stream_options", "")
-    opt_int(body, "max_tokens", "", minimum=1)
-    opt_int(body, "max_completion_tokens", "", minimum=1)
-    opt_int(body, "n", "", minimum=1)
-    opt_int(body, "seed", "")
-    opt_number(body, "temperature", "", low=0, high=2)
-    opt_number(body, "top_p", "", low=0, high=1)
-    opt_number(body, "presence_penalty", "", low=-2, high=2)
-    opt_number(body, "frequency_penalty", "", low=-2, high=2)
-    opt_bool(body, "parallel_tool_calls", "")
-    opt_bool(body, "logprobs", "")
-    opt_string(body, "user", "")
-    opt_object(body, "response_format", "")
-    opt_object(body, "metadata", "")
+    for key, check in _OPTIONAL_FIELDS:
+        if key in body:  # most requests carry few of them: no call for the absent ones
+            check(body, key, "")
     _check_stop(body.get("stop"))
     _check_tools(body)
     return body
