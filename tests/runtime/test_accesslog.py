@@ -66,3 +66,24 @@ def test_redaction_helpers() -> None:
     assert redact_text(f"key {SECRET} and Bearer abc.def") == "key [redacted] and [redacted]"
     assert redact_query("token=abc&model=gpt") == "token=[redacted]&model=gpt"
     assert redact_query("") == ""
+
+
+async def test_header_names_in_any_case(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": [
+            (b"X-Arch-Route", b"code"), (b"x-Arch-Target", b"openai/gpt-4o"), (b"x-arch-target", b"backup/gpt-4o"),
+            (b"X-Request-ID", b"from-app")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    caplog.set_level(logging.INFO, logger="archc.access")
+    sent: list = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [(b"x-request-id", b"a"), (b"x-request-id", b"b")]}
+    await AccessLogMiddleware(app)(scope, None, send)
+    assert [k for k, _ in sent[0]["headers"]].count(b"X-Request-ID") == 1 and len(sent[0]["headers"]) == 4  # the app's id is kept
+    (line,) = _lines(caplog)
+    assert line["request_id"] == "b"  # the last one the client sent
+    assert line["route"] == "code" and line["target"] == "backup/gpt-4o" and line["status"] == 201 and line["bytes_out"] == 2

@@ -117,6 +117,30 @@ async def test_middleware_pins_each_request_to_one_generation() -> None:
     await live.aclose()
 
 
+async def test_plain_generations_skip_the_layers_they_would_pass_through() -> None:
+    digest = hashlib.sha256(b"k").hexdigest()
+    took: list[str] = []
+
+    async def full(scope: dict, receive: Any, send: Any) -> None:
+        took.append("full")
+
+    async def plain(scope: dict, receive: Any, send: Any) -> None:
+        took.append("plain")
+
+    middleware = LiveStateMiddleware(full, plain=plain)
+    live = _live(Built(), _bundle("a"))
+    assert live.current.plain
+    await middleware({"type": "http", "state": {"live": live}}, None, None)
+    await middleware({"type": "http", "state": {"live": live, "tracing": object()}}, None, None)  # tracing on
+    for gw in ({"keys": [{"name": "k", "sha256": digest}]}, {"request_limits": [{"requests": 2, "unit": "minute"}]}):
+        await live.swap_to(_bundle(f"b{len(took)}", gw))
+        assert not live.current.plain
+        await middleware({"type": "http", "state": {"live": live}}, None, None)
+    await middleware({"type": "http", "state": {}}, None, None)  # no live state (an app without the lifespan)
+    assert took == ["plain", "full", "full", "full", "full"]
+    await live.aclose()
+
+
 async def test_watcher_reloads_on_change_and_keeps_old_on_bad_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "bundle.json"
     path.write_bytes(_bundle("a").to_bytes())

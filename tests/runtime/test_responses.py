@@ -79,3 +79,52 @@ def test_an_outside_cancel_is_not_swallowed():
             await task
 
     asyncio.run(main())
+
+
+def _sent(app) -> list:
+    sent = []
+
+    async def receive():
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    async def main():
+        await app(SCOPE, receive, send)
+
+    asyncio.run(main())
+    return sent
+
+
+def test_answers_send_what_starlettes_responses_sent():
+    from starlette.responses import Response, StreamingResponse
+
+    from runtime.responses import JSONAnswer, SSEAnswer
+
+    raw = [(b"x-arch-route", b"none"), (b"x-arch-bundle", b"sha256:00")]
+    named = {"x-arch-route": "none", "x-arch-bundle": "sha256:00"}
+    for status in (200, 404, 503, 204):
+        assert _sent(JSONAnswer(status, raw, b'{"a":1}')) == _sent(
+            Response(b'{"a":1}', status_code=status, headers=named, media_type="application/json"))
+
+    async def chunks():
+        yield b"data: 1\n\n"
+        yield b"data: [DONE]\n\n"
+
+    assert _sent(SSEAnswer(raw, chunks())) == _sent(
+        StreamingResponse(chunks(), headers={**named, "cache-control": "no-cache"}, media_type="text/event-stream"))
+
+
+def test_a_stream_that_never_waits_starts_no_watcher():
+    from runtime.responses import SSEAnswer
+
+    tasks = []
+
+    async def chunks():
+        tasks.append(len(asyncio.all_tasks()))
+        yield b"data: 1\n\n"
+        tasks.append(len(asyncio.all_tasks()))
+
+    _sent(SSEAnswer([], chunks()))
+    assert tasks == [1, 1]  # only the request's own task

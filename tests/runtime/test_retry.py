@@ -219,3 +219,40 @@ async def test_bounded_stream_passes_through_and_cuts_at_deadline() -> None:
     assert await stream.__anext__() == b"chunk0"
     await stream.aclose()  # the client went away
     assert early.closed
+
+
+async def test_single_attempt_shortcut_keeps_the_loops_attempts_counters_and_cooldown() -> None:
+    import contextlib
+
+    script = [UpstreamStatus(503, "down"), UpstreamStatus(503, "down"), "fine", InvalidRequest("bad"), ProviderUnavailable("no key")]
+
+    async def drive(force_loop: bool) -> tuple[list, CollectorRegistry, Resilience]:
+        registry = CollectorRegistry()
+        res, _ = _resilience(RetryPolicy(cooldown_failures=2, cooldown_s=30), registry=registry)
+        if force_loop:  # a span makes run() take its general loop
+            res.span = lambda name: contextlib.nullcontext()
+        assert res._single("a") is not force_loop
+        attempt, _ = _scripted({"a": list(script)})
+        seen: list = []
+        for _ in script:
+            try:
+                result, attempts = await res.run("a", attempt)
+                seen.append((result, [(a.provider, a.outcome) for a in attempts]))
+            except Exception as err:  # noqa: BLE001 - the errors themselves are compared
+                seen.append((type(err).__name__, err.status, dict(err.headers)))
+        return seen, registry, res
+
+    short, short_registry, short_res = await drive(False)
+    loop, loop_registry, loop_res = await drive(True)
+    assert short == loop
+    assert short[2] == ("a:fine", [("a", "ok")]) and short[0] == ("UpstreamStatus", 503, {"x-arch-attempts": "a=503"})
+    for outcome in ("503", "ok", "invalid_request_error", "unavailable"):
+        labels = {"provider": "a", "outcome": outcome}
+        assert short_registry.get_sample_value("archc_upstream_attempts_total", labels) == \
+            loop_registry.get_sample_value("archc_upstream_attempts_total", labels)
+    assert short_registry.get_sample_value("archc_cooldowns_total", {"provider": "a"}) == \
+        loop_registry.get_sample_value("archc_cooldowns_total", {"provider": "a"}) == 1
+    assert short_res.cooldown._streak == loop_res.cooldown._streak and short_res.cooldown._until == loop_res.cooldown._until
+    for policy in (RetryPolicy(max_attempts=2), RetryPolicy(fallbacks={"a": ("b",)}), RetryPolicy(first_byte_ms=5), RetryPolicy(total_ms=5)):
+        assert not _resilience(policy)[0]._single("a")
+    assert _resilience(RetryPolicy(fallbacks={"b": ("a",)}))[0]._single("a")
