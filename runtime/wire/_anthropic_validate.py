@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.wire._check import MISSING, array, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_string, string
+from runtime.wire._check import MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_string, string
 
 __all__ = ["validate_request"]
 
@@ -29,8 +29,7 @@ def validate_request(body: object, *, require_max_tokens: bool = True) -> dict[s
     if require_max_tokens and body.get("max_tokens") is None:
         fail("max_tokens", "missing (expected an integer >= 1)")
     opt_int(body, "max_tokens", "", minimum=1)
-    for i, message in enumerate(array(body.get("messages", MISSING), "messages", non_empty=True)):
-        _check_message(message, f"messages[{i}]")
+    each(array(body.get("messages", MISSING), "messages", non_empty=True), "messages", _check_message)
     _check_system(body.get("system"))
     opt_bool(body, "stream", "")
     opt_number(body, "temperature", "", low=0, high=1)
@@ -54,87 +53,90 @@ def _check_system(system: Any) -> None:
         return
     if not isinstance(system, list):
         fail("system", f"expected string or array of text blocks, got {kind(system)}")
-    for i, block in enumerate(system):
-        block = obj(block, f"system[{i}]")
-        if block.get("type") != "text":
-            fail(f"system[{i}].type", f"expected 'text', got {block.get('type', MISSING)!r}")
-        string(block.get("text", MISSING), f"system[{i}].text")
+    each(system, "system", _check_system_block)
 
 
-def _check_message(message: Any, path: str) -> None:
-    message = obj(message, path)
+# Items of a list are checked with paths relative to the item (``_check.each`` adds ``[i]``).
+
+
+def _check_system_block(block: Any) -> None:
+    block = obj(block, "")
+    if block.get("type") != "text":
+        fail(".type", f"expected 'text', got {block.get('type', MISSING)!r}")
+    string(block.get("text", MISSING), ".text")
+
+
+def _check_message(message: Any) -> None:
+    message = obj(message, "")
     if "role" not in message:
-        fail(f"{path}.role", "missing (expected one of 'user', 'assistant', 'system')")
-    one_of(message["role"], ROLES, f"{path}.role")
+        fail(".role", "missing (expected one of 'user', 'assistant', 'system')")
+    one_of(message["role"], ROLES, ".role")
     content = message.get("content", MISSING)
     if isinstance(content, str):
         return
     if content is MISSING:
-        fail(f"{path}.content", "missing (expected string or array of content blocks)")
+        fail(".content", "missing (expected string or array of content blocks)")
     if not isinstance(content, list):
-        fail(f"{path}.content", f"expected string or array of content blocks, got {kind(content)}")
+        fail(".content", f"expected string or array of content blocks, got {kind(content)}")
     if not content and message["role"] != "assistant":  # only an assistant prefill may be empty
-        fail(f"{path}.content", "expected a non-empty array of content blocks")
-    for k, block in enumerate(content):
-        _check_block(block, f"{path}.content[{k}]")
+        fail(".content", "expected a non-empty array of content blocks")
+    each(content, ".content", _check_block)
 
 
-def _check_block(block: Any, path: str) -> None:
-    block = obj(block, path)
-    btype = string(block.get("type", MISSING), f"{path}.type")
+def _check_block(block: Any) -> None:
+    block = obj(block, "")
+    btype = string(block.get("type", MISSING), ".type")
     checker = _BLOCK_CHECKS.get(btype)
     if checker is not None:
-        checker(block, path)
+        checker(block)
 
 
-def _check_text(block: dict[str, Any], path: str) -> None:
-    string(block.get("text", MISSING), f"{path}.text")
+def _check_text(block: dict[str, Any]) -> None:
+    string(block.get("text", MISSING), ".text")
 
 
-def _check_source(block: dict[str, Any], path: str) -> None:
-    source = obj(block.get("source", MISSING), f"{path}.source")
-    stype = string(source.get("type", MISSING), f"{path}.source.type")
+def _check_source(block: dict[str, Any]) -> None:
+    source = obj(block.get("source", MISSING), ".source")
+    stype = string(source.get("type", MISSING), ".source.type")
     if stype == "base64":
-        string(source.get("media_type", MISSING), f"{path}.source.media_type")
-        string(source.get("data", MISSING), f"{path}.source.data")
+        string(source.get("media_type", MISSING), ".source.media_type")
+        string(source.get("data", MISSING), ".source.data")
     elif stype == "url":
-        string(source.get("url", MISSING), f"{path}.source.url")
+        string(source.get("url", MISSING), ".source.url")
     elif stype == "text":
-        string(source.get("data", MISSING), f"{path}.source.data")
+        string(source.get("data", MISSING), ".source.data")
     elif stype == "file":
-        string(source.get("file_id", MISSING), f"{path}.source.file_id")
+        string(source.get("file_id", MISSING), ".source.file_id")
     elif stype == "content":
         content = source.get("content", MISSING)
         if not isinstance(content, str):
-            for k, inner in enumerate(array(content, f"{path}.source.content")):
-                _check_block(inner, f"{path}.source.content[{k}]")
+            each(array(content, ".source.content"), ".source.content", _check_block)
 
 
-def _check_tool_use(block: dict[str, Any], path: str) -> None:
-    string(block.get("id", MISSING), f"{path}.id")
-    string(block.get("name", MISSING), f"{path}.name")
-    obj(block.get("input", MISSING), f"{path}.input")
+def _check_tool_use(block: dict[str, Any]) -> None:
+    string(block.get("id", MISSING), ".id")
+    string(block.get("name", MISSING), ".name")
+    obj(block.get("input", MISSING), ".input")
 
 
-def _check_tool_result(block: dict[str, Any], path: str) -> None:
-    string(block.get("tool_use_id", MISSING), f"{path}.tool_use_id")
-    opt_bool(block, "is_error", f"{path}.")
+def _check_tool_result(block: dict[str, Any]) -> None:
+    string(block.get("tool_use_id", MISSING), ".tool_use_id")
+    opt_bool(block, "is_error", ".")
     content = block.get("content")
     if content is None or isinstance(content, str):
         return
     if not isinstance(content, list):
-        fail(f"{path}.content", f"expected string or array of content blocks, got {kind(content)}")
-    for k, inner in enumerate(content):
-        _check_block(inner, f"{path}.content[{k}]")
+        fail(".content", f"expected string or array of content blocks, got {kind(content)}")
+    each(content, ".content", _check_block)
 
 
-def _check_thinking(block: dict[str, Any], path: str) -> None:
-    string(block.get("thinking", MISSING), f"{path}.thinking")
-    opt_string(block, "signature", f"{path}.")
+def _check_thinking(block: dict[str, Any]) -> None:
+    string(block.get("thinking", MISSING), ".thinking")
+    opt_string(block, "signature", ".")
 
 
-def _check_redacted(block: dict[str, Any], path: str) -> None:
-    string(block.get("data", MISSING), f"{path}.data")
+def _check_redacted(block: dict[str, Any]) -> None:
+    string(block.get("data", MISSING), ".data")
 
 
 _BLOCK_CHECKS = {
@@ -150,13 +152,7 @@ _BLOCK_CHECKS = {
 
 def _check_tools(body: dict[str, Any]) -> None:
     if body.get("tools") is not None:
-        for i, tool in enumerate(array(body["tools"], "tools")):
-            tool = obj(tool, f"tools[{i}]")
-            string(tool.get("name", MISSING), f"tools[{i}].name")
-            opt_string(tool, "description", f"tools[{i}].")
-            opt_string(tool, "type", f"tools[{i}].")
-            if tool.get("type") in (None, "custom"):
-                obj(tool.get("input_schema", MISSING), f"tools[{i}].input_schema")
+        each(array(body["tools"], "tools"), "tools", _check_tool)
     choice = body.get("tool_choice")
     if choice is None:
         return
@@ -165,3 +161,12 @@ def _check_tools(body: dict[str, Any]) -> None:
     if ctype == "tool":
         string(choice.get("name", MISSING), "tool_choice.name")
     opt_bool(choice, "disable_parallel_tool_use", "tool_choice.")
+
+
+def _check_tool(tool: Any) -> None:
+    tool = obj(tool, "")
+    string(tool.get("name", MISSING), ".name")
+    opt_string(tool, "description", ".")
+    opt_string(tool, "type", ".")
+    if tool.get("type") in (None, "custom"):
+        obj(tool.get("input_schema", MISSING), ".input_schema")

@@ -1,12 +1,14 @@
 """Small shape checks shared by the wire modules' ``validate_request`` (runtime, wire stage).
 
 Imports only the stdlib and `runtime.errors`. Every failure is an InvalidRequest naming the JSON path.
+Checks of list items report paths relative to the item (``""``, ``".text"``); ``each`` puts the
+item's own path in front when one fails, so no path string is built for the items that pass.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, NoReturn
+from typing import Any, Callable, Iterable, NoReturn
 
 from runtime.errors import InvalidRequest
 
@@ -27,6 +29,16 @@ def fail(path: str, message: str) -> NoReturn:
     raise InvalidRequest(f"{path}: {message}", code="invalid_request")
 
 
+def each(items: list[Any], path: str, check: Callable[..., None], *args: Any) -> None:
+    """``check(item, *args)`` for every item; a failure (its path relative to the item) is raised
+    again with ``path[i]`` in front."""
+    for i, item in enumerate(items):
+        try:
+            check(item, *args)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{path}[{i}]{exc.message}", code=exc.code) from None
+
+
 def kind(value: Any) -> str:
     """The JSON name of ``value``'s type, for messages like 'expected string, got array'."""
     return JSON_TYPES.get(type(value), type(value).__name__)
@@ -43,29 +55,29 @@ def is_number(value: Any) -> bool:
 
 
 def obj(value: Any, path: str) -> dict[str, Any]:
+    if isinstance(value, dict):  # the common case first
+        return value
     if value is MISSING:
         fail(path, "missing (expected object)")
-    if not isinstance(value, dict):
-        fail(path, f"expected object, got {kind(value)}")
-    return value
+    fail(path, f"expected object, got {kind(value)}")
 
 
 def array(value: Any, path: str, *, non_empty: bool = False) -> list[Any]:
+    if isinstance(value, list) and (value or not non_empty):
+        return value
     if value is MISSING:
         fail(path, "missing (expected array)")
     if not isinstance(value, list):
         fail(path, f"expected array, got {kind(value)}")
-    if non_empty and not value:
-        fail(path, "expected a non-empty array")
-    return value
+    fail(path, "expected a non-empty array")
 
 
 def string(value: Any, path: str) -> str:
+    if isinstance(value, str):
+        return value
     if value is MISSING:
         fail(path, "missing (expected string)")
-    if not isinstance(value, str):
-        fail(path, f"expected string, got {kind(value)}")
-    return value
+    fail(path, f"expected string, got {kind(value)}")
 
 
 def opt_string(body: dict[str, Any], key: str, path: str) -> None:
@@ -104,6 +116,8 @@ def opt_number(body: dict[str, Any], key: str, path: str, *, low: float, high: f
 
 
 def one_of(value: Any, allowed: Iterable[str], path: str) -> str:
+    if isinstance(value, str) and isinstance(allowed, tuple) and value in allowed:  # the common case first
+        return value
     allowed = tuple(allowed)
     if not isinstance(value, str) or value not in allowed:
         shown = value if isinstance(value, str) else kind(value)

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, Callable, Literal, TypedDict
 
 from runtime.sse import encode_json
-from runtime.wire._check import MISSING, array, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
+from runtime.wire._check import MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
 
 __all__ = [
     "ChatChunk",
@@ -210,8 +210,7 @@ def validate_request(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         fail("request body", f"expected a JSON object, got {kind(body)}")
     opt_string(body, "model", "")
-    for i, message in enumerate(array(body.get("messages", MISSING), "messages", non_empty=True)):
-        _check_message(message, f"messages[{i}]")
+    each(array(body.get("messages", MISSING), "messages", non_empty=True), "messages", _check_message)
     for key, check in _OPTIONAL_FIELDS:
         if key in body:  # most requests carry few of them: no call for the absent ones
             check(body, key, "")
@@ -220,69 +219,72 @@ def validate_request(body: object) -> dict[str, Any]:
     return body
 
 
-def _check_message(message: Any, path: str) -> None:
-    message = obj(message, path)
+# Items of a list are checked with paths relative to the item (``_check.each`` adds ``[i]``).
+
+
+def _check_message(message: Any) -> None:
+    message = obj(message, "")
     if "role" not in message:
-        fail(f"{path}.role", "missing (expected one of " + ", ".join(repr(r) for r in ROLES) + ")")
-    role = one_of(message["role"], ROLES, f"{path}.role")
-    opt_string(message, "name", f"{path}.")
+        fail(".role", "missing (expected one of " + ", ".join(repr(r) for r in ROLES) + ")")
+    role = one_of(message["role"], ROLES, ".role")
+    opt_string(message, "name", ".")
     content = message.get("content")
     if role == "assistant":
         if content is not None:
-            _check_content(content, f"{path}.content", role)
+            _check_content(content, role)
         if message.get("tool_calls") is not None:
-            for j, call in enumerate(array(message["tool_calls"], f"{path}.tool_calls")):
-                _check_tool_call(call, f"{path}.tool_calls[{j}]")
-        opt_string(message, "reasoning_content", f"{path}.")
-        opt_string(message, "reasoning_signature", f"{path}.")
+            each(array(message["tool_calls"], ".tool_calls"), ".tool_calls", _check_tool_call)
+        opt_string(message, "reasoning_content", ".")
+        opt_string(message, "reasoning_signature", ".")
         return
     if role == "function":
         if content is not None:
-            string(content, f"{path}.content")
-        string(message.get("name", MISSING), f"{path}.name")
+            string(content, ".content")
+        string(message.get("name", MISSING), ".name")
         return
     if "content" not in message:
-        fail(f"{path}.content", "missing (expected string or array of content parts)")
-    _check_content(content, f"{path}.content", role)
+        fail(".content", "missing (expected string or array of content parts)")
+    _check_content(content, role)
     if role == "tool":
-        string(message.get("tool_call_id", MISSING), f"{path}.tool_call_id")
+        string(message.get("tool_call_id", MISSING), ".tool_call_id")
 
 
-def _check_content(content: Any, path: str, role: str) -> None:
+def _check_content(content: Any, role: str) -> None:
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        fail(path, f"expected string or array of content parts, got {kind(content)}")
+        fail(".content", f"expected string or array of content parts, got {kind(content)}")
     if not content:
-        fail(path, "expected a non-empty array of content parts")
-    allowed = _PART_TYPES_BY_ROLE.get(role)
-    for k, part in enumerate(content):
-        part_path = f"{path}[{k}]"
-        part = obj(part, part_path)
-        ptype = string(part.get("type", MISSING), f"{part_path}.type")
-        if allowed is not None and ptype not in allowed:
-            fail(f"{part_path}.type", f"a {role} message accepts only {', '.join(allowed)} parts, got {ptype!r}")
-        if ptype == "text":
-            string(part.get("text", MISSING), f"{part_path}.text")
-        elif ptype == "refusal":
-            string(part.get("refusal", MISSING), f"{part_path}.refusal")
-        elif ptype == "image_url":
-            image = obj(part.get("image_url", MISSING), f"{part_path}.image_url")
-            string(image.get("url", MISSING), f"{part_path}.image_url.url")
-        elif ptype == "file":
-            obj(part.get("file", MISSING), f"{part_path}.file")
-        elif ptype == "input_audio":
-            obj(part.get("input_audio", MISSING), f"{part_path}.input_audio")
+        fail(".content", "expected a non-empty array of content parts")
+    each(content, ".content", _check_part, role, _PART_TYPES_BY_ROLE.get(role))
 
 
-def _check_tool_call(call: Any, path: str) -> None:
-    call = obj(call, path)
-    string(call.get("id", MISSING), f"{path}.id")
+def _check_part(part: Any, role: str, allowed: tuple[str, ...] | None) -> None:
+    part = obj(part, "")
+    ptype = string(part.get("type", MISSING), ".type")
+    if allowed is not None and ptype not in allowed:
+        fail(".type", f"a {role} message accepts only {', '.join(allowed)} parts, got {ptype!r}")
+    if ptype == "text":
+        string(part.get("text", MISSING), ".text")
+    elif ptype == "refusal":
+        string(part.get("refusal", MISSING), ".refusal")
+    elif ptype == "image_url":
+        image = obj(part.get("image_url", MISSING), ".image_url")
+        string(image.get("url", MISSING), ".image_url.url")
+    elif ptype == "file":
+        obj(part.get("file", MISSING), ".file")
+    elif ptype == "input_audio":
+        obj(part.get("input_audio", MISSING), ".input_audio")
+
+
+def _check_tool_call(call: Any) -> None:
+    call = obj(call, "")
+    string(call.get("id", MISSING), ".id")
     if call.get("type", "function") != "function":
-        fail(f"{path}.type", f"expected 'function', got {call.get('type')!r}")
-    function = obj(call.get("function", MISSING), f"{path}.function")
-    string(function.get("name", MISSING), f"{path}.function.name")
-    string(function.get("arguments", MISSING), f"{path}.function.arguments")
+        fail(".type", f"expected 'function', got {call.get('type')!r}")
+    function = obj(call.get("function", MISSING), ".function")
+    string(function.get("name", MISSING), ".function.name")
+    string(function.get("arguments", MISSING), ".function.arguments")
 
 
 def _check_stop(stop: Any) -> None:
@@ -292,17 +294,20 @@ def _check_stop(stop: Any) -> None:
         string(item, f"stop[{i}]")
 
 
+def _check_tool(tool: Any) -> None:
+    tool = obj(tool, "")
+    ttype = string(tool.get("type", MISSING), ".type")
+    if ttype == "function":
+        function = obj(tool.get("function", MISSING), ".function")
+        string(function.get("name", MISSING), ".function.name")
+        opt_string(function, "description", ".function.")
+        opt_object(function, "parameters", ".function.")
+
+
 def _check_tools(body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
-        for i, tool in enumerate(array(tools, "tools")):
-            tool = obj(tool, f"tools[{i}]")
-            ttype = string(tool.get("type", MISSING), f"tools[{i}].type")
-            if ttype == "function":
-                function = obj(tool.get("function", MISSING), f"tools[{i}].function")
-                string(function.get("name", MISSING), f"tools[{i}].function.name")
-                opt_string(function, "description", f"tools[{i}].function.")
-                opt_object(function, "parameters", f"tools[{i}].function.")
+        each(array(tools, "tools"), "tools", _check_tool)
     choice = body.get("tool_choice")
     if choice is None:
         return
