@@ -1,7 +1,7 @@
 """The two hot endpoints dispatched straight from ASGI, before Starlette's exception layer and router.
 
-Stage: app (innermost middleware, installed by runtime/layers.py). Imports runtime.chat. Every other
-path, and any other method, goes through the normal Starlette stack.
+Stage: app (the innermost layer of ``reload.middleware``, installed by runtime/app.py). Imports
+runtime.chat. Every other path, and any other method, goes through the normal Starlette stack.
 """
 
 from __future__ import annotations

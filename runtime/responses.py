@@ -101,8 +101,9 @@ async def until_disconnect(streaming: Awaitable[Any], receive: Receive) -> None:
 
 
 class SSEResponse(StreamingResponse):
-    """Same bytes and headers as ``StreamingResponse``; on ``http.disconnect`` the body iterator is
-    cancelled (``until_disconnect``), without a task group."""
+    """For handlers that return a Starlette response: the same bytes and headers as
+    ``StreamingResponse``; on ``http.disconnect`` the body iterator is cancelled (``until_disconnect``),
+    without a task group. (The hot endpoints send ``SSEAnswer``.)"""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await until_disconnect(self.stream_response(send), receive)
