@@ -21,6 +21,7 @@ class RawServer:
         self.connections = 0
         self.requests: list[bytes] = []
         self.closed = asyncio.Event()
+        self.tasks: set = set()
 
     async def __aenter__(self) -> "RawServer":
         self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
@@ -28,13 +29,20 @@ class RawServer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Every handler ends (and closes its socket) here, so no transport is left for the GC to
+        # warn about in some later test.
         self.server.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.server.wait_closed()
 
     def url(self, path: str = "/v1/chat/completions") -> http1.Endpoint:
         return http1.Endpoint(f"http://127.0.0.1:{self.port}{path}")
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.tasks.add(asyncio.current_task())
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
