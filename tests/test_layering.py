@@ -3,6 +3,7 @@
 - The runtime imports only `archc.bundle` from the compiler, and `archc.bundle` only the stdlib.
 - `runtime/wire/`, `runtime/sse.py` and `runtime/errors.py` import no starlette, httpx or aiohttp.
 - Only `runtime/router/ct2.py` imports ctranslate2.
+- `runtime/http1.py` (stdlib + httptools) is used only by `runtime/upstream.py`.
 """
 
 import ast
@@ -54,3 +55,20 @@ def test_only_ct2_module_imports_ctranslate2() -> None:
     users = [p for p in [*_py("runtime"), *_py("archc")] if "ctranslate2" in {n.split(".")[0] for n in _imports(p)}]
     allowed = {REPO / "runtime" / "router" / "ct2.py", REPO / "runtime" / "router" / "convert.py"}
     assert set(users) <= allowed, f"ctranslate2 imported by {set(users) - allowed}"
+
+
+def test_http_client_modules() -> None:
+    """runtime/http1.py is a plain client (stdlib + httptools); only runtime/upstream.py uses it, and
+    only upstream.py (plus tracing's httpx transport wrapper) imports an HTTP client library."""
+    third_party = {n.split(".")[0] for n in _imports(REPO / "runtime" / "http1.py")} - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party == {"httptools"}
+    users = {p.name for p in _py("runtime") if {"runtime.http1"} & _imports(p) or "http1" in _from_runtime(p)}
+    assert users == {"upstream.py"}
+    clients = {p.name for p in _py("runtime") if {n.split(".")[0] for n in _imports(p)} & {"aiohttp", "httpx_aiohttp", "httptools"}}
+    assert clients <= {"upstream.py", "http1.py"}
+
+
+def _from_runtime(path: Path) -> set[str]:
+    """Names imported with ``from runtime import ...``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "runtime" for a in n.names}
