@@ -8,7 +8,7 @@ Why not aiohttp: on one core the gateway spent ~130 µs of every request inside 
 (request/response objects, tracing hooks, cookie and timeout machinery) against ~35 µs here; see
 bench/gateway.py. What is kept: keep-alive reuse with an idle expiry, a connection limit, connect
 and read (between-bytes) timeouts, TLS, chunked and EOF-delimited bodies, read backpressure, and
-one retry on a fresh connection when a reused one turns out to be closed before answering.
+a retry on another connection when a reused one turns out to be closed before answering.
 A response that is closed before its end aborts the connection, so the upstream sees the client leave.
 """
 
@@ -320,7 +320,7 @@ class Pool:
         """Send ``POST`` with the ``headers`` block (from ``header_block``) and ``body``; the response
         once its status and headers are in."""
         head = endpoint.prefix + headers + b"content-length: %d\r\n\r\n" % len(body)
-        for _ in range(2):
+        while True:  # ends: each retry drops one stale kept-alive socket; a fresh one is never retried
             conn = await self._acquire(endpoint)
             reused = conn.used
             conn.used = True
@@ -335,14 +335,13 @@ class Pool:
                 conn.abort()
                 self._forget(conn)
                 if reused and not conn.got_bytes:
-                    continue  # the server closed the idle socket as we wrote: once more, on a fresh one
+                    continue  # the server had closed the idle socket as we wrote: again, on another
                 raise
             except BaseException:
                 conn.abort()  # a timeout, or the caller was cancelled: never reuse a half-used socket
                 self._forget(conn)
                 raise
             return Response(conn, self.read_timeout_s)
-        raise Disconnected("the upstream closed the connection before answering")  # pragma: no cover (loop exits by return/raise)
 
     async def _acquire(self, endpoint: Endpoint) -> _Connection:
         while True:

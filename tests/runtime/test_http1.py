@@ -171,6 +171,40 @@ def test_a_keep_alive_socket_the_server_closed_is_retried_once_on_a_fresh_one():
     assert run(main()) == (b"fine", 2)
 
 
+def test_a_reused_socket_closed_without_an_answer_is_retried_on_a_fresh_one():
+    """The race a pool must survive: the server drops a kept-alive socket just as a request goes out."""
+    async def handler(reader, writer, n):
+        if n == 1:
+            writer.close()  # read the request, answer nothing
+            return
+        writer.write(ok(b"%d" % n))
+
+    async def main():
+        async with RawServer(handler) as srv:
+            pool = http1.Pool()
+            first = await (await pool.post(srv.url(), b"", b"")).read()
+            second = await (await pool.post(srv.url(), b"", b"")).read()
+            await pool.aclose()
+            return first, second, srv.connections, len(srv.requests)
+
+    assert run(main()) == (b"0", b"2", 2, 3)
+
+
+def test_a_fresh_socket_closed_without_an_answer_is_an_error_not_a_loop():
+    async def handler(reader, writer, n):
+        writer.close()
+
+    async def main():
+        async with RawServer(handler) as srv:
+            pool = http1.Pool()
+            with pytest.raises(http1.Disconnected, match="before the response ended"):
+                await pool.post(srv.url(), b"", b"")
+            await pool.aclose()
+            return srv.connections
+
+    assert run(main()) == 1
+
+
 def test_read_timeout_when_the_server_goes_quiet_and_the_socket_is_dropped():
     async def handler(reader, writer, n):
         if n == 1:
