@@ -1,4 +1,4 @@
-"""runtime/ratelimit.py: sliding-window rules, memory and Redis backends, fail-open/closed, middleware."""
+"""runtime/ratelimit/: sliding-window rules, memory and Redis backends, fail-open/closed, middleware."""
 
 from __future__ import annotations
 
