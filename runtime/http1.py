@@ -92,6 +92,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.used = False  # has carried a request before (a stale keep-alive socket may be closed)
         self.idle_since = 0.0
+        self.idle = False  # in the pool, no request in flight: any byte now is a protocol error
         self.timer: Optional[asyncio.TimerHandle] = None
         self._reset()
 
@@ -108,6 +109,7 @@ class _Connection(asyncio.Protocol):
         self.until_eof = False
         self.keep_alive = False
         self.informational = False
+        self.overrun = False  # bytes past the end of the response: never reuse this socket
         self.paused = False
         self.last_data = 0.0
 
@@ -116,6 +118,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.idle:  # an HTTP/1.1 server speaks only when asked
+            self.abort()
+            return
         self.got_bytes = True
         self.last_data = self.loop.time()
         try:
@@ -138,10 +143,18 @@ class _Connection(asyncio.Protocol):
             self._fail(Disconnected(f"the upstream closed the connection before the response ended{detail}"))
 
     # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second response to one request: keep the first, drop the socket
+            self.overrun = True
+            self.keep_alive = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        if not self.overrun:
+            self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        if self.overrun:
+            return
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # "100 Continue" and friends: the real head follows
             self.informational = True
@@ -155,6 +168,8 @@ class _Connection(asyncio.Protocol):
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self.overrun:
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
@@ -163,6 +178,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.overrun:
+            return
         if self.informational:
             self.informational = False
             return
@@ -352,6 +369,7 @@ class Pool:
             while idle:
                 conn = idle.pop()
                 if not conn.closed and now - conn.idle_since < self.keepalive_s:
+                    conn.idle = False
                     conn._reset()
                     return conn
                 conn.abort()
@@ -398,6 +416,7 @@ class Pool:
             self._forget(conn)
             return
         conn.idle_since = self.loop.time()
+        conn.idle = True
         self._idle.setdefault(conn.origin, []).append(conn)
         self._wake_waiter()
 

@@ -280,6 +280,36 @@ def test_garbage_and_a_cut_off_body_are_errors_not_hangs():
     run(main())
 
 
+def test_bytes_past_the_response_or_while_idle_retire_the_socket():
+    """A second response to one request is ignored (the first stays whole); a byte sent while the
+    socket sits idle in the pool retires it. Either way the next request gets a fresh socket."""
+    async def handler(reader, writer, n):
+        if n == 0:
+            writer.write(ok(b"first") + ok(b"unasked"))
+        elif n == 1:
+            writer.write(ok(b"second"))
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(b"HTTP/1.1 200 OK\r\n")  # unsolicited, while the client's socket is idle
+        else:
+            writer.write(ok(b"third"))
+
+    async def main():
+        async with RawServer(handler) as srv:
+            pool = http1.Pool()
+            bodies = []
+            for _ in range(3):
+                r = await pool.post(srv.url(), b"", b"")
+                bodies.append((r.header("content-length"), await r.read()))
+                await asyncio.sleep(0.05)
+            await pool.aclose()
+            return bodies, srv.connections
+
+    bodies, connections = run(main())
+    assert bodies == [("5", b"first"), ("6", b"second"), ("5", b"third")]
+    assert connections == 3
+
+
 def test_closing_a_stream_early_closes_the_connection_the_server_sees_it():
     async def handler(reader, writer, n):
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
