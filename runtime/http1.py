@@ -325,6 +325,7 @@ class Pool:
         self._waiters: Deque[asyncio.Future] = collections.deque()
         self._all: set = set()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._next_sweep = 0.0
         self.closed = False
 
     @property
@@ -415,10 +416,22 @@ class Pool:
             conn.abort()
             self._forget(conn)
             return
-        conn.idle_since = self.loop.time()
+        now = conn.idle_since = self.loop.time()
         conn.idle = True
         self._idle.setdefault(conn.origin, []).append(conn)
+        if now >= self._next_sweep:
+            self._sweep(now)
         self._wake_waiter()
+
+    def _sweep(self, now: float) -> None:
+        """Close idle sockets past their expiry, for every origin (at most twice per expiry period)."""
+        self._next_sweep = now + self.keepalive_s / 2
+        for conns in self._idle.values():
+            expired = [c for c in conns if c.closed or now - c.idle_since >= self.keepalive_s]
+            for conn in expired:
+                conns.remove(conn)
+                conn.abort()
+                self._forget(conn)
 
     def _forget(self, conn: _Connection) -> None:
         if conn in self._all:

@@ -151,6 +151,24 @@ def test_connection_close_is_not_reused_and_expired_idle_sockets_are_replaced():
     assert run(main()) == 3
 
 
+def test_idle_sockets_of_other_origins_are_closed_once_expired():
+    async def handler(reader, writer, n):
+        writer.write(ok(b"x"))
+
+    async def main():
+        async with RawServer(handler) as a, RawServer(handler) as b:
+            pool = http1.Pool(keepalive_s=0.1)
+            await (await pool.post(a.url(), b"", b"")).read()
+            await asyncio.sleep(0.15)  # a's socket expires; traffic to b sweeps it
+            await (await pool.post(b.url(), b"", b"")).read()
+            await asyncio.wait_for(a.closed.wait(), 5)
+            left = pool._open
+            await pool.aclose()
+            return left
+
+    assert run(main()) == 1  # only b's socket is still open
+
+
 def test_a_keep_alive_socket_the_server_closed_is_retried_once_on_a_fresh_one():
     async def handler(reader, writer, n):
         writer.write(ok(b"fine"))
