@@ -24,7 +24,8 @@ from archc.bundle import Bundle, load
 from runtime.app import create_app
 from runtime.settings import Settings
 
-BUNDLE_ENV = "ARCHC_SERVE_BUNDLE"
+BUNDLE_ENV = "ARCHC_SERVE_BUNDLE"  # workers: the last good bundle, as a file
+WATCH_ENV = "ARCHC_SERVE_WATCH"  # workers: the config or bundle file each worker watches
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -57,13 +58,39 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def app_from_env() -> Starlette:
-    """A worker's app: the bundle file named by ``ARCHC_SERVE_BUNDLE``, settings from the environment."""
+def app_from_env(loader: Callable[[Path], Bundle] | None = None) -> Starlette:
+    """A worker's app: settings from the environment; the bundle from the watched file
+    (``ARCHC_SERVE_WATCH``, through ``loader``) when it loads, else the last good bundle file
+    (``ARCHC_SERVE_BUNDLE``). Each worker watches the file itself and reloads on its own."""
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    app = create_app(load(os.environ[BUNDLE_ENV]), settings=settings)
+    last_good = Path(os.environ[BUNDLE_ENV])
+    bundle = load(last_good)
+    watch = Path(os.environ[WATCH_ENV]) if os.environ.get(WATCH_ENV) else None
+    if watch is not None:
+        loader = _keeping_last_good(loader or load, last_good)
+        try:
+            bundle = loader(watch)
+        except Exception as exc:  # a broken file at a worker's (re)start: serve the last good bundle
+            logging.getLogger("archc.runtime").error("%s does not load (%s: %s); this worker serves the last good bundle %s",
+                                                     watch, type(exc).__name__, exc, bundle.digest)
+    app = create_app(bundle, settings=settings, watch=watch, loader=loader)
     freeze_heap()
     return app
+
+
+def _keeping_last_good(loader: Callable[[Path], Bundle], last_good: Path) -> Callable[[Path], Bundle]:
+    """``loader`` that also replaces ``last_good`` with each bundle it loads (atomically), so a
+    worker restarted later (SIGHUP to the master restarts them all) starts from the newest one."""
+
+    def load_and_keep(path: Path) -> Bundle:
+        bundle = loader(path)
+        staging = last_good.with_name(f"{last_good.name}.{os.getpid()}.tmp")
+        staging.write_bytes(bundle.to_bytes())
+        os.replace(staging, last_good)
+        return bundle
+
+    return load_and_keep
 
 
 async def _serve_one(app: Starlette, config: Config) -> None:
@@ -74,8 +101,11 @@ async def _serve_one(app: Starlette, config: Config) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
-def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader: Callable[[Path], Bundle] | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; returns an exit code. ``watch``: hot-reload from this file (one process only)."""
+def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader: Callable[[Path], Bundle] | None = None,
+        worker_app: str = "runtime.serve:app_from_env()") -> int:
+    """Serve until SIGTERM/SIGINT; returns an exit code. ``watch``: hot-reload from this file (with
+    ``loader``, a config; else a bundle). With workers, each one runs ``worker_app`` (a hypercorn
+    application path; it must build its app with ``app_from_env`` and the same loader)."""
     config = hypercorn_config(settings)
     if settings.workers == 1:
         factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
@@ -89,8 +119,10 @@ def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader
         path = Path(folder) / "bundle.json"
         path.write_bytes(bundle.to_bytes())
         os.environ[BUNDLE_ENV] = str(path)
+        if watch is not None:
+            os.environ[WATCH_ENV] = str(Path(watch).resolve())
         _export(settings)
-        config.application_path = "runtime.serve:app_from_env()"
+        config.application_path = worker_app
         return int(hypercorn_run(config) or 0)
 
 

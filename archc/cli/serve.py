@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from archc.bundle import Bundle
 from archc.compiler import CompileError, bundle_from_path
 from runtime.providers import build_targets
 from runtime.router.models import default_model_dir
-from runtime.serve import configure_logging, run
+from runtime.serve import app_from_env, configure_logging, run
 from runtime.settings import Settings
 
 EXIT_ERRORS = 1
@@ -51,7 +52,12 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     _announce(bundle, settings)
     configure_logging(settings.log_level)
-    return run(bundle, settings, watch=Path(args.config), loader=bundle_from_path)
+    return run(bundle, settings, watch=Path(args.config), loader=bundle_from_path, worker_app="archc.cli.serve:worker_app()")
+
+
+def worker_app() -> Any:
+    """A hypercorn worker's app (``--workers N``): it compiles and watches the config like one process would."""
+    return app_from_env(loader=bundle_from_path)
 
 
 def _announce(bundle: Bundle, settings: Settings) -> None:

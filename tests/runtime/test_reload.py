@@ -292,6 +292,48 @@ def test_serve_reloads_an_edited_config_and_keeps_serving_a_broken_one(tmp_path:
         assert wait_for(lambda: models()[0] == "speedy"), gw.logs()
 
 
+@pytest.mark.e2e
+def test_workers_each_reload_an_edited_config_and_restart_on_the_newest_good_one(tmp_path: Path) -> None:
+    """`--workers 2`: every worker watches the config; SIGHUP to the master restarts the workers,
+    and with a config that no longer compiles they start on the last good bundle, not the first."""
+    import httpx
+
+    from tests.support.gateway import Gateway
+
+    config = tmp_path / "config.yaml"
+    head = ("version: v0.3.0\nlisteners:\n  - type: model\n    name: llm\n    port: 12000\nmodel_providers:\n"
+            "  - model: openai/gpt-4o\n    access_key: $ARCHC_TEST_UNSET_KEY\n    default: true\nmodel_aliases:\n")
+    config.write_text(head + "  fast:\n    target: openai/gpt-4o\n")
+    with Gateway(config, args=["--echo", "--workers", "2"], env={"ARCHC_TEST_UNSET_KEY": ""}, startup_timeout=60) as gw:
+        def first_alias_everywhere(name: str) -> bool:
+            # New connections spread over both workers; every answer must show the alias.
+            for _ in range(12):
+                with httpx.Client(base_url=gw.url) as client:
+                    if client.get("/v1/models").json()["data"][0]["id"] != name:
+                        return False
+            return True
+
+        def wait_for(predicate: Any, seconds: float = 30) -> bool:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    if predicate():
+                        return True
+                except httpx.HTTPError:  # a worker restarting
+                    pass
+                time.sleep(0.2)
+            return False
+
+        assert first_alias_everywhere("fast")
+        config.write_text(head + "  quick:\n    target: openai/gpt-4o\n")  # the workers' watchers see it
+        assert wait_for(lambda: first_alias_everywhere("quick")), gw.logs()
+        config.write_text(head + "  broken:\n    target: openai/no-such-model\n")  # does not compile
+        assert wait_for(lambda: gw.logs().count("not loaded, still serving") >= 2), gw.logs()
+        os.kill(gw.proc.pid, signal.SIGHUP)  # hypercorn's master restarts its workers
+        assert wait_for(lambda: gw.logs().count("this worker serves the last good bundle") >= 2, 60), gw.logs()
+        assert wait_for(lambda: first_alias_everywhere("quick")), gw.logs()
+
+
 async def test_rate_limit_counters_survive_a_reload_with_the_same_rules() -> None:
     from runtime.ratelimit import RequestInfo
 
