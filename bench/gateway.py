@@ -2,10 +2,12 @@
 
 The gateway runs pinned to CPU 0 (`taskset -c 0`); the fake upstream and the load generator (wrk,
 from Debian's packages) share CPU 1. Cells: concurrency 1 and 32, streamed and not, routing off,
-same-format passthrough (OpenAI chat -> OpenAI-format upstream); optionally the same requests
-through LiteLLM proxy on the same harness, and archc with plain httpx's transport for comparison.
+same-format passthrough (OpenAI chat -> OpenAI-format upstream), archc at --log-level warning (no
+access log; LiteLLM runs with LITELLM_LOG=ERROR). Optionally: the same requests through LiteLLM
+proxy on the same harness, archc over httpx's transports (--httpx), archc with its access log on
+(--access-log), and Anthropic Messages requests translated to the OpenAI upstream (--anthropic).
 
-    python bench/gateway.py [--duration 5] [--litellm /tmp/litellm-venv/bin/litellm] [--httpx] [--out FILE.json]
+    python bench/gateway.py [--duration 5] [--litellm /tmp/litellm-venv/bin/litellm] [--httpx] [--anthropic] [--access-log] [--out FILE.json]
 
 The fake upstream (``--serve-upstream PORT``) is a minimal asyncio HTTP/1.1 server that answers
 instantly (a chat.completion, or an SSE stream of 6 chunks when the body asks for ``stream``).
@@ -37,6 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MASTER_KEY = "sk-archc-bench-7f3c"  # LiteLLM wants a non-default master key
 PROMPT = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}
+# The same request in Anthropic Messages shape (what Claude Code sends), for --anthropic: the gateway
+# translates it to the OpenAI-format upstream and the answer back, streamed and not.
+ANTHROPIC_PROMPT = {**PROMPT, "max_tokens": 64}
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 
 # -- the fake upstream ----------------------------------------------------------------------------
 
@@ -168,16 +174,24 @@ def _parse_wrk(out: str) -> dict[str, Any]:
     }
 
 
-def check(url: str, headers: dict[str, str], stream: bool) -> None:
+def check(url: str, headers: dict[str, str], stream: bool, prompt: dict[str, Any]) -> None:
     """One request per target before the load: the answer must be right, not just fast."""
-    r = httpx.post(url, json={**PROMPT, "stream": stream}, headers=headers, timeout=30)
+    r = httpx.post(url, json={**prompt, "stream": stream}, headers=headers, timeout=30)
     r.raise_for_status()
     text = r.text
+    anthropic = url.endswith("/v1/messages")
     if stream:
         pieces = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
-        content = "".join((c["choices"][0]["delta"].get("content") or "") for c in pieces if c.get("choices"))
+        if anthropic:
+            content = "".join(p["delta"].get("text", "") for p in pieces if p.get("type") == "content_block_delta")
+        else:
+            content = "".join((c["choices"][0]["delta"].get("content") or "") for c in pieces if c.get("choices"))
     else:
-        content = r.json()["choices"][0]["message"]["content"]
+        try:
+            answer = r.json()
+            content = "".join(b.get("text", "") for b in answer["content"]) if anthropic else answer["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise RuntimeError(f"{url} answered {text[:300]!r}") from None
     if content != "Hello! Nice to meet you.":
         raise RuntimeError(f"{url} answered {content!r}")
 
@@ -186,11 +200,11 @@ def check(url: str, headers: dict[str, str], stream: bool) -> None:
 
 
 def run_target(name: str, url: str, headers: dict[str, str], args: argparse.Namespace, folder: Path,
-               concurrencies: list[int]) -> list[dict[str, Any]]:
+               concurrencies: list[int], prompt: dict[str, Any] = PROMPT) -> list[dict[str, Any]]:
     rows = []
     for stream in (False, True):
-        check(url, headers, stream)
-        body = {**PROMPT, "stream": stream}
+        check(url, headers, stream, prompt)
+        body = {**prompt, "stream": stream}
         for c in concurrencies:
             wrk(url, body, c, 1, headers, folder)  # warm-up
             result = wrk(url, body, c, args.duration, headers, folder)
@@ -245,6 +259,10 @@ def main() -> int:
     parser.add_argument("--litellm", help="path to LiteLLM's `litellm` command (its own venv)")
     parser.add_argument("--httpx", action="store_true",
                         help="also run archc through the httpx API over httpx-aiohttp, and over plain httpx's transport")
+    parser.add_argument("--anthropic", action="store_true",
+                        help="also send Anthropic Messages requests (POST /v1/messages, translated to the OpenAI-format upstream)")
+    parser.add_argument("--access-log", action="store_true", help="also run archc at log level info (access log on, to a file)")
+    parser.add_argument("--only-anthropic", action="store_true", help="the Anthropic rows only (plus direct)")
     parser.add_argument("--out", help="write the rows as JSON here")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -267,12 +285,29 @@ def main() -> int:
             print("direct to the fake upstream", flush=True)
             rows += run_target("direct", upstream + "/v1/chat/completions", {}, args, folder, concurrencies)
 
-            variants = [("archc", {})] + ([("archc-httpx-aiohttp", {"ARCHC_UPSTREAM_TRANSPORT": "httpx-aiohttp"}),
-                                           ("archc-httpx", {"ARCHC_UPSTREAM_TRANSPORT": "httpx"})] if args.httpx else [])
-            for name, env in variants:
+            quiet = ["--log-level", "warning"]  # no access log: the gateway's own cost
+            variants = [("archc", {}, quiet)]
+            if args.access_log:  # one JSON access-log line per request, to a file
+                variants.append(("archc-accesslog", {}, ["--log-level", "info"]))
+            if args.httpx:
+                variants += [("archc-httpx-aiohttp", {"ARCHC_UPSTREAM_TRANSPORT": "httpx-aiohttp"}, quiet),
+                             ("archc-httpx", {"ARCHC_UPSTREAM_TRANSPORT": "httpx"}, quiet)]
+            if args.only_anthropic:
+                variants, args.anthropic = [], True
+            if args.anthropic:
                 port = free_port()
                 gw = start([sys.executable, "-m", "archc", "serve", str(_bundle(folder, upstream)), "--port", str(port),
-                            "--log-level", "warning"], cpu=0, env={"BENCH_OPENAI_KEY": "sk-fake", **env}, log=folder / f"{name}.log")
+                            "--log-level", "warning"], cpu=0, env={"BENCH_OPENAI_KEY": "sk-fake"}, log=folder / "anthropic.log")
+                procs.append(gw)
+                wait_http(f"http://127.0.0.1:{port}/readyz", 60)
+                print("archc, Anthropic Messages client -> OpenAI upstream (pinned to CPU 0)", flush=True)
+                rows += run_target("archc-anthropic", f"http://127.0.0.1:{port}/v1/messages", ANTHROPIC_HEADERS, args, folder,
+                                   concurrencies, ANTHROPIC_PROMPT)
+                stop(gw)
+            for name, env, extra in variants:
+                port = free_port()
+                gw = start([sys.executable, "-m", "archc", "serve", str(_bundle(folder, upstream)), "--port", str(port),
+                            *extra], cpu=0, env={"BENCH_OPENAI_KEY": "sk-fake", **env}, log=folder / f"{name}.log")
                 procs.append(gw)
                 wait_http(f"http://127.0.0.1:{port}/readyz", 60)
                 print(f"{name} (pinned to CPU 0)", flush=True)
@@ -288,7 +323,14 @@ def main() -> int:
                 auth = {"Authorization": f"Bearer {MASTER_KEY}"}
                 wait_http(f"http://127.0.0.1:{port}/health/liveliness", 180)
                 print("litellm (pinned to CPU 0)", flush=True)
-                rows += run_target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", auth, args, folder, concurrencies)
+                if not args.only_anthropic:
+                    rows += run_target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", auth, args, folder, concurrencies)
+                if args.anthropic:
+                    try:
+                        rows += run_target("litellm-anthropic", f"http://127.0.0.1:{port}/v1/messages", {**auth, **ANTHROPIC_HEADERS},
+                                           args, folder, concurrencies, ANTHROPIC_PROMPT)
+                    except RuntimeError as exc:  # its /v1/messages bridge is optional here: say why, keep the rows
+                        print(f"  litellm-anthropic skipped: {exc}", flush=True)
                 stop(lite)
         finally:
             for p in procs:
@@ -300,6 +342,11 @@ def main() -> int:
     for key, r in lite.items():
         if key in archc and r["rps"]:
             print(f"archc / litellm ({'stream' if key[0] else 'json'}, c={key[1]}): {archc[key]['rps'] / r['rps']:.1f}x req/s")
+    archc_a = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "archc-anthropic"}
+    for key, r in {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "litellm-anthropic"}.items():
+        if key in archc_a and r["rps"]:
+            print(f"archc / litellm, Anthropic Messages ({'stream' if key[0] else 'json'}, c={key[1]}): "
+                  f"{archc_a[key]['rps'] / r['rps']:.1f}x req/s")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
     return 0
