@@ -7,7 +7,7 @@ access log; LiteLLM runs with LITELLM_LOG=ERROR). Optionally: the same requests 
 proxy on the same harness, archc over httpx's transports (--httpx), archc with its access log on
 (--access-log), and Anthropic Messages requests translated to the OpenAI upstream (--anthropic).
 
-    python bench/gateway.py [--duration 5] [--litellm /tmp/litellm-venv/bin/litellm] [--httpx] [--anthropic] [--access-log] [--out FILE.json]
+    python bench/gateway.py [--duration 5] [--litellm /tmp/litellm-venv/bin/litellm] [--httpx] [--anthropic] [--access-log] [--clients] [--out FILE.json]
 
 The fake upstream (``--serve-upstream PORT``) is a minimal asyncio HTTP/1.1 server that answers
 instantly (a chat.completion, or an SSE stream of 6 chunks when the body asks for ``stream``).
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import uvloop
 
@@ -98,6 +99,54 @@ def serve_upstream(port: int) -> None:
             await server.serve_forever()
 
     uvloop.run(main())
+
+
+# -- bare hypercorn apps (--clients): what the server and each upstream client cost alone ---------
+
+
+def serve_bare(mode: str, port: int, upstream: str) -> None:
+    """hypercorn (uvloop) with a raw ASGI app: ``constant`` answers a fixed body; ``aiohttp`` and
+    ``h1`` forward the body to ``upstream`` with aiohttp's client or runtime/http1.py and answer
+    what came back. No Starlette, no archc: the floor each part sets."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    sys.path.insert(0, str(ROOT))
+    from runtime import http1
+
+    url = upstream + "/v1/chat/completions"
+    state: dict[str, Any] = {}
+
+    async def forward(body: bytes) -> bytes:
+        if mode == "aiohttp":
+            if "session" not in state:
+                state["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            async with state["session"].post(url, data=body, headers={"content-type": "application/json"}) as r:
+                return await r.read()
+        if "pool" not in state:
+            state["pool"] = http1.Pool()
+            state["endpoint"], state["headers"] = http1.Endpoint(url), http1.header_block([("content-type", "application/json")])
+        return await (await state["pool"].post(state["endpoint"], state["headers"], body)).read()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        out = _COMPLETION if mode == "constant" else await forward(body)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(out))]})
+        await send({"type": "http.response.body", "body": out})
+
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    uvloop.run(serve(app, config))  # type: ignore[arg-type]
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -200,9 +249,9 @@ def check(url: str, headers: dict[str, str], stream: bool, prompt: dict[str, Any
 
 
 def run_target(name: str, url: str, headers: dict[str, str], args: argparse.Namespace, folder: Path,
-               concurrencies: list[int], prompt: dict[str, Any] = PROMPT) -> list[dict[str, Any]]:
+               concurrencies: list[int], prompt: dict[str, Any] = PROMPT, streams: tuple[bool, ...] = (False, True)) -> list[dict[str, Any]]:
     rows = []
-    for stream in (False, True):
+    for stream in streams:
         check(url, headers, stream, prompt)
         body = {**prompt, "stream": stream}
         for c in concurrencies:
@@ -264,10 +313,16 @@ def main() -> int:
     parser.add_argument("--access-log", action="store_true", help="also run archc at log level info (access log on, to a file)")
     parser.add_argument("--only-anthropic", action="store_true", help="the Anthropic rows only (plus direct)")
     parser.add_argument("--out", help="write the rows as JSON here")
+    parser.add_argument("--clients", action="store_true",
+                        help="also run bare hypercorn apps (constant answer; forwarding over aiohttp; over runtime/http1.py)")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare", nargs=3, metavar=("MODE", "PORT", "UPSTREAM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
+        return 0
+    if args.serve_bare:
+        serve_bare(args.serve_bare[0], int(args.serve_bare[1]), args.serve_bare[2])
         return 0
     if not shutil.which("wrk") or not shutil.which("taskset"):
         print("bench/gateway.py needs wrk and taskset (apt-get install wrk util-linux)", file=sys.stderr)
@@ -285,6 +340,15 @@ def main() -> int:
             print("direct to the fake upstream", flush=True)
             rows += run_target("direct", upstream + "/v1/chat/completions", {}, args, folder, concurrencies)
 
+            for mode in ("constant", "aiohttp", "h1") if args.clients else ():
+                port = free_port()
+                bare = start([sys.executable, __file__, "--serve-bare", mode, str(port), upstream], cpu=0, log=folder / f"bare-{mode}.log")
+                procs.append(bare)
+                wait_http(f"http://127.0.0.1:{port}/", 30)
+                print(f"bare hypercorn app, {mode} (pinned to CPU 0)", flush=True)
+                rows += run_target(f"bare-{mode}", f"http://127.0.0.1:{port}/v1/chat/completions", {}, args, folder,
+                                   concurrencies, streams=(False,))
+                stop(bare)
             quiet = ["--log-level", "warning"]  # no access log: the gateway's own cost
             variants = [("archc", {}, quiet)]
             if args.access_log:  # one JSON access-log line per request, to a file
