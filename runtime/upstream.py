@@ -12,7 +12,7 @@ driven through the httpx API.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 import httpx
@@ -25,6 +25,8 @@ from runtime.settings import Settings
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _KEEPALIVE_S = 30.0
+# Every provider request carries these, then the provider's own (wire format, key).
+_BASE_HEADERS = (("accept", "application/json, text/event-stream"), ("accept-encoding", "identity"), ("user-agent", "archc"))
 
 
 def build_client(settings: Settings) -> httpx.AsyncClient:
@@ -136,8 +138,7 @@ class Upstream:
         prepared = self._native_prepared.get(target.name)
         if prepared is None:
             try:
-                headers = http1.header_block([("accept", "application/json, text/event-stream"), ("accept-encoding", "identity"),
-                                              ("user-agent", "archc"), *target.headers])
+                headers = http1.header_block([*_BASE_HEADERS, *target.headers])
                 prepared = self._native_prepared[target.name] = (http1.Endpoint(target.url), headers)
             except ValueError as exc:
                 raise UpstreamError(f"upstream {target.name!r} cannot be called: {target.scrub(str(exc))}") from exc
@@ -170,8 +171,7 @@ class Upstream:
     def _request(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Request:
         prepared = self._prepared.get(target.name)
         if prepared is None:
-            headers = httpx.Headers([("accept", "application/json, text/event-stream"), ("accept-encoding", "identity"),
-                                     ("user-agent", "archc"), *target.headers])
+            headers = httpx.Headers([*_BASE_HEADERS, *target.headers])
             prepared = self._prepared[target.name] = (httpx.URL(target.url), headers)
         url, headers = prepared
         if extra_headers:
@@ -216,10 +216,7 @@ class Upstream:
             raise UpstreamError(f"upstream {target.name!r} broke off its response: {type(exc).__name__}") from exc
         finally:
             await response.aclose()
-        try:
-            return json.loads(raw), raw
-        except ValueError as exc:
-            raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
+        return _json_answer(target, raw)
 
     async def _post_native(self, pool: http1.Pool, target: Target, body: bytes,
                            extra_headers: Mapping[str, str] | None) -> tuple[Any, bytes]:
@@ -230,10 +227,7 @@ class Upstream:
             raise UpstreamTimeout(f"upstream {target.name!r} stopped answering mid-response") from exc
         except http1.HTTPError as exc:
             raise UpstreamError(f"upstream {target.name!r} broke off its response: {type(exc).__name__}") from exc
-        try:
-            return json.loads(raw), raw
-        except ValueError as exc:
-            raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
+        return _json_answer(target, raw)
 
     async def post_json(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> Any:
         """POST ``body`` and return the parsed JSON answer."""
@@ -243,8 +237,17 @@ class Upstream:
         """POST ``body`` for a streamed answer; error statuses raise before any byte reaches the client."""
         pool = self.pool()
         if pool is not None:
-            return NativeStream(target, await self._send_native(pool, target, body, extra_headers))
-        return UpstreamStream(target, await self._send(target, body, extra_headers))
+            native = await self._send_native(pool, target, body, extra_headers)
+            return UpstreamStream(target, aiter(native), native.header("content-type") or "", native.aclose)
+        response = await self._send(target, body, extra_headers)
+        return UpstreamStream(target, response.aiter_raw(), response.headers.get("content-type", ""), response.aclose)
+
+
+def _json_answer(target: Target, raw: bytes) -> tuple[Any, bytes]:
+    try:
+        return json.loads(raw), raw
+    except ValueError as exc:
+        raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
 
 
 def _refused_or_reset(exc: httpx.TimeoutException) -> bool:
@@ -280,56 +283,31 @@ def _error_message(target: Target, status: int, raw: bytes) -> str:
 
 
 class UpstreamStream:
-    """An open streamed response: ``async for chunk in stream`` yields raw bytes as they arrive."""
+    """An open streamed response, from either transport: ``async for chunk in stream`` yields raw
+    bytes as they arrive; ``aclose()`` on an unfinished one drops the connection, so the upstream
+    sees the client leave."""
 
-    def __init__(self, target: Target, response: httpx.Response) -> None:
+    def __init__(self, target: Target, chunks: AsyncIterator[bytes], content_type: str,
+                 close: Callable[[], Awaitable[None]]) -> None:
         self.target = target
-        self.response = response
-
-    @property
-    def content_type(self) -> str:
-        return self.response.headers.get("content-type", "")
+        self.content_type = content_type
+        self._chunks = chunks
+        self._close = close
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.response.aiter_raw():
+            async for chunk in self._chunks:
                 yield chunk
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, http1.ReadTimeout) as exc:
             raise UpstreamTimeout(f"upstream {self.target.name!r} stopped streaming (timeout)") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, http1.HTTPError) as exc:
             raise UpstreamError(f"upstream {self.target.name!r} broke off its stream: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
-        # Closing an unfinished aiohttp response drops the connection: the upstream sees the client leave.
         try:
-            await self.response.aclose()
+            await self._close()
         except (httpx.HTTPError, OSError):
             pass
 
 
-class NativeStream:
-    """``UpstreamStream`` over a runtime/http1.py response (the fast path): raw bytes as they arrive."""
-
-    def __init__(self, target: Target, response: http1.Response) -> None:
-        self.target = target
-        self.response = response
-
-    @property
-    def content_type(self) -> str:
-        return self.response.header("content-type") or ""
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.response:
-                yield chunk
-        except http1.ReadTimeout as exc:
-            raise UpstreamTimeout(f"upstream {self.target.name!r} stopped streaming (timeout)") from exc
-        except http1.HTTPError as exc:
-            raise UpstreamError(f"upstream {self.target.name!r} broke off its stream: {type(exc).__name__}") from exc
-
-    async def aclose(self) -> None:
-        # Closing an unfinished response aborts the connection: the upstream sees the client leave.
-        await self.response.aclose()
-
-
-__all__ = ["H1Transport", "NativeStream", "Upstream", "UpstreamStream", "build_client"]
+__all__ = ["H1Transport", "Upstream", "UpstreamStream", "build_client"]
