@@ -65,9 +65,8 @@ class Endpoint:
         self.port = parts.port or (443 if self.tls else 80)
         self.origin = (parts.scheme, self.host, self.port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        default_port = parts.port is None or parts.port == (443 if self.tls else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
-        authority = host if default_port else f"{host}:{self.port}"
+        authority = host if self.port == (443 if self.tls else 80) else f"{host}:{self.port}"
         self.prefix = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\n".encode("ascii")
 
 
@@ -307,8 +306,7 @@ class Response:
         if conn.complete and conn.keep_alive and conn.error is None and not conn.closed and not conn.chunks:
             conn.pool._release(conn)
         else:
-            conn.abort()
-            conn.pool._forget(conn)
+            conn.pool._drop(conn)
 
 
 class Pool:
@@ -346,19 +344,12 @@ class Pool:
             conn.head = self.loop.create_future()
             conn.last_data = self.loop.time()
             try:
-                conn.transport.write(head + body if len(body) < 65536 else head)  # type: ignore[union-attr]
-                if len(body) >= 65536:
-                    conn.transport.write(body)  # type: ignore[union-attr]
+                conn.transport.writelines((head, body))  # type: ignore[union-attr]
                 await conn.wait(conn.head, self.read_timeout_s)
-            except Disconnected:
-                conn.abort()
-                self._forget(conn)
-                if reused and not conn.got_bytes:
+            except BaseException as exc:
+                self._drop(conn)  # a failure, a timeout, or the caller was cancelled: never reuse a half-used socket
+                if isinstance(exc, Disconnected) and reused and not conn.got_bytes:
                     continue  # the server had closed the idle socket as we wrote: again, on another
-                raise
-            except BaseException:
-                conn.abort()  # a timeout, or the caller was cancelled: never reuse a half-used socket
-                self._forget(conn)
                 raise
             return Response(conn, self.read_timeout_s)
 
@@ -374,8 +365,7 @@ class Pool:
                     conn.idle = False
                     conn._reset()
                     return conn
-                conn.abort()
-                self._forget(conn)
+                self._drop(conn)
             if not self.max_connections or self._open < self.max_connections or self._close_idle_elsewhere(endpoint.origin):
                 break
             waiter = self.loop.create_future()  # woken when a socket is released or closed
@@ -414,8 +404,7 @@ class Pool:
 
     def _release(self, conn: _Connection) -> None:
         if self.closed:
-            conn.abort()
-            self._forget(conn)
+            self._drop(conn)
             return
         now = conn.idle_since = self.loop.time()
         conn.idle = True
@@ -431,8 +420,11 @@ class Pool:
             expired = [c for c in conns if c.closed or now - c.idle_since >= self.keepalive_s]
             for conn in expired:
                 conns.remove(conn)
-                conn.abort()
-                self._forget(conn)
+                self._drop(conn)
+
+    def _drop(self, conn: _Connection) -> None:
+        conn.abort()
+        self._forget(conn)
 
     def _forget(self, conn: _Connection) -> None:
         if conn in self._all:
@@ -450,9 +442,7 @@ class Pool:
     def _close_idle_elsewhere(self, origin: tuple) -> bool:
         for other, conns in self._idle.items():
             if other != origin and conns:
-                conn = conns.pop(0)
-                conn.abort()
-                self._forget(conn)
+                self._drop(conns.pop(0))
                 return True
         return False
 
