@@ -203,19 +203,13 @@ class Resilience(Generic[T]):
                 try:
                     result = await self._one(name, attempt, deadline)
                 except GatewayError as err:
-                    attempts.append(Attempt(name, outcome_of(err), (self.clock() - started) * 1000))
-                    self._count(name, outcome_of(err))
-                    if not retryable(err):
+                    if not self._failed(name, err, started, attempts):
                         raise _finish(err, attempts)
                     last = err
-                    if self.cooldown.failure(name) and self.metrics:
-                        self.metrics.cooldowns.labels(name).inc()
                     if isinstance(err, ProviderUnavailable):
                         break  # a missing key will not appear on retry: next provider
                     continue
-                attempts.append(Attempt(name, "ok", (self.clock() - started) * 1000))
-                self._count(name, "ok")
-                self.cooldown.success(name)
+                self._succeeded(name, started, attempts)
                 if name != primary and self.metrics:
                     self.metrics.fallbacks.labels(primary, name).inc()
                 return result, attempts
@@ -230,20 +224,31 @@ class Resilience(Generic[T]):
 
     async def _run_once(self, name: str, attempt: Callable[[str], Awaitable[T]]) -> tuple[T, list[Attempt]]:
         """``run`` for a ``_single`` chain: the same attempts, counters and cooldown, without the loop."""
+        attempts: list[Attempt] = []
         started = self.clock()
         try:
             result = await attempt(name)
         except GatewayError as err:
-            outcome = outcome_of(err)
-            attempts = [Attempt(name, outcome, (self.clock() - started) * 1000)]
-            self._count(name, outcome)
-            if retryable(err) and self.cooldown.failure(name) and self.metrics:
-                self.metrics.cooldowns.labels(name).inc()
+            self._failed(name, err, started, attempts)
             raise _finish(err, attempts)
-        attempts = [Attempt(name, "ok", (self.clock() - started) * 1000)]
+        self._succeeded(name, started, attempts)
+        return result, attempts
+
+    def _failed(self, name: str, err: GatewayError, started: float, attempts: list[Attempt]) -> bool:
+        """Record a failed attempt; True (after counting it toward a cooldown) when it is worth another."""
+        outcome = outcome_of(err)
+        attempts.append(Attempt(name, outcome, (self.clock() - started) * 1000))
+        self._count(name, outcome)
+        if not retryable(err):
+            return False
+        if self.cooldown.failure(name) and self.metrics:
+            self.metrics.cooldowns.labels(name).inc()
+        return True
+
+    def _succeeded(self, name: str, started: float, attempts: list[Attempt]) -> None:
+        attempts.append(Attempt(name, "ok", (self.clock() - started) * 1000))
         self._count(name, "ok")
         self.cooldown.success(name)
-        return result, attempts
 
     async def _one(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None) -> T:
         if self.span is None:
