@@ -65,13 +65,15 @@ def app_from_env(loader: Callable[[Path], Bundle] | None = None) -> Starlette:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     last_good = Path(os.environ[BUNDLE_ENV])
-    bundle = load(last_good)
     watch = Path(os.environ[WATCH_ENV]) if os.environ.get(WATCH_ENV) else None
-    if watch is not None:
+    if watch is None:
+        bundle = load(last_good)
+    else:
         loader = _keeping_last_good(loader or load, last_good)
         try:
             bundle = loader(watch)
         except Exception as exc:  # a broken file at a worker's (re)start: serve the last good bundle
+            bundle = load(last_good)
             logging.getLogger("archc.runtime").error("%s does not load (%s: %s); this worker serves the last good bundle %s",
                                                      watch, type(exc).__name__, exc, bundle.digest)
     app = create_app(bundle, settings=settings, watch=watch, loader=loader)
