@@ -14,6 +14,21 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
+class LabelledChildren:
+    """``child(metric, *labels)`` is ``metric.labels(*labels)``, looked up once per metric and label
+    set (``labels()`` takes a lock and builds its key on every call: too much for the hot path)."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def __call__(self, metric: Any, *labels: str) -> Any:
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+
 class Metrics:
     """Counters and histograms by endpoint, route, provider and status."""
 
@@ -29,34 +44,21 @@ class Metrics:
         self.tokens = Counter("archc_tokens", "Tokens reported by upstreams", ["provider", "direction"], registry=r)
         self.errors = Counter("archc_errors", "Error answers by kind", ["endpoint", "kind"], registry=r)
 
-        # Labelled children, looked up once per label set (``labels()`` takes a lock and builds keys).
-        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self.child = LabelledChildren()
 
     def request_done(self, endpoint: str, route: str, provider: str, status: int, seconds: float) -> None:
-        key = (endpoint, route, provider, str(status))
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (self.requests.labels(*key), self.latency.labels(endpoint))
-        children[0].inc()
-        children[1].observe(seconds)
+        self.child(self.requests, endpoint, route, provider, str(status)).inc()
+        self.child(self.latency, endpoint).observe(seconds)
 
     def decision(self, route: str | None, fallback: str | None, cache_hit: bool, router_ms: float) -> None:
-        key = ("decision", route or "none", fallback or "", "hit" if cache_hit else "miss")
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = (self.router_decisions.labels(*key[1:]), None)
-        child[0].inc()
+        self.child(self.router_decisions, route or "none", fallback or "", "hit" if cache_hit else "miss").inc()
         self.router_latency.observe(router_ms / 1000.0)
 
     def usage(self, provider: str, prompt_tokens: int | None, completion_tokens: int | None) -> None:
-        key = ("tokens", provider)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (self.tokens.labels(provider, "in"), self.tokens.labels(provider, "out"))
         if prompt_tokens:
-            children[0].inc(prompt_tokens)
+            self.child(self.tokens, provider, "in").inc(prompt_tokens)
         if completion_tokens:
-            children[1].inc(completion_tokens)
+            self.child(self.tokens, provider, "out").inc(completion_tokens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,7 +1,7 @@
 """Retries, fallbacks and cooldown: which provider to try next, and when.
 
 Stage: runtime, around the upstream call. Pure decisions (clock, random and sleep injected) and one
-small async driver; imports runtime.errors, prometheus_client and the standard library.
+small async driver; imports runtime.errors, runtime.metrics (LabelledChildren), prometheus_client and the standard library.
 
 Rules, all explicit in ``gateway:`` config (defaults change nothing: one attempt, no fallback,
 no cooldown):
@@ -28,6 +28,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, ContextManager, Gene
 from prometheus_client import CollectorRegistry, Counter
 
 from runtime.errors import GatewayError, ProviderUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
+from runtime.metrics import LabelledChildren
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -159,13 +160,10 @@ class RetryMetrics:
         self.attempts = Counter("archc_upstream_attempts", "Upstream attempts by outcome", ["provider", "outcome"], registry=registry)
         self.fallbacks = Counter("archc_fallbacks", "Answers served by a fallback provider", ["primary", "served_by"], registry=registry)
         self.cooldowns = Counter("archc_cooldowns", "Providers put into cooldown", ["provider"], registry=registry)
-        self._attempt_children: dict[tuple[str, str], Any] = {}  # labels() takes a lock and builds keys: once per pair
+        self.child = LabelledChildren()
 
     def attempt(self, provider: str, outcome: str) -> None:
-        child = self._attempt_children.get((provider, outcome))
-        if child is None:
-            child = self._attempt_children[(provider, outcome)] = self.attempts.labels(provider, outcome)
-        child.inc()
+        self.child(self.attempts, provider, outcome).inc()
 
 
 @dataclass
