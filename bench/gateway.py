@@ -44,6 +44,7 @@ PROMPT = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Sa
 # translates it to the OpenAI-format upstream and the answer back, streamed and not.
 ANTHROPIC_PROMPT = {**PROMPT, "max_tokens": 64}
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+APIS = {"openai": ("/v1/chat/completions", {}, PROMPT), "anthropic": ("/v1/messages", ANTHROPIC_HEADERS, ANTHROPIC_PROMPT)}
 
 # -- the fake upstream ----------------------------------------------------------------------------
 
@@ -350,32 +351,24 @@ def main() -> int:
                                    concurrencies, streams=(False,))
                 stop(bare)
             quiet = ["--log-level", "warning"]  # no access log: the gateway's own cost
-            variants = [("archc", {}, quiet)]
-            if args.access_log:  # one JSON access-log line per request, to a file
-                variants.append(("archc-accesslog", {}, ["--log-level", "info"]))
-            if args.httpx:
-                variants += [("archc-httpx-aiohttp", {"ARCHC_UPSTREAM_TRANSPORT": "httpx-aiohttp"}, quiet),
-                             ("archc-httpx", {"ARCHC_UPSTREAM_TRANSPORT": "httpx"}, quiet)]
-            if args.only_anthropic:
-                variants, args.anthropic = [], True
-            if args.anthropic:
-                port = free_port()
-                gw = start([sys.executable, "-m", "archc", "serve", str(_bundle(folder, upstream)), "--port", str(port),
-                            "--log-level", "warning"], cpu=0, env={"BENCH_OPENAI_KEY": "sk-fake"}, log=folder / "anthropic.log")
-                procs.append(gw)
-                wait_http(f"http://127.0.0.1:{port}/readyz", 60)
-                print("archc, Anthropic Messages client -> OpenAI upstream (pinned to CPU 0)", flush=True)
-                rows += run_target("archc-anthropic", f"http://127.0.0.1:{port}/v1/messages", ANTHROPIC_HEADERS, args, folder,
-                                   concurrencies, ANTHROPIC_PROMPT)
-                stop(gw)
-            for name, env, extra in variants:
+            anthropic = args.anthropic or args.only_anthropic
+            variants = [("archc-anthropic", {}, quiet, "anthropic")] if anthropic else []
+            if not args.only_anthropic:
+                variants.append(("archc", {}, quiet, "openai"))
+                if args.access_log:  # one JSON access-log line per request, to a file
+                    variants.append(("archc-accesslog", {}, ["--log-level", "info"], "openai"))
+                if args.httpx:
+                    variants += [("archc-httpx-aiohttp", {"ARCHC_UPSTREAM_TRANSPORT": "httpx-aiohttp"}, quiet, "openai"),
+                                 ("archc-httpx", {"ARCHC_UPSTREAM_TRANSPORT": "httpx"}, quiet, "openai")]
+            for name, env, extra, api in variants:
+                path, headers, prompt = APIS[api]
                 port = free_port()
                 gw = start([sys.executable, "-m", "archc", "serve", str(_bundle(folder, upstream)), "--port", str(port),
                             *extra], cpu=0, env={"BENCH_OPENAI_KEY": "sk-fake", **env}, log=folder / f"{name}.log")
                 procs.append(gw)
                 wait_http(f"http://127.0.0.1:{port}/readyz", 60)
                 print(f"{name} (pinned to CPU 0)", flush=True)
-                rows += run_target(name, f"http://127.0.0.1:{port}/v1/chat/completions", {}, args, folder, concurrencies)
+                rows += run_target(name, f"http://127.0.0.1:{port}{path}", headers, args, folder, concurrencies, prompt)
                 stop(gw)
 
             if args.litellm:
@@ -389,7 +382,7 @@ def main() -> int:
                 print("litellm (pinned to CPU 0)", flush=True)
                 if not args.only_anthropic:
                     rows += run_target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", auth, args, folder, concurrencies)
-                if args.anthropic:
+                if anthropic:
                     try:
                         rows += run_target("litellm-anthropic", f"http://127.0.0.1:{port}/v1/messages", {**auth, **ANTHROPIC_HEADERS},
                                            args, folder, concurrencies, ANTHROPIC_PROMPT)
