@@ -84,6 +84,7 @@ class Provider:
     ``api-version``). ``key_env`` names the environment variable holding the key; the key itself
     never enters a bundle. ``served`` is False for providers the runtime cannot call yet
     (they compile, with a warning). ``options`` holds provider quirks (string/number/bool values).
+    ``timeout_ms``: this provider's request deadline, overriding the model listener's (0: none).
     """
 
     name: str
@@ -96,6 +97,7 @@ class Provider:
     default: bool = False
     served: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)
+    timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,17 @@ class Resolution:
 
 
 @dataclass(frozen=True)
+class Deadline:
+    """How long a request may take end to end, and which config key says so (for errors and explain)."""
+
+    ms: int | None
+    source: str = "no deadline configured"
+
+
+_NO_DEADLINE = Deadline(None)
+
+
+@dataclass(frozen=True)
 class Bundle:
     format_version: int
     digest: str
@@ -215,6 +228,11 @@ class Bundle:
         if len(matches) == 1:
             return Resolution(requested, matches[0], "bare", (requested, matches[0].name))
         return None
+
+    def deadline(self, provider: str) -> "Deadline":
+        """The end-to-end deadline of a request served by ``provider``: its own ``timeout`` if set,
+        else the (first) model listener's; ``gateway.timeouts.total_ms`` caps either."""
+        return self._idx["deadlines"].get(provider) or _NO_DEADLINE
 
     def known_models(self) -> list[str]:
         """Every name a client may request: aliases, then provider names (config order)."""
@@ -298,7 +316,24 @@ def _build_index(bundle: Bundle) -> dict[str, Any]:
         "aliases": {a.name: a for a in bundle.aliases},
         "routes": {r.name: r for r in bundle.routes},
         "bare": {k: tuple(v) for k, v in bare.items()},
+        "deadlines": {p.name: _deadline(bundle, p) for p in bundle.providers},
     }
+
+
+def _deadline(bundle: Bundle, provider: Provider) -> Deadline:
+    own: Deadline | None = None
+    if provider.timeout_ms is not None:
+        own = Deadline(provider.timeout_ms or None, f"model_providers[{provider.name}].timeout"
+                       + ("" if provider.timeout_ms else " is 0s"))
+    else:
+        listener = next((x for x in bundle.listeners if x.kind == "model" and x.timeout_ms is not None), None)
+        if listener is not None:
+            own = Deadline(listener.timeout_ms or None, f"listeners[{listener.name}].timeout")
+    timeouts = (bundle.extensions.get("gateway") or {}).get("timeouts") or {}
+    total = timeouts.get("total_ms") if isinstance(timeouts, Mapping) else None
+    if isinstance(total, int) and not isinstance(total, bool) and total > 0 and (own is None or own.ms is None or total < own.ms):
+        return Deadline(total, "gateway.timeouts.total_ms")
+    return own or _NO_DEADLINE
 
 
 def _to_plain(obj: Any) -> Any:
@@ -445,4 +480,5 @@ def _provider(d: Mapping[str, Any], where: str) -> Provider:
         default=_opt(d, "default", bool, where, False),
         served=_opt(d, "served", bool, where, True),
         options=_opt(d, "options", dict, where, {}),
+        timeout_ms=_opt(d, "timeout_ms", int, where, None),
     )

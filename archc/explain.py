@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from archc.bundle import Bundle, Provider
+from archc.bundle import Bundle, Deadline, Provider
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Explanation:
     pinned: bool = False
     routing_note: str = ""
     suggestions: tuple[str, ...] = field(default_factory=tuple)
+    deadline: Deadline | None = None  # of a request served by ``provider`` (routing may pick another)
 
     @property
     def found(self) -> bool:
@@ -41,6 +42,7 @@ class Explanation:
                 "wire": p.wire, "auth": p.auth, "key_env": p.key_env, "served": p.served, "default": p.default,
             },
             "routing": self.routing_note,
+            "deadline": None if self.deadline is None else {"ms": self.deadline.ms, "source": self.deadline.source},
             "suggestions": list(self.suggestions),
         }
 
@@ -59,7 +61,8 @@ def explain(bundle: Bundle, requested: str) -> Explanation:
         return Explanation(requested, None, routing_note=note, suggestions=tuple(close))
     alias = bundle.alias(requested)
     return Explanation(requested, resolution.via, tuple(resolution.chain), resolution.provider,
-                       pinned=bool(alias and alias.pinned), routing_note=note)
+                       pinned=bool(alias and alias.pinned), routing_note=note,
+                       deadline=bundle.deadline(resolution.provider.name))
 
 
 def _routing_note(bundle: Bundle) -> str:
@@ -92,6 +95,9 @@ def format_text(e: Explanation) -> str:
     lines.append(f"  wire:     {p.wire}")
     key = f", key from ${p.key_env}" if p.key_env else ", no key"
     lines.append(f"  auth:     {p.auth}{key}")
+    if e.deadline is not None:
+        d = e.deadline
+        lines.append(f"  deadline: {d.ms} ms end to end ({d.source})" if d.ms else f"  deadline: none ({d.source})")
     if not p.served:
         lines.append("  served:   no (known provider, not served by this runtime yet: requests are refused)")
     lines.append(f"  routing:  {e.routing_note}")

@@ -151,6 +151,7 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx) -> Provider | No
         name=name, provider=prefix, model=model, wire=spec.wire, endpoint=endpoint,
         auth=spec.auth if key_env else AUTH_NONE, key_env=key_env,
         default=entry.get("default") is True, served=spec.served, options=options,
+        timeout_ms=_duration_ms(entry.get("timeout")),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator
 
 from starlette.types import Receive, Scope, Send
 
+from archc.bundle import Deadline
 from runtime import adapt, echo, retry
 from runtime.endpoints import decide, decision_headers, read_json, remember_session
 from runtime.errors import GatewayError, ProviderUnavailable, UpstreamTimeout, render
@@ -125,6 +126,8 @@ async def _attempts(scope: Scope, state: GatewayState, body: dict[str, Any], cho
     """``_forward`` under the retry/fallback policy of the request's bundle generation (runtime/retry.py):
     each attempt may be served by a fallback provider; every attempt is listed in ``x-arch-attempts``."""
 
+    limit = state.bundle.deadline(choice.provider.name)  # the primary's, kept through fallbacks
+
     async def attempt(name: str) -> Answer:
         provider = choice.provider if name == choice.provider.name else state.bundle.provider(name)
         if provider is None:
@@ -135,24 +138,20 @@ async def _attempts(scope: Scope, state: GatewayState, body: dict[str, Any], cho
             this_headers = _decision(state, this)
         target = state.targets[name]
         target.check_usable()
-        return await _forward(state, body, this, target, client_format, this_headers, endpoint, started, wanted)
+        return await _forward(state, body, this, target, client_format, this_headers, endpoint, started, wanted, limit)
 
     generation = scope["state"].get("generation")
     if generation is None:  # an app without the hardening middleware
         return await attempt(choice.provider.name)
-    answer, attempts = await generation.resilience.run(choice.provider.name, attempt)
+    budget = None if limit.ms is None else limit.ms / 1000.0 - (time.perf_counter() - started)
+    answer, attempts = await generation.resilience.run(choice.provider.name, attempt, budget_s=budget,
+                                                       why=f"{limit.source}, {limit.ms} ms")
     answer.headers.append((_ATTEMPTS, retry.attempts_header(attempts).encode("latin-1")))
-    total_ms = generation.resilience.policy.total_ms
-    if total_ms and isinstance(answer, SSEAnswer):
-        late = UpstreamTimeout(f"the answer did not finish within timeouts.total_ms ({total_ms} ms)")
-        answer.chunks = retry.bounded_stream(answer.chunks, started + total_ms / 1000.0,
-                                             lambda: adapt.ERROR_EVENTS[client_format](render(late, client_format)),
-                                             clock=time.perf_counter)
     return answer
 
 
 async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, target: Target, client_format: WireFormat,
-                   headers: Headers, endpoint: str, started: float, wanted: dict[bytes, str]) -> Answer:
+                   headers: Headers, endpoint: str, started: float, wanted: dict[bytes, str], limit: Deadline) -> Answer:
     up_format = target.upstream_format
     keep_reasoning = bool(choice.provider.options.get("send_reasoning", False))
     up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model, keep_reasoning=keep_reasoning)
@@ -163,13 +162,13 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
     if target.echo:
         if stream:
             source: Any = _replay(echo.stream(up_body, choice))
-            return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
+            return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started, limit)
         resp: Any = echo.response(up_body, choice)
     else:
         try:
             if stream:
                 source = await state.upstream.open_stream(target, _dumps(up_body), extra)
-                return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started)
+                return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started, limit)
             resp, raw = await state.upstream.post(target, _dumps(up_body), extra)
         except GatewayError as err:
             state.metrics.upstream_errors.labels(target.name, err.kind).inc()
@@ -210,8 +209,11 @@ def _client_model(choice: Choice) -> str:
 
 
 def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_format: WireFormat, up_format: WireFormat,
-               choice: Choice, headers: Headers, endpoint: str, started: float) -> SSEAnswer:
+               choice: Choice, headers: Headers, endpoint: str, started: float, limit: Deadline) -> SSEAnswer:
     converter = adapt.stream_adapter(client_format, up_format, model=_client_model(choice), body=body)
+    if limit.ms is not None:  # the rest of the stream fits in what is left of the request's deadline
+        late = f"the answer did not finish within the request deadline ({limit.source}, {limit.ms} ms)"
+        source = retry.BoundedStream(source, started + limit.ms / 1000.0, lambda: UpstreamTimeout(late), clock=time.perf_counter)
 
     async def chunks() -> AsyncIterator[bytes]:
         status = 200

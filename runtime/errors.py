@@ -85,6 +85,7 @@ class UpstreamError(GatewayError):
 
 class UpstreamTimeout(UpstreamError):
     status = 504
+    kind = "timeout_error"  # Anthropic's type for its own 504
 
 
 class UpstreamStatus(UpstreamError):

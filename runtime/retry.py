@@ -14,7 +14,9 @@ no cooldown):
   a stream cut later is reported to the client, never replayed).
 - ``cooldown.failures`` consecutive failures put a provider aside for ``cooldown.seconds``; it is
   skipped while others remain, and tried anyway when every candidate is cooling down.
-- ``timeouts.first_byte_ms`` bounds each attempt; ``timeouts.total_ms`` bounds all of them.
+- ``timeouts.first_byte_ms`` bounds each attempt; ``timeouts.total_ms`` bounds all of them, and so
+  does the request's deadline (listener or provider ``timeout``: ``Bundle.deadline``) that the
+  caller passes as ``budget_s``. ``BoundedStream`` holds a streamed answer to the same deadline.
 """
 
 from __future__ import annotations
@@ -179,16 +181,19 @@ class Resilience(Generic[T]):
     # Wraps each attempt (tracing's client span); None: no wrapping.
     span: Callable[[str], ContextManager[None]] | None = None
 
-    async def run(self, primary: str, attempt: Callable[[str], Awaitable[T]]) -> tuple[T, list[Attempt]]:
+    async def run(self, primary: str, attempt: Callable[[str], Awaitable[T]], *,
+                  budget_s: float | None = None, why: str = "") -> tuple[T, list[Attempt]]:
         """Call ``attempt(provider)`` along the chain until one answers.
 
         ``attempt`` must raise GatewayError before any byte reaches the client, or return the
         opened answer. The last error is raised (with ``x-arch-attempts`` in its headers) when all fail.
+        ``budget_s``: the time left to the request's deadline (``why`` names its config key); every
+        attempt and backoff fits in it, as in ``timeouts.total_ms``.
         """
         policy = self.policy
-        if self._single(primary):
+        if budget_s is None and self._single(primary):
             return await self._run_once(primary, attempt)
-        deadline = self.clock() + policy.total_ms / 1000.0 if policy.total_ms else None
+        deadline, why = self._deadline(budget_s, why)
         attempts: list[Attempt] = []
         last: GatewayError | None = None
         for name in self.cooldown.order(policy.chain(primary)):
@@ -196,10 +201,10 @@ class Resilience(Generic[T]):
                 if n > 0:
                     await self.sleep(_bounded(policy.backoff_s(n, self.rand), deadline, self.clock))
                 if deadline is not None and self.clock() >= deadline:
-                    raise _finish(UpstreamTimeout(f"no upstream answered within {policy.total_ms} ms"), attempts)
+                    raise _finish(UpstreamTimeout(f"no upstream answered within the request deadline ({why})"), attempts)
                 started = self.clock()
                 try:
-                    result = await self._one(name, attempt, deadline)
+                    result = await self._one(name, attempt, deadline, why)
                 except GatewayError as err:
                     if not self._failed(name, err, started, attempts):
                         raise _finish(err, attempts)
@@ -213,6 +218,13 @@ class Resilience(Generic[T]):
                 return result, attempts
         assert last is not None
         raise _finish(last, attempts)
+
+    def _deadline(self, budget_s: float | None, why: str) -> tuple[float | None, str]:
+        """The absolute deadline (``clock`` time) from the request's budget and ``timeouts.total_ms``."""
+        total_ms = self.policy.total_ms
+        if total_ms and (budget_s is None or total_ms / 1000.0 < budget_s):
+            budget_s, why = total_ms / 1000.0, f"gateway.timeouts.total_ms, {total_ms} ms"
+        return (None, why) if budget_s is None else (self.clock() + max(0.0, budget_s), why)
 
     def _single(self, primary: str) -> bool:
         """One attempt at one provider with no time bound and no span: ``run``'s loop has nothing to decide."""
@@ -248,51 +260,61 @@ class Resilience(Generic[T]):
         self._count(name, "ok")
         self.cooldown.success(name)
 
-    async def _one(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None) -> T:
+    async def _one(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None, why: str) -> T:
         if self.span is None:
-            return await self._bounded_attempt(name, attempt, deadline)
+            return await self._bounded_attempt(name, attempt, deadline, why)
         with self.span(name):
-            return await self._bounded_attempt(name, attempt, deadline)
+            return await self._bounded_attempt(name, attempt, deadline, why)
 
-    async def _bounded_attempt(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None) -> T:
+    async def _bounded_attempt(self, name: str, attempt: Callable[[str], Awaitable[T]], deadline: float | None,
+                               why: str) -> T:
         budget = self.policy.first_byte_ms / 1000.0 if self.policy.first_byte_ms else None
+        message = f"upstream {name!r} sent no answer within timeouts.first_byte_ms ({self.policy.first_byte_ms} ms)"
         if deadline is not None:
             left = max(0.0, deadline - self.clock())
-            budget = left if budget is None else min(budget, left)
+            if budget is None or left < budget:
+                budget, message = left, f"upstream {name!r} did not answer within the request deadline ({why})"
         if budget is None:
             return await attempt(name)
         try:
-            return await asyncio.wait_for(attempt(name), budget)
-        except asyncio.TimeoutError as exc:
-            raise UpstreamTimeout(f"upstream {name!r} sent no answer within {int(budget * 1000)} ms") from exc
+            async with asyncio.timeout(budget):  # a timer on this task: no task per attempt (as wait_for made)
+                return await attempt(name)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(message) from exc
 
     def _count(self, name: str, outcome: str) -> None:
         if self.metrics:
             self.metrics.attempt(name, outcome)
 
 
-async def bounded_stream(chunks: AsyncIterator[bytes], deadline: float, on_timeout: Callable[[], bytes],
-                         clock: Clock = time.monotonic) -> AsyncIterator[bytes]:
-    """Pass ``chunks`` through until ``deadline`` (a ``clock`` time); then send ``on_timeout()``
-    (the client's error event) and stop. A trickling upstream cannot hold a client past the deadline."""
-    iterator = chunks.__aiter__()
-    try:
+class BoundedStream:
+    """An upstream stream (``async for`` chunks, ``aclose``) that raises ``late()`` at ``deadline``
+    (a ``clock`` time): a trickling upstream cannot hold a client past the request's deadline.
+    The caller turns the error into the client's error event, as for any upstream failure mid-stream."""
+
+    def __init__(self, source: Any, deadline: float, late: Callable[[], GatewayError], clock: Clock = time.monotonic) -> None:
+        self.source = source
+        self.deadline = deadline
+        self.late = late
+        self.clock = clock
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        iterator = self.source.__aiter__()
         while True:
-            left = deadline - clock()
+            left = self.deadline - self.clock()
             try:
                 if left <= 0:
-                    raise asyncio.TimeoutError
-                chunk = await asyncio.wait_for(iterator.__anext__(), left)
+                    raise TimeoutError
+                async with asyncio.timeout(left):
+                    chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 return
-            except asyncio.TimeoutError:
-                yield on_timeout()
-                return
+            except TimeoutError:
+                raise self.late() from None
             yield chunk
-    finally:
-        closer = getattr(iterator, "aclose", None)
-        if closer is not None:
-            await closer()
+
+    async def aclose(self) -> None:
+        await self.source.aclose()
 
 
 def _bounded(wait: float, deadline: float | None, clock: Clock) -> float:

@@ -35,3 +35,46 @@ def test_unknown_model_suggests() -> None:
     assert not e.found and "arch.fast.v1" in e.suggestions
     assert "default is used: openai/gpt-4o" in e.routing_note
     assert "did you mean" in format_text(e)
+
+
+DEADLINES = """\
+version: v0.1.0
+listeners:
+  - {type: model, name: llm, port: 12000, timeout: 30s}
+model_providers:
+  - {model: openai/gpt-4o, access_key: $OPENAI_API_KEY, default: true}
+  - {model: anthropic/claude-opus-4-1, access_key: $ANTHROPIC_API_KEY, timeout: 5m}
+  - {model: openai/gpt-4o-mini, access_key: $OPENAI_API_KEY, timeout: 0s}
+"""
+
+
+def test_deadline_is_the_providers_timeout_else_the_listeners_capped_by_total_ms(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(DEADLINES)
+    bundle = compile_path(config, lock_mode="ignore").bundle
+    assert bundle.deadline("openai/gpt-4o").ms == 30_000 and bundle.deadline("openai/gpt-4o").source == "listeners[llm].timeout"
+    assert bundle.deadline("anthropic/claude-opus-4-1").ms == 300_000
+    assert bundle.deadline("openai/gpt-4o-mini").ms is None  # 0s: this provider has no deadline
+    assert "deadline: 30000 ms end to end (listeners[llm].timeout)" in format_text(explain(bundle, "openai/gpt-4o"))
+    assert "deadline: 300000 ms end to end (model_providers[anthropic/claude-opus-4-1].timeout)" in \
+        format_text(explain(bundle, "anthropic/claude-opus-4-1"))
+    assert "deadline: none (model_providers[openai/gpt-4o-mini].timeout is 0s)" in format_text(explain(bundle, "openai/gpt-4o-mini"))
+    assert json.loads(format_json(explain(bundle, "openai/gpt-4o")))["deadline"] == {"ms": 30000, "source": "listeners[llm].timeout"}
+    # gateway.timeouts.total_ms caps a longer deadline and is named when it does.
+    config.write_text(DEADLINES + "gateway:\n  timeouts: {total_ms: 60000}\n")
+    bundle = compile_path(config, lock_mode="ignore").bundle
+    assert (bundle.deadline("anthropic/claude-opus-4-1").ms, bundle.deadline("anthropic/claude-opus-4-1").source) == \
+        (60_000, "gateway.timeouts.total_ms")
+    assert bundle.deadline("openai/gpt-4o").source == "listeners[llm].timeout"
+    # No listener timeout, no provider timeout: no deadline (the between-bytes read timeout still applies).
+    config.write_text(DEADLINES.replace(", timeout: 30s", ""))
+    assert compile_path(config, lock_mode="ignore").bundle.deadline("openai/gpt-4o").ms is None
+
+
+def test_a_provider_timeout_that_is_not_a_duration_is_a_positioned_diagnostic(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(DEADLINES.replace("timeout: 5m", "timeout: 300"))
+    result = compile_path(config, lock_mode="ignore")
+    assert result.bundle is None
+    found = [d for d in result.diagnostics if d.path == "model_providers[1].timeout"]
+    assert found and found[0].code == "V203" and found[0].span.line == 6, [str(d) for d in result.diagnostics]

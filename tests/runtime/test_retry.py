@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -202,23 +203,66 @@ class _Source:
             self.closed = True
 
 
-async def test_bounded_stream_passes_through_and_cuts_at_deadline() -> None:
-    from runtime.retry import bounded_stream
+class _Closable:
+    def __init__(self, source: _Source) -> None:
+        self.source = source
+        self.gen = source.gen()
+
+    def __aiter__(self):
+        return self.gen
+
+    async def aclose(self) -> None:
+        await self.gen.aclose()
+
+
+async def test_bounded_stream_passes_through_and_raises_at_deadline() -> None:
+    from runtime.retry import BoundedStream
 
     loop = asyncio.get_running_loop()
-    fast = _Source([0, 0, 0])
-    out = [c async for c in bounded_stream(fast.gen(), loop.time() + 5, lambda: b"late", clock=loop.time)]
-    assert out == [b"chunk0", b"chunk1", b"chunk2"] and fast.closed
-    slow = _Source([0, 0.05, 5, 5])
+    late = lambda: UpstreamTimeout("late")  # noqa: E731
+    fast = _Closable(_Source([0, 0, 0]))
+    out = [c async for c in BoundedStream(fast, loop.time() + 5, late, clock=loop.time)]
+    assert out == [b"chunk0", b"chunk1", b"chunk2"] and fast.source.closed
+    slow = _Closable(_Source([0, 0.05, 5, 5]))
     started = loop.time()
-    out = [c async for c in bounded_stream(slow.gen(), loop.time() + 0.3, lambda: b"late", clock=loop.time)]
-    assert out == [b"chunk0", b"chunk1", b"late"] and slow.closed
+    out = []
+    with pytest.raises(UpstreamTimeout, match="late"):
+        async for c in BoundedStream(slow, loop.time() + 0.3, late, clock=loop.time):
+            out.append(c)
+    assert out == [b"chunk0", b"chunk1"] and slow.source.closed  # the cancelled read closed the source
     assert loop.time() - started < 1.0
-    early = _Source([0, 0, 0])
-    stream = bounded_stream(early.gen(), loop.time() + 5, lambda: b"late", clock=loop.time)
-    assert await stream.__anext__() == b"chunk0"
+    early = _Closable(_Source([0, 0, 0]))
+    stream = BoundedStream(early, loop.time() + 5, late, clock=loop.time)
+    iterator = stream.__aiter__()
+    assert await iterator.__anext__() == b"chunk0"
+    await iterator.aclose()
     await stream.aclose()  # the client went away
-    assert early.closed
+    assert early.source.closed
+
+
+async def test_budget_bounds_every_attempt_and_names_the_deadline() -> None:
+    calls: list[str] = []
+
+    async def attempt(name: str) -> str:
+        calls.append(name)
+        await asyncio.sleep(10)
+        return "never"
+
+    res, _ = _resilience(RetryPolicy(max_attempts=3, backoff_ms=1, backoff_cap_ms=1, fallbacks={"a": ("b",)}))
+    res.clock = time.monotonic
+    res.sleep = asyncio.sleep
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout) as info:
+        await res.run("a", attempt, budget_s=0.2, why="listeners[llm].timeout, 200 ms")
+    assert time.monotonic() - started < 2.0
+    assert "request deadline (listeners[llm].timeout, 200 ms)" in info.value.message
+    # The first attempt used the whole budget: nothing else was tried, and the header says so.
+    assert calls == ["a"] and info.value.headers["x-arch-attempts"].startswith("a=timeout")
+    # timeouts.total_ms shorter than the budget wins, and says so.
+    res.policy = RetryPolicy(total_ms=100)
+    with pytest.raises(UpstreamTimeout) as info:
+        await res.run("a", attempt, budget_s=5.0, why="listeners[llm].timeout, 5000 ms")
+    assert "gateway.timeouts.total_ms, 100 ms" in info.value.message
 
 
 async def test_single_attempt_shortcut_keeps_the_loops_attempts_counters_and_cooldown() -> None:
