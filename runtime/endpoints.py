@@ -20,7 +20,8 @@ from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, render
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.resolve import Choice, choose, wants_router
 from runtime.state import GatewayState
-from runtime.wire import WireFormat
+from runtime.wire import WireFormat, anthropic_messages
+from runtime.wire.json_text import parse_request
 
 
 def _state(request: Request) -> GatewayState:
@@ -44,14 +45,7 @@ async def read_json(receive: Receive, content_length: str | None, limit: int) ->
             raise InvalidRequest("the client closed the connection before sending the whole body")
     if not body:
         raise InvalidRequest("request body is empty; expected a JSON object")
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest("request body is not UTF-8 text") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
-    except RecursionError as exc:
-        raise InvalidRequest("request body is nested too deeply") from exc
+    return parse_request(body)  # strict: UTF-8 only, no NaN/Infinity, no number an upstream cannot read back
 
 
 def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
@@ -110,20 +104,40 @@ def error_response(state: GatewayState | None, err: GatewayError, client_format:
 # -- small endpoints -------------------------------------------------------------------------------
 
 
+_ROUTE_FORMATS = {"openai": WireFormat.OPENAI_CHAT, "anthropic": WireFormat.ANTHROPIC_MESSAGES}
+
+
 def _route_format(request: Request) -> WireFormat:
-    if request.query_params.get("format") == "anthropic" or "anthropic-version" in request.headers:
+    """``?format=`` names the body's format; without it an ``anthropic-version`` header means Anthropic.
+    An unknown value is refused (an OpenAI-format 400): a typo must not silently mean OpenAI."""
+    wanted = request.query_params.get("format")
+    if wanted is not None:
+        if wanted not in _ROUTE_FORMATS:
+            raise InvalidRequest(f"format: expected 'openai' or 'anthropic', got {wanted[:40]!r}", code="invalid_request")
+        return _ROUTE_FORMATS[wanted]
+    if "anthropic-version" in request.headers:
         return WireFormat.ANTHROPIC_MESSAGES
     return WireFormat.OPENAI_CHAT
+
+
+def _route_body(body: object, client_format: WireFormat) -> dict[str, Any]:
+    """The body checked as its endpoint would, except that a decision needs no ``max_tokens``."""
+    if client_format is WireFormat.ANTHROPIC_MESSAGES:
+        return anthropic_messages.validate_request(body, require_max_tokens=False)
+    return adapt.VALIDATORS[client_format](body)
 
 
 async def route(request: Request) -> Response:
     """POST /v1/route: the decision for a chat body (OpenAI, or Anthropic with ``?format=anthropic``
     or an ``anthropic-version`` header) without calling any upstream."""
     state = _state(request)
-    client_format = _route_format(request)
+    try:
+        client_format = _route_format(request)
+    except GatewayError as err:
+        return error_response(state, err, WireFormat.OPENAI_CHAT, {"x-arch-bundle": state.bundle.digest})
     try:
         body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
-        body = adapt.VALIDATORS[client_format](body)
+        body = _route_body(body, client_format)
         choice = await decide(state, body, client_format)
     except GatewayError as err:
         return error_response(state, err, client_format, {"x-arch-bundle": state.bundle.digest})
@@ -151,10 +165,9 @@ async def count_tokens(request: Request) -> Response:
     state = _state(request)
     try:
         body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            raise InvalidRequest("messages: expected an array of messages")
+        body = anthropic_messages.validate_request(body, require_max_tokens=False)  # the body /v1/messages would take
     except GatewayError as err:
-        return error_response(state, err, WireFormat.ANTHROPIC_MESSAGES)
+        return error_response(state, err, WireFormat.ANTHROPIC_MESSAGES, {"x-arch-bundle": state.bundle.digest})
     size = sum(len(json.dumps(body.get(k), ensure_ascii=False)) for k in ("system", "messages", "tools") if k in body)
     return JSONResponse({"input_tokens": max(1, size // 4)})
 

@@ -276,7 +276,7 @@ def _messages_from_openai(source: list[dict[str, Any]]) -> tuple[str, list[dict[
     system: list[str] = []
     messages: list[dict[str, Any]] = []
     tool_turn: list[dict[str, Any]] | None = None  # the user turn collecting tool results
-    for message in source:
+    for i, message in enumerate(source):
         role = message["role"]
         if role in ("system", "developer"):
             text = text_of(message)
@@ -292,7 +292,7 @@ def _messages_from_openai(source: list[dict[str, Any]]) -> tuple[str, list[dict[
                 tool_turn.append(block)
             continue
         if role == "user" and tool_turn is not None and tool_turn and tool_turn[-1].get("type") == "tool_result":
-            tool_turn.extend(_user_blocks_from_openai(message.get("content")))
+            tool_turn.extend(_user_blocks_from_openai(message.get("content"), i))
             continue
         tool_turn = None
         if role == "assistant":
@@ -303,17 +303,26 @@ def _messages_from_openai(source: list[dict[str, Any]]) -> tuple[str, list[dict[
             messages.append({"role": "user", "content": f"[function {message.get('name')} returned] {message.get('content') or ''}"})
         else:
             content = message.get("content")
-            content = content if isinstance(content, str) else _user_blocks_from_openai(content)
+            content = content if isinstance(content, str) else _user_blocks_from_openai(content, i)
             if content:  # a turn of only audio or file ids has nothing Anthropic can carry
                 messages.append({"role": "user", "content": content})
     return "\n\n".join(system), messages
 
 
-def _user_blocks_from_openai(content: Any) -> list[dict[str, Any]]:
+# OpenAI user content part types; the ones Anthropic cannot carry (audio, file ids) are left out
+# on purpose, an unknown one is refused: dropping it silently would change the prompt.
+_USER_PART_TYPES = frozenset({"text", "image_url", "file", "input_audio"})
+
+
+def _user_blocks_from_openai(content: Any, index: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     blocks = []
-    for part in content or ():
+    for j, part in enumerate(content or ()):
+        if part.get("type") not in _USER_PART_TYPES:
+            raise TranslationError(f"messages[{index}].content[{j}].type: {part.get('type')!r} is not an OpenAI content part type "
+                                   f"the Anthropic format can carry (expected one of 'text', 'image_url', 'file', 'input_audio')",
+                                   code="untranslatable_content")
         block = _block_from_openai(part)
         if block is not None:
             blocks.append(block)

@@ -11,6 +11,7 @@ import math
 from typing import Any, Callable, Iterable, NoReturn
 
 from runtime.errors import InvalidRequest
+from runtime.wire.json_text import SAFE_INT
 
 JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
 
@@ -95,7 +96,10 @@ def opt_object(body: dict[str, Any], key: str, path: str) -> None:
         obj(body[key], f"{path}{key}")
 
 
-def opt_int(body: dict[str, Any], key: str, path: str, *, minimum: int | None = None) -> None:
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def opt_int(body: dict[str, Any], key: str, path: str, *, minimum: int | None = None, maximum: int = SAFE_INT) -> None:
     value = body.get(key)
     if value is None:
         return
@@ -103,6 +107,10 @@ def opt_int(body: dict[str, Any], key: str, path: str, *, minimum: int | None = 
         fail(f"{path}{key}", f"expected integer, got {kind(value)}")
     if minimum is not None and value < minimum:
         fail(f"{path}{key}", f"expected an integer >= {minimum}, got {value}")
+    if value > maximum:  # the value itself is not echoed: it may have hundreds of digits
+        fail(f"{path}{key}", f"expected an integer <= {maximum}, got a larger one")
+    if minimum is None and value < -maximum - 1:
+        fail(f"{path}{key}", f"expected an integer >= {-maximum - 1}, got a smaller one")
 
 
 def opt_number(body: dict[str, Any], key: str, path: str, *, low: float, high: float) -> None:
@@ -110,6 +118,8 @@ def opt_number(body: dict[str, Any], key: str, path: str, *, low: float, high: f
     if value is None:
         return
     if not is_number(value):
+        if isinstance(value, float):  # NaN or an infinity (the strict request parser refuses them first)
+            fail(f"{path}{key}", f"expected a finite number, got {value}")
         fail(f"{path}{key}", f"expected number, got {kind(value)}")
     if not low <= value <= high:
         fail(f"{path}{key}", f"expected a number between {low:g} and {high:g}, got {value}")

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, Callable, Literal, TypedDict
 
 from runtime.sse import encode_json
-from runtime.wire._check import MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
+from runtime.wire._check import INT64, MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
 
 __all__ = [
     "ChatChunk",
@@ -187,7 +187,7 @@ _OPTIONAL_FIELDS: tuple[tuple[str, Callable[[dict[str, Any], str, str], None]], 
     ("max_tokens", partial(opt_int, minimum=1)),
     ("max_completion_tokens", partial(opt_int, minimum=1)),
     ("n", partial(opt_int, minimum=1)),
-    ("seed", opt_int),
+    ("seed", partial(opt_int, minimum=INT64[0], maximum=INT64[1])),  # OpenAI documents an int64
     ("temperature", partial(opt_number, low=0, high=2)),
     ("top_p", partial(opt_number, low=0, high=1)),
     ("presence_penalty", partial(opt_number, low=-2, high=2)),
