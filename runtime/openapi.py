@@ -12,6 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from runtime.wire.json_text import SAFE_INT
+from runtime.wire.openai_chat import ROLES as OPENAI_ROLES
+
 VERSION = "0.1.0"
 
 
@@ -54,23 +57,106 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
 _LLM_ERRORS = (400, 401, 404, 413, 429, 502, 503, 504)
 
 
+ANTHROPIC_EVENTS = ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                    "message_delta", "message_stop", "ping", "error"]
+
+
+def _sse(data: str, event: str, names: list[str] | None) -> dict[str, Any]:
+    """A ``text/event-stream`` answer. Before OpenAPI 3.2 (``itemSchema``) a stream's ``schema``
+    describes one event, as tools read it (schemathesis does): its ``event`` name and its ``data``
+    text. The data is JSON (or OpenAI's final ``[DONE]``) whose schema ``x-event-schema`` names;
+    tests validate real streams against both."""
+    # OpenAI streams send no event field: the default type, "message" (the HTML SSE algorithm).
+    name = {"type": "string", "enum": names or ["message"]}
+    return {"text/event-stream": {
+        "schema": {"type": "object", "required": ["data"], "properties": {
+            "event": name, "data": {"type": "string", "minLength": 1, "description": data}}},
+        "x-event-schema": {"$ref": f"#/components/schemas/{event}"}}}
+
+
+def _schemas() -> dict[str, Any]:
+    """Answer shapes: what the gateway guarantees to send (both APIs add fields over time)."""
+    usage_openai = {"type": "object", "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+                                                     "total_tokens": {"type": "integer"}}}
+    usage_anthropic = {"type": "object", "properties": {"input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"}}}
+    nullable_string = {"type": "string", "nullable": True}
+    block = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
+    return {
+        "Error": {
+            "description": "OpenAI shape {error: {...}} on OpenAI paths, Anthropic shape {type: error, error: {...}} on /v1/messages",
+            "type": "object", "required": ["error"],
+            "properties": {"type": {"type": "string"}, "error": {
+                "type": "object", "required": ["message"], "properties": {"message": {"type": "string"}, "type": {"type": "string"}}}},
+        },
+        "ChatCompletion": {
+            "type": "object", "required": ["id", "object", "created", "model", "choices"],
+            "properties": {
+                "id": {"type": "string"}, "object": {"type": "string", "enum": ["chat.completion"]},
+                "created": {"type": "integer"}, "model": {"type": "string"}, "usage": usage_openai,
+                "choices": {"type": "array", "items": {"type": "object", "required": ["index", "message"], "properties": {
+                    "index": {"type": "integer"}, "finish_reason": nullable_string,
+                    "message": {"type": "object", "required": ["role"], "properties": {
+                        "role": {"type": "string", "enum": ["assistant"]}, "content": nullable_string,
+                        "tool_calls": {"type": "array", "items": {"type": "object"}}}}}}}},
+        },
+        "ChatCompletionChunk": {
+            "description": "The data of each event: a chunk, an {error: {...}} object after a mid-stream failure, "
+                           "then the text [DONE] (not JSON) as the last event",
+            "oneOf": [
+                {"type": "object", "required": ["id", "object", "created", "model", "choices"], "properties": {
+                    "id": {"type": "string"}, "object": {"type": "string", "enum": ["chat.completion.chunk"]},
+                    "created": {"type": "integer"}, "model": {"type": "string"},
+                    "usage": {**usage_openai, "nullable": True},
+                    "choices": {"type": "array", "items": {"type": "object", "required": ["index", "delta"], "properties": {
+                        "index": {"type": "integer"}, "delta": {"type": "object"}, "finish_reason": nullable_string}}}}},
+                {"$ref": "#/components/schemas/Error"},
+            ],
+        },
+        "Message": {
+            "type": "object", "required": ["id", "type", "role", "content", "model", "stop_reason", "usage"],
+            "properties": {
+                "id": {"type": "string"}, "type": {"type": "string", "enum": ["message"]},
+                "role": {"type": "string", "enum": ["assistant"]}, "model": {"type": "string"},
+                "content": {"type": "array", "items": block}, "stop_reason": nullable_string,
+                "stop_sequence": nullable_string, "usage": usage_anthropic},
+        },
+        "MessageStreamEvent": {
+            "description": "The data of each event; its type is also the SSE event name",
+            "type": "object", "required": ["type"],
+            "properties": {"type": {"type": "string", "enum": ANTHROPIC_EVENTS},
+                "message": {"$ref": "#/components/schemas/Message"}, "index": {"type": "integer"},
+                "content_block": block, "delta": {"type": "object"}, "usage": usage_anthropic,
+                "error": {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}},
+        },
+    }
+
+
 def spec() -> dict[str, Any]:
     """A fresh OpenAPI document (a new dict per call: callers may not share mutable state)."""
     text_part = {"type": "object", "required": ["type", "text"],
                  "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}}}
-    content = {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": text_part}]}
+    # Other part and block types (images, tool results, thinking...) pass through unchecked here.
+    other_part = {"type": "object", "required": ["type"], "additionalProperties": True,
+                  "properties": {"type": {"type": "string", "not": {"enum": ["text"]}}}}
+    content = {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"oneOf": [text_part, other_part]}}]}
+    system = {"oneOf": [{"type": "string"}, {"type": "array", "items": text_part}]}
 
-    def message(roles: list[str]) -> dict[str, Any]:
+    def message(roles: tuple[str, ...]) -> dict[str, Any]:
         # The common shape; both APIs accept more (tool calls and results, images, thinking).
         return {"type": "object", "required": ["role", "content"], "additionalProperties": True,
-                "properties": {"role": {"type": "string", "enum": roles}, "content": content}}
+                "properties": {"role": {"type": "string", "enum": list(roles)}, "content": content}}
 
-    def messages(roles: list[str]) -> dict[str, Any]:
+    def messages(roles: tuple[str, ...]) -> dict[str, Any]:
         return {"type": "array", "minItems": 1, "items": message(roles)}
 
-    openai_roles = ["system", "developer", "user", "assistant"]
-    sse = {"text/event-stream": {"schema": {"type": "string"}}}
+    def count(nullable: bool = False) -> dict[str, Any]:
+        out = {"type": "integer", "minimum": 1, "maximum": SAFE_INT}
+        return {**out, "nullable": True} if nullable else out
+
     any_object = {"type": "object", "additionalProperties": True}
+    anthropic_roles = ("user", "assistant", "system")  # a system turn is accepted and hoisted
+    anthropic_body = {"model": {"type": "string"}, "max_tokens": count(), "messages": messages(anthropic_roles),
+                      "system": system, "stream": {"type": "boolean", "nullable": True}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "archc gateway", "version": VERSION,
@@ -80,37 +166,45 @@ def spec() -> dict[str, Any]:
                 "operationId": "chatCompletions", "summary": "OpenAI chat completions (streamed with stream: true)",
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages"], "additionalProperties": True,
-                    "properties": {"model": {"type": "string"}, "messages": messages(openai_roles),
-                                   "stream": {"type": "boolean"}, "max_tokens": {"type": "integer", "minimum": 1}}})},
-                "responses": {"200": {"description": "A completion or an SSE stream", "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
-                                      "content": {**_json(any_object), **sse}}, **_error_responses(*_LLM_ERRORS)},
+                    # OpenAI's own spec makes these nullable, and its SDK sends null for an explicit None.
+                    "properties": {"model": {"type": "string"}, "messages": messages(OPENAI_ROLES),
+                                   "stream": {"type": "boolean", "nullable": True}, "max_tokens": count(nullable=True)}})},
+                "responses": {"200": {"description": "A completion, or an SSE stream of chunks when stream is true",
+                                      "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
+                                      "content": {**_json({"$ref": "#/components/schemas/ChatCompletion"}),
+                                                  **_sse("A ChatCompletionChunk as JSON; the last event's data is [DONE]", "ChatCompletionChunk", None)}},
+                              **_error_responses(*_LLM_ERRORS)},
             }},
             "/v1/messages": {"post": {
                 "operationId": "messages", "summary": "Anthropic messages (streamed with stream: true)",
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages", "max_tokens"], "additionalProperties": True,
-                    "properties": {"model": {"type": "string"}, "max_tokens": {"type": "integer", "minimum": 1},
-                                   "messages": messages(["user", "assistant"]), "system": content,
-                                   "stream": {"type": "boolean"}}})},
-                "responses": {"200": {"description": "A message or an SSE stream", "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
-                                      "content": {**_json(any_object), **sse}}, **_error_responses(*_LLM_ERRORS)},
+                    "properties": anthropic_body})},
+                "responses": {"200": {"description": "A message, or an SSE stream of message events when stream is true",
+                                      "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
+                                      "content": {**_json({"$ref": "#/components/schemas/Message"}),
+                                                  **_sse("A MessageStreamEvent as JSON, whose type is the event name",
+                                                         "MessageStreamEvent", ANTHROPIC_EVENTS)}},
+                              **_error_responses(*_LLM_ERRORS)},
             }},
             "/v1/messages/count_tokens": {"post": {
-                "operationId": "countTokens", "summary": "Estimated input tokens for an Anthropic request",
+                "operationId": "countTokens", "summary": "Estimated input tokens for an Anthropic request (checked as /v1/messages checks it)",
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages"], "additionalProperties": True,
-                    "properties": {"messages": messages(["user", "assistant"])}})},
+                    "properties": anthropic_body})},
                 "responses": {"200": {"description": "Token estimate", "content": _json({
                     "type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}})},
                     **_error_responses(400, 401, 413, 429)},
             }},
             "/v1/route": {"post": {
                 "operationId": "route", "summary": "The routing decision for a chat body, without calling an upstream",
+                "description": "The body is checked as its format's endpoint checks it, except that max_tokens is never required.",
                 "parameters": [{"name": "format", "in": "query", "required": False,
+                                "description": "The body's format; without it, an anthropic-version header means anthropic",
                                 "schema": {"type": "string", "enum": ["openai", "anthropic"]}}],
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages"], "additionalProperties": True,
-                    "properties": {"model": {"type": "string"}, "messages": messages(openai_roles)}})},
+                    "properties": {"model": {"type": "string"}, "messages": messages(OPENAI_ROLES)}})},
                 "responses": {"200": {"description": "The decision", "content": _json(any_object)},
                               **_error_responses(400, 401, 404, 413)},
             }},
@@ -140,12 +234,7 @@ def spec() -> dict[str, Any]:
         "components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "A gateway key, when gateway.keys are configured"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The same key, Anthropic style"},
-        }, "schemas": {"Error": {
-            "description": "OpenAI shape {error: {...}} on OpenAI paths, Anthropic shape {type: error, error: {...}} on /v1/messages",
-            "type": "object", "required": ["error"],
-            "properties": {"type": {"type": "string"}, "error": {
-                "type": "object", "required": ["message"], "properties": {"message": {"type": "string"}, "type": {"type": "string"}}}},
-        }}},
+        }, "schemas": _schemas()},
     }
 
 
