@@ -97,9 +97,11 @@ def _operation(path: str) -> Any:
     return next(op for op in OPERATIONS if op.path == path)
 
 
-def _json_schema(name: str) -> dict[str, Any]:
-    """A component schema as plain JSON Schema: OpenAPI 3.0's ``nullable`` becomes a type list."""
+def _json_schema(name: str | None = None, schema: Any = None) -> dict[str, Any]:
+    """A component schema (or ``schema``, which may refer to them) as plain JSON Schema: OpenAPI 3.0's
+    ``nullable`` becomes a type list."""
     document = copy.deepcopy(spec())
+    schema = copy.deepcopy(schema)
 
     def fix(node: Any) -> None:
         if isinstance(node, dict):
@@ -115,7 +117,10 @@ def _json_schema(name: str) -> dict[str, Any]:
 
     schemas = document["components"]["schemas"]
     fix(schemas)
-    return {"$defs": schemas, "$ref": f"#/$defs/{name}"}
+    if name is not None:
+        return {"$defs": schemas, "$ref": f"#/$defs/{name}"}
+    fix(schema)
+    return {"$defs": schemas, **schema}
 
 
 def _events(text: str) -> list[tuple[str | None, str]]:
@@ -154,3 +159,42 @@ def test_streamed_events_match_the_document(gateway: Gateway, path: str, model: 
         validator.validate(event)
         if name is not None:  # Anthropic: the event name repeats the data's type
             assert name == event["type"]
+
+
+# -- the spec and the gateway agree on the edges they once disagreed on ---------------------------
+
+_HI = [{"role": "user", "content": "hi"}]
+EDGES = [  # (path, query, body): the document accepts the body exactly when the gateway does
+    ("/v1/chat/completions", {}, {"messages": _HI, "max_tokens": None}),  # the openai SDK sends null for None
+    ("/v1/chat/completions", {}, {"messages": _HI, "stream": None}),
+    ("/v1/chat/completions", {}, {"messages": _HI, "max_tokens": 0}),
+    ("/v1/chat/completions", {}, {"messages": _HI, "max_tokens": 2**60}),
+    ("/v1/chat/completions", {}, {"messages": [{"role": "user", "content": [{"type": "hologram"}]}]}),  # passthrough
+    ("/v1/chat/completions", {}, {"messages": [{"role": "user", "content": [{"type": "text", "text": {}}]}]}),
+    ("/v1/messages", {}, {"messages": _HI, "max_tokens": None}),
+    ("/v1/messages", {}, {"messages": _HI, "max_tokens": 2**60}),
+    ("/v1/messages", {}, {"messages": [{"role": "system", "content": "be brief"}, *_HI], "max_tokens": 8}),
+    ("/v1/messages/count_tokens", {}, {"messages": [{"role": "user", "content": [{"type": "text", "text": {}}]}]}),
+    ("/v1/messages/count_tokens", {}, {"messages": _HI}),
+    ("/v1/messages/count_tokens", {}, {"messages": []}),
+    ("/v1/route", {"format": "anthropic"}, {"messages": _HI}),  # no max_tokens needed for a decision
+    ("/v1/route", {"format": "openai"}, {"messages": _HI}),
+    ("/v1/route", {"format": "anthropics"}, {"messages": _HI}),
+]
+
+
+def _documented(path: str, query: dict[str, str], body: Any) -> bool:
+    operation = spec()["paths"][path]["post"]
+    for param in operation.get("parameters", ()):
+        if param["in"] == "query" and param["name"] in query:
+            if not jsonschema.Draft202012Validator(_json_schema(schema=param["schema"])).is_valid(query[param["name"]]):
+                return False
+    request = operation["requestBody"]["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator(_json_schema(schema=request)).is_valid(body)
+
+
+@pytest.mark.parametrize("path, query, body", EDGES, ids=[f"{p} {q} {json.dumps(b)[:60]}" for p, q, b in EDGES])
+def test_the_document_accepts_what_the_gateway_accepts(gateway: Gateway, path: str, query: dict[str, str], body: Any) -> None:
+    response = httpx.post(gateway.url + path, params=query, json={"model": "openai/gpt-4o", **body}, timeout=10)
+    assert response.status_code in (200, 400), response.text
+    assert (response.status_code == 200) is _documented(path, query, {"model": "openai/gpt-4o", **body}), response.text
