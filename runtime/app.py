@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archc.bundle import Bundle
-from runtime import chat, endpoints, openapi, reload
+from runtime import chat, connections, endpoints, openapi, reload
 from runtime.errors import GatewayError, render
 from runtime.fastpath import HotPathMiddleware
 from runtime.metrics import Metrics
@@ -95,7 +95,7 @@ def create_app(
         effective = reload.effective_settings(settings, bundle)
         sender = Upstream(client, connect_timeout_s=effective.connect_timeout_s, read_timeout_s=effective.read_timeout_s,
                           native=effective.upstream_transport == "h1")
-        state = GatewayState(bundle, effective, targets, active_router, client, sender, Metrics(), log)
+        state = GatewayState(bundle, effective, targets, active_router, client, sender, Metrics(connections.CLIENTS), log)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
             # Hot reload (runtime/reload.py): new targets and router; client, metrics and sessions are kept.

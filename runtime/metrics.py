@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -32,7 +33,8 @@ class LabelledChildren:
 class Metrics:
     """Counters and histograms by endpoint, route, provider and status."""
 
-    def __init__(self) -> None:
+    def __init__(self, clients: Any = None) -> None:
+        """``clients``: the process's client connections (``open``, ``peak``, ``cap``, ``rejected``; runtime/connections.py)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("archc_requests", "Requests answered", ["endpoint", "route", "provider", "status"], registry=r)
@@ -44,6 +46,8 @@ class Metrics:
         self.tokens = Counter("archc_tokens", "Tokens reported by upstreams", ["provider", "direction"], registry=r)
         self.errors = Counter("archc_errors", "Error answers by kind", ["endpoint", "kind"], registry=r)
 
+        if clients is not None:
+            r.register(_ClientConnectionsCollector(clients))
         self.child = LabelledChildren()
 
     def request_done(self, endpoint: str, route: str, provider: str, status: int, seconds: float) -> None:
@@ -62,3 +66,18 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ClientConnectionsCollector:
+    """Client connection figures, read when /metrics is scraped (the counts live in runtime/connections.py)."""
+
+    def __init__(self, clients: Any) -> None:
+        self.clients = clients
+
+    def collect(self) -> Any:
+        c = self.clients
+        yield GaugeMetricFamily("archc_client_connections", "Client connections open in this process", value=c.open)
+        yield GaugeMetricFamily("archc_client_connections_peak", "Most client connections open at once", value=c.peak)
+        yield GaugeMetricFamily("archc_client_connections_cap", "Client connections this process accepts", value=c.cap)
+        yield CounterMetricFamily("archc_client_connections_rejected", "Connections answered 503 at the cap",
+                                  value=c.rejected)

@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, ContextManager, Gene
 
 from prometheus_client import CollectorRegistry, Counter
 
-from runtime.errors import GatewayError, ProviderUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
+from runtime.errors import BadUpstreamResponse, GatewayError, ProviderUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
 from runtime.metrics import LabelledChildren
 
 T = TypeVar("T")
@@ -95,6 +95,8 @@ def outcome_of(err: GatewayError | None) -> str:
         return str(err.status)
     if isinstance(err, UpstreamTimeout):
         return "timeout"
+    if isinstance(err, BadUpstreamResponse):
+        return "bad_response"
     if isinstance(err, ProviderUnavailable):
         return "unavailable"
     if isinstance(err, UpstreamError):
@@ -191,8 +193,8 @@ class Resilience(Generic[T]):
         attempt and backoff fits in it, as in ``timeouts.total_ms``.
         """
         policy = self.policy
-        if budget_s is None and self._single(primary):
-            return await self._run_once(primary, attempt)
+        if self._single(primary):
+            return await self._run_once(primary, attempt, budget_s, why)
         deadline, why = self._deadline(budget_s, why)
         attempts: list[Attempt] = []
         last: GatewayError | None = None
@@ -227,17 +229,22 @@ class Resilience(Generic[T]):
         return (None, why) if budget_s is None else (self.clock() + max(0.0, budget_s), why)
 
     def _single(self, primary: str) -> bool:
-        """One attempt at one provider with no time bound and no span: ``run``'s loop has nothing to decide."""
+        """One attempt at one provider, no policy time bound and no span: ``run``'s loop has nothing to decide."""
         policy = self.policy
         return (policy.max_attempts == 1 and not policy.fallbacks.get(primary) and not policy.first_byte_ms
                 and not policy.total_ms and self.span is None)
 
-    async def _run_once(self, name: str, attempt: Callable[[str], Awaitable[T]]) -> tuple[T, list[Attempt]]:
-        """``run`` for a ``_single`` chain: the same attempts, counters and cooldown, without the loop."""
+    async def _run_once(self, name: str, attempt: Callable[[str], Awaitable[T]], budget_s: float | None,
+                        why: str) -> tuple[T, list[Attempt]]:
+        """``run`` for a ``_single`` chain: the same attempts, counters, cooldown and deadline, without the loop."""
         attempts: list[Attempt] = []
         started = self.clock()
         try:
-            result = await attempt(name)
+            if budget_s is None:
+                result = await attempt(name)
+            else:
+                result = await _within(attempt(name), budget_s,
+                                       f"upstream {name!r} did not answer within the request deadline ({why})")
         except GatewayError as err:
             self._failed(name, err, started, attempts)
             raise _finish(err, attempts)
@@ -276,11 +283,7 @@ class Resilience(Generic[T]):
                 budget, message = left, f"upstream {name!r} did not answer within the request deadline ({why})"
         if budget is None:
             return await attempt(name)
-        try:
-            async with asyncio.timeout(budget):  # a timer on this task: no task per attempt (as wait_for made)
-                return await attempt(name)
-        except TimeoutError as exc:
-            raise UpstreamTimeout(message) from exc
+        return await _within(attempt(name), budget, message)
 
     def _count(self, name: str, outcome: str) -> None:
         if self.metrics:
@@ -315,6 +318,16 @@ class BoundedStream:
 
     async def aclose(self) -> None:
         await self.source.aclose()
+
+
+async def _within(call: Awaitable[T], budget_s: float, message: str) -> T:
+    """``await call``, cut at ``budget_s`` as UpstreamTimeout(message): a timer on this task
+    (``asyncio.timeout``), not a task per attempt as ``wait_for`` made."""
+    try:
+        async with asyncio.timeout(max(0.0, budget_s)):
+            return await call
+    except TimeoutError as exc:
+        raise UpstreamTimeout(message) from exc
 
 
 def _bounded(wait: float, deadline: float | None, clock: Clock) -> float:

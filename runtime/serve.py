@@ -21,6 +21,7 @@ from hypercorn.run import run as hypercorn_run
 from starlette.applications import Starlette
 
 from archc.bundle import Bundle, load
+from runtime import connections
 from runtime.app import create_app
 from runtime.settings import Settings
 
@@ -41,7 +42,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.backlog = 2048
-    config.keep_alive_timeout = 75
+    config.keep_alive_timeout = settings.keepalive_s  # idle keep-alive only: a closed socket goes at once (runtime/connections.py)
     config.graceful_timeout = 5
     config.workers = settings.workers
     config.worker_class = settings.event_loop  # "uvloop" (default) or "asyncio"
@@ -64,6 +65,7 @@ def app_from_env(loader: Callable[[Path], Bundle] | None = None) -> Starlette:
     (``ARCHC_SERVE_BUNDLE``). Each worker watches the file itself and reloads on its own."""
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    connections.install(settings.max_client_connections, settings.max_connections)
     last_good = Path(os.environ[BUNDLE_ENV])
     watch = Path(os.environ[WATCH_ENV]) if os.environ.get(WATCH_ENV) else None
     if watch is None:
@@ -110,6 +112,7 @@ def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader
     application path; it must build its app with ``app_from_env`` and the same loader)."""
     config = hypercorn_config(settings)
     if settings.workers == 1:
+        connections.install(settings.max_client_connections, settings.max_connections)
         factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
         app = create_app(bundle, settings=settings, watch=watch, loader=loader)
         freeze_heap()

@@ -27,7 +27,10 @@ class Settings:
     ``upstream_transport``: ``h1`` (default: runtime/http1.py's lean HTTP/1.1 pool, driven
     directly), ``httpx-aiohttp`` (aiohttp through the httpx API) or ``httpx`` (httpx's own pool);
     the last two for comparison (``ARCHC_UPSTREAM_TRANSPORT``). ``event_loop``: ``uvloop`` (default) or ``asyncio``
-    (``ARCHC_EVENT_LOOP``).
+    (``ARCHC_EVENT_LOOP``). Client connections: ``keepalive_s``, how long an idle keep-alive connection
+    is kept (``ARCHC_KEEPALIVE_S``; a connection the client closed is released at once whatever it is),
+    and ``max_client_connections``, the cap per process (``ARCHC_MAX_CLIENT_CONNECTIONS``; None: 10,000,
+    or less where the open-files limit is lower); ``max_connections`` is the upstream pool, not this.
     ``env`` is the environment that provider keys are read from (a snapshot, taken once).
     """
 
@@ -40,6 +43,8 @@ class Settings:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0
     max_connections: int = 1000
+    keepalive_s: float = 75.0
+    max_client_connections: int | None = None
     upstream_transport: str = "h1"
     event_loop: str = "uvloop"
     log_level: str = "info"
@@ -59,6 +64,8 @@ class Settings:
             ("ARCHC_CONNECT_TIMEOUT_S", "connect_timeout_s", float),
             ("ARCHC_READ_TIMEOUT_S", "read_timeout_s", float),
             ("ARCHC_MAX_CONNECTIONS", "max_connections", int),
+            ("ARCHC_KEEPALIVE_S", "keepalive_s", float),
+            ("ARCHC_MAX_CLIENT_CONNECTIONS", "max_client_connections", int),
         ):
             if env.get(key):
                 try:
@@ -81,6 +88,10 @@ class Settings:
             raise ValueError("ARCHC_UPSTREAM_TRANSPORT must be h1 (default), httpx-aiohttp or httpx")
         if settings.event_loop not in ("uvloop", "asyncio"):
             raise ValueError("ARCHC_EVENT_LOOP must be uvloop (default) or asyncio")
+        if not settings.keepalive_s > 0:
+            raise ValueError("ARCHC_KEEPALIVE_S must be a positive number of seconds")
+        if settings.max_client_connections is not None and settings.max_client_connections < 1:
+            raise ValueError("ARCHC_MAX_CLIENT_CONNECTIONS must be at least 1")
         if settings.workers < 1:
             raise ValueError("--workers must be at least 1")
         return settings

@@ -1,0 +1,224 @@
+"""Client connections under hypercorn: released as soon as the client closes, capped per process,
+and HTTP-layer rejections answered as JSON in the format the path suggests.
+
+Stage: entry (``install`` is called by runtime/serve.py before hypercorn serves, in each worker).
+Imports hypercorn, h11 and runtime.errors.
+
+Why a shim, and what it changes in hypercorn 0.17 (to be proposed upstream; each part is one hook):
+
+- Closed sockets. On EOF from the client, hypercorn's TCPServer hands ``Closed`` to its h11
+  protocol, which ignores it when no request is in flight (an idle keep-alive connection, or a
+  bare connect-then-close); the server then waits for its keep-alive timer before it closes the
+  socket, so every such socket sits in CLOSE_WAIT for ``keep_alive_timeout`` seconds. At a few
+  hundred new connections a second that exhausts the file limit. ``_Server`` stops the idle timer
+  once the peer has gone and never restarts it, so the socket is closed as soon as the request (if
+  any) has finished. The upstream fix is the same: ``await self.idle_task.stop()`` after
+  ``_read_data``'s loop, and no idle restart after EOF.
+- A connection cap (``ARCHC_MAX_CLIENT_CONNECTIONS``): beyond it, a new connection's request is
+  answered at once with 503 (JSON, the client's format) and closed; established ones go on.
+- HTTP-layer rejections (h11's 400/431 for broken framing or oversized headers) carry an error
+  body in the client's format, not an empty one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import resource
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import h11
+import hypercorn.asyncio.run as hypercorn_run
+import hypercorn.protocol as hypercorn_protocol
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.events import Updated
+from hypercorn.protocol.h11 import H11Protocol
+
+from runtime.errors import GatewayError, render
+from runtime.wire import WireFormat
+
+log = logging.getLogger("archc.runtime")
+
+_REJECT_LOG_EVERY_S = 10.0
+_REQUEST_LINE = re.compile(rb"^[A-Z]{1,16} (\S{1,2048})")
+_HEAD_KEEP = 4096  # bytes of a request's start kept to name its path in an HTTP-layer error
+
+
+@dataclass
+class ClientConnections:
+    """This process's client connections: the cap, the open count, and what the cap turned away."""
+
+    cap: int
+    open: int = 0
+    peak: int = 0
+    rejected: int = 0
+    _logged_at: float = 0.0
+    _unlogged: int = 0
+
+    def admit(self) -> bool:
+        if self.open >= self.cap:
+            self.rejected += 1
+            self._unlogged += 1
+            now = time.monotonic()
+            if now - self._logged_at >= _REJECT_LOG_EVERY_S:  # one line per 10 s under a flood, with the count
+                log.warning("client connection cap reached (%d open, cap %d, ARCHC_MAX_CLIENT_CONNECTIONS): %d new "
+                            "connection(s) answered 503 since the last report", self.open, self.cap, self._unlogged)
+                self._logged_at, self._unlogged = now, 0
+            return False
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+        return True
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+CLIENTS = ClientConnections(cap=10_000)  # the process's one instance; install() sets the cap
+
+
+def raise_file_limit() -> tuple[int, int]:
+    """Raise the soft open-files limit to the hard one; returns (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+def default_cap(file_limit: int, upstream_connections: int) -> int:
+    """Client connections a process takes by default: 10,000, or what the file limit leaves after the
+    upstream pool and a reserve (files, the router, logs)."""
+    return max(16, min(10_000, file_limit - upstream_connections - 128))
+
+
+def install(cap: int | None, upstream_connections: int) -> ClientConnections:
+    """Put the shim in place (idempotent), raise the file limit, set the cap; says the figures in the log."""
+    before, after = raise_file_limit()
+    CLIENTS.cap = cap if cap is not None else default_cap(after, upstream_connections)
+    hypercorn_run.TCPServer = _Server  # type: ignore[misc]  # worker_serve looks the class up per connection
+    hypercorn_protocol.H11Protocol = _H11  # type: ignore[misc]  # ProtocolWrapper likewise
+    raised = f" (raised from {before})" if after != before else ""
+    log.info("open files limit %d%s; client connections capped at %d per process", after, raised, CLIENTS.cap)
+    return CLIENTS
+
+
+def error_body(status: int, message: str, path: str | None) -> bytes:
+    """An HTTP-layer error as JSON in the format ``path`` suggests (OpenAI's unless it is /v1/messages...)."""
+    err = GatewayError(message)
+    err.status = status
+    err.kind = "overloaded_error" if status == 503 else "request_too_large" if status in (413, 431) else "invalid_request_error"
+    err.openai_type = "api_error" if status >= 500 else "invalid_request_error"
+    fmt = WireFormat.ANTHROPIC_MESSAGES if path and path.startswith("/v1/messages") else WireFormat.OPENAI_CHAT
+    return json.dumps(render(err, fmt)).encode()
+
+
+def _path_of(head: bytes) -> str | None:
+    match = _REQUEST_LINE.match(head)
+    return match.group(1).decode("latin-1").split("?", 1)[0] if match else None
+
+
+_MESSAGES = {413: "request too large", 414: "request target too long"}
+
+
+class _Server(TCPServer):
+    """hypercorn's TCPServer, closing as soon as the client has gone, and under the process's cap."""
+
+    _peer_gone = False
+
+    async def run(self) -> None:
+        if not CLIENTS.admit():
+            await self._reject()
+            return
+        try:
+            await super().run()
+        finally:
+            CLIENTS.release()
+
+    async def _read_data(self) -> None:
+        await super()._read_data()  # returns at EOF or a read error, after handing Closed to the protocol
+        self._peer_gone = True
+        await self.idle_task.stop()  # nothing will arrive: do not wait for the keep-alive timer
+
+    async def protocol_send(self, event: Any) -> None:
+        if isinstance(event, Updated) and event.idle and self._peer_gone:
+            await self._close()  # a response finished after the client closed: no next request can come
+            return
+        await super().protocol_send(event)
+
+    async def _reject(self) -> None:
+        """503 to a connection over the cap: read what the client sent first (briefly), answer in its
+        format, close. Reading first keeps the kernel from resetting the socket over unread bytes."""
+        try:
+            head = await asyncio.wait_for(self.reader.read(_HEAD_KEEP), 1.0)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            head = b""
+        body = error_body(503, "the gateway has too many open connections; retry shortly", _path_of(head))
+        try:
+            self.writer.write(_response(503, body, retry_after=True))
+            await asyncio.wait_for(self.writer.drain(), 1.0)
+        except (asyncio.TimeoutError, ConnectionError, OSError, RuntimeError):
+            pass
+        await self._close()
+
+
+def _response(status: int, body: bytes, *, retry_after: bool = False) -> bytes:
+    extra = b"retry-after: 1\r\n" if retry_after else b""
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n")
+    return head.encode() + extra + b"\r\n" + body
+
+
+class _RecordingConnection(h11.Connection):
+    """h11's connection, keeping the last protocol error so the answer can say what was wrong."""
+
+    last_error: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as error:
+            self.last_error = error
+            raise
+
+
+class _H11(H11Protocol):
+    """hypercorn's h11 protocol, whose own error answers (400, 431) carry a JSON body."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection = _RecordingConnection(h11.SERVER, max_incomplete_event_size=self.config.h11_max_incomplete_size)
+        self._head = b""
+
+    async def handle(self, event: Any) -> None:
+        data = getattr(event, "data", None)
+        if data is not None and self.stream is None and len(self._head) < _HEAD_KEEP:
+            self._head = (self._head + data)[:_HEAD_KEEP]  # the start of the next request, to name its path
+        await super().handle(event)
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        self._head = b""
+        await super()._create_stream(request)
+
+    async def _send_error_response(self, status_code: int) -> None:
+        error = getattr(self.connection, "last_error", None)
+        detail = str(error) if error is not None and str(error) else "unreadable"
+        if status_code == 431:
+            message = f"request headers too large (the limit is {self.config.h11_max_incomplete_size} bytes)"
+        else:
+            message = f"{_MESSAGES.get(status_code, 'malformed HTTP request')}: {detail}"
+        body = error_body(status_code, message, _path_of(self._head))
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close"), *self.config.response_headers("h11")]
+        await self._send_h11_event(h11.Response(status_code=status_code, headers=headers,
+                                                reason=HTTPStatus(status_code).phrase.encode()))
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
