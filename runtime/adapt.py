@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any, Callable, Mapping
 
-from runtime.errors import UpstreamError
+from runtime.errors import BadUpstreamResponse, UpstreamError
 from runtime.sse import DONE, SSEDecoder, encode_json
 from runtime.wire import WireFormat
 from runtime.wire import anthropic_messages as anthropic
@@ -52,8 +52,32 @@ def request_for_upstream(body: dict[str, Any], client_format: WireFormat, upstre
     return anthropic.request_from_openai({**body, "model": model})
 
 
+def check_answer(resp: Any, upstream_format: WireFormat, who: str) -> None:
+    """Refuse (BadUpstreamResponse) a 200 whose JSON is not ``upstream_format``'s answer object:
+    a chat completion with ``choices`` (each with a ``message``), or a ``message`` with ``content``.
+    ``who`` names the upstream in the error ("upstream 'x'")."""
+    if upstream_format is OPENAI:
+        choices = resp.get("choices") if isinstance(resp, dict) else None
+        if isinstance(choices, list) and all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
+            return
+        what = "a chat completion (choices[].message)"
+    else:
+        if isinstance(resp, dict) and resp.get("type", "message") == "message" and isinstance(resp.get("content"), list):
+            return
+        what = 'a message (type "message" with content[])'
+    raise BadUpstreamResponse(f"{who} answered 200 with JSON that is not {what}: {_outline(resp)}")
+
+
+def _outline(value: Any) -> str:
+    """What a JSON value is, without its contents (they may be long, or hold what should not be logged)."""
+    if isinstance(value, dict):
+        keys = ", ".join(repr(k) for k in list(value)[:6]) + (", ..." if len(value) > 6 else "")
+        return f"an object with keys {keys}" if value else "an empty object"
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
 def response_for_client(resp: Any, client_format: WireFormat, upstream_format: WireFormat, *, model: str) -> Any:
-    """The upstream's (non-streamed) answer in the client's format."""
+    """The upstream's (non-streamed) answer in the client's format (``check_answer`` has passed it)."""
     if not isinstance(resp, dict):
         raise UpstreamError("upstream answered with JSON that is not an object")
     if client_format is upstream_format:
@@ -76,13 +100,39 @@ def usage_of(resp: Any, upstream_format: WireFormat) -> tuple[int, int]:
     return (ins if isinstance(ins, int) else 0, outs if isinstance(outs, int) else 0)
 
 
+# Lines that end a stream: the format's terminal event, or an error event (the upstream's own ending).
+_TERMINALS: Mapping[WireFormat, tuple[bytes, ...]] = {
+    OPENAI: (b"\ndata: [DONE]", b"\ndata:[DONE]", b'\ndata: {"error"', b'\ndata:{"error"'),
+    ANTHROPIC: (b"\nevent: message_stop", b"\nevent:message_stop", b"\nevent: error", b"\nevent:error"),
+}
+_TERMINAL_NAME = {OPENAI: "data: [DONE]", ANTHROPIC: "message_stop"}
+
+
+def _incomplete(upstream_format: WireFormat) -> BadUpstreamResponse:
+    return BadUpstreamResponse(f"the upstream's stream ended before {_TERMINAL_NAME[upstream_format]}: "
+                               "the answer is incomplete")
+
+
 class _Passthrough:
-    """Same format: bytes go out exactly as they came in."""
+    """Same format: bytes go out exactly as they came in; a stream that ends before its terminal
+    event is an error (found by scanning line starts, so nothing is parsed)."""
+
+    def __init__(self, upstream_format: WireFormat) -> None:
+        self.format = upstream_format
+        self.markers = _TERMINALS[upstream_format]
+        self.tail = b"\n"  # the stream starts at a line start
+        self.complete = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if not self.complete:
+            window = self.tail + chunk
+            self.complete = any(m in window for m in self.markers)
+            self.tail = window[-24:]  # a marker split across two chunks
         return [chunk]
 
     def finish(self) -> list[bytes]:
+        if not self.complete:
+            raise _incomplete(self.format)
         return []
 
 
@@ -94,7 +144,7 @@ def _load(data: str) -> Any:
     try:
         return json.loads(data)
     except ValueError as exc:
-        raise UpstreamError("upstream sent a stream event that is not valid JSON") from exc
+        raise BadUpstreamResponse("upstream sent a stream event that is not valid JSON") from exc
 
 
 class _OpenAIToAnthropic:
@@ -103,15 +153,17 @@ class _OpenAIToAnthropic:
     def __init__(self, model: str) -> None:
         self.decoder = SSEDecoder()
         self.convert = anthropic.StreamFromOpenAI(model=model)
+        self.complete = False
 
     def _events(self, events: list[Any]) -> list[bytes]:
         out: list[bytes] = []
         for ev in events:
             if ev.data == "[DONE]":
+                self.complete = True
                 continue
             chunk = _load(ev.data)
             if not isinstance(chunk, dict):
-                raise UpstreamError("upstream sent a stream chunk that is not a JSON object")
+                raise BadUpstreamResponse("upstream sent a stream chunk that is not a JSON object")
             try:
                 out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]
             except _SHAPE_ERRORS as exc:
@@ -123,6 +175,8 @@ class _OpenAIToAnthropic:
 
     def finish(self) -> list[bytes]:
         out = self._events(self.decoder.flush())
+        if not self.complete:
+            raise _incomplete(OPENAI)
         return out + [encode_json(data, event=name) for name, data in self.convert.finish()]
 
 
@@ -132,13 +186,16 @@ class _AnthropicToOpenAI:
     def __init__(self, model: str, include_usage: bool) -> None:
         self.decoder = SSEDecoder()
         self.convert = anthropic.StreamToOpenAI(model, created=int(time.time()), include_usage=include_usage)
+        self.complete = False
 
     def _events(self, events: list[Any]) -> list[bytes]:
         out: list[bytes] = []
         for ev in events:
             data = _load(ev.data)
             if not isinstance(data, dict):
-                raise UpstreamError("upstream sent a stream event that is not a JSON object")
+                raise BadUpstreamResponse("upstream sent a stream event that is not a JSON object")
+            if data.get("type", ev.event) == "message_stop":
+                self.complete = True
             try:
                 out += [encode_json(chunk) for chunk in self.convert.feed(ev.event or "", data)]
             except _SHAPE_ERRORS as exc:
@@ -150,6 +207,8 @@ class _AnthropicToOpenAI:
 
     def finish(self) -> list[bytes]:
         out = self._events(self.decoder.flush())
+        if not self.complete:
+            raise _incomplete(ANTHROPIC)
         return out + [encode_json(chunk) for chunk in self.convert.finish()] + [DONE]
 
 
@@ -159,7 +218,7 @@ def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, mo
     ``model`` is the name the client sees; ``body`` the client's request (its ``stream_options``).
     """
     if client_format is upstream_format:
-        return _Passthrough()
+        return _Passthrough(upstream_format)
     if client_format is ANTHROPIC:
         return _OpenAIToAnthropic(model)
     options = body.get("stream_options")

@@ -170,10 +170,11 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
                 source = await state.upstream.open_stream(target, _dumps(up_body), extra)
                 return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started, limit)
             resp, raw = await state.upstream.post(target, _dumps(up_body), extra)
+            adapt.check_answer(resp, up_format, f"upstream {target.name!r}")
         except GatewayError as err:
             state.metrics.upstream_errors.labels(target.name, err.kind).inc()
             raise
-        if client_format is up_format and isinstance(resp, dict):
+        if client_format is up_format:
             # Same format: the upstream's bytes go back untouched (its field order, unknown fields).
             state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
             return JSONAnswer(200, headers, raw)

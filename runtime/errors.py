@@ -11,6 +11,7 @@ Imports no starlette and no httpx. The tree::
     ├── RateLimited             429  rate_limit_error
     ├── ProviderUnavailable     503  (a provider's key variable is unset, or it is not served)
     └── UpstreamError           502  api_error
+        ├── BadUpstreamResponse 502  (a 200 whose body is not the upstream wire's answer)
         ├── UpstreamTimeout     504
         └── UpstreamStatus      the upstream's own status code, body kept (secrets never)
 """
@@ -81,6 +82,12 @@ class UpstreamError(GatewayError):
     status = 502
     kind = "api_error"
     openai_type = "api_error"
+
+
+class BadUpstreamResponse(UpstreamError):
+    """The upstream said 200 but sent something else than its wire's answer: HTML, JSON that is not a
+    completion, JSON for a stream, or a stream that ends before its terminal event. A failure like a
+    5xx (retried, falls back), never a success."""
 
 
 class UpstreamTimeout(UpstreamError):

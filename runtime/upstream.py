@@ -19,7 +19,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from runtime import http1
-from runtime.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
+from runtime.errors import BadUpstreamResponse, UpstreamError, UpstreamStatus, UpstreamTimeout
 from runtime.providers import Target
 from runtime.settings import Settings
 
@@ -216,7 +216,7 @@ class Upstream:
             raise UpstreamError(f"upstream {target.name!r} broke off its response: {type(exc).__name__}") from exc
         finally:
             await response.aclose()
-        return _json_answer(target, raw)
+        return _json_answer(target, raw, response.headers.get("content-type", ""))
 
     async def _post_native(self, pool: http1.Pool, target: Target, body: bytes,
                            extra_headers: Mapping[str, str] | None) -> tuple[Any, bytes]:
@@ -227,7 +227,7 @@ class Upstream:
             raise UpstreamTimeout(f"upstream {target.name!r} stopped answering mid-response") from exc
         except http1.HTTPError as exc:
             raise UpstreamError(f"upstream {target.name!r} broke off its response: {type(exc).__name__}") from exc
-        return _json_answer(target, raw)
+        return _json_answer(target, raw, response.header("content-type") or "")
 
     async def post_json(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> Any:
         """POST ``body`` and return the parsed JSON answer."""
@@ -238,16 +238,55 @@ class Upstream:
         pool = self.pool()
         if pool is not None:
             native = await self._send_native(pool, target, body, extra_headers)
-            return UpstreamStream(target, aiter(native), native.header("content-type") or "", native.aclose)
+            content_type = native.header("content-type") or ""
+            if not _is_event_stream(content_type):
+                raise await _not_a_stream(target, content_type, _read_native(native), native.aclose)
+            return UpstreamStream(target, aiter(native), content_type, native.aclose)
         response = await self._send(target, body, extra_headers)
-        return UpstreamStream(target, response.aiter_raw(), response.headers.get("content-type", ""), response.aclose)
+        content_type = response.headers.get("content-type", "")
+        if not _is_event_stream(content_type):
+            raise await _not_a_stream(target, content_type, _read_capped(response), response.aclose)
+        return UpstreamStream(target, response.aiter_raw(), content_type, response.aclose)
 
 
-def _json_answer(target: Target, raw: bytes) -> tuple[Any, bytes]:
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _is_event_stream(content_type: str) -> bool:
+    return _media_type(content_type) == "text/event-stream"
+
+
+async def _read_native(response: http1.Response) -> bytes:
+    return (await response.read(_ERROR_BODY_LIMIT))[:_ERROR_BODY_LIMIT]
+
+
+async def _not_a_stream(target: Target, content_type: str, body: Awaitable[bytes],
+                        close: Callable[[], Awaitable[None]]) -> BadUpstreamResponse:
+    """The error for a 200 to a streamed request that is not an event stream (JSON, HTML, nothing)."""
+    try:
+        raw = await body
+    except (httpx.HTTPError, http1.HTTPError):
+        raw = b""
+    finally:
+        try:
+            await close()
+        except (httpx.HTTPError, OSError):
+            pass
+    kind = _media_type(content_type) or "no content type"
+    detail = _error_detail(raw)
+    return BadUpstreamResponse(target.scrub(f"upstream {target.name!r} answered a streamed request with {kind}, "
+                                            f"not an event stream" + (f": {detail}" if detail else "")))
+
+
+def _json_answer(target: Target, raw: bytes, content_type: str) -> tuple[Any, bytes]:
+    """The parsed answer; a body that is not JSON at all (an HTML page, an event stream) is a bad response."""
     try:
         return json.loads(raw), raw
     except ValueError as exc:
-        raise UpstreamError(f"upstream {target.name!r} answered with invalid JSON") from exc
+        kind = _media_type(content_type) or "no content type"
+        what = "an empty body" if not raw.strip() else f"{kind} that is not JSON"
+        raise BadUpstreamResponse(f"upstream {target.name!r} answered 200 with {what}") from exc
 
 
 def _refused_or_reset(exc: httpx.TimeoutException) -> bool:
@@ -268,17 +307,20 @@ async def _read_capped(response: httpx.Response) -> bytes:
     return bytes(data[:_ERROR_BODY_LIMIT])
 
 
-def _error_message(target: Target, status: int, raw: bytes) -> str:
-    detail = ""
+def _error_detail(raw: bytes) -> str:
+    """What an error body says: its ``error.message`` (or ``error`` string), else its first 300 characters."""
     try:
         body = json.loads(raw)
         err = body.get("error") if isinstance(body, dict) else None
         if isinstance(err, dict):
-            detail = str(err.get("message") or "")
-        elif isinstance(err, str):
-            detail = err
+            return str(err.get("message") or "")
+        return err if isinstance(err, str) else ""
     except ValueError:
-        detail = raw[:300].decode("utf-8", "replace").strip()
+        return raw[:300].decode("utf-8", "replace").strip()
+
+
+def _error_message(target: Target, status: int, raw: bytes) -> str:
+    detail = _error_detail(raw)
     return f"upstream {target.name!r} answered {status}" + (f": {detail}" if detail else "")
 
 

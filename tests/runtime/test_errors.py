@@ -167,7 +167,7 @@ def test_upstream_connection_broken_mid_stream_ends_with_error_event(client_fmt)
 
 
 @pytest.mark.parametrize("client_fmt, model, answer, status", [
-    ("anthropic", "openai/gpt-4o", {"choices": "not a list"}, 200),  # tolerated: an empty message
+    ("anthropic", "openai/gpt-4o", {"choices": "not a list"}, 502),  # not a completion: a bad response
     ("anthropic", "openai/gpt-4o", {"choices": [{"message": 7}]}, 502),
     ("openai", "anthropic/claude-x", {"content": [{"type": "text"}], "usage": "many"}, 200),
     ("openai", "anthropic/claude-x", ["not", "an", "object"], 502),

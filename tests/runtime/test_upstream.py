@@ -10,7 +10,7 @@ import pytest
 
 from archc.bundle import seal
 from runtime import upstream
-from runtime.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
+from runtime.errors import BadUpstreamResponse, UpstreamError, UpstreamStatus, UpstreamTimeout
 from runtime.providers import build_targets
 from runtime.settings import Settings
 from tests.support.fake_upstream import FakeUpstream, Response, error, openai_text, stalling
@@ -69,9 +69,19 @@ def test_transport_failures_map_to_upstream_errors(exc, kind):
     assert info.value.status == (504 if kind is UpstreamTimeout else 502)
 
 
-def test_invalid_json_answer_is_upstream_error():
-    with pytest.raises(UpstreamError, match="invalid JSON"):
-        _run(lambda r: httpx.Response(200, content=b"<html>"), lambda c: c.post_json(_target(), b"{}"))
+def test_invalid_json_answer_is_a_bad_response():
+    with pytest.raises(BadUpstreamResponse, match="answered 200 with text/html that is not JSON"):
+        _run(lambda r: httpx.Response(200, content=b"<html>", headers={"content-type": "text/html"}),
+             lambda c: c.post_json(_target(), b"{}"))
+    with pytest.raises(BadUpstreamResponse, match="answered 200 with an empty body"):
+        _run(lambda r: httpx.Response(200, content=b""), lambda c: c.post_json(_target(), b"{}"))
+
+
+def test_a_stream_answered_with_json_is_a_bad_response_carrying_its_message():
+    answer = httpx.Response(200, json={"error": {"message": "quota exceeded"}})
+    with pytest.raises(BadUpstreamResponse, match="answered a streamed request with application/json, not an event "
+                                                   "stream: quota exceeded"):
+        _run(lambda r: answer, lambda c: c.open_stream(_target(), b"{}"))
 
 
 def test_stream_yields_bytes_as_they_arrive():
@@ -85,7 +95,7 @@ def test_stream_yields_bytes_as_they_arrive():
         await s.aclose()
         return got
 
-    got = _run(lambda r: httpx.Response(200, content=body()), consume)
+    got = _run(lambda r: httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"}), consume)
     assert b"".join(got) == b"event: a\ndata: 1\n\nevent: b\ndata: 2\n\n"
 
 
