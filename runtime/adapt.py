@@ -175,7 +175,7 @@ class _OpenAIToAnthropic:
 
     def finish(self) -> list[bytes]:
         out = self._events(self.decoder.flush())
-        if not self.complete:
+        if not (self.complete or self.convert.stopped):  # stopped: the client's message is whole already
             raise _incomplete(OPENAI)
         return out + [encode_json(data, event=name) for name, data in self.convert.finish()]
 

@@ -226,6 +226,11 @@ class StreamFromOpenAI:
         self._signature = ""
 
     @property
+    def stopped(self) -> bool:
+        """True once ``message_stop`` went out (the upstream's finish_reason and usage arrived)."""
+        return self._stopped
+
+    @property
     def usage(self) -> tuple[int, int]:
         """(prompt_tokens, completion_tokens) reported so far, (0, 0) until the usage chunk."""
         usage = self._openai_usage or {}

@@ -59,6 +59,9 @@ class Response:
     # client goes away (used to prove client disconnects reach the upstream).
     delay_s: float = 0.0
     hold_open: bool = False
+    # Bytes sent as they are, with this content type (an upstream that lies about what it sends).
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 Reply = Callable[[str, Any], Response]
@@ -221,6 +224,33 @@ def stalling(reply: Reply, *, keep: int = 2) -> Reply:
     return wrapped
 
 
+LIES = ("json_for_stream", "sse_for_nonstream", "truncated", "not_a_completion", "html")
+
+
+def lying(kind: str) -> Reply:
+    """A 200 that is not the answer the request asked for, in the request's format:
+    ``json_for_stream`` (a whole JSON answer to a streamed request), ``sse_for_nonstream`` (an event
+    stream to a non-streamed one), ``truncated`` (the first half of a stream: no finish, no ``[DONE]`` /
+    ``message_stop``), ``not_a_completion`` (``{"foo": 1}``), ``html`` (an HTML error page)."""
+    assert kind in LIES, kind
+
+    def reply(fmt: str, body: Any) -> Response:
+        streamed = bool(isinstance(body, dict) and body.get("stream"))
+        if kind == "json_for_stream":
+            return default_reply(fmt, {**body, "stream": False})
+        if kind == "sse_for_nonstream":
+            return default_reply(fmt, {**body, "stream": True})
+        if kind == "truncated":
+            r = default_reply(fmt, {**body, "stream": True})
+            assert r.events is not None
+            return Response(events=r.events[:max(2, len(r.events) // 2)])  # mid-answer: no finish, no [DONE] / message_stop
+        if kind == "not_a_completion":
+            return Response(json={"foo": 1}) if not streamed else Response(raw=b'{"foo": 1}')
+        return Response(raw=b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>", content_type="text/html")
+
+    return reply
+
+
 def default_reply(fmt: str, body: Any) -> Response:
     return (anthropic_text("ok") if fmt == ANTHROPIC else openai_text("ok"))(fmt, body)
 
@@ -339,6 +369,9 @@ class FakeUpstream:
         if request.method != "POST":
             return web.json_response({"error": {"message": f"fake upstream: {request.method} not served"}}, status=405)
         response = reply(rec.fmt, body)
+        if response.raw is not None:
+            return web.Response(body=response.raw, status=response.status,
+                                headers={"content-type": response.content_type, **response.headers})
         if response.events is None:
             return web.json_response(response.json, status=response.status, headers=response.headers)
         return await self._stream(request, response)

@@ -1,0 +1,77 @@
+"""runtime/adapt.py's stream converters: a stream is complete only with its terminal event, passed
+through or translated, wherever the chunk boundaries fall; and ``check_answer`` on answer shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runtime import adapt
+from runtime.errors import BadUpstreamResponse
+from runtime.wire import WireFormat
+
+OPENAI, ANTHROPIC = WireFormat.OPENAI_CHAT, WireFormat.ANTHROPIC_MESSAGES
+CHUNK = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
+OPENAI_STREAM = f"data: {json.dumps(CHUNK)}\n\ndata: [DONE]\n\n".encode()
+ANTHROPIC_STREAM = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message","role":'
+                    b'"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":1,"output_tokens":0}}}\n\n'
+                    b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+def _run(converter, data: bytes, size: int) -> bytes:
+    out = b""
+    for i in range(0, len(data), size):
+        out += b"".join(converter.feed(data[i:i + size]))
+    return out + b"".join(converter.finish())
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 10_000])
+@pytest.mark.parametrize("fmt, data", [(OPENAI, OPENAI_STREAM), (ANTHROPIC, ANTHROPIC_STREAM)])
+def test_passthrough_is_byte_exact_and_finds_the_terminal_event_across_chunk_boundaries(fmt, data, size):
+    converter = adapt.stream_adapter(fmt, fmt, model="m", body={})
+    assert _run(converter, data, size) == data
+
+
+@pytest.mark.parametrize("size", [1, 10_000])
+@pytest.mark.parametrize("fmt, data, cut", [(OPENAI, OPENAI_STREAM, b"data: [DONE]\n\n"),
+                                            (ANTHROPIC, ANTHROPIC_STREAM, b'event: message_stop\ndata: {"type":"message_stop"}\n\n')])
+@pytest.mark.parametrize("client", [OPENAI, ANTHROPIC])
+def test_a_stream_without_its_terminal_event_is_a_bad_response(fmt, data, cut, client, size):
+    converter = adapt.stream_adapter(client, fmt, model="m", body={})
+    with pytest.raises(BadUpstreamResponse, match="ended before"):
+        _run(converter, data.replace(cut, b""), size)
+
+
+def test_the_terminal_text_inside_content_does_not_count():
+    fake = dict(CHUNK, choices=[{"index": 0, "delta": {"content": "data: [DONE] event: message_stop"}, "finish_reason": None}])
+    for fmt in (OPENAI, ANTHROPIC):
+        converter = adapt.stream_adapter(fmt, fmt, model="m", body={})
+        with pytest.raises(BadUpstreamResponse):
+            _run(converter, f"data: {json.dumps(fake)}\n\n".encode(), 10_000)
+
+
+def test_an_upstream_error_event_ends_a_passthrough_stream():
+    converter = adapt.stream_adapter(ANTHROPIC, ANTHROPIC, model="m", body={})
+    data = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n'
+    assert _run(converter, data, 5) == data
+
+
+@pytest.mark.parametrize("fmt, answer, ok", [
+    (OPENAI, {"choices": [{"message": {"role": "assistant", "content": "x"}}]}, True),
+    (OPENAI, {"choices": []}, True),
+    (OPENAI, {"foo": 1}, False),
+    (OPENAI, {"choices": [{"text": "legacy completion"}]}, False),
+    (OPENAI, [1, 2], False),
+    (ANTHROPIC, {"type": "message", "content": []}, True),
+    (ANTHROPIC, {"content": [{"type": "text", "text": "x"}]}, True),
+    (ANTHROPIC, {"type": "error", "error": {}}, False),
+    (ANTHROPIC, {"choices": []}, False),
+])
+def test_check_answer(fmt, answer, ok):
+    if ok:
+        adapt.check_answer(answer, fmt, "upstream 'x'")
+    else:
+        with pytest.raises(BadUpstreamResponse, match="^upstream 'x' answered 200 with JSON that is not"):
+            adapt.check_answer(answer, fmt, "upstream 'x'")
