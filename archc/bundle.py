@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from archc.output import json_text
+
 FORMAT_VERSION = 1
 
 # Wire formats a provider can speak (upstream side).
@@ -284,7 +286,7 @@ def load(path: str | Path) -> Bundle:
 
 def canonical_json(data: Any) -> bytes:
     """Canonical bytes: sorted keys, compact separators, UTF-8, trailing newline."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = json_text(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return (text + "\n").encode("utf-8")
 
 

@@ -62,8 +62,9 @@ def compile_source(raw: bytes | str, *, file: str = "<config>", lock_mode: str =
     if loaded.tree is None:
         return CompileResult(None, diags, lock_path)
     tree, config = loaded.tree, to_plain(loaded.tree)
-    diags += validate(config, tree, file, schemas or load_schemas())
-    resolved, more = resolve(config, tree, file)
+    checked, well_typed = validate(config, tree, file, schemas or load_schemas())
+    diags += checked
+    resolved, more = resolve(well_typed, tree, file)  # never meets a value the schema refused
     diags += more
 
     outcome = None

@@ -7,10 +7,11 @@ Codes are stable: L1xx load, V2xx validate, R3xx resolve, E4xx emit (table in ``
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
+
+from archc.output import json_text
 
 
 class Severity(enum.Enum):
@@ -172,7 +173,7 @@ def format_json(diags: Sequence[Diagnostic]) -> str:
         "warnings": warnings,
         "diagnostics": [d.to_dict() for d in sorted(diags, key=sort_key)],
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return json_text(doc, indent=2) + "\n"
 
 
 def _gh_escape(text: str, prop: bool = False) -> str:

@@ -7,11 +7,11 @@ is breaking: clients that named it would silently get another model.
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from archc.bundle import Bundle, Provider
+from archc.output import json_text
 
 EXIT_SAME, EXIT_CHANGED, EXIT_BREAKING = 0, 3, 4
 
@@ -147,7 +147,7 @@ def _router_settings(b: Bundle) -> dict[str, Any] | None:
 # -- renderers ---------------------------------------------------------------------------------
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True) if not isinstance(value, str) else value
+    text = json_text(value, sort_keys=True) if not isinstance(value, str) else value
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -176,7 +176,7 @@ def _json(changes: Sequence[Change], old_name: str, new_name: str) -> str:
         "breaking": any(c.breaking for c in changes),
         "exit_code": exit_code(changes),
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    return json_text(doc, indent=2, sort_keys=True) + "\n"
 
 
 def _md(text: Any) -> str:

@@ -7,11 +7,11 @@ wire format, plus what routing may do to the request, using the runtime's own ``
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from archc.bundle import Bundle, Deadline, Provider
+from archc.output import json_text
 
 
 @dataclass(frozen=True)
@@ -105,4 +105,4 @@ def format_text(e: Explanation) -> str:
 
 
 def format_json(e: Explanation) -> str:
-    return json.dumps(e.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return json_text(e.to_dict(), indent=2) + "\n"

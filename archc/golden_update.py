@@ -6,7 +6,6 @@ locate each changed key and value; only those tokens are replaced, so every othe
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +15,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from archc.golden import Result
 from archc.load import to_plain
+from archc.output import json_text
 
 
 def update_files(results: Sequence[Result]) -> list[Path]:
@@ -115,7 +115,7 @@ def _scalar(value: str, first_char: str) -> str:
         return "'" + value.replace("'", "''") + "'"
     if first_char != '"' and _PLAIN_SAFE.match(value) and value.lower() not in _PLAIN_RESERVED:
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return json_text(value)
 
 
 def _token_end(line: str, start: int, flow: bool, *, key: bool) -> int:

@@ -7,7 +7,6 @@ decisions come from the runtime's own router and resolution code. Renders text, 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +15,7 @@ from archc import golden
 from archc.bundle import Bundle
 from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_github
 from archc.golden import Case, Outcome
+from archc.output import json_text
 
 G_NO_MODEL = "G504"  # the router model is needed to replay golden cases but is not installed
 # A PR comment stays readable (and under GitHub's size limit); text and JSON list every change.
@@ -56,7 +56,7 @@ def impact_report(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence
     """
     impact = compute_impact(old_bundle, new_bundle, golden_paths, model_dir=Path(model_dir) if model_dir else None)
     if fmt == "json":
-        text = json.dumps(impact_json(impact), indent=2, ensure_ascii=False) + "\n"
+        text = json_text(impact_json(impact), indent=2) + "\n"
     elif fmt in ("markdown", "md"):
         text = impact_markdown(impact)
     elif fmt == "github":

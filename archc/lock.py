@@ -7,7 +7,6 @@ A pinned version never changes target: the build fails (R308) unless ``--repin N
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from archc.bundle import Alias
 from archc.diagnostics import Diagnostic, Severity, Span
 from archc.load import load_yaml, span
+from archc.output import json_text
 
 LOCK_NAME = "archc.lock"
 LOCK_VERSION = 1
@@ -77,7 +77,7 @@ def render_lock(entries: Mapping[str, str]) -> str:
     lines = [HEADER, f"version: {LOCK_VERSION}\n"]
     if entries:
         lines.append("aliases:\n")
-        lines.extend(f"  {json.dumps(k, ensure_ascii=False)}: {json.dumps(entries[k], ensure_ascii=False)}\n"
+        lines.extend(f"  {json_text(k)}: {json_text(entries[k])}\n"
                      for k in sorted(entries))
     else:
         lines.append("aliases: {}\n")

@@ -8,12 +8,12 @@ The runtime later replaces only ``{conversation}``.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Iterable
 
 import jinja2
 
 from archc.bundle import ARCH_ROUTER_TEMPLATE, ARCH_ROUTER_TEMPLATE_SHA256
+from archc.output import json_text
 
 ROUTER_MODEL = "katanemo/Arch-Router-1.5B"
 ARCHGW_ROUTER_NAMES = frozenset({"Arch-Router", "arch-router", "Arch-Router-1.5B", "katanemo/Arch-Router-1.5B"})
@@ -29,7 +29,7 @@ def template_sha256() -> str:
 def routes_json(routes: Iterable[tuple[str, str]]) -> str:
     """Compact JSON array of {name, description} in config order, exactly as Arch-Router expects."""
     items = [{"name": name, "description": description} for name, description in routes]
-    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+    return json_text(items, separators=(",", ":"))
 
 
 def render_prompt(routes: Iterable[tuple[str, str]]) -> str:

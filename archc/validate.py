@@ -6,6 +6,7 @@ Messages never echo values that might be secrets; unknown keys get a did-you-mea
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import re
@@ -62,18 +63,52 @@ def env_ref(value: Any) -> str | None:
     return (m.group(1) or m.group(2)) if m else None
 
 
-def validate(config: Mapping[str, Any], tree: Any, file: str, schemas: Schemas) -> list[Diagnostic]:
-    """Every schema violation, then section checks. ``config`` is plain data, ``tree`` the ruamel tree."""
+def validate(config: Mapping[str, Any], tree: Any, file: str, schemas: Schemas) -> tuple[list[Diagnostic], Any]:
+    """Every schema violation, then section checks; and the config as resolve may see it: without
+    any value the schema refused (so resolve only ever meets well-typed values, whatever the input).
+    ``config`` is plain data, ``tree`` the ruamel tree."""
     diags: list[Diagnostic] = []
     try:
         errors = list(schemas.config.iter_errors(config))
     except RecursionError:
-        return [_d("V205", "config nests too deeply to validate", tree, file, ())]
+        return [_d("V205", "config nests too deeply to validate", tree, file, ())], {}
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
     for error in errors:
+        if error.validator in ("enum", "const") and tuple(error.absolute_path) in mistyped:
+            continue  # "must be a string, not a list" says it; the allowed values would be noise
         diags.extend(_from_schema_error(error, tree, file))
     diags.extend(_sections(config, tree, file))
     # jsonschema reports e.g. each missing required key as its own error carrying the whole list.
-    return list(dict.fromkeys(diags))
+    return list(dict.fromkeys(diags)), _without(config, errors)
+
+
+# Errors about a mapping's keys, not its values: the mapping itself stays (resolve reads what is there).
+_KEY_ERRORS = ("required", "additionalProperties", "propertyNames", "dependentRequired", "minProperties",
+               "maxProperties", "unevaluatedProperties")
+
+
+def _without(config: Any, errors: list[ValidationError]) -> Any:
+    """``config`` with each refused value taken out: a mapping's key removed, a list item set to None
+    (so later items keep their index, and positions in resolve's own diagnostics stay right)."""
+    paths = {tuple(e.absolute_path) for e in errors if e.validator not in _KEY_ERRORS}
+    if not paths:
+        return config
+    if () in paths or not isinstance(config, dict):
+        return {}
+    clean = copy.deepcopy(config)
+    for path in sorted(paths, key=len, reverse=True):
+        parent: Any = clean
+        for step in path[:-1]:
+            try:
+                parent = parent[step]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+        elif isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
+            parent[path[-1]] = None
+    return clean
 
 
 # -- schema errors -----------------------------------------------------------------------------

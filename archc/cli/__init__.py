@@ -16,6 +16,7 @@ from archc.cli import compile as _compile
 from archc.cli import golden as _golden
 from archc.cli import models as _models
 from archc.cli import serve as _serve
+from archc.output import safe_streams
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    safe_streams()  # a report quoting unencodable input (a lone surrogate, LANG=C) is escaped, not a crash
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -19,6 +19,7 @@ from archc import explain as _explain
 from archc import impact as _impact
 from archc.compiler import CompileError, bundle_from_path, compile_path, is_bundle_bytes
 from archc.diagnostics import Diagnostic, format_github, format_json, format_text
+from archc.output import json_text
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 FORMATS = ("text", "json", "github")
@@ -190,7 +191,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             code = _diff.EXIT_CHANGED
         if fmt is _diff.DiffFormat.JSON:  # one JSON document: the diff with an "impact" key
             doc = {**json.loads(rendered), "impact": json.loads(text), "exit_code": code}
-            rendered, text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n", ""
+            rendered, text = json_text(doc, indent=2) + "\n", ""
         rendered += text if not text or text.endswith("\n") else text + "\n"
     sys.stdout.write(rendered)
     return code

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +18,7 @@ from archc.bundle import Bundle
 from archc.compiler import bundle_from_path
 from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_github, format_json, format_text
 from archc.golden import Case, GoldenSet, Result
+from archc.output import json_text
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 FORMATS = ("text", "json", "github")
@@ -140,7 +140,7 @@ def _print_report(bundle: Bundle, results: Sequence[Result], fmt: str, out: Any,
     if fmt == "json":
         doc = report_json(bundle, results, note=note, model_dir=model_dir)
         doc["diagnostics"] = [d.to_dict() for d in diagnostics]
-        out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        out.write(json_text(doc, indent=2) + "\n")
         return
     if fmt == "github":
         out.write(report_github(results))

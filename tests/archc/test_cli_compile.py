@@ -184,3 +184,42 @@ def test_check_accepts_a_bundle(config: Path, tmp_path: Path) -> None:
     out.write_text(out.read_text().replace("gpt-4o", "gpt-4x"))
     res = archc("check", str(out), "--format", "json")
     assert res.returncode == 1 and json.loads(res.stdout)["diagnostics"][0]["code"] == "E403"
+
+
+WRONG_UNIT = GOOD + """ratelimits:
+  - {model: openai/gpt-4o, selector: {key: team, value: a}, limit: {tokens: 10, unit: [minute]}}
+  - {model: openai/gpt-4o, selector: {key: team, value: b}, limit: {tokens: 10, unit: {minute: 1}}}
+"""
+
+
+def test_a_value_of_the_wrong_type_is_a_positioned_diagnostic_not_an_internal_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(WRONG_UNIT)
+    ran = archc("check", str(path), "--format", "json")
+    assert ran.returncode == 1 and ran.stderr == ""
+    found = [(d["code"], d["line"], d["message"]) for d in json.loads(ran.stdout)["diagnostics"]]
+    assert found == [("V203", 12, "ratelimits[0].limit.unit must be a string, not a list"),
+                     ("V203", 13, "ratelimits[1].limit.unit must be a string, not a mapping")]
+    served = process("serve", str(path), "--port", "1")  # never gets to listen: the config does not compile
+    assert served.returncode == 1 and "Traceback" not in served.stderr
+    assert "ratelimits[0].limit.unit must be a string, not a list" in served.stderr
+
+
+LONE_SURROGATES = GOOD.replace("    default: true\n", '    default: true\n    "bogus\\ud800": 1\n    "x\\ud83d\\ude00": 2\n')
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "github"])
+@pytest.mark.parametrize("env", [{}, {"LANG": "C", "LC_ALL": "C"}, {"PYTHONIOENCODING": "ascii"}], ids=["utf8", "C", "ascii"])
+def test_reports_survive_lone_surrogates_in_any_locale(tmp_path: Path, fmt: str, env: dict) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(LONE_SURROGATES)
+    ran = subprocess.run([sys.executable, "-m", "archc", "check", str(path), "--format", fmt], capture_output=True,
+                         env={**os.environ, "NO_COLOR": "1", **env}, cwd=REPO)
+    assert ran.returncode == 1 and b"internal error" not in ran.stderr and b"Traceback" not in ran.stderr
+    out = ran.stdout + ran.stderr
+    if fmt == "json":
+        keys = [d["path"] for d in json.loads(ran.stdout)["diagnostics"]]
+        # JSON escapes them; a reader joins the escaped halves of a pair back into one character.
+        assert keys == ["model_providers[0].bogus\ud800", "model_providers[0].x\U0001f600"]
+    else:
+        assert b"unknown key 'bogus\\ud800'" in out and b"\\ud83d\\ude00" in out
