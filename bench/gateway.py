@@ -266,7 +266,9 @@ def run_target(name: str, url: str, headers: dict[str, str], args: argparse.Name
 
 
 def _bundle(folder: Path, upstream: str) -> Path:
-    bundle = seal({"source": {"path": "bench"}, "listeners": [], "providers": [{
+    # The listener's 30 s timeout is what archgw configs carry: each request runs under its deadline.
+    listener = {"name": "llm", "kind": "model", "address": "127.0.0.1", "port": 12000, "timeout_ms": 30000}
+    bundle = seal({"source": {"path": "bench"}, "listeners": [listener], "providers": [{
         "name": "openai/gpt-4o", "provider": "openai", "model": "gpt-4o", "wire": "openai_chat",
         "endpoint": upstream + "/v1/chat/completions", "auth": "bearer", "key_env": "BENCH_OPENAI_KEY", "default": True}],
         "aliases": [], "routes": [], "default_model": "openai/gpt-4o", "routing": {}, "router": None})

@@ -9,6 +9,7 @@ whose ``feed(bytes)``/``finish()`` return the bytes to send the client.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, Callable, Mapping
 
@@ -101,9 +102,10 @@ def usage_of(resp: Any, upstream_format: WireFormat) -> tuple[int, int]:
 
 
 # Lines that end a stream: the format's terminal event, or an error event (the upstream's own ending).
-_TERMINALS: Mapping[WireFormat, tuple[bytes, ...]] = {
-    OPENAI: (b"\ndata: [DONE]", b"\ndata:[DONE]", b'\ndata: {"error"', b'\ndata:{"error"'),
-    ANTHROPIC: (b"\nevent: message_stop", b"\nevent:message_stop", b"\nevent: error", b"\nevent:error"),
+# At a line start (a JSON string cannot hold a raw newline, so content never matches).
+_TERMINALS: Mapping[WireFormat, re.Pattern[bytes]] = {
+    OPENAI: re.compile(rb'\ndata: ?(?:\[DONE\]|\{"error")'),
+    ANTHROPIC: re.compile(rb"\nevent: ?(?:message_stop|error)\r?\n"),
 }
 _TERMINAL_NAME = {OPENAI: "data: [DONE]", ANTHROPIC: "message_stop"}
 
@@ -119,14 +121,14 @@ class _Passthrough:
 
     def __init__(self, upstream_format: WireFormat) -> None:
         self.format = upstream_format
-        self.markers = _TERMINALS[upstream_format]
+        self.terminal = _TERMINALS[upstream_format].search
         self.tail = b"\n"  # the stream starts at a line start
         self.complete = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if not self.complete:
             window = self.tail + chunk
-            self.complete = any(m in window for m in self.markers)
+            self.complete = self.terminal(window) is not None
             self.tail = window[-24:]  # a marker split across two chunks
         return [chunk]
 

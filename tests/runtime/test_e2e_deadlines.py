@@ -28,12 +28,12 @@ SLACK_S = 1.5  # generous: a loaded 2-core CI machine; the point is "at the dead
 CLOSE = {"connection": "close"}  # every request on its own socket (see test_faults.py)
 
 
-def _config(server: FaultServer, gateway: str = "") -> str:
+def _config(server: FaultServer, gateway: str = "", deadline: str = "1s") -> str:
     def p(name: str, fault: str, extra: str = "") -> str:
         return (f"  - {{name: {name}, model: openai/gpt-4o, base_url: 'http://127.0.0.1:{server.port}/{fault}/v1', "
                 f"provider_interface: openai{extra}}}\n")
 
-    return ("version: v0.1.0\nlisteners:\n  - {type: model, name: llm, port: 12000, timeout: 1s}\nmodel_providers:\n"
+    return ("version: v0.1.0\nlisteners:\n  - {type: model, name: llm, port: 12000, timeout: " + deadline + "}\nmodel_providers:\n"
             + p("stall", "stall", ", default: true") + p("slow", "slow1500") + p("patient", "slow1500", ", timeout: 5s")
             + p("hang", "hang") + p("hang2", "hang") + p("ok", "ok") + gateway)
 
@@ -108,10 +108,11 @@ def test_a_providers_own_timeout_overrides_the_listeners(plain: Gateway) -> None
 
 
 def test_retries_and_fallbacks_fit_in_what_is_left_of_the_deadline(server: FaultServer, tmp_path: Path) -> None:
-    gateway = ("gateway:\n  timeouts: {first_byte_ms: 400}\n  retries: {max_attempts: 2, backoff_ms: 10, backoff_cap_ms: 10}\n"
+    # 2 s and 700 ms (not 1 s and 400 ms): room for a loaded CI machine between the attempts.
+    gateway = ("gateway:\n  timeouts: {first_byte_ms: 700}\n  retries: {max_attempts: 2, backoff_ms: 10, backoff_cap_ms: 10}\n"
                "  fallbacks: {hang: [hang2], slow: [ok]}\n")
     path = tmp_path / "config.yaml"
-    path.write_text(_config(server, gateway))
+    path.write_text(_config(server, gateway, deadline="2s"))
     with Gateway(path, args=["--log-level", "warning"]) as gw:
         started = time.monotonic()
         r = httpx.post(gw.url + "/v1/chat/completions", headers=CLOSE, timeout=30,
@@ -119,10 +120,10 @@ def test_retries_and_fallbacks_fit_in_what_is_left_of_the_deadline(server: Fault
         elapsed = time.monotonic() - started
         assert r.status_code == 504 and set(r.json()) == {"error"}, r.text
         attempts = r.headers["x-arch-attempts"].split(", ")
-        # Two 400 ms attempts, then the fallback gets the ~200 ms left (four were allowed, three fit).
+        # Two 700 ms attempts, then the fallback gets the ~600 ms left (four were allowed, three fit).
         assert attempts == ["hang=timeout", "hang=timeout", "hang2=timeout"], attempts
-        assert "request deadline (listeners[llm].timeout, 1000 ms)" in r.json()["error"]["message"]
-        assert DEADLINE_S - 0.05 < elapsed < DEADLINE_S + SLACK_S, elapsed
+        assert "request deadline (listeners[llm].timeout, 2000 ms)" in r.json()["error"]["message"]
+        assert 2.0 - 0.05 < elapsed < 2.0 + SLACK_S, elapsed
         # slow times out at first_byte_ms twice, then its fallback answers within the deadline.
         r = httpx.post(gw.url + "/v1/chat/completions", headers=CLOSE, timeout=30,
                        json={"model": "slow", "messages": [{"role": "user", "content": "hi"}]})
