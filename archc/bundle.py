@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from archc.output import json_text
-
 FORMAT_VERSION = 1
 
 # Wire formats a provider can speak (upstream side).
@@ -286,8 +284,12 @@ def load(path: str | Path) -> Bundle:
 
 def canonical_json(data: Any) -> bytes:
     """Canonical bytes: sorted keys, compact separators, UTF-8, trailing newline."""
-    text = json_text(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return (text + "\n").encode("utf-8")
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (from YAML escapes): all non-ASCII escaped, still one form per input
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        return (text + "\n").encode("ascii")
 
 
 def content_digest(data: Mapping[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """Text that archc writes survives any Unicode in its input.
 
-Stage: shared by emit (the bundle's canonical JSON) and the CLI's reports. Stdlib only.
+Stage: output (the CLI's reports; archc/bundle.py escapes its canonical JSON the same way). Stdlib only.
 
 YAML and JSON configs can carry lone surrogates (``"\\ud800"``, or a surrogate pair escaped as two
 halves, which the YAML parser keeps as two lone code points). They are not encodable as UTF-8, so a

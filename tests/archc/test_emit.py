@@ -57,3 +57,17 @@ def test_bundle_file_loads_with_stdlib_loader(tmp_path: Path) -> None:
     out.write_bytes(compile_path(EXAMPLES / "aliases.yaml", lock_mode="ignore").bundle.to_bytes())
     bundle = load(out)
     assert bundle.resolve_model("arch.default.v1").provider.name == "claude-fast"
+
+
+def test_a_lone_surrogate_survives_the_bundle_bytes() -> None:
+    """YAML keeps an escaped surrogate half as a lone code point; the canonical bytes escape it."""
+    from archc.bundle import Bundle, seal
+    from tests.support.gateway import bundle_dict, provider
+
+    data = bundle_dict([provider("openai/gpt-4o", "http://127.0.0.1:1/v1/chat/completions", default=True)],
+                       routes=[("code\ud800", "writes code \udfff", "openai/gpt-4o")])
+    bundle = seal(data)
+    raw = bundle.to_bytes()
+    assert b"\\ud800" in raw and b"\\udfff" in raw
+    again = Bundle.from_bytes(raw)
+    assert again.digest == bundle.digest and again.routes[0].name == "code\ud800"
