@@ -26,11 +26,6 @@ def json_text(value: Any, **kwargs: Any) -> str:
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def printable(text: str) -> str:
-    """``text`` with lone surrogates as ``\\udXXX`` (for plain-text reports)."""
-    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
 def safe_streams() -> None:
     """Make stdout and stderr escape what their encoding cannot carry, instead of raising."""
     for stream in (sys.stdout, sys.stderr):

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from archc.bundle import Bundle
 from runtime import chat, connections, endpoints, openapi, reload
-from runtime.errors import GatewayError, render
+from runtime.errors import GatewayError, format_for_path, render
 from runtime.fastpath import HotPathMiddleware
 from runtime.metrics import Metrics
 from runtime.providers import build_targets
@@ -30,7 +30,6 @@ from runtime.router.service import NullRouter, RouterService, build_router
 from runtime.settings import Settings
 from runtime.state import GatewayState
 from runtime.upstream import Upstream, build_client
-from runtime.wire import WireFormat
 
 LOGGER = "archc.runtime"
 
@@ -53,7 +52,7 @@ def routes() -> list[Route]:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods, answered as JSON in the format the path suggests."""
     assert isinstance(exc, HTTPException)
-    fmt = WireFormat.ANTHROPIC_MESSAGES if request.url.path.startswith("/v1/messages") else WireFormat.OPENAI_CHAT
+    fmt = format_for_path(request.url.path)
     err = GatewayError(f"{request.method} {request.url.path}: {exc.detail}")
     err.status = exc.status_code
     err.kind = err.openai_type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"

@@ -39,8 +39,7 @@ from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Updated
 from hypercorn.protocol.h11 import H11Protocol
 
-from runtime.errors import GatewayError, render
-from runtime.wire import WireFormat
+from runtime.errors import GatewayError, format_for_path, render
 
 log = logging.getLogger("archc.runtime")
 
@@ -117,8 +116,7 @@ def error_body(status: int, message: str, path: str | None) -> bytes:
     err.status = status
     err.kind = "overloaded_error" if status == 503 else "request_too_large" if status in (413, 431) else "invalid_request_error"
     err.openai_type = "api_error" if status >= 500 else "invalid_request_error"
-    fmt = WireFormat.ANTHROPIC_MESSAGES if path and path.startswith("/v1/messages") else WireFormat.OPENAI_CHAT
-    return json.dumps(render(err, fmt)).encode()
+    return json.dumps(render(err, format_for_path(path))).encode()
 
 
 def _path_of(head: bytes) -> str | None:
