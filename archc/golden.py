@@ -1,17 +1,15 @@
 """Golden routing cases: load and validate golden files, replay them, compare, update in place.
 
-Stage: compiler-side tool over a Bundle (imports archc.load/diagnostics/junit and, to replay, the
-runtime's own request adapter, router service and resolution: ``runtime.adapt``,
-``runtime.router.service``, ``runtime.resolve``; never a copy of them).
+Stage: review, over a Bundle (imports archc.load/diagnostics/junit). Decisions come from the
+runtime's own pipeline through an injected ``Replay`` (archc/cli/replay.py); no runtime import here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import jsonschema
 
@@ -21,12 +19,6 @@ from archc.junit import JUnitCase, JUnitSuite
 from archc.load import json_path as _json_path
 from archc.load import load_document, position as _position, to_plain as _plain
 from archc.validate import SCHEMA_DIR
-from runtime import adapt
-from runtime.errors import GatewayError
-from runtime.resolve import choose, wants_router
-from runtime.router.models import default_model_dir
-from runtime.router.service import NullRouter, RouterService, build_router
-from runtime.wire import WireFormat
 
 SCHEMA_PATH = SCHEMA_DIR / "golden.schema.json"
 GOLDEN_SUFFIXES = (".yaml", ".yml")
@@ -255,85 +247,44 @@ FALLBACK_BYPASS = "bypass"
 FALLBACK_NO_ROUTES = "no_routes"
 
 
+class Replay(Protocol):
+    """One bundle's decisions for golden cases, made by the runtime's own pipeline.
+
+    archc/cli/replay.py opens one (``open_replay``) over ``runtime.decide.decide``; this module and
+    archc/impact.py get it injected and import no runtime. ``missing`` says why the router model
+    cannot be used (None when it can, or when the bundle needs none); ``where`` is its folder."""
+
+    missing: str | None
+    where: Path | None
+
+    def asks_router(self, case: Case) -> bool:
+        """Whether the runtime would ask the router for this case (routes exist, no bypass)."""
+        ...
+
+    async def outcome(self, case: Case) -> Outcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+OpenReplay = Callable[[Bundle, "Path | None"], Replay]
+
+
 def needs_router(case: Case) -> bool:
     """Whether the case's expectation can only be met by running the router model."""
     return case.expect.route is not None or case.expect.fallback in ROUTER_REASONS
 
 
-def asks_router(bundle: Bundle, case: Case) -> bool:
-    """Whether the runtime would ask the router for this case under ``bundle`` (routes exist and
-    no explicit-model bypass applies)."""
-    return wants_router(bundle, bundle.resolve_model(case.model))
+def no_route_fallback(bundle: Bundle) -> str:
+    """The fallback a decision without a route and without a router reason reports."""
+    return FALLBACK_NO_ROUTES if not bundle.routes else FALLBACK_BYPASS
 
 
-def openai_messages(case: Case) -> list[Any]:
-    """The conversation as the router sees it, through the runtime's own adapter: the client's
-    request validator, then (Anthropic) conversion to OpenAI chat. Raises the runtime's
-    InvalidRequest for a conversation the gateway would refuse with a 400."""
-    client_format = WireFormat(case.format)
-    # The validators need a model; resolution uses the case's own (possibly absent) model.
-    body: dict[str, Any] = {"model": case.model or "golden", "messages": [dict(m) for m in case.messages]}
-    if client_format is WireFormat.ANTHROPIC_MESSAGES:
-        body["max_tokens"] = 1
-        if case.system is not None:
-            body["system"] = case.system
-    body = adapt.VALIDATORS[client_format](body)
-    return list(adapt.openai_messages(body, client_format))
-
-
-# Golden replays wait this long for the router: a deadline is a property of the machine the
-# test runs on, not of the config, and a slow CI runner must not turn decisions into timeouts.
-REPLAY_TIMEOUT_MS = 120_000
-
-
-def router_location(bundle: Bundle, model_dir: Path | None = None) -> Path | None:
-    """The model folder a replay uses: ``model_dir``, else the installed model (as `archc serve`)."""
-    if model_dir is not None:
-        return Path(model_dir)
-    return default_model_dir(bundle.router.model) if bundle.router is not None and bundle.routes else None
-
-
-def open_router(bundle: Bundle, model_dir: Path | None = None) -> tuple[RouterService, str | None]:
-    """The runtime's router for ``bundle`` and, when its model cannot be used, why (else None).
-
-    ``model_dir`` None means the installed model for ``bundle.router.model`` (as `archc serve`).
-    """
-    patient = dataclasses.replace(bundle, routing=dataclasses.replace(
-        bundle.routing, timeout_ms=max(bundle.routing.timeout_ms, REPLAY_TIMEOUT_MS)))
-    router = build_router(patient, model_dir=model_dir)
-    if isinstance(router, NullRouter) and router.reason in ("no_router_model", "error"):
-        model = bundle.router.model if bundle.router else "?"
-        detail = router.detail or router.reason
-        return router, (f"router model {model!r} is not available ({detail}); install it with "
-                        "`archc model pull` or pass --model-dir DIR")
-    return router, None
-
-
-async def replay_case(bundle: Bundle, router: RouterService, case: Case) -> Outcome:
-    """Decide ``case`` exactly as the runtime decides a request: resolve the requested model, ask
-    the router when the routing semantics say so, then apply ``runtime.resolve.choose``."""
+async def replay(replayer: Replay, cases: Sequence[Case]) -> list[Result]:
+    """Every case through ``replayer``, in order; closes it."""
     try:
-        messages = openai_messages(case)
-    except GatewayError as exc:
-        return Outcome(route=None, model=None, fallback=None, error=f"{exc.kind}: {exc.message}")
-    resolution = bundle.resolve_model(case.model)
-    decision = await router.decide(messages) if wants_router(bundle, resolution) else None
-    try:
-        choice = choose(bundle, case.model, resolution, decision)
-    except GatewayError as exc:
-        fallback = decision.fallback if decision is not None else None
-        ms = decision.router_ms if decision is not None else 0.0
-        return Outcome(route=None, model=None, fallback=fallback, router_ms=ms, error=f"{exc.kind}: {exc.message}")
-    fallback = choice.fallback
-    if choice.route is None and fallback is None:
-        fallback = FALLBACK_NO_ROUTES if not bundle.routes else FALLBACK_BYPASS
-    return Outcome(route=choice.route, model=choice.provider.name, fallback=fallback,
-                   router_ms=choice.router_ms, confidence=choice.confidence)
-
-
-async def replay(bundle: Bundle, router: RouterService, cases: Sequence[Case]) -> list[Result]:
-    """Every case through ``router`` and the runtime's resolution, in order."""
-    return [Result(case, await replay_case(bundle, router, case)) for case in cases]
+        return [Result(case, await replayer.outcome(case)) for case in cases]
+    finally:
+        await replayer.aclose()
 
 
 # -- comparing ---------------------------------------------------------------------------------

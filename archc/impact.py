@@ -1,7 +1,8 @@
 """Routing impact of a config change: golden conversations replayed through two bundles.
 
-Stage: diff (called by `archc diff OLD NEW --impact GOLDEN...`). Uses archc.golden's replay, so the
-decisions come from the runtime's own router and resolution code. Renders text, JSON or markdown.
+Stage: review (called by `archc diff OLD NEW --impact GOLDEN...`). The decisions come from the
+runtime's own pipeline through the injected ``golden.OpenReplay`` (archc/cli/replay.py gives it);
+no runtime import here. Renders text, JSON or markdown.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Sequence
 from archc import golden
 from archc.bundle import Bundle
 from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_github
-from archc.golden import Case, Outcome
+from archc.golden import Case, OpenReplay, Outcome, Replay
 from archc.output import json_text
 
 G_NO_MODEL = "G504"  # the router model is needed to replay golden cases but is not installed
@@ -47,14 +48,15 @@ class Impact:
 
 
 def impact_report(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence[str | Path], *,
-                  model_dir: Path | str | None = None, fmt: str = "text") -> tuple[str, bool]:
+                  open_replay: OpenReplay, model_dir: Path | str | None = None, fmt: str = "text") -> tuple[str, bool]:
     """(report text, whether any decision changed). ``fmt``: text | json | markdown | github
     (GitHub Actions notices at each changed case's line, then the text table).
 
     Raises CompileError (G5xx/L1xx diagnostics) for malformed golden files, and G504 when routing
     must be replayed but no router model is installed.
     """
-    impact = compute_impact(old_bundle, new_bundle, golden_paths, model_dir=Path(model_dir) if model_dir else None)
+    impact = compute_impact(old_bundle, new_bundle, golden_paths, open_replay=open_replay,
+                            model_dir=Path(model_dir) if model_dir else None)
     if fmt == "json":
         text = json_text(impact_json(impact), indent=2) + "\n"
     elif fmt in ("markdown", "md"):
@@ -67,32 +69,24 @@ def impact_report(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence
 
 
 def compute_impact(old_bundle: Bundle, new_bundle: Bundle, golden_paths: Sequence[str | Path], *,
-                   model_dir: Path | None = None) -> Impact:
+                   open_replay: OpenReplay, model_dir: Path | None = None) -> Impact:
     gset = golden.load_golden(golden_paths)
     if not gset.ok:
         raise CompileError([d for d in gset.diagnostics if d.severity is Severity.ERROR])
     cases = list(gset.cases)
-    before = _replay_all(old_bundle, cases, model_dir, "old")
-    after = _replay_all(new_bundle, cases, model_dir, "new")
+    before = _replay_all(open_replay(old_bundle, model_dir), cases, "old")
+    after = _replay_all(open_replay(new_bundle, model_dir), cases, "new")
     changes = tuple(Change(c, b, a) for c, b, a in zip(cases, before, after) if _decision(b) != _decision(a))
     return Impact(changes, len(cases))
 
 
-def _replay_all(bundle: Bundle, cases: list[Case], model_dir: Path | None, label: str) -> list[Outcome]:
-    router, missing = golden.open_router(bundle, model_dir)
-    if missing and any(golden.asks_router(bundle, c) for c in cases):
+def _replay_all(replayer: Replay, cases: list[Case], label: str) -> list[Outcome]:
+    if replayer.missing and any(replayer.asks_router(c) for c in cases):
+        asyncio.run(replayer.aclose())
         raise CompileError([Diagnostic(G_NO_MODEL, Severity.ERROR,
-                                       f"cannot replay golden cases through the {label} config: {missing}",
+                                       f"cannot replay golden cases through the {label} config: {replayer.missing}",
                                        Span(str(cases[0].file)), hint="install the router model or pass --model-dir")])
-    results = asyncio.run(_replay(bundle, router, cases))
-    return [r.got for r in results]
-
-
-async def _replay(bundle: Bundle, router: Any, cases: list[Case]) -> list[golden.Result]:
-    try:
-        return await golden.replay(bundle, router, cases)
-    finally:
-        await router.aclose()
+    return [r.got for r in asyncio.run(golden.replay(replayer, cases))]
 
 
 def _decision(outcome: Outcome) -> tuple[str | None, ...]:

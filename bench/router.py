@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from archc.bundle import seal  # noqa: E402
-from runtime.router import prompt as rp  # noqa: E402
 from runtime.router.convert import qwen2_spec, save_model_dir  # noqa: E402
 from runtime.router.ct2 import Ct2Backend, Ct2Options  # noqa: E402
 from runtime.router.service import BackendRouter  # noqa: E402

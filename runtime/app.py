@@ -26,7 +26,8 @@ from runtime.errors import GatewayError, format_for_path, render
 from runtime.fastpath import HotPathMiddleware
 from runtime.metrics import Metrics
 from runtime.providers import build_targets
-from runtime.router.service import NullRouter, RouterService, build_router
+from runtime.router.decision import NullRouter, RouterService
+from runtime.router.service import build_router
 from runtime.settings import Settings
 from runtime.state import GatewayState
 from runtime.upstream import Upstream, build_client

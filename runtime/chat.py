@@ -18,10 +18,10 @@ from starlette.types import Receive, Scope, Send
 
 from archc.bundle import Deadline
 from runtime import adapt, echo, retry
-from runtime.endpoints import decide, decision_headers, read_json, remember_session
+from runtime.endpoints import decide_request, decision_headers, read_json, remember_session
 from runtime.errors import GatewayError, ProviderUnavailable, UpstreamTimeout, render
 from runtime.providers import Target
-from runtime.resolve import Choice
+from runtime.decide.choose import Choice
 from runtime.responses import Headers, JSONAnswer, SSEAnswer
 from runtime.sessions import SESSION_HEADER
 from runtime.state import GatewayState
@@ -101,7 +101,7 @@ async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endp
     try:
         wanted = _request_headers(scope)
         body = adapt.VALIDATORS[client_format](await read_json(receive, wanted.get(b"content-length"), state.settings.max_body_bytes))
-        choice = await decide(state, body, client_format)
+        choice = await decide_request(state, body, client_format)
         headers = _decision(state, choice)
         if _SESSION in wanted:  # without the header there is nothing to remember
             remember_session(state, wanted[_SESSION], body, choice)

@@ -1,7 +1,7 @@
 """The built-in `echo` upstream: answers in OpenAI chat format with the decision it received.
 
 Stage: upstream (in-process stand-in for a provider; used by the no-API-key demo and `--echo`).
-Pure: request body + Choice in, OpenAI chat response (or its SSE chunks) out. Imports runtime.resolve only.
+Pure: request body + Choice in, OpenAI chat response (or its SSE chunks) out. Imports runtime.decide only.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from runtime.resolve import Choice
+from runtime.decide.choose import Choice
 
 _CREATED = 0  # a fixed timestamp keeps echo answers deterministic
 

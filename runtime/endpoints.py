@@ -16,9 +16,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from runtime import adapt
-from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, render
+from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnknownModel, render
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from runtime.resolve import Choice, choose, wants_router
+from runtime.decide.choose import Choice
+from runtime.decide.decide import decide
+from runtime.router.decision import Decision
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, anthropic_messages
 from runtime.wire.json_text import parse_request
@@ -67,24 +69,22 @@ def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
     return headers
 
 
-async def decide(state: GatewayState, body: dict[str, Any], client_format: WireFormat) -> Choice:
-    """Resolve the requested model, ask the router when the semantics say so, and choose.
-    A known model that needs no router gets the same choice on every request of the bundle: remembered."""
-    bundle = state.bundle
+async def decide_request(state: GatewayState, body: dict[str, Any], client_format: WireFormat) -> Choice:
+    """``runtime.decide.decide`` for a validated request body, counted in the router metrics."""
     requested = body.get("model") if isinstance(body.get("model"), str) else None
-    key = ("choice", bundle.digest, requested)
-    known = state.memo.get(key)
-    if known is not None:
-        return known
-    resolution = bundle.resolve_model(requested)
-    decision = None
-    if wants_router(bundle, resolution):
-        decision = await state.router.decide(adapt.openai_messages(body, client_format))
-        state.metrics.decision(decision.route, decision.fallback, decision.cache_hit, decision.router_ms)
-    choice = choose(bundle, requested, resolution, decision)
-    if decision is None and resolution is not None:  # only names the bundle knows: the memo stays small
-        state.memo[key] = choice
+    try:
+        choice = await decide(state.bundle, state.router, requested, lambda: adapt.openai_messages(body, client_format),
+                              memo=state.memo)
+    except UnknownModel as err:
+        _count(state, err.decision)
+        raise
+    _count(state, choice.decision)
     return choice
+
+
+def _count(state: GatewayState, decision: Decision | None) -> None:
+    if decision is not None:
+        state.metrics.decision(decision.route, decision.fallback, decision.cache_hit, decision.router_ms)
 
 
 def remember_session(state: GatewayState, session_id: str | None, body: dict[str, Any], choice: Choice) -> None:
@@ -138,7 +138,7 @@ async def route(request: Request) -> Response:
     try:
         body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
         body = _route_body(body, client_format)
-        choice = await decide(state, body, client_format)
+        choice = await decide_request(state, body, client_format)
     except GatewayError as err:
         return error_response(state, err, client_format, {"x-arch-bundle": state.bundle.digest})
     target = state.targets[choice.provider.name]

@@ -55,9 +55,15 @@ class Unauthorized(GatewayError):
 
 
 class UnknownModel(GatewayError):
+    """No provider can serve the request. ``decision`` is the router's, when it was asked first."""
+
     status = 404
     kind = "not_found_error"
     openai_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, decision: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.decision = decision
 
 
 class PayloadTooLarge(GatewayError):

@@ -14,7 +14,7 @@ import httpx
 from archc.bundle import Bundle
 from runtime.metrics import Metrics
 from runtime.providers import Targets
-from runtime.router.service import RouterService
+from runtime.router.decision import RouterService
 from runtime.sessions import SessionStore
 from runtime.settings import Settings
 from runtime.upstream import Upstream

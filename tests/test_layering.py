@@ -4,9 +4,15 @@
 - `runtime/wire/`, `runtime/sse.py` and `runtime/errors.py` import no starlette, httpx or aiohttp.
 - Only `runtime/router/ct2.py` imports ctranslate2.
 - `runtime/http1.py` (stdlib + httptools) is used only by `runtime/upstream.py`.
+- The compiler (`archc/` outside `archc/cli/`) imports nothing from `runtime`: only the CLI glues
+  the two (golden replay, `archc route`, `archc serve`), and only lazily.
+- `runtime/decide/` and `runtime/router/decision.py` import no web framework, HTTP client or
+  ctranslate2: the decision is pure logic over a bundle and a router protocol.
+- `archc check` does not load the runtime, ctranslate2 or starlette (checked in a subprocess).
 """
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,3 +78,36 @@ def _from_runtime(path: Path) -> set[str]:
     """Names imported with ``from runtime import ...``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "runtime" for a in n.names}
+
+
+COMPILER = [p for p in _py("archc") if "cli" not in p.relative_to(REPO / "archc").parts]
+
+
+@pytest.mark.parametrize("path", COMPILER, ids=lambda p: str(p.relative_to(REPO)))
+def test_compiler_imports_no_runtime(path: Path) -> None:
+    bad = {n for n in _imports(path) if n == "runtime" or n.startswith("runtime.")}
+    assert not bad, f"{path} imports {bad}; only archc/cli/ may reach into the runtime"
+
+
+DECISION = [*_py("runtime/decide"), REPO / "runtime" / "router" / "decision.py"]
+
+
+@pytest.mark.parametrize("path", DECISION, ids=lambda p: str(p.relative_to(REPO)))
+def test_decision_is_pure(path: Path) -> None:
+    heavy = {"starlette", "httpx", "aiohttp", "hypercorn", "httpx_aiohttp", "ctranslate2", "tokenizers", "redis"}
+    bad = {n for n in _imports(path) if n.split(".")[0] in heavy}
+    assert not bad, f"{path} imports {bad}"
+
+
+def test_check_command_loads_no_runtime() -> None:
+    probe = (
+        "import sys\n"
+        "from archc.cli import main\n"
+        "rc = main(['check', 'examples/aliases.yaml'])\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in {'runtime', 'ctranslate2', 'starlette', 'httpx'})\n"
+        "print('LOADED', loaded)\n"
+        "sys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout, done.stdout

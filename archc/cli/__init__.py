@@ -1,42 +1,54 @@
 """The archc command line: the only place that prints or sets exit codes.
 
 Exit codes: 0 clean, 1 errors (or test mismatches), 2 usage, 3 diff found changes, 4 breaking changes.
-Each submodule registers its subcommands; this module only parses and dispatches.
+Each submodule registers its subcommands; this module only parses and dispatches. A command loads
+only its own module (``COMMANDS``): `archc check` pays for the compiler, never for the runtime.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from types import ModuleType
 from typing import Sequence
 
 from archc import __version__
-from archc.cli import claude as _claude
-from archc.cli import compile as _compile
-from archc.cli import golden as _golden
-from archc.cli import models as _models
-from archc.cli import serve as _serve
 from archc.output import safe_streams
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
 EXIT_USAGE = 2
 
-_MODULES = (_compile, _serve, _models, _golden, _claude)
+# command -> the archc.cli module that registers and runs it (in `archc --help` order).
+COMMANDS = {
+    "check": "compile", "build": "compile", "diff": "compile", "explain": "compile",
+    "serve": "serve", "route": "models", "model": "models", "test": "golden",
+    "claude": "claude", "statusline": "claude",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules(argv: Sequence[str]) -> list[ModuleType]:
+    """The modules to load: the named command's alone, else all of them (help, typos)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    names = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    return [importlib.import_module(f"archc.cli.{name}") for name in names]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``'s command (every command's when None)."""
     parser = argparse.ArgumentParser(prog="archc", description="Compile, test and serve LLM routing configs.")
     parser.add_argument("--version", action="version", version=f"archc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _MODULES:
+    for module in _modules(argv or ()):
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     safe_streams()  # a report quoting unencodable input (a lone surrogate, LANG=C) is escaped, not a crash
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)

@@ -180,9 +180,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     rendered = _diff.render(changes, fmt, old_name=args.old, new_name=args.new)
     code = _diff.exit_code(changes)
     if args.impact:
+        from archc.cli.replay import open_replay  # the runtime loads only when --impact replays
+
         model_dir = Path(args.model_dir) if args.model_dir else None
         try:
-            text, changed = _impact.impact_report(old, new, args.impact, model_dir=model_dir, fmt=args.format)
+            text, changed = _impact.impact_report(old, new, args.impact, open_replay=open_replay,
+                                                  model_dir=model_dir, fmt=args.format)
         except CompileError as exc:  # malformed golden files, or no router model to replay with
             sys.stdout.write(rendered)
             sys.stderr.write(format_text(exc.diagnostics, color=_use_color("auto", sys.stderr)))

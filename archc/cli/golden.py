@@ -1,6 +1,6 @@
 """archc CLI: `archc test`, golden routing cases replayed through the runtime's router and resolution.
 
-Top of the stack: imports archc.golden, archc.junit, the compiler entry point and runtime's router.
+Top of the stack: imports archc.golden, archc.junit, the compiler entry point, and (lazily, through archc.cli.replay) the runtime's decision path.
 Prints the report and sets the exit code (0 all cases match, 1 mismatch or error, 2 usage).
 """
 
@@ -17,7 +17,8 @@ from archc import golden, golden_update, junit
 from archc.bundle import Bundle
 from archc.compiler import bundle_from_path
 from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_github, format_json, format_text
-from archc.golden import Case, GoldenSet, Result
+from archc.golden import GoldenSet, Result
+from archc.cli.replay import open_replay
 from archc.output import json_text
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -77,7 +78,8 @@ def _run(args: argparse.Namespace) -> int:
     if not cases:
         err.write("archc test: no golden cases found" + (f" with id {', '.join(args.case)}" if args.case else "") + "\n")
         return EXIT_FAIL
-    router, missing_model = golden.open_router(bundle, args.model_dir)
+    replayer = open_replay(bundle, args.model_dir)
+    missing_model = replayer.missing
     if missing_model and any(golden.needs_router(c) for c in cases):
         message = f"{missing_model}; cases expect routing decisions, so they cannot run without it"
         diag = Diagnostic("G504", Severity.ERROR, message, Span(str(cases[0].file)))
@@ -86,9 +88,8 @@ def _run(args: argparse.Namespace) -> int:
         err.write(f"archc test: {message}\n")
         _write_junit(args.junit, dataclasses.replace(gset, diagnostics=gset.diagnostics + (diag,)), [])
         return EXIT_FAIL
-    results = asyncio.run(_replay(bundle, router, cases))
-    where = None if missing_model else golden.router_location(bundle, args.model_dir)
-    _print_report(bundle, results, args.format, out, note=missing_model, model_dir=where, diagnostics=diagnostics)
+    results = asyncio.run(golden.replay(replayer, cases))
+    _print_report(bundle, results, args.format, out, note=missing_model, model_dir=replayer.where, diagnostics=diagnostics)
     junit_ok = _write_junit(args.junit, gset, results)
     failed = [r for r in results if not r.ok]
     if args.update and failed:
@@ -112,13 +113,6 @@ def _update(failed: Sequence[Result], err: Any) -> int:
         err.write(f"archc test: {r.case.file}:{r.case.line}: case {r.case.id!r} not updated: "
                   f"the gateway would refuse it ({r.got.error})\n")
     return EXIT_FAIL if refused else EXIT_OK
-
-
-async def _replay(bundle: Bundle, router: Any, cases: Sequence[Case]) -> list[Result]:
-    try:
-        return await golden.replay(bundle, router, cases)
-    finally:
-        await router.aclose()
 
 
 # -- reports ----------------------------------------------------------------------------------

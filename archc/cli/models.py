@@ -19,7 +19,8 @@ from runtime.router import models
 from runtime.router import prompt as rp
 from runtime.router.convert import QUANTIZATIONS, ConvertError, convert_checkpoint
 from runtime.router.pull import PullError, pull
-from runtime.router.service import Decision, build_router
+from runtime.router.decision import Decision
+from runtime.router.service import build_router
 
 EXIT_OK = 0
 EXIT_ERRORS = 1

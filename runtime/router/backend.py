@@ -5,8 +5,9 @@ Stage: runtime router. Imports only the stdlib; runtime/router/ct2.py implements
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
+
+from runtime.router.decision import RawDecision
 
 Conversation = Sequence[Mapping[str, str]]
 
@@ -15,26 +16,6 @@ Conversation = Sequence[Mapping[str, str]]
 METHOD_FAST = "fast"
 METHOD_NAIVE = "naive"
 METHODS = (METHOD_FAST, METHOD_NAIVE)
-
-
-@dataclass(frozen=True)
-class RawDecision:
-    """A backend's answer before the service applies the confidence threshold.
-
-    ``route`` is a listed route name or None with ``fallback`` saying why (``other``, ``no_match``,
-    ``malformed``, ``timeout``). ``confidence`` is the probability of the chosen name's first token
-    among the allowed first tokens; ``probabilities`` maps every name (``other`` included) to its
-    probability along the decoded path. ``answer`` is the model's text after the forced prefix.
-    """
-
-    route: str | None
-    fallback: str | None = None
-    confidence: float | None = None
-    probabilities: Mapping[str, float] = field(default_factory=dict)
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    prefix_cached: bool = False
-    answer: str = ""
 
 
 class RouterBackend(Protocol):

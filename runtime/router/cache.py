@@ -1,7 +1,7 @@
 """Router decision cache: an exact, bounded LRU in front of the router service.
 
 Stage: runtime router, below `service` (whose build_router wraps its router in this one).
-Imports only `runtime.router.prompt` (the selection the backend itself uses) and the stdlib.
+Imports `runtime.router.decision`, `runtime.router.prompt` (the selection the backend itself uses) and the stdlib.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import dataclasses
 import hashlib
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence
 
+from runtime.router.decision import Decision, RouterService
 from runtime.router.prompt import compact_json, select_conversation
 
 DEFAULT_CACHE_SIZE = 1024
@@ -22,41 +23,17 @@ UNCACHEABLE_FALLBACKS = frozenset({"timeout", "error"})
 LookupHook = Callable[[bool], None]
 
 
-class _Decision(Protocol):
-    """What the cache reads of a decision (``service.Decision`` is a frozen dataclass like this)."""
-
-    @property
-    def fallback(self) -> str | None: ...
-
-    @property
-    def cache_hit(self) -> bool: ...
-
-    @property
-    def router_ms(self) -> float: ...
-
-
-D = TypeVar("D", bound=_Decision)
-
-
-class _Router(Protocol[D]):
-    """``service.RouterService``, restated here so this module stays below ``service``."""
-
-    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> D: ...
-
-    async def aclose(self) -> None: ...
-
-
 def cache_key(bundle_digest: str, conversation: Sequence[Mapping[str, Any]]) -> str:
     """sha256 over the digest and the conversation serialized as the prompt serializes it."""
     text = compact_json([dict(turn) for turn in conversation])
     return hashlib.sha256(f"{bundle_digest}\n{text}".encode("utf-8")).hexdigest()
 
 
-def cacheable(decision: _Decision) -> bool:
+def cacheable(decision: Decision) -> bool:
     return decision.fallback not in UNCACHEABLE_FALLBACKS
 
 
-class CachedRouter(Generic[D]):
+class CachedRouter:
     """Wraps ``inner``; ``decide`` never raises, like every RouterService.
 
     Exact by construction: the key is the bundle digest plus the router's whole input, the
@@ -72,7 +49,7 @@ class CachedRouter(Generic[D]):
 
     def __init__(
         self,
-        inner: _Router[D],
+        inner: RouterService,
         *,
         bundle_digest: str,
         size: int = DEFAULT_CACHE_SIZE,
@@ -89,8 +66,8 @@ class CachedRouter(Generic[D]):
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        self._entries: OrderedDict[str, D] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[D | None]] = {}
+        self._entries: OrderedDict[str, Decision] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Decision | None]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -105,7 +82,7 @@ class CachedRouter(Generic[D]):
         except (TypeError, ValueError, AttributeError, KeyError):
             return None
 
-    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> D:
+    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> Decision:
         started = time.perf_counter()
         key = self.key_for(messages)
         if key is None:
@@ -128,18 +105,18 @@ class CachedRouter(Generic[D]):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _hit(self, decision: D, started: float) -> D:
+    def _hit(self, decision: Decision, started: float) -> Decision:
         self.hits += 1
         self._notify(True)
         lookup_ms = (time.perf_counter() - started) * 1000.0
         return dataclasses.replace(decision, cache_hit=True, router_ms=lookup_ms)
 
-    async def _miss(self, key: str, messages: Sequence[Mapping[str, Any]]) -> D:
+    async def _miss(self, key: str, messages: Sequence[Mapping[str, Any]]) -> Decision:
         self.misses += 1
         self._notify(False)
-        future: asyncio.Future[D | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Decision | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        decision: D | None = None
+        decision: Decision | None = None
         try:
             # Inference ran, so this is a miss whatever the inner router says (a backend's own
             # flag is about its prefix cache); hits set the flag again.
@@ -152,7 +129,7 @@ class CachedRouter(Generic[D]):
             self._store(key, decision)
         return decision
 
-    def _store(self, key: str, decision: D) -> None:
+    def _store(self, key: str, decision: Decision) -> None:
         self._entries[key] = decision
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:

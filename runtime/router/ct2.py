@@ -19,7 +19,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from runtime.router import prompt as rp
-from runtime.router.backend import METHOD_FAST, METHOD_NAIVE, METHODS, Conversation, RawDecision
+from runtime.router.decision import RawDecision
+from runtime.router.backend import METHOD_FAST, METHOD_NAIVE, METHODS, Conversation
 
 # Longest answer generated (naive method), and how far past the longest name the fast method lets
 # an off-list answer run before parsing what it has (enough for `name"}` and eos).

@@ -6,10 +6,7 @@ Contract used by runtime/endpoints.py, `archc route` and `archc test`:
     decision = await router.decide(openai_messages)             # never raises, honours routing.timeout_ms
     await router.aclose()
 
-Fallback reasons (``Decision.fallback``), also used in ``x-arch-fallback`` and metrics:
-``no_routes`` (bundle has no routes), ``no_router_model`` (no model installed), ``other``,
-``no_match`` (a name not in the route list), ``low_confidence``, ``malformed`` (answer not parseable),
-``error`` (backend crashed), ``timeout`` (deadline overrun), ``empty_conversation``.
+The types (Decision, RouterService, NullRouter, the fallback reasons) are runtime/router/decision.py.
 
 Stage: runtime router. Imports archc.bundle and runtime.router.{prompt,backend,ct2,models}.
 """
@@ -21,58 +18,23 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 from archc.bundle import Bundle, Routing
 from runtime.router import prompt as rp
-from runtime.router.backend import Conversation, RawDecision, RouterBackend
+from runtime.router.backend import Conversation, RouterBackend
 from runtime.router.cache import DEFAULT_CACHE_SIZE, CachedRouter
+from runtime.router.decision import Decision, NullRouter, RawDecision, RouterService
 from runtime.router.ct2 import Ct2Backend, Ct2Options, ModelLoadError
 from runtime.router.models import default_model_dir
 
 log = logging.getLogger("archc.router")
 
-FALLBACKS = ("no_routes", "no_router_model", "other", "no_match", "low_confidence", "malformed", "error",
-             "timeout", "empty_conversation")
 # Concurrency: "replicas" runs each decision on its own CTranslate2 replica (inter_threads);
 # "batch" groups decisions that arrive while one runs into one generate_batch call.
 CONCURRENCY_MODES = ("replicas", "batch")
-
-
-@dataclass(frozen=True)
-class Decision:
-    route: str | None
-    fallback: str | None = None
-    confidence: float | None = None
-    router_ms: float = 0.0
-    tokens: int = 0
-    cache_hit: bool = False
-    probabilities: Mapping[str, float] = field(default_factory=dict)
-    prompt_tokens: int = 0
-    answer: str = ""
-    prefix_cached: bool = False  # the route-table prefix came from CTranslate2's static-prompt cache
-
-
-class RouterService(Protocol):
-    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> Decision: ...
-
-    async def aclose(self) -> None: ...
-
-
-class NullRouter:
-    """Used when the bundle has no routes or no router model is installed: always falls back."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-
-    async def decide(self, messages: Sequence[Mapping[str, Any]]) -> Decision:
-        return Decision(route=None, fallback=self.reason)
-
-    async def aclose(self) -> None:
-        return None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 
 from archc import golden
 from archc.cli import main
+from archc.cli.replay import open_replay
 from archc.compiler import bundle_from_path
 from tests.support import tiny_models
 
@@ -110,16 +111,9 @@ def test_golden_cases_are_exact_for_every_router_answer(path: Path, answering: C
     else:
         assert len(answers) >= 2, "the cases should exercise at least one route and one fallback"
     for answer in answers:
-        router, missing = golden.open_router(bundle, answering(answer))
-        assert missing is None
-
-        async def run() -> list[golden.Result]:
-            try:
-                return await golden.replay(bundle, router, cases)
-            finally:
-                await router.aclose()
-
-        for result in asyncio.run(run()):
+        replayer = open_replay(bundle, answering(answer))
+        assert replayer.missing is None
+        for result in asyncio.run(golden.replay(replayer, cases)):
             needed = _answer_for(result.case)
             should_pass = needed is None or needed == answer
             assert result.ok == should_pass, (

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from archc import golden, golden_update
 from archc.bundle import seal
-from runtime.router.service import NullRouter
+from archc.cli.replay import RuntimeReplay
+from runtime.router.decision import NullRouter
 from tests.support import tiny_models
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def test_any_schema_valid_case_replays_to_an_outcome(fmt: str, messages: list, m
     case = golden.Case(id="fuzz", file=Path("fuzz.yaml"), index=0, line=1, col=1, format=fmt,
                        messages=tuple(messages), expect=golden.Expect(model="openai/default-model"), model=model,
                        system=system if fmt == "anthropic_messages" else None)
-    outcome = asyncio.run(golden.replay_case(bundle, NullRouter("other"), case))
+    outcome = asyncio.run(RuntimeReplay(bundle, NullRouter("other")).outcome(case))
     assert (outcome.error is None) == (outcome.model is not None)
 
 

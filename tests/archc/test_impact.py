@@ -14,6 +14,7 @@ import pytest
 from archc.cli import main
 from archc.compiler import bundle_from_path
 from archc.diagnostics import CompileError
+from archc.cli.replay import open_replay
 from archc.impact import impact_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def _bundle(name: str):
 
 
 def test_retargeted_route_shows_every_changed_model_in_markdown(review_model: Path) -> None:
-    text, changed = impact_report(_bundle("routing"), _bundle("routing_retargeted"), [CASES],
+    text, changed = impact_report(_bundle("routing"), _bundle("routing_retargeted"), [CASES], open_replay=open_replay,
                                   model_dir=review_model, fmt="markdown")
     assert changed
     lines = text.splitlines()
@@ -46,7 +47,7 @@ def test_retargeted_route_shows_every_changed_model_in_markdown(review_model: Pa
 
 
 def test_removed_route_falls_back_and_the_json_says_so(review_model: Path) -> None:
-    text, changed = impact_report(_bundle("routing"), _bundle("routing_removed"), [CASES],
+    text, changed = impact_report(_bundle("routing"), _bundle("routing_removed"), [CASES], open_replay=open_replay,
                                   model_dir=review_model, fmt="json")
     assert changed
     doc = json.loads(text)
@@ -67,13 +68,13 @@ def test_long_impact_tables_are_capped_in_markdown_only(review_model: Path, tmp_
     many.write_text("".join(
         f"- id: review-{i}\n  messages: [{{role: user, content: review {i}}}]\n  expect: {{route: code_review}}\n"
         for i in range(60)), encoding="utf-8")
-    md, changed = impact_report(_bundle("routing"), _bundle("routing_retargeted"), [many], model_dir=review_model,
+    md, changed = impact_report(_bundle("routing"), _bundle("routing_retargeted"), [many], open_replay=open_replay, model_dir=review_model,
                                 fmt="markdown")
     assert changed and "**60 of 60 golden conversations change route or model.**" in md
     rows = [line for line in md.splitlines() if line.startswith("| `")]
     assert len(rows) == 50 and "| … and 10 more | | |" in md
     assert "Net shift of golden conversations per model: `openai/gpt-4o` +60, `anthropic/claude-sonnet-4-5` -60." in md
-    text, _ = impact_report(_bundle("routing"), _bundle("routing_retargeted"), [many], model_dir=review_model, fmt="text")
+    text, _ = impact_report(_bundle("routing"), _bundle("routing_retargeted"), [many], open_replay=open_replay, model_dir=review_model, fmt="text")
     assert sum(1 for line in text.splitlines() if "review-" in line) == 60
 
 
@@ -99,13 +100,13 @@ def test_one_word_in_a_route_description_moves_traffic(branching_router_model: P
 
 
 def test_unchanged_config_reports_no_change(review_model: Path) -> None:
-    text, changed = impact_report(_bundle("routing"), _bundle("routing"), [CASES], model_dir=review_model, fmt="text")
+    text, changed = impact_report(_bundle("routing"), _bundle("routing"), [CASES], open_replay=open_replay, model_dir=review_model, fmt="text")
     assert not changed
     assert text == "routing impact: no routing change: all 3 golden conversations keep their route and model\n"
 
 
 def test_text_and_github_formats_point_at_the_golden_lines(review_model: Path) -> None:
-    text, _ = impact_report(_bundle("routing"), _bundle("routing_removed"), [CASES], model_dir=review_model, fmt="github")
+    text, _ = impact_report(_bundle("routing"), _bundle("routing_removed"), [CASES], open_replay=open_replay, model_dir=review_model, fmt="github")
     notices = [line for line in text.splitlines() if line.startswith("::notice ")]
     # The path holds no ':' or ',', which workflow commands would escape.
     assert [n.split(",")[0:2] for n in notices] == [[f"::notice file={CASES}", f"line={n}"] for n in (4, 12, 25)]
@@ -115,20 +116,20 @@ def test_text_and_github_formats_point_at_the_golden_lines(review_model: Path) -
 
 def test_missing_router_model_is_a_diagnostic_not_a_silent_pass(tmp_path: Path) -> None:
     with pytest.raises(CompileError) as info:
-        impact_report(_bundle("routing"), _bundle("routing_retargeted"), [CASES], model_dir=tmp_path / "none", fmt="text")
+        impact_report(_bundle("routing"), _bundle("routing_retargeted"), [CASES], open_replay=open_replay, model_dir=tmp_path / "none", fmt="text")
     (diag,) = info.value.diagnostics
     assert diag.code == "G504" and "not available" in diag.message
 
 
 def test_no_model_needed_when_neither_config_asks_the_router(tmp_path: Path) -> None:
     aliases = bundle_from_path(REPO / "examples" / "aliases.yaml")
-    text, changed = impact_report(aliases, aliases, [REPO / "golden" / "aliases.yaml"], model_dir=tmp_path / "none")
+    text, changed = impact_report(aliases, aliases, [REPO / "golden" / "aliases.yaml"], open_replay=open_replay, model_dir=tmp_path / "none")
     assert not changed and "keep their route and model" in text
 
 
 def test_malformed_golden_file_is_reported_with_its_position(review_model: Path) -> None:
     with pytest.raises(CompileError) as info:
-        impact_report(_bundle("routing"), _bundle("routing_removed"), [FIX / "invalid" / "duplicate_id.yaml"],
+        impact_report(_bundle("routing"), _bundle("routing_removed"), [FIX / "invalid" / "duplicate_id.yaml"], open_replay=open_replay,
                       model_dir=review_model, fmt="text")
     assert [(d.code, d.span.line, d.span.col) for d in info.value.diagnostics] == [("G502", 8, 3)]
 

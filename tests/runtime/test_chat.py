@@ -13,8 +13,8 @@ from archc.bundle import seal
 from runtime import chat, endpoints
 from runtime.errors import RateLimited, UpstreamStatus, render
 from runtime.metrics import Metrics
-from runtime.resolve import Choice
-from runtime.router.service import Decision
+from runtime.decide.choose import Choice
+from runtime.router.decision import Decision
 from runtime.wire import WireFormat
 from tests.support.app_support import ScriptedRouter
 from tests.support.gateway import bundle_dict, provider
@@ -33,7 +33,7 @@ def _state(bundle, router: Any = None) -> SimpleNamespace:
 
 def _decide(state: SimpleNamespace, model: str | None) -> Choice:
     body = {"messages": [{"role": "user", "content": "hi"}], **({"model": model} if model else {})}
-    return asyncio.run(endpoints.decide(state, body, WireFormat.OPENAI_CHAT))  # type: ignore[arg-type]
+    return asyncio.run(endpoints.decide_request(state, body, WireFormat.OPENAI_CHAT))  # type: ignore[arg-type]
 
 
 def test_error_answer_is_what_jsonresponse_sent() -> None:
@@ -62,7 +62,7 @@ def test_decision_headers_are_remembered_per_bundle_digest() -> None:
 
 def test_router_runs_are_never_remembered() -> None:
     state = _state(_bundle())
-    choice = dataclasses.replace(_decide(state, "openai/gpt-4o"), router_ran=True, router_ms=12.345)
+    choice = dataclasses.replace(_decide(state, "openai/gpt-4o"), decision=Decision(None, "other", router_ms=12.345))
     size = len(state.memo)
     headers = chat._decision(state, choice)  # type: ignore[arg-type]
     assert (b"x-arch-router-ms", b"12.35") in headers and len(state.memo) == size

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.fake_upstream import FakeUpstream, anthropic_text, anthropic_tool_use, error, openai_text, openai_tool_call, stalling
+from tests.support.fake_upstream import FakeUpstream, anthropic_text, anthropic_tool_use, error, openai_text, stalling
 from tests.support.gateway import Gateway
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from archc.bundle import seal
 from runtime.app import create_app
-from runtime.router.service import Decision
+from runtime.router.decision import Decision
 from runtime.settings import Settings
 from tests.support.app_support import CHAT, MESSAGES, Recorder, ScriptedRouter
 from tests.support.gateway import bundle_dict, provider

@@ -6,8 +6,8 @@ import pytest
 
 from archc.bundle import seal
 from runtime.errors import UnknownModel
-from runtime.resolve import choose, unknown_model, wants_router
-from runtime.router.service import Decision
+from runtime.decide.choose import choose, unknown_model, wants_router
+from runtime.router.decision import Decision
 from tests.support.gateway import bundle_dict, provider
 
 URL = "http://127.0.0.1:9/v1/chat/completions"

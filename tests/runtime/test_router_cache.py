@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from archc.bundle import seal
 from runtime.router.cache import CachedRouter, cache_key, cacheable
 from runtime.router.prompt import select_conversation
-from runtime.router.service import Decision
+from runtime.router.decision import Decision
 from tests.support import tiny_models
 from tests.support.claude_fixtures import GENERATE_INTENT
 from tests.support.gateway import Gateway, write_bundle

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
-from runtime.router.service import Decision
+from runtime.router.decision import Decision
 
 
 class ScriptedRouter:

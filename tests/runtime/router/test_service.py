@@ -15,9 +15,11 @@ import pytest
 
 from archc.bundle import Bundle, seal
 from runtime.router import prompt as rp
-from runtime.router.backend import Conversation, RawDecision
+from runtime.router.decision import RawDecision
+from runtime.router.backend import Conversation
 from runtime.router.ct2 import OFF_LIST_TOKENS, Ct2Backend, Ct2Options
-from runtime.router.service import BackendRouter, Decision, NullRouter, build_router
+from runtime.router.decision import Decision, NullRouter
+from runtime.router.service import BackendRouter, build_router
 from tests.support import tiny_models
 
 ASK = [{"role": "user", "content": "please review this function for bugs"}]

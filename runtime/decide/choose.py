@@ -1,6 +1,6 @@
 """Model resolution and routing semantics: requested model + router decision + Bundle -> Choice. Pure.
 
-Stage: resolve (called by endpoints between parsing and the upstream call). Imports archc.bundle,
+Stage: decide (runtime/decide/decide.py calls it after the router). Imports archc.bundle,
 runtime.errors and the router's Decision type only.
 
 Order: alias -> literal ``provider/model`` (or a provider's configured name) -> a bare model id
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from archc.bundle import Bundle, Provider, Resolution
 from runtime.errors import UnknownModel
-from runtime.router.service import Decision
+from runtime.router.decision import Decision
 
 # How the model was picked (``x-arch-why`` and ``/v1/route``'s ``why``).
 WHY_ROUTE = "route"
@@ -34,10 +34,23 @@ class Choice:
     requested: str | None = None
     route: str | None = None
     fallback: str | None = None  # the router's reason when it was asked and named no route
-    router_ms: float = 0.0
-    cache_hit: bool = False
-    confidence: float | None = None
-    router_ran: bool = False
+    decision: Decision | None = None  # the router's own answer, when it was asked
+
+    @property
+    def router_ran(self) -> bool:
+        return self.decision is not None
+
+    @property
+    def router_ms(self) -> float:
+        return self.decision.router_ms if self.decision is not None else 0.0
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.decision is not None and self.decision.cache_hit
+
+    @property
+    def confidence(self) -> float | None:
+        return self.decision.confidence if self.decision is not None else None
 
 
 def wants_router(bundle: Bundle, resolution: Resolution | None) -> bool:
@@ -53,8 +66,7 @@ def choose(bundle: Bundle, requested: str | None, resolution: Resolution | None,
     """Apply the routing semantics; raises UnknownModel when nothing can serve the request."""
     extra: dict = {}
     if decision is not None:
-        extra = {"router_ms": decision.router_ms, "cache_hit": decision.cache_hit,
-                 "confidence": decision.confidence, "router_ran": True}
+        extra = {"decision": decision}
         route = bundle.route(decision.route) if decision.route else None
         if route is not None and decision.fallback is None:
             provider = bundle.provider(route.model)
@@ -66,11 +78,12 @@ def choose(bundle: Bundle, requested: str | None, resolution: Resolution | None,
     default = bundle.default_provider
     if default is not None:
         return Choice(default, WHY_DEFAULT, requested, **extra)
-    raise unknown_model(bundle, requested)
+    raise unknown_model(bundle, requested, decision)
 
 
-def unknown_model(bundle: Bundle, requested: str | None) -> UnknownModel:
+def unknown_model(bundle: Bundle, requested: str | None, decision: Decision | None = None) -> UnknownModel:
     known = bundle.known_models()
     listed = ", ".join(known[:_LIST_LIMIT]) + (f", ... ({len(known)} in all)" if len(known) > _LIST_LIMIT else "")
     what = f"model {requested!r} is not known to this gateway" if requested else "no model was requested"
-    return UnknownModel(f"{what} and the bundle has no default model; known models: {listed or '(none)'}", code="model_not_found")
+    return UnknownModel(f"{what} and the bundle has no default model; known models: {listed or '(none)'}",
+                        code="model_not_found", decision=decision)

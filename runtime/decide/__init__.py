@@ -1,0 +1,1 @@
+"""Stage decide: requested model + conversation -> which provider serves it, and why."""
