@@ -110,6 +110,7 @@ CODES: Mapping[str, str] = MappingProxyType({
     "R314": "lock file unreadable or malformed",
     "R315": "setting recorded but not used by this runtime (warning)",
     "R316": "routes but no default provider (warning)",
+    "R317": "base_url already names the endpoint: used as is (warning)",
     "E401": "bundle failed its own validation",
     "E402": "cannot write output",
     "E403": "input is not a valid bundle",

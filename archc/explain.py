@@ -92,6 +92,8 @@ def format_text(e: Explanation) -> str:
         lines.append("  chain:    " + " -> ".join(e.chain))
     lines.append(f"  provider: {p.name} ({p.provider}; model sent upstream: {p.model})")
     lines.append(f"  endpoint: POST {p.endpoint}")
+    if p.options.get("endpoint_rule"):
+        lines.append(f"  url rule: {p.options['endpoint_rule']}")
     lines.append(f"  wire:     {p.wire}")
     key = f", key from ${p.key_env}" if p.key_env else ", no key"
     lines.append(f"  auth:     {p.auth}{key}")

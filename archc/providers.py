@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from archc.bundle import (
     AUTH_API_KEY,
@@ -88,11 +88,27 @@ INTERFACES: Mapping[str, ProviderSpec] = MappingProxyType({
     "arch": _row("arch", None, None, auth=AUTH_NONE, served=False),
 })
 
-# Path appended to a base_url that has no path, and to one that has (per wire format).
-_WIRE_PATHS: Mapping[str, tuple[str, str]] = MappingProxyType({
-    WIRE_OPENAI_CHAT: ("/v1/chat/completions", "/chat/completions"),
-    WIRE_ANTHROPIC_MESSAGES: ("/v1/messages", "/messages"),
-})
+# Path appended to a base_url (per wire format). OpenAI: the openai SDK appends ``/chat/completions``
+# to its base (which carries ``/v1``); a bare origin gets ``/v1/chat/completions`` (vLLM, Ollama,
+# llama.cpp serve both). Anthropic: the anthropic SDK appends ``/v1/messages`` to its base
+# (``https://api.deepseek.com/anthropic`` -> ``.../anthropic/v1/messages``); a base ending in ``/v1``
+# gets ``/messages`` only.
+_OPENAI_ENDPOINT = "/chat/completions"
+_ANTHROPIC_ENDPOINT = "/messages"
+_ENDPOINT_SUFFIX: Mapping[str, str] = MappingProxyType({WIRE_OPENAI_CHAT: _OPENAI_ENDPOINT,
+                                                        WIRE_ANTHROPIC_MESSAGES: _ANTHROPIC_ENDPOINT})
+
+
+@dataclass(frozen=True)
+class EndpointURL:
+    """The URL to POST to, and the rule that made it from ``base_url`` (shown by ``archc explain``).
+
+    ``as_is``: the base_url already named the endpoint and is used unchanged (a warning at compile time).
+    """
+
+    url: str
+    rule: str
+    as_is: bool = False
 
 
 class BaseUrlError(ValueError):
@@ -122,29 +138,64 @@ def split_literal(literal: str) -> tuple[str, str] | None:
     return prefix, model
 
 
-def endpoint_url(spec: ProviderSpec, model: str, base_url: str | None, options: Mapping[str, object]) -> str:
-    """The complete URL to POST to.
+def endpoint_url(spec: ProviderSpec, model: str, base_url: str | None, options: Mapping[str, object]) -> EndpointURL:
+    """The complete URL to POST to, following each provider SDK's own base_url rule.
 
-    User ``base_url`` without a path (or ``/``): append the wire's default path
-    (``/v1/chat/completions``, ``/v1/messages``); with a path: append only ``/chat/completions``
-    (``/messages``). Azure uses its deployment layout and ``api-version`` query.
+    A query string in base_url is kept (Azure's ``api-version`` is read from it). A base_url whose
+    path already ends in the wire's endpoint (``/chat/completions``, ``/messages``) is used as is.
+    Azure: a resource URL gets the deployment layout and ``api-version``; ``.../openai/v1`` (the v1
+    API) gets ``/chat/completions`` and needs no api-version.
     """
     if base_url is None:
         root = spec.base_url
         if root is None:
             raise BaseUrlError(f"provider {spec.prefix!r} needs base_url")
         if root == ECHO_ENDPOINT:
-            return ECHO_ENDPOINT
+            return EndpointURL(ECHO_ENDPOINT, "built in")
     else:
         root = _check_base_url(base_url)
-    if spec.url_template:
-        api_version = str(options.get("api_version", AZURE_API_VERSION))
-        return spec.url_template.format(base=_origin_and_path(root), model=model, api_version=api_version)
-    bare_path, with_path = _WIRE_PATHS[spec.wire]
     parts = urlsplit(root)
     path = parts.path.rstrip("/")
-    suffix = with_path if path else bare_path
-    return urlunsplit((parts.scheme, parts.netloc, path + suffix, parts.query, ""))
+    endpoint = _ENDPOINT_SUFFIX[spec.wire]
+    if spec.url_template:
+        return _azure(spec, model, parts, path, options)
+    if base_url is not None and path.endswith(endpoint):
+        return EndpointURL(urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")),
+                           f"base_url already ends in {endpoint}: used as is", as_is=True)
+    if spec.wire == WIRE_ANTHROPIC_MESSAGES:
+        suffix = _ANTHROPIC_ENDPOINT if path.endswith("/v1") else "/v1" + _ANTHROPIC_ENDPOINT
+        rule = "the anthropic SDK's rule: base_url + " + suffix
+    else:
+        suffix = _OPENAI_ENDPOINT if path else "/v1" + _OPENAI_ENDPOINT
+        rule = ("the openai SDK's rule: base_url + " + suffix) if path else ("no path in base_url: + " + suffix)
+    if base_url is None:
+        rule = "provider default"
+    return EndpointURL(urlunsplit((parts.scheme, parts.netloc, path + suffix, parts.query, "")), rule)
+
+
+def _azure(spec: ProviderSpec, model: str, parts: SplitResult, path: str, options: Mapping[str, object]) -> EndpointURL:
+    """Azure OpenAI: ``/openai/v1`` (the v1 API, model in the body) or the classic deployment layout."""
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if path.endswith("/openai/v1"):
+        return EndpointURL(urlunsplit((parts.scheme, parts.netloc, path + _OPENAI_ENDPOINT, parts.query, "")),
+                           "Azure v1 API: base_url + /chat/completions")
+    in_url = [v for k, v in query if k == "api-version"]
+    option = options.get("api_version")
+    if in_url and option is not None and str(option) != in_url[0]:
+        raise BaseUrlError(f"api-version is given twice: {in_url[0]!r} in base_url and {option!r} in options.api_version")
+    api_version = in_url[0] if in_url else str(option if option is not None else AZURE_API_VERSION)
+    source = "base_url" if in_url else ("options.api_version" if option is not None else "default")
+    rest = [(k, v) for k, v in query if k != "api-version"]
+    if path.endswith(_OPENAI_ENDPOINT):  # the portal's "target URI", pasted whole
+        query_text = parts.query if in_url else urlencode([*rest, ("api-version", api_version)])
+        url = urlunsplit((parts.scheme, parts.netloc, path, query_text, ""))
+        return EndpointURL(url, f"base_url already ends in {_OPENAI_ENDPOINT}: used as is, api-version {api_version} "
+                                f"({source})", as_is=True)
+    url = spec.url_template.format(base=urlunsplit((parts.scheme, parts.netloc, path, "", "")),  # type: ignore[union-attr]
+                                   model=model, api_version=api_version)
+    if rest:
+        url += "&" + urlencode(rest)
+    return EndpointURL(url, f"Azure deployment layout, api-version {api_version} ({source})")
 
 
 def _check_base_url(url: str) -> str:
@@ -158,8 +209,3 @@ def _check_base_url(url: str) -> str:
     except ValueError as exc:
         raise BaseUrlError("base_url has an invalid port") from exc
     return url.strip()
-
-
-def _origin_and_path(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))

@@ -142,13 +142,19 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx) -> Provider | No
     except _providers.BaseUrlError as exc:
         ctx.add("R310", str(exc), (*path, "base_url"), value=True)
         return None
+    if endpoint.as_is:
+        ctx.add("R317", f"base_url already names the endpoint; requests go to {endpoint.url} unchanged",
+                (*path, "base_url"), warning=True,
+                hint="give the API root instead (e.g. https://host/v1) unless the server needs this exact URL")
+    if base_url is not None:
+        options["endpoint_rule"] = endpoint.rule
     if not spec.served:
         ctx.add("R304", f"provider {prefix!r} is known to archgw but not served by this runtime yet; "
                         "it compiles, requests to it are refused", (*path, "model"), warning=True)
     key_env = env_ref(entry.get("access_key"))
     name = entry.get("name") if isinstance(entry.get("name"), str) else literal
     return Provider(
-        name=name, provider=prefix, model=model, wire=spec.wire, endpoint=endpoint,
+        name=name, provider=prefix, model=model, wire=spec.wire, endpoint=endpoint.url,
         auth=spec.auth if key_env else AUTH_NONE, key_env=key_env,
         default=entry.get("default") is True, served=spec.served, options=options,
         timeout_ms=_duration_ms(entry.get("timeout")),

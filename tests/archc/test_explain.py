@@ -78,3 +78,14 @@ def test_a_provider_timeout_that_is_not_a_duration_is_a_positioned_diagnostic(tm
     assert result.bundle is None
     found = [d for d in result.diagnostics if d.path == "model_providers[1].timeout"]
     assert found and found[0].code == "V203" and found[0].span.line == 6, [str(d) for d in result.diagnostics]
+
+
+def test_base_url_rewrite_shown() -> None:
+    from archc.compiler import compile_source
+    config = ("version: v0.3.0\nlisteners:\n  - {type: model, name: llm}\nmodel_providers:\n"
+              "  - model: ds/deepseek-chat\n    base_url: https://api.deepseek.com/anthropic\n"
+              "    provider_interface: anthropic\n    default: true\n")
+    bundle = compile_source(config, lock_mode="ignore").bundle
+    text = format_text(explain(bundle, "ds/deepseek-chat"))
+    assert "POST https://api.deepseek.com/anthropic/v1/messages" in text
+    assert "url rule: the anthropic SDK's rule: base_url + /v1/messages" in text

@@ -19,7 +19,7 @@ from archc.providers import AZURE_API_VERSION, PROVIDERS, BaseUrlError, endpoint
 ])
 def test_default_endpoints(prefix: str, url: str, wire: str, auth: str, key: str | None) -> None:
     spec = PROVIDERS[prefix]
-    assert (endpoint_url(spec, "m", None, {}), spec.wire, spec.auth, spec.key_env) == (url, wire, auth, key)
+    assert (endpoint_url(spec, "m", None, {}).url, spec.wire, spec.auth, spec.key_env) == (url, wire, auth, key)
     assert spec.served and not spec.needs_base_url
 
 
@@ -32,21 +32,21 @@ def test_default_endpoints(prefix: str, url: str, wire: str, auth: str, key: str
     ("http://127.0.0.1:8080/v1", "anthropic", "http://127.0.0.1:8080/v1/messages"),
 ])
 def test_base_url_rule(base: str, interface: str, expected: str) -> None:
-    assert endpoint_url(spec_for("custom", interface), "m", base, {}) == expected
+    assert endpoint_url(spec_for("custom", interface), "m", base, {}).url == expected
 
 
 def test_known_prefix_with_local_base_url() -> None:
-    assert endpoint_url(PROVIDERS["openai"], "gpt-4o", "http://127.0.0.1:9", {}) == "http://127.0.0.1:9/v1/chat/completions"
-    assert endpoint_url(PROVIDERS["anthropic"], "c", "http://127.0.0.1:9", {}) == "http://127.0.0.1:9/v1/messages"
-    assert endpoint_url(PROVIDERS["ollama"], "llama3.1", "http://localhost:11434", {}) == "http://localhost:11434/v1/chat/completions"
+    assert endpoint_url(PROVIDERS["openai"], "gpt-4o", "http://127.0.0.1:9", {}).url == "http://127.0.0.1:9/v1/chat/completions"
+    assert endpoint_url(PROVIDERS["anthropic"], "c", "http://127.0.0.1:9", {}).url == "http://127.0.0.1:9/v1/messages"
+    assert endpoint_url(PROVIDERS["ollama"], "llama3.1", "http://localhost:11434", {}).url == "http://localhost:11434/v1/chat/completions"
 
 
 def test_azure_layout_and_api_version() -> None:
     spec = PROVIDERS["azure_openai"]
     assert spec.needs_base_url and spec.auth == "api-key"
-    assert endpoint_url(spec, "gpt-4o", "https://r.openai.azure.com/", {}) == \
+    assert endpoint_url(spec, "gpt-4o", "https://r.openai.azure.com/", {}).url == \
         f"https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version={AZURE_API_VERSION}"
-    assert endpoint_url(spec, "d", "https://r.openai.azure.com", {"api_version": "2025-01-01-preview"}).endswith(
+    assert endpoint_url(spec, "d", "https://r.openai.azure.com", {"api_version": "2025-01-01-preview"}).url.endswith(
         "?api-version=2025-01-01-preview")
 
 
@@ -71,3 +71,58 @@ def test_unserved_known_providers() -> None:
     for prefix in ("amazon_bedrock", "qwen", "moonshotai", "zhipu", "arch"):
         assert not PROVIDERS[prefix].served
     assert PROVIDERS["amazon_bedrock"].needs_base_url and PROVIDERS["qwen"].needs_base_url
+
+
+# Each provider's documented base_url (README's table) -> the URL requests go to, and whether it is used as is.
+REAL_BASE_URLS = [
+    ("openai/gpt-4o", None, "https://api.openai.com/v1", "https://api.openai.com/v1/chat/completions", False),
+    ("azure_openai/dep", None, "https://r.openai.azure.com",
+     f"https://r.openai.azure.com/openai/deployments/dep/chat/completions?api-version={AZURE_API_VERSION}", False),
+    ("azure_openai/dep", None, "https://r.openai.azure.com/?api-version=2025-01-01-preview",
+     "https://r.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2025-01-01-preview", False),
+    ("azure_openai/dep", None,
+     "https://r.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2025-01-01-preview",
+     "https://r.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2025-01-01-preview", True),
+    ("azure_openai/dep", None, "https://r.openai.azure.com/openai/deployments/d/chat/completions",
+     f"https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version={AZURE_API_VERSION}", True),
+    ("azure_openai/gpt-4o", None, "https://r.openai.azure.com/openai/v1/",
+     "https://r.openai.azure.com/openai/v1/chat/completions", False),
+    ("openrouter/x", None, "https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions", False),
+    ("or/claude", "anthropic", "https://openrouter.ai/api", "https://openrouter.ai/api/v1/messages", False),
+    ("deepseek/deepseek-chat", None, "https://api.deepseek.com/v1", "https://api.deepseek.com/v1/chat/completions", False),
+    ("ds/deepseek-chat", "anthropic", "https://api.deepseek.com/anthropic",
+     "https://api.deepseek.com/anthropic/v1/messages", False),
+    ("kimi/kimi-k2", "anthropic", "https://api.moonshot.ai/anthropic", "https://api.moonshot.ai/anthropic/v1/messages", False),
+    ("zai/glm-4.6", "anthropic", "https://api.z.ai/api/anthropic", "https://api.z.ai/api/anthropic/v1/messages", False),
+    ("minimax/MiniMax-M2", "anthropic", "https://api.minimax.io/anthropic", "https://api.minimax.io/anthropic/v1/messages", False),
+    ("groq/llama", None, "https://api.groq.com/openai/v1", "https://api.groq.com/openai/v1/chat/completions", False),
+    ("together_ai/m", None, "https://api.together.xyz/v1", "https://api.together.xyz/v1/chat/completions", False),
+    ("cf/gpt-4o", "openai", "https://gateway.ai.cloudflare.com/v1/acct/gw/openai",
+     "https://gateway.ai.cloudflare.com/v1/acct/gw/openai/chat/completions", False),
+    ("cfa/claude", "anthropic", "https://gateway.ai.cloudflare.com/v1/acct/gw/anthropic",
+     "https://gateway.ai.cloudflare.com/v1/acct/gw/anthropic/v1/messages", False),
+    ("vllm/qwen", "openai", "http://gpu:8000/v1", "http://gpu:8000/v1/chat/completions", False),
+    ("vllm/qwen", "openai", "http://gpu:8000", "http://gpu:8000/v1/chat/completions", False),
+    ("ollama/llama3.1", None, "http://localhost:11434", "http://localhost:11434/v1/chat/completions", False),
+    ("llamacpp/m", "openai", "http://localhost:8080", "http://localhost:8080/v1/chat/completions", False),
+    ("self/m", "openai", "http://h:1/v1/chat/completions", "http://h:1/v1/chat/completions", True),
+    ("self/m", "anthropic", "http://h:1/api/v1/messages?beta=true", "http://h:1/api/v1/messages?beta=true", True),
+    ("self/m", "openai", "http://h:1/v1?tenant=a", "http://h:1/v1/chat/completions?tenant=a", False),
+]
+
+
+@pytest.mark.parametrize("literal,interface,base,url,as_is", REAL_BASE_URLS)
+def test_real_base_urls(literal: str, interface: str | None, base: str, url: str, as_is: bool) -> None:
+    prefix, model = split_literal(literal)
+    got = endpoint_url(spec_for(prefix, interface), model, base, {})
+    assert (got.url, got.as_is) == (url, as_is)
+    assert got.rule
+
+
+def test_azure_api_version_twice_is_an_error() -> None:
+    with pytest.raises(BaseUrlError, match="api-version is given twice"):
+        endpoint_url(PROVIDERS["azure_openai"], "d", "https://r.openai.azure.com?api-version=2024-06-01",
+                     {"api_version": "2025-01-01-preview"})
+    same = endpoint_url(PROVIDERS["azure_openai"], "d", "https://r.openai.azure.com?api-version=2024-06-01",
+                        {"api_version": "2024-06-01"})
+    assert same.url.endswith("?api-version=2024-06-01")
