@@ -14,6 +14,10 @@ no cooldown):
   a stream cut later is reported to the client, never replayed).
 - ``cooldown.failures`` consecutive failures put a provider aside for ``cooldown.seconds``; it is
   skipped while others remain, and tried anyway when every candidate is cooling down.
+- An upstream's ``retry-after`` (or ``retry-after-ms``; seconds or an HTTP-date) is honoured: the
+  next try at that provider waits at least that long when the wait fits in the request's deadline
+  (and is at most ``MAX_RETRY_AFTER_S`` without one); otherwise the chain moves to the next
+  fallback at once. A cooldown started by such an answer lasts at least that long.
 - ``timeouts.first_byte_ms`` bounds each attempt; ``timeouts.total_ms`` bounds all of them, and so
   does the request's deadline (listener or provider ``timeout``: ``Bundle.deadline``) that the
   caller passes as ``budget_s``. ``BoundedStream`` holds a streamed answer to the same deadline.
@@ -22,6 +26,8 @@ no cooldown):
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -35,6 +41,8 @@ from runtime.metrics import LabelledChildren
 T = TypeVar("T")
 Clock = Callable[[], float]
 ATTEMPTS_HEADER = "x-arch-attempts"
+# The longest upstream-asked wait archc sits out when the request has no deadline; beyond it, next provider.
+MAX_RETRY_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,33 @@ def retryable(err: GatewayError) -> bool:
     return isinstance(err, (UpstreamError, ProviderUnavailable))
 
 
+def retry_after_s(err: GatewayError, wall: Clock = time.time) -> float | None:
+    """The wait an upstream asked for in ``retry-after-ms`` or ``retry-after`` (seconds or an
+    HTTP-date, RFC 9110 section 10.2.3); None when it asked for none or the value is unreadable."""
+    headers = err.headers
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            ms = float(raw_ms)
+            if math.isfinite(ms) and ms >= 0:
+                return ms / 1000.0
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        return float(raw)
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - wall())
+
+
 def outcome_of(err: GatewayError | None) -> str:
     if err is None:
         return "ok"
@@ -114,15 +149,16 @@ class Cooldown:
         self._streak: dict[str, int] = {}
         self._until: dict[str, float] = {}
 
-    def failure(self, name: str) -> bool:
-        """Record a failure; True when it starts a cooldown."""
+    def failure(self, name: str, at_least_s: float = 0.0) -> bool:
+        """Record a failure; True when it starts a cooldown (of ``seconds``, or ``at_least_s`` when
+        longer: the upstream's own retry-after)."""
         if self.failures <= 0:
             return False
         streak = self._streak.get(name, 0) + 1
         self._streak[name] = streak
         if streak >= self.failures:
             self._streak[name] = 0
-            self._until[name] = self.clock() + self.seconds
+            self._until[name] = self.clock() + max(self.seconds, at_least_s)
             return True
         return False
 
@@ -180,6 +216,7 @@ class Resilience(Generic[T]):
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rand: Callable[[], float] = random.random
     clock: Clock = time.monotonic
+    wall: Clock = time.time  # for retry-after given as an HTTP-date
     # Wraps each attempt (tracing's client span); None: no wrapping.
     span: Callable[[str], ContextManager[None]] | None = None
 
@@ -201,7 +238,10 @@ class Resilience(Generic[T]):
         for name in self.cooldown.order(policy.chain(primary)):
             for n in range(policy.max_attempts):
                 if n > 0:
-                    await self.sleep(_bounded(policy.backoff_s(n, self.rand), deadline, self.clock))
+                    wait = self._wait_before_retry(n, last, deadline)
+                    if wait is None:
+                        break  # the upstream asked for a longer wait than the deadline leaves: next provider
+                    await self.sleep(wait)
                 if deadline is not None and self.clock() >= deadline:
                     raise _finish(UpstreamTimeout(f"no upstream answered within the request deadline ({why})"), attempts)
                 started = self.clock()
@@ -220,6 +260,18 @@ class Resilience(Generic[T]):
                 return result, attempts
         assert last is not None
         raise _finish(last, attempts)
+
+    def _wait_before_retry(self, retry: int, last: GatewayError | None, deadline: float | None) -> float | None:
+        """The wait before same-provider retry number ``retry``: the backoff, or the upstream's
+        retry-after when longer; None when that wait does not fit (deadline, or MAX_RETRY_AFTER_S)."""
+        wait = self.policy.backoff_s(retry, self.rand)
+        asked = retry_after_s(last, self.wall) if last is not None else None
+        if asked is not None and asked > wait:
+            room = MAX_RETRY_AFTER_S if deadline is None else deadline - self.clock()
+            if asked >= room:
+                return None
+            return asked
+        return _bounded(wait, deadline, self.clock)
 
     def _deadline(self, budget_s: float | None, why: str) -> tuple[float | None, str]:
         """The absolute deadline (``clock`` time) from the request's budget and ``timeouts.total_ms``."""
@@ -258,7 +310,7 @@ class Resilience(Generic[T]):
         self._count(name, outcome)
         if not retryable(err):
             return False
-        if self.cooldown.failure(name) and self.metrics:
+        if self.cooldown.failure(name, retry_after_s(err, self.wall) or 0.0) and self.metrics:
             self.metrics.cooldowns.labels(name).inc()
         return True
 

@@ -12,7 +12,7 @@ driven through the httpx API.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 import aiohttp
 import httpx
@@ -165,7 +165,8 @@ class Upstream:
                 raw = await response.read(_ERROR_BODY_LIMIT)
             except http1.HTTPError:
                 pass
-            raise UpstreamStatus(response.status, target.scrub(_error_message(target, response.status, raw[:_ERROR_BODY_LIMIT])))
+            raise UpstreamStatus(response.status, target.scrub(_error_message(target, response.status, raw[:_ERROR_BODY_LIMIT])),
+                                 headers=kept_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers))
         return response
 
     def _request(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Request:
@@ -199,7 +200,8 @@ class Upstream:
                 pass
             finally:
                 await response.aclose()
-            raise UpstreamStatus(response.status_code, target.scrub(_error_message(target, response.status_code, raw)))
+            raise UpstreamStatus(response.status_code, target.scrub(_error_message(target, response.status_code, raw)),
+                                 headers=kept_headers(response.headers.items()))
         return response
 
     async def post(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> tuple[Any, bytes]:
@@ -247,6 +249,22 @@ class Upstream:
         if not _is_event_stream(content_type):
             raise await _not_a_stream(target, content_type, _read_capped(response), response.aclose)
         return UpstreamStream(target, response.aiter_raw(), content_type, response.aclose)
+
+
+# An upstream's error answer keeps these for the client: when to retry, and the provider's own quota figures
+# (OpenAI ``x-ratelimit-*``, Anthropic ``anthropic-ratelimit-*``); the SDKs pace their retries by them.
+_KEPT_HEADERS = ("retry-after", "retry-after-ms")
+_KEPT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+
+
+def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The rate-limit headers of an upstream error answer, passed on to the client (names lower-cased)."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _KEPT_HEADERS or lower.startswith(_KEPT_PREFIXES):
+            out[lower] = value
+    return out
 
 
 def _media_type(content_type: str) -> str:

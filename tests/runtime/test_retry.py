@@ -300,3 +300,66 @@ async def test_single_attempt_shortcut_keeps_the_loops_attempts_counters_and_coo
     for policy in (RetryPolicy(max_attempts=2), RetryPolicy(fallbacks={"a": ("b",)}), RetryPolicy(first_byte_ms=5), RetryPolicy(total_ms=5)):
         assert not _resilience(policy)[0]._single("a")
     assert _resilience(RetryPolicy(fallbacks={"b": ("a",)}))[0]._single("a")
+
+
+def _limited(seconds: str | None = None, ms: str | None = None, status: int = 429) -> UpstreamStatus:
+    headers = {**({"retry-after": seconds} if seconds is not None else {}), **({"retry-after-ms": ms} if ms is not None else {})}
+    return UpstreamStatus(status, "slow down", headers=headers)
+
+
+@pytest.mark.parametrize("seconds,ms,expected", [
+    ("7", None, 7.0), (None, "1500", 1.5), ("7", "250", 0.25), ("Wed, 21 Oct 2015 07:28:10 GMT", None, 10.0),
+    ("Wed, 21 Oct 2015 07:27:00 GMT", None, 0.0), ("soon", None, None), (None, "nan", None), (None, None, None),
+    ("-3", None, None),
+])
+def test_retry_after_forms(seconds, ms, expected) -> None:
+    from runtime.retry import retry_after_s
+    wall = lambda: 1445412480.0  # noqa: E731 - Wed, 21 Oct 2015 07:28:00 GMT
+    assert retry_after_s(_limited(seconds, ms), wall) == (pytest.approx(expected) if expected is not None else None)
+
+
+async def test_retry_waits_at_least_retry_after() -> None:
+    res, waits = _resilience(RetryPolicy(max_attempts=3, backoff_ms=100))
+    attempt, calls = _scripted({"a": [_limited("2"), _limited(ms="300")]})
+    result, attempts = await res.run("a", attempt, budget_s=30)
+    assert result == "a:ok" and calls == ["a", "a", "a"]
+    assert waits == [pytest.approx(2.0), pytest.approx(0.3)]
+    assert attempts_header(attempts) == "a=429, a=429, a=ok"
+
+
+async def test_retry_after_past_the_deadline_moves_to_the_fallback_at_once() -> None:
+    res, waits = _resilience(RetryPolicy(max_attempts=3, backoff_ms=100, fallbacks={"a": ("b",)}))
+    attempt, calls = _scripted({"a": [_limited("20")], "b": []})
+    result, attempts = await res.run("a", attempt, budget_s=5)
+    assert result == "b:ok" and calls == ["a", "b"] and waits == []
+
+
+async def test_retry_after_without_fallback_reaches_the_client() -> None:
+    res, waits = _resilience(RetryPolicy(max_attempts=3))
+    attempt, calls = _scripted({"a": [_limited("7"), _limited("7"), _limited("7")]})
+    with pytest.raises(UpstreamStatus) as info:
+        await res.run("a", attempt, budget_s=5)
+    assert calls == ["a"] and waits == []
+    assert info.value.headers["retry-after"] == "7" and info.value.headers["x-arch-attempts"] == "a=429"
+
+
+async def test_without_a_deadline_a_huge_retry_after_is_not_waited() -> None:
+    res, waits = _resilience(RetryPolicy(max_attempts=2, fallbacks={"a": ("b",)}))
+    attempt, calls = _scripted({"a": [_limited("3600")], "b": []})
+    result, _ = await res.run("a", attempt)
+    assert result == "b:ok" and waits == []
+
+
+async def test_cooldown_lasts_at_least_retry_after() -> None:
+    clock = FakeClock()
+    res, _ = _resilience(RetryPolicy(fallbacks={"a": ("b",)}, cooldown_failures=1, cooldown_s=5), clock)
+    attempt, calls = _scripted({"a": [_limited("40")], "b": []})
+    await res.run("a", attempt)
+    clock.now += 30  # past cooldown.seconds, not past retry-after
+    calls.clear()
+    await res.run("a", attempt)
+    assert calls == ["b"]
+    clock.now += 11
+    calls.clear()
+    await res.run("a", attempt)
+    assert calls == ["a"]

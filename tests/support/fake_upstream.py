@@ -41,6 +41,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     raw: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived (pacing tests)
 
     @property
     def fmt(self) -> str:
@@ -202,13 +203,16 @@ def anthropic_tool_use(name: str, input: dict[str, Any], *, tool_id: str = "tool
     return reply
 
 
-def error(status: int, message: str = "fake upstream error", *, kind: str = "api_error") -> Reply:
-    """An error status with a body in the request's format."""
+def error(status: int, message: str = "fake upstream error", *, kind: str = "api_error",
+          headers: dict[str, str] | None = None) -> Reply:
+    """An error status with a body in the request's format (and ``headers``, e.g. retry-after)."""
 
     def reply(fmt: str, body: Any) -> Response:
         if fmt == ANTHROPIC:
-            return Response(status=status, json={"type": "error", "error": {"type": kind, "message": message}})
-        return Response(status=status, json={"error": {"message": message, "type": kind, "param": None, "code": None}})
+            return Response(status=status, json={"type": "error", "error": {"type": kind, "message": message}},
+                            headers=dict(headers or {}))
+        return Response(status=status, json={"error": {"message": message, "type": kind, "param": None, "code": None}},
+                        headers=dict(headers or {}))
 
     return reply
 
