@@ -94,6 +94,7 @@ CODES: Mapping[str, str] = MappingProxyType({
     "V209": "access_key is a literal secret, not an environment reference",
     "V210": "duplicate name",
     "V211": "gateway section: inconsistent setting",
+    "V212": "literal credential in a proxy URL, not an environment reference",
     "R301": "model literal is not provider/model",
     "R302": "provider needs base_url",
     "R303": "unknown provider prefix without provider_interface",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from archc.bundle import Bundle, Deadline, Provider
 from archc.output import json_text
@@ -24,6 +24,7 @@ class Explanation:
     routing_note: str = ""
     suggestions: tuple[str, ...] = field(default_factory=tuple)
     deadline: Deadline | None = None  # of a request served by ``provider`` (routing may pick another)
+    egress: tuple[str, str] | None = None  # (proxy, trust) in this environment, when the caller can tell
 
     @property
     def found(self) -> bool:
@@ -43,11 +44,15 @@ class Explanation:
             },
             "routing": self.routing_note,
             "deadline": None if self.deadline is None else {"ms": self.deadline.ms, "source": self.deadline.source},
+            "egress": None if self.egress is None else {"proxy": self.egress[0], "trust": self.egress[1]},
             "suggestions": list(self.suggestions),
         }
 
 
-def explain(bundle: Bundle, requested: str) -> Explanation:
+def explain(bundle: Bundle, requested: str,
+            egress: Callable[[Provider], tuple[str, str]] | None = None) -> Explanation:
+    """``egress``, given by the CLI (it may read the runtime's proxy and trust rules): the provider's
+    effective proxy and trust in the current environment."""
     note = _routing_note(bundle)
     resolution = bundle.resolve_model(requested)
     if resolution is None:
@@ -62,7 +67,8 @@ def explain(bundle: Bundle, requested: str) -> Explanation:
     alias = bundle.alias(requested)
     return Explanation(requested, resolution.via, tuple(resolution.chain), resolution.provider,
                        pinned=bool(alias and alias.pinned), routing_note=note,
-                       deadline=bundle.deadline(resolution.provider.name))
+                       deadline=bundle.deadline(resolution.provider.name),
+                       egress=egress(resolution.provider) if egress is not None else None)
 
 
 def _routing_note(bundle: Bundle) -> str:
@@ -95,6 +101,10 @@ def format_text(e: Explanation) -> str:
     if p.options.get("endpoint_rule"):
         lines.append(f"  url rule: {p.options['endpoint_rule']}")
     lines.append(f"  wire:     {p.wire}")
+    if e.egress is not None:
+        lines.append(f"  proxy:    {e.egress[0]}")
+        if e.egress[1]:
+            lines.append(f"  trust:    {e.egress[1]}")
     key = f", key from ${p.key_env}" if p.key_env else ", no key"
     lines.append(f"  auth:     {p.auth}{key}")
     if e.deadline is not None:

@@ -137,6 +137,11 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx) -> Provider | No
     options = dict(entry.get("options") or {}) if isinstance(entry.get("options"), dict) else {}
     if isinstance(entry.get("http_host"), str):
         options["http_host"] = entry["http_host"]
+    # Egress overrides (runtime/egress.py reads them): scalar options, as the bundle's options are.
+    if isinstance(entry.get("proxy"), str):
+        options["proxy"] = entry["proxy"]
+    for key, value in (entry.get("tls") or {}).items() if isinstance(entry.get("tls"), dict) else ():
+        options[f"tls_{key}"] = value
     try:
         endpoint = _providers.endpoint_url(spec, model, base_url, options)
     except _providers.BaseUrlError as exc:

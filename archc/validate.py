@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -221,11 +222,32 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
                                             "a literal key does not belong in a config", tree, file,
                                     (section, i, "access_key"), value=True,
                                     hint="export the key as e.g. OPENAI_API_KEY and write access_key: $OPENAI_API_KEY"))
+            if isinstance(entry, dict):
+                diags.extend(_egress_checks(entry.get("proxy"), entry.get("tls"), (section, i), tree, file, ("tls",)))
     gateway = config.get("gateway")
     if isinstance(gateway, dict):
         names = _provider_names(config)
         diags.extend(_gateway.check_gateway(gateway, names, lambda p: span(tree, file, ("gateway", *p))))
+        egress = gateway.get("egress")
+        if isinstance(egress, dict):
+            diags.extend(_egress_checks(egress.get("proxy"), egress, ("gateway", "egress"), tree, file, ()))
     return diags
+
+
+def _egress_checks(proxy: Any, tls: Any, path: tuple, tree: Any, file: str, tls_at: tuple) -> Iterable[Diagnostic]:
+    """A proxy URL carries no literal credential (V212); a client key needs its certificate (V211)."""
+    if isinstance(proxy, str) and not proxy.strip().startswith("$"):
+        parts = urlsplit(proxy.strip() if "://" in proxy else "http://" + proxy.strip())
+        if parts.username is not None or parts.password is not None:
+            yield _d("V212", "the proxy URL carries a literal credential; it does not belong in a config", tree, file,
+                     (*path, "proxy"), value=True, hint="put the whole proxy URL in an environment variable and write proxy: $EGRESS_PROXY")
+    if isinstance(tls, dict):
+        where = "gateway.egress" if path[0] == "gateway" else "tls"
+        if tls.get("client_key") and not tls.get("client_cert"):
+            yield _d("V211", f"{where}: client_key is given without client_cert", tree, file, (*path, *tls_at, "client_key"))
+        if tls.get("verify") is False and tls.get("ca_bundle"):
+            yield _d("V211", f"{where}: ca_bundle is given but verify is false (nothing is checked)", tree, file,
+                     (*path, *tls_at, "verify"))
 
 
 def _listener_warnings(listeners: Any, tree: Any, file: str) -> Iterable[Diagnostic]:

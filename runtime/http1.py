@@ -8,7 +8,7 @@ Why not aiohttp: on one core a bare hypercorn app forwarding to a fake upstream 
 of every request inside aiohttp's client (request/response objects, tracing hooks, cookie and
 timeout machinery) against about 16 µs here (`bench/gateway.py --clients`). What is kept:
 keep-alive reuse with an idle expiry, a connection limit, connect and read (between-bytes)
-timeouts, TLS, chunked and EOF-delimited bodies, read backpressure, and a retry on another
+timeouts, TLS, HTTP proxies (CONNECT tunnels for https, absolute-form for http), chunked and EOF-delimited bodies, read backpressure, and a retry on another
 connection when a reused one turns out to be closed before answering.
 A response that is closed before its end aborts the connection, so the upstream sees the client leave.
 """
@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
-from typing import AsyncIterator, Deque, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import httptools
 
 _HIGH_WATER = 256 * 1024  # buffered body bytes before reading from the socket pauses
 _LOW_WATER = 64 * 1024
+_MAX_PROXY_HEAD = 64 * 1024  # a proxy's answer to CONNECT larger than this is not an answer
 
 
 class HTTPError(Exception):
@@ -52,22 +54,42 @@ class ProtocolError(HTTPError):
 
 
 class Endpoint:
-    """A URL parsed once: origin, TLS, and the request-line-plus-Host prefix of every request head."""
+    """A URL parsed once: origin, TLS, the way there (direct or through ``proxy``), and the
+    request-line-plus-Host prefix of every request head.
 
-    __slots__ = ("origin", "tls", "host", "port", "prefix")
+    ``proxy`` (runtime/egress.py's Proxy: ``host``, ``port``, ``display``, ``authorization``): an
+    https origin is reached through a CONNECT tunnel, then TLS to the origin (SNI and certificate
+    checked against the origin's name); an http origin gets absolute-form requests sent to the proxy.
+    ``ssl_context``: the trust for this origin (None: the pool's). Pools are keyed by ``origin``,
+    which includes both, so a tunnel is only reused for the same proxy, origin and trust.
+    """
 
-    def __init__(self, url: str) -> None:
+    __slots__ = ("origin", "tls", "host", "port", "prefix", "proxy", "ssl_context", "authority")
+
+    def __init__(self, url: str, *, proxy: Any = None, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
         self.tls = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.tls else 80)
-        self.origin = (parts.scheme, self.host, self.port)
+        self.proxy = proxy
+        self.ssl_context = ssl_context if self.tls else None
+        self.origin = (parts.scheme, self.host, self.port, proxy, self.ssl_context)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        authority = host if self.port == (443 if self.tls else 80) else f"{host}:{self.port}"
-        self.prefix = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\n".encode("ascii")
+        self.authority = f"{host}:{self.port}"
+        authority = host if self.port == (443 if self.tls else 80) else self.authority
+        if proxy is not None and not self.tls:  # RFC 9112 section 3.2.2: absolute-form to a proxy
+            target = f"http://{authority}{target}"
+            auth = f"proxy-authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+            self.prefix = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\n{auth}".encode("latin-1")
+        else:
+            self.prefix = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\n".encode("ascii")
+
+    def via(self) -> str:
+        """Where the socket goes, for errors: the origin, or the proxy (never its credentials)."""
+        return f"proxy {self.proxy.display}" if self.proxy is not None else self.authority
 
 
 def header_block(headers: List[Tuple[str, str]]) -> bytes:
@@ -387,20 +409,89 @@ class Pool:
     async def _connect(self, endpoint: Endpoint) -> _Connection:
         ssl_context = None
         if endpoint.tls:
-            if self.ssl_context is None:
-                self.ssl_context = ssl.create_default_context()
-            ssl_context = self.ssl_context
+            ssl_context = endpoint.ssl_context
+            if ssl_context is None:
+                if self.ssl_context is None:
+                    self.ssl_context = ssl.create_default_context()
+                ssl_context = self.ssl_context
+        proxy = endpoint.proxy
+        sock: Optional[socket.socket] = None
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                _, conn = await self.loop.create_connection(
-                    lambda: _Connection(self, endpoint.origin), endpoint.host, endpoint.port, ssl=ssl_context,
-                    server_hostname=endpoint.host if ssl_context else None)
+                factory = lambda: _Connection(self, endpoint.origin)  # noqa: E731
+                if proxy is None:
+                    _, conn = await self.loop.create_connection(
+                        factory, endpoint.host, endpoint.port, ssl=ssl_context,
+                        server_hostname=endpoint.host if ssl_context else None)
+                elif ssl_context is None:  # plain http through the proxy: absolute-form requests
+                    _, conn = await self.loop.create_connection(factory, proxy.host, proxy.port)
+                else:
+                    sock = await self._tunnel(endpoint)
+                    _, conn = await self.loop.create_connection(factory, sock=sock, ssl=ssl_context,
+                                                                server_hostname=endpoint.host)
+                    sock = None  # the transport owns it now
         except TimeoutError as exc:
-            raise ConnectTimeout(f"connecting to {endpoint.host}:{endpoint.port} took over {self.connect_timeout_s:g} s") from exc
+            raise ConnectTimeout(f"connecting to {endpoint.authority}" + (f" through {endpoint.via()}" if proxy else "")
+                                 + f" took over {self.connect_timeout_s:g} s") from exc
+        except ConnectError:
+            raise
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectError(f"{type(exc).__name__}: {exc}") from exc
+            where = f" (through {endpoint.via()})" if proxy is not None else ""
+            raise ConnectError(f"{type(exc).__name__}: {exc}{where}") from exc
+        finally:
+            if sock is not None:
+                sock.close()
         self._all.add(conn)
         return conn
+
+    async def _tunnel(self, endpoint: Endpoint) -> socket.socket:
+        """A socket to the proxy with a CONNECT tunnel to ``endpoint``'s origin open (RFC 9110 section 9.3.6)."""
+        proxy = endpoint.proxy
+        loop = self.loop
+        try:
+            infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ConnectError(f"proxy {proxy.display} could not be resolved: {exc}") from exc
+        sock = None
+        failure: Optional[OSError] = None
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, address)
+                break
+            except OSError as exc:
+                sock.close()
+                sock, failure = None, exc
+        if sock is None:
+            raise ConnectError(f"proxy {proxy.display} could not be reached: {failure}")
+        try:
+            auth = f"proxy-authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+            request = f"CONNECT {endpoint.authority} HTTP/1.1\r\nhost: {endpoint.authority}\r\n{auth}\r\n"
+            await loop.sock_sendall(sock, request.encode("latin-1"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    raise ConnectError(f"proxy {proxy.display} closed the connection instead of opening a tunnel "
+                                       f"to {endpoint.authority}")
+                head += chunk
+                if len(head) > _MAX_PROXY_HEAD:
+                    raise ConnectError(f"proxy {proxy.display} sent an oversized answer to CONNECT")
+            status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+            fields = status_line.split(" ", 2)
+            if len(fields) < 2 or not fields[0].startswith("HTTP/1.") or not fields[1].isdigit():
+                raise ConnectError(f"proxy {proxy.display} answered CONNECT with something that is not HTTP: "
+                                   f"{status_line[:80]!r}")
+            if not 200 <= int(fields[1]) < 300:
+                raise ConnectError(f"proxy {proxy.display} refused the tunnel to {endpoint.authority}: "
+                                   f"{' '.join(fields[1:])[:120]}")
+            if not head.endswith(b"\r\n\r\n"):
+                raise ConnectError(f"proxy {proxy.display} sent bytes after its answer to CONNECT")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _release(self, conn: _Connection) -> None:
         if self.closed:

@@ -1,15 +1,18 @@
 """Per-provider upstream data from the bundle: URL, auth headers, wire format. A table, not if/elif.
 
-Stage: provider adapter data (built once in the lifespan). Imports archc.bundle and runtime.errors only.
+Stage: provider adapter data (built once in the lifespan). Imports archc.bundle, runtime.errors and
+runtime.egress (proxy and trust per provider) only.
 Keys are read from the environment once, at startup; a key never appears in a repr, log or error.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from archc.bundle import AUTH_API_KEY, AUTH_BEARER, AUTH_NONE, AUTH_X_API_KEY, Bundle, Provider
+from runtime.egress import EgressError, Route, TrustStore, route_for
 from runtime.errors import ProviderUnavailable
 from runtime.wire import WireFormat
 
@@ -37,7 +40,8 @@ class Target:
 
     ``echo``: answered in-process by runtime/echo.py. ``missing_key``: the name of the unset key
     variable (the provider answers 503 naming it). ``unserved``: compiled but not callable here.
-    ``headers`` hold the key, so they stay out of repr.
+    ``headers`` hold the key, so they stay out of repr. ``route``: the proxy and TLS trust requests
+    take (runtime/egress.py); ``egress_error``: why they cannot be set up (the provider answers 503).
     """
 
     provider: Provider
@@ -48,6 +52,8 @@ class Target:
     echo: bool = False
     missing_key: str | None = None
     unserved: bool = False
+    route: Route = field(default=Route(None, None), repr=False)
+    egress_error: str | None = None
 
     @property
     def name(self) -> str:
@@ -57,6 +63,8 @@ class Target:
         """Raise ProviderUnavailable (503) when this provider cannot be called."""
         if self.unserved:
             raise ProviderUnavailable(f"provider {self.name!r} ({self.provider.provider}) is not served by this runtime yet")
+        if self.egress_error:
+            raise ProviderUnavailable(f"provider {self.name!r} cannot be reached as configured: {self.egress_error}")
         if self.missing_key:
             raise ProviderUnavailable(
                 f"provider {self.name!r} needs an API key: the environment variable {self.missing_key} is not set "
@@ -83,10 +91,13 @@ def is_echo(provider: Provider) -> bool:
 
 
 def build_targets(bundle: Bundle, env: Mapping[str, str], *, echo_missing: bool = False) -> Targets:
-    """One Target per provider; keys read from ``env``. ``echo_missing``: unset keys answer via echo."""
+    """One Target per provider; keys read from ``env``. ``echo_missing``: unset keys answer via echo.
+    Proxies and trust (runtime/egress.py) come from ``env`` and the bundle's ``gateway.egress``."""
     targets: dict[str, Target] = {}
     warnings: list[str] = []
     echoed: list[str] = []
+    store = TrustStore(env)
+    egress_section = (bundle.extensions.get("gateway") or {}).get("egress")
     for p in bundle.providers:
         fmt = WireFormat(p.wire)
         headers = list(_WIRE_HEADERS[fmt])
@@ -107,5 +118,15 @@ def build_targets(bundle: Bundle, env: Mapping[str, str], *, echo_missing: bool 
             warnings.append(f"provider {p.name!r}: environment variable {missing} is not set; requests for it will get 503")
         if not p.served:
             warnings.append(f"provider {p.name!r} ({p.provider}) is not served by this runtime yet; requests for it will get 503")
-        targets[p.name] = Target(p, fmt, p.endpoint, tuple(headers), key, missing_key=missing, unserved=not p.served)
+        route, egress_error = Route(None, None), None
+        try:
+            route = route_for(p.endpoint, egress_section, p.options, env, store)
+        except EgressError as exc:
+            egress_error = str(exc)
+            warnings.append(f"provider {p.name!r}: {egress_error}; requests for it will get 503")
+        if route.ssl_context is not None and route.ssl_context.verify_mode == ssl.CERT_NONE:
+            warnings.append(f"provider {p.name!r}: TLS certificates are NOT verified (verify: false); anyone on the path "
+                            "can read and change its traffic, provider key included")
+        targets[p.name] = Target(p, fmt, p.endpoint, tuple(headers), key, missing_key=missing, unserved=not p.served,
+                                 route=route, egress_error=egress_error)
     return Targets(targets, tuple(warnings), tuple(echoed))

@@ -52,6 +52,14 @@ def build_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
 
 
+ENDPOINT_EXTENSION = "archc.endpoint"
+
+
+def _endpoint(target: Target) -> http1.Endpoint:
+    """The parsed URL with the provider's proxy and TLS trust (runtime/egress.py)."""
+    return http1.Endpoint(target.url, proxy=target.route.proxy, ssl_context=target.route.ssl_context)
+
+
 class H1Transport(httpx.AsyncBaseTransport):
     """runtime/http1.py's pool behind the httpx transport interface (tracing's wrapper and the
     httpx API use it this way; ``Upstream`` calls the pool directly)."""
@@ -64,7 +72,7 @@ class H1Transport(httpx.AsyncBaseTransport):
         if request.method != "POST":
             raise httpx.UnsupportedProtocol(f"the upstream client only sends POST, not {request.method}", request=request)
         url = str(request.url)
-        endpoint = self._endpoints.get(url)
+        endpoint = request.extensions.get(ENDPOINT_EXTENSION) or self._endpoints.get(url)
         if endpoint is None:
             try:
                 endpoint = self._endpoints[url] = http1.Endpoint(url)
@@ -121,7 +129,7 @@ class Upstream:
         # httpx keeps the transport of a client built with ``transport=`` here (stable since 0.18).
         self.transport: httpx.AsyncBaseTransport = client._transport
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s).as_dict()
-        self._prepared: dict[str, tuple[httpx.URL, httpx.Headers]] = {}
+        self._prepared: dict[str, tuple[httpx.URL, httpx.Headers, http1.Endpoint | None]] = {}
         # The fast path, while ``transport`` is still the plain H1Transport (tracing replaces it with
         # a wrapper, which then goes through the httpx API). ``native=False`` forces the httpx API.
         self._native = self.transport if native and type(self.transport) is H1Transport else None
@@ -139,7 +147,7 @@ class Upstream:
         if prepared is None:
             try:
                 headers = http1.header_block([*_BASE_HEADERS, *target.headers])
-                prepared = self._native_prepared[target.name] = (http1.Endpoint(target.url), headers)
+                prepared = self._native_prepared[target.name] = (_endpoint(target), headers)
             except ValueError as exc:
                 raise UpstreamError(f"upstream {target.name!r} cannot be called: {target.scrub(str(exc))}") from exc
         if not extra_headers:
@@ -173,13 +181,19 @@ class Upstream:
         prepared = self._prepared.get(target.name)
         if prepared is None:
             headers = httpx.Headers([*_BASE_HEADERS, *target.headers])
-            prepared = self._prepared[target.name] = (httpx.URL(target.url), headers)
-        url, headers = prepared
+            try:
+                endpoint: http1.Endpoint | None = _endpoint(target)
+            except ValueError:  # H1Transport says why (UnsupportedProtocol)
+                endpoint = None
+            prepared = self._prepared[target.name] = (httpx.URL(target.url), headers, endpoint)
+        url, headers, endpoint = prepared
         if extra_headers:
             headers = httpx.Headers(headers)
             headers.update(extra_headers)
         # A Headers instance is copied as is (no re-normalization), so this stays cheap per request.
-        return httpx.Request("POST", url, headers=headers, content=body, extensions={"timeout": self._timeout})
+        # The endpoint extension carries the provider's proxy and trust to H1Transport (tracing's path).
+        return httpx.Request("POST", url, headers=headers, content=body,
+                             extensions={"timeout": self._timeout, ENDPOINT_EXTENSION: endpoint})
 
     async def _send(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None) -> httpx.Response:
         try:

@@ -204,6 +204,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     bundle = _load(args.source)
     if bundle is None:
         return EXIT_ERRORS
-    exp = _explain.explain(bundle, args.model)
+    from runtime.egress import describe  # stdlib only; imported when explain runs, so `check` stays light
+
+    section = (bundle.extensions.get("gateway") or {}).get("egress")
+    exp = _explain.explain(bundle, args.model, egress=lambda p: describe(p.endpoint, section, p.options, os.environ))
     sys.stdout.write(_explain.format_json(exp) if args.format == "json" else _explain.format_text(exp))
     return EXIT_OK if exp.found else EXIT_ERRORS

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import threading
 import time
 from collections import deque
@@ -265,8 +266,10 @@ def default_reply(fmt: str, body: Any) -> Response:
 class FakeUpstream:
     """The server, run on its own event loop in a background thread (tests drive it synchronously)."""
 
-    def __init__(self, *, port: int = 0, default: Reply = default_reply, record: bool = True) -> None:
+    def __init__(self, *, port: int = 0, default: Reply = default_reply, record: bool = True,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.ssl_context = ssl_context  # serve HTTPS (tests/runtime/test_e2e_egress.py)
         self.default = default
         self.record = record
         self.requests: list[Recorded] = []
@@ -298,7 +301,7 @@ class FakeUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def openai_endpoint(self) -> str:
         return self.url + "/v1/chat/completions"
@@ -352,7 +355,7 @@ class FakeUpstream:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024, ssl_context=self.ssl_context)
         await site.start()
         if self.port == 0:
             server = site._server  # the bound socket tells us the port the OS chose
