@@ -1,6 +1,7 @@
 """Access log: one JSON line per request on the ``archc.access`` logger, secrets redacted.
 
-Stage: runtime, outer middleware (pure ASGI). Imports runtime.auth (types) and the standard library.
+Stage: runtime, outer middleware (pure ASGI). Imports runtime.auth (types), runtime.responses (the
+stream-failure state key) and the standard library.
 The line carries what an operator asks first ("which model served this, why, how long"): the
 ``x-arch-*`` decision headers, the attempts, the gateway key's *name*, never a key or a body.
 """
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode
 
 from runtime.auth import STATE_KEY_NAME, ASGIApp, Message, Receive, Scope, Send
+from runtime.responses import STREAM_FAILURE
 
 LOGGER = "archc.access"
 REDACTED = "[redacted]"
@@ -31,6 +33,7 @@ _DECISION_HEADERS = ("x-arch-route", "x-arch-why", "x-arch-target", "x-arch-fall
 # Raw response header name -> field in the line (ASGI header names are lowercase bytes; others are lowered).
 _FIELDS = {name.encode(): name.removeprefix("x-arch-").replace("-", "_") for name in _DECISION_HEADERS}
 _WANTED = frozenset({b"content-length", b"user-agent"})
+_ATTEMPT_OK = re.compile(r"=ok$")  # the last attempt's outcome in x-arch-attempts
 
 
 def redact_text(text: str) -> str:
@@ -124,6 +127,14 @@ class AccessLogMiddleware:
         for field in _FIELDS.values():  # the gateway's own headers: names and numbers
             if field in decision:
                 line[field] = decision[field].decode("latin-1")
+        broken = (scope.get("state") or {}).get(STREAM_FAILURE)
+        if broken:  # a 200 stream that ended with an error event: not a success
+            line["outcome"] = "stream_error"
+            line["stream_error"] = broken
+            if "attempts" in line:  # the header went out saying "=ok" before the stream broke
+                line["attempts"] = _ATTEMPT_OK.sub(f"={broken}", line["attempts"])
+        else:
+            line["outcome"] = "ok" if status is not None and status < 400 else "error"
         if error:
             line["error"] = error
         self.log.info(self._encoder.encode(line))

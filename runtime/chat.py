@@ -216,6 +216,8 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
         late = f"the answer did not finish within the request deadline ({limit.source}, {limit.ms} ms)"
         source = retry.BoundedStream(source, started + limit.ms / 1000.0, lambda: UpstreamTimeout(late), clock=time.perf_counter)
 
+    failure: list[str] = []
+
     async def chunks() -> AsyncIterator[bytes]:
         status = 200
         try:
@@ -227,14 +229,17 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
         except GatewayError as err:
             # Mid-stream: the status line is gone, so the error travels as an event, then we close.
             status = err.status
+            failure.append(retry.outcome_of(err))
             state.metrics.upstream_errors.labels(choice.provider.name, err.kind).inc()
+            retry.log_failure(choice.provider.name, 1, "stream_" + failure[0], err, (time.perf_counter() - started) * 1000)
             yield adapt.ERROR_EVENTS[client_format](render(err, client_format))
         except Exception:
             status = 500
+            failure.append("internal_error")
             state.log.exception("internal error while streaming from %s", choice.provider.name)
             yield adapt.ERROR_EVENTS[client_format](render(GatewayError("internal gateway error mid-stream"), client_format))
         finally:
             await source.aclose()
             state.metrics.request_done(endpoint, choice.route or "none", choice.provider.name, status, time.perf_counter() - started)
 
-    return SSEAnswer(headers, chunks())
+    return SSEAnswer(headers, chunks(), failure)

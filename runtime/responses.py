@@ -38,17 +38,30 @@ class JSONAnswer:
         await send({"type": "http.response.body", "body": self.body})
 
 
+# Per-request state key: how a 200 stream ended when it ended with an error event (the outcome of
+# runtime/retry.py, e.g. "timeout"); the access log reports it (runtime/accesslog.py).
+STREAM_FAILURE = "archc.stream_failure"
+
+
 class SSEAnswer:
-    """A 200 event stream: ``headers``, ``cache-control: no-cache``, the content type, then each chunk of ``chunks``."""
+    """A 200 event stream: ``headers``, ``cache-control: no-cache``, the content type, then each chunk of ``chunks``.
+    ``failure`` is filled by the producer of ``chunks`` when the stream ends with an error event."""
 
-    __slots__ = ("headers", "chunks")
+    __slots__ = ("headers", "chunks", "failure")
 
-    def __init__(self, headers: Headers, chunks: AsyncIterable[bytes]) -> None:
+    def __init__(self, headers: Headers, chunks: AsyncIterable[bytes], failure: list[str] | None = None) -> None:
         self.headers = [*headers, NO_CACHE, SSE_TYPE]
         self.chunks = chunks
+        self.failure = failure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await until_disconnect(self._stream(send), receive)
+        try:
+            await until_disconnect(self._stream(send), receive)
+        finally:
+            if self.failure:
+                state = scope.get("state")
+                if isinstance(state, dict):
+                    state[STREAM_FAILURE] = self.failure[0]
 
     async def _stream(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})

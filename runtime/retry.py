@@ -2,6 +2,7 @@
 
 Stage: runtime, around the upstream call. Pure decisions (clock, random and sleep injected) and one
 small async driver; imports runtime.errors, runtime.metrics (LabelledChildren), prometheus_client and the standard library.
+Every failed attempt is one WARNING line on ``archc.upstream`` (``log_failure``).
 
 Rules, all explicit in ``gateway:`` config (defaults change nothing: one attempt, no fallback,
 no cooldown):
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import math
 import random
 import time
@@ -43,6 +45,7 @@ Clock = Callable[[], float]
 ATTEMPTS_HEADER = "x-arch-attempts"
 # The longest upstream-asked wait archc sits out when the request has no deadline; beyond it, next provider.
 MAX_RETRY_AFTER_S = 60.0
+LOG = logging.getLogger("archc.upstream")
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,23 @@ class Cooldown:
         return warm or list(chain)
 
 
+def cause_of(err: BaseException) -> str:
+    """The class of the lowest-level cause (``SSLCertVerificationError``, ``ConnectionRefusedError``,
+    ``UpstreamStatus``): what an operator greps for."""
+    seen = err
+    while seen.__cause__ is not None and seen.__cause__ is not seen:
+        seen = seen.__cause__
+    return type(seen).__name__
+
+
+def log_failure(provider: str, attempt: int, outcome: str, err: GatewayError, ms: float) -> None:
+    """One WARNING line per failed upstream attempt: the cause the client's body has, for the operator.
+    Messages are already scrubbed of provider keys (Target.scrub) and proxy credentials (never in them)."""
+    if LOG.isEnabledFor(logging.WARNING):
+        LOG.warning("upstream attempt failed: provider=%s attempt=%d outcome=%s cause=%s ms=%.1f: %s",
+                    provider, attempt, outcome, cause_of(err), ms, err.message)
+
+
 @dataclass(frozen=True)
 class Attempt:
     provider: str
@@ -308,6 +328,7 @@ class Resilience(Generic[T]):
         outcome = outcome_of(err)
         attempts.append(Attempt(name, outcome, (self.clock() - started) * 1000))
         self._count(name, outcome)
+        log_failure(name, sum(1 for a in attempts if a.provider == name), outcome, err, attempts[-1].ms)
         if not retryable(err):
             return False
         if self.cooldown.failure(name, retry_after_s(err, self.wall) or 0.0) and self.metrics:

@@ -169,6 +169,7 @@ def test_private_ca_is_refused_by_default(tmp_path, start_gateway, tls_up) -> No
     r = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=30)
     assert r.status_code == 502, r.text
     assert "certificate verify failed" in r.json()["error"]["message"]
+    assert "outcome=error cause=SSLCertVerificationError" in gw.logs()
 
 
 def test_ca_bundle_in_config(tmp_path, start_gateway, tls_up, ca_file) -> None:
