@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -104,6 +105,41 @@ class KeyStore:
                 if hmac.compare_digest(digest, key.digest) and found is None:
                     found = key.name
         return found
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.0/8``, ``::1`` and ``localhost``: only this machine can connect."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure(host: str, port: int, gateway: Mapping[str, Any] | None, allow_unauthenticated: bool) -> tuple[str | None, str | None]:
+    """(refusal, warning) for listening on ``host`` (Redis's protected mode is the model).
+
+    A listener that is not loopback, with no gateway keys required, lets anyone who reaches the port
+    spend the provider keys: refused unless the config says ``gateway.require_keys: false`` or the
+    operator passes ``--allow-unauthenticated``; then one warning says who can call it."""
+    if is_loopback(host):
+        return None, None
+    section = gateway or {}
+    required = section.get("require_keys")
+    if required is None:
+        required = bool(section.get("keys"))
+    if required:
+        return None, None
+    where = f"{host}:{port}"
+    if section.get("require_keys") is False or allow_unauthenticated:
+        why = "gateway.require_keys: false" if section.get("require_keys") is False else "--allow-unauthenticated"
+        return None, (f"listening on {where} without gateway keys ({why}): anyone who can reach this port can call "
+                      "the gateway and spend its provider keys")
+    return (f"refusing to listen on {where} without gateway keys: anyone who could reach the port would spend the "
+            "provider keys. Add gateway.keys to the config, listen on 127.0.0.1, or say so explicitly with "
+            "gateway.require_keys: false or --allow-unauthenticated"), None
 
 
 def _env_name(ref: object) -> str | None:
