@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from archc.bundle import BundleError, load
-from runtime.serve import configure_logging, run
+from runtime.serve import configure_logging, exposure_allowed, run
 from runtime.settings import Settings
 
 
@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--allow-unauthenticated", action="store_true",
+                        help="listen on a non-loopback address without gateway keys (refused otherwise)")
     args = parser.parse_args(argv)
     try:
         bundle = load(args.bundle)
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     configure_logging(settings.log_level)
+    if not exposure_allowed(bundle, settings, args.allow_unauthenticated, "python -m runtime"):
+        return 1
     return run(bundle, settings)
 
 

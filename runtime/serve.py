@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -23,6 +24,7 @@ from starlette.applications import Starlette
 from archc.bundle import Bundle, load
 from runtime import connections
 from runtime.app import create_app
+from runtime.auth import exposure
 from runtime.settings import Settings
 
 BUNDLE_ENV = "ARCHC_SERVE_BUNDLE"  # workers: the last good bundle, as a file
@@ -34,6 +36,19 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=_LOG_FORMAT)
     # httpx logs every request at INFO: noise on the hot path (and a cost) in a gateway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def exposure_allowed(bundle: Bundle, settings: Settings, allow_unauthenticated: bool, prog: str) -> bool:
+    """False (after saying why on stderr) when the listener would be open to the network without
+    gateway keys (runtime.auth.exposure); True otherwise, after a WARNING when it is open by choice.
+    Call after ``configure_logging``."""
+    refusal, warning = exposure(settings.host, settings.port, bundle.extensions.get("gateway"), allow_unauthenticated)
+    if refusal:
+        print(f"{prog}: {refusal}", file=sys.stderr, flush=True)
+        return False
+    if warning:
+        logging.getLogger("archc.runtime").warning(warning)
+    return True
 
 
 def hypercorn_config(settings: Settings) -> Config:

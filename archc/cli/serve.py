@@ -6,17 +6,15 @@ Top of both packages: imports the compiler (bundle_from_path) and the runtime (r
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from archc.bundle import Bundle
 from archc.compiler import CompileError, bundle_from_path
-from runtime.auth import exposure
 from runtime.providers import build_targets
 from runtime.router.models import default_model_dir
-from runtime.serve import app_from_env, configure_logging, run
+from runtime.serve import app_from_env, configure_logging, exposure_allowed, run
 from runtime.settings import Settings
 
 EXIT_ERRORS = 1
@@ -54,14 +52,10 @@ def handle(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"archc serve: {exc}", file=sys.stderr)
         return EXIT_ERRORS
-    refusal, warning = exposure(settings.host, settings.port, bundle.extensions.get("gateway"), args.allow_unauthenticated)
-    if refusal:
-        print(f"archc serve: {refusal}", file=sys.stderr)
+    configure_logging(settings.log_level)
+    if not exposure_allowed(bundle, settings, args.allow_unauthenticated, "archc serve"):
         return EXIT_ERRORS
     _announce(bundle, settings)
-    configure_logging(settings.log_level)
-    if warning:
-        logging.getLogger("archc.runtime").warning(warning)
     return run(bundle, settings, watch=Path(args.config), loader=bundle_from_path, worker_app="archc.cli.serve:worker_app()")
 
 

@@ -52,3 +52,12 @@ def test_serve_open_listener_when_told(tmp_path, start_gateway) -> None:
     assert httpx.get(gw.url + "/readyz", timeout=10).status_code == 200
     warnings = [line for line in gw.logs().splitlines() if "without gateway keys" in line]
     assert len(warnings) == 1 and "WARNING" in warnings[0] and "anyone who can reach this port" in warnings[0]
+
+
+def test_python_m_runtime_refuses_too(tmp_path) -> None:
+    from archc.compiler import compile_source
+    from tests.support.gateway import write_bundle
+    bundle = write_bundle(tmp_path, compile_source(CONFIG, lock_mode="ignore").bundle)
+    done = subprocess.run([sys.executable, "-m", "runtime", str(bundle), "--host", "0.0.0.0", "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "python -m runtime: refusing to listen on 0.0.0.0" in done.stderr
