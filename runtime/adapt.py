@@ -115,13 +115,71 @@ def _incomplete(upstream_format: WireFormat) -> BadUpstreamResponse:
                                "the answer is incomplete")
 
 
+_FIRST_EVENT_LIMIT = 1024 * 1024  # bytes of a stream read without one whole event: not an event stream
+
+
+class FirstEvent:
+    """Judges a stream by its first event before anything is committed to the client: ``feed``
+    returns True once the first event parses as the wire's (a JSON object; not an error), False
+    while more bytes are needed, and raises BadUpstreamResponse for anything else (``end`` when the
+    stream stops first). Comments (``: ping``) and blank lines before it are skipped."""
+
+    __slots__ = ("format", "who", "decoder", "size")
+
+    def __init__(self, upstream_format: WireFormat, who: str) -> None:
+        self.format = upstream_format
+        self.who = who
+        self.decoder = SSEDecoder()
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> bool:
+        self.size += len(chunk)
+        events = self.decoder.feed(chunk)
+        if events:
+            self._check(events[0])
+            return True
+        if self.size > _FIRST_EVENT_LIMIT:
+            raise BadUpstreamResponse(f"{self.who} sent {self.size} bytes without a complete stream event")
+        return False
+
+    def end(self) -> None:
+        events = self.decoder.flush()
+        if events:
+            self._check(events[0])
+            return
+        raise BadUpstreamResponse(f"{self.who}'s stream ended before its first event")
+
+    def _check(self, event: Any) -> None:
+        if self.format is OPENAI and event.data == "[DONE]":
+            raise BadUpstreamResponse(f"{self.who}'s stream ended ([DONE]) before any chunk")
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            raise BadUpstreamResponse(f"{self.who}'s stream began with an event that is not JSON: "
+                                      f"{event.data[:80]!r}") from None
+        if not isinstance(data, dict):
+            raise BadUpstreamResponse(f"{self.who}'s stream began with an event that is not a JSON object")
+        if "error" in data and (self.format is OPENAI or data.get("type") == "error") or event.event == "error":
+            err = data.get("error")
+            detail = err.get("message") if isinstance(err, dict) else err
+            raise BadUpstreamResponse(f"{self.who}'s stream began with an error event: {str(detail)[:300]}")
+
+
+# An OpenAI choice that finished: ``"finish_reason":"stop"`` (a string, not null). Raw bytes: inside a
+# JSON string the quotes would be escaped, so content never matches.
+_FINISHED = re.compile(rb'"finish_reason": ?"')
+
+
 class _Passthrough:
     """Same format: bytes go out exactly as they came in; a stream that ends before its terminal
-    event is an error (found by scanning line starts, so nothing is parsed)."""
+    event is an error (found by scanning line starts, so nothing is parsed). An OpenAI stream whose
+    choice finished is whole without ``[DONE]`` too (some self-hosted servers never send it; the
+    openai SDK and the translated path accept it)."""
 
     def __init__(self, upstream_format: WireFormat) -> None:
         self.format = upstream_format
         self.terminal = _TERMINALS[upstream_format].search
+        self.finished = _FINISHED.search if upstream_format is OPENAI else None
         self.tail = b"\n"  # the stream starts at a line start
         self.complete = False
 
@@ -129,11 +187,13 @@ class _Passthrough:
         if not self.complete:
             window = self.tail + chunk
             self.complete = self.terminal(window) is not None
+            if self.finished is not None and self.finished(window) is not None:
+                self.finished = None  # seen: whole even if [DONE] never comes
             self.tail = window[-24:]  # a marker split across two chunks
         return [chunk]
 
     def finish(self) -> list[bytes]:
-        if not self.complete:
+        if not self.complete and not (self.format is OPENAI and self.finished is None):
             raise _incomplete(self.format)
         return []
 

@@ -168,6 +168,7 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
         try:
             if stream:
                 source = await state.upstream.open_stream(target, _dumps(up_body), extra)
+                await source.judge(adapt.FirstEvent(up_format, f"upstream {target.name!r}"))
                 return _streaming(state, source, body, client_format, up_format, choice, headers, endpoint, started, limit)
             resp, raw = await state.upstream.post(target, _dumps(up_body), extra)
             adapt.check_answer(resp, up_format, f"upstream {target.name!r}")

@@ -367,8 +367,35 @@ class UpstreamStream:
         self.content_type = content_type
         self._chunks = chunks
         self._close = close
+        self._head: list[bytes] = []  # read by ``judge``, yielded first
+        self._rest = self._mapped()  # one iterator, shared by ``judge`` and ``__aiter__``
+
+    async def judge(self, first: Any) -> None:
+        """Read until ``first`` (adapt.FirstEvent) has judged the first event; the bytes read are
+        kept and yielded first. On a bad start the connection is closed and the error raised, so
+        the attempt fails before any byte reaches the client (retried, or the fallback serves it)."""
+        try:
+            while True:
+                try:
+                    chunk = await self._rest.__anext__()
+                except StopAsyncIteration:
+                    first.end()
+                    return
+                self._head.append(chunk)
+                if first.feed(chunk):
+                    return
+        except BaseException:
+            await self.aclose()
+            raise
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        head, self._head = self._head, []
+        for chunk in head:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
+
+    async def _mapped(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._chunks:
                 yield chunk
@@ -379,8 +406,9 @@ class UpstreamStream:
 
     async def aclose(self) -> None:
         try:
+            await self._rest.aclose()
             await self._close()
-        except (httpx.HTTPError, OSError):
+        except (httpx.HTTPError, http1.HTTPError, OSError):
             pass
 
 
