@@ -8,6 +8,8 @@ proxy on the same harness, archc over httpx's transports (--httpx), archc with i
 (--access-log), and Anthropic Messages requests translated to the OpenAI upstream (--anthropic).
 
     python bench/gateway.py [--duration 5] [--litellm /tmp/litellm-venv/bin/litellm] [--httpx] [--anthropic] [--access-log] [--clients] [--out FILE.json]
+    python bench/gateway.py --body-sizes 40000,400000,1000000      # added ms per body size, this tree
+    python bench/gateway.py --ab cf4b00e,HEAD [--passes 4] [--body-sizes ...]   # two trees, alternating passes
 
 The fake upstream (``--serve-upstream PORT``) is a minimal asyncio HTTP/1.1 server that answers
 instantly (a chat.completion, or an SSE stream of 6 chunks when the body asks for ``stream``).
@@ -44,7 +46,11 @@ PROMPT = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Sa
 # translates it to the OpenAI-format upstream and the answer back, streamed and not.
 ANTHROPIC_PROMPT = {**PROMPT, "max_tokens": 64}
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
-APIS = {"openai": ("/v1/chat/completions", {}, PROMPT), "anthropic": ("/v1/messages", ANTHROPIC_HEADERS, ANTHROPIC_PROMPT)}
+APIS = {"openai": ("/v1/chat/completions", {}, PROMPT), "anthropic": ("/v1/messages", ANTHROPIC_HEADERS, ANTHROPIC_PROMPT),
+        # Anthropic Messages to an Anthropic-format upstream: the passthrough Claude Code takes to Anthropic
+        "anthropic-pass": ("/v1/messages", ANTHROPIC_HEADERS, {**ANTHROPIC_PROMPT, "model": "anthropic/claude"})}
+# What "direct" means for each API in the body sweep: the same body straight to the fake upstream.
+DIRECT_PATH = {"openai": "/v1/chat/completions", "anthropic": "/v1/chat/completions", "anthropic-pass": "/v1/messages"}
 
 # -- the fake upstream ----------------------------------------------------------------------------
 
@@ -71,26 +77,64 @@ RESPONSE_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-l
 RESPONSE_SSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n" + _STREAM
 
 
+# The same answer in Anthropic Messages shape, for /v1/messages (the messages-passthrough rows).
+_MESSAGE = json.dumps({
+    "id": "msg_bench", "type": "message", "role": "assistant", "model": "claude", "stop_reason": "end_turn",
+    "stop_sequence": None, "content": [{"type": "text", "text": "Hello! Nice to meet you."}],
+    "usage": {"input_tokens": 14, "output_tokens": 7},
+}, separators=(",", ":")).encode()
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps(data, separators=(",", ":")).encode())
+
+
+_A_EVENTS = b"".join([
+    _event("message_start", {"type": "message_start", "message": {**json.loads(_MESSAGE), "content": [], "stop_reason": None,
+                                                                  "usage": {"input_tokens": 14, "output_tokens": 1}}}),
+    _event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    *[_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}})
+      for t in ("Hello!", " Nice to", " meet you.")],
+    _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                             "usage": {"output_tokens": 7}}),
+    _event("message_stop", {"type": "message_stop"}),
+])
+A_RESPONSE_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE)
+A_RESPONSE_SSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                  + b"%x\r\n%s\r\n0\r\n\r\n" % (len(_A_EVENTS), _A_EVENTS))
+
+
 class _UpstreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        self.buf = b""
+        self.buf = bytearray()  # bodies up to a few MB (--body-sizes): no quadratic concatenation
+        self.need: int | None = None  # bytes of the current request (head + body), once its head is in
+        self.head = b""
+        self.body_at = 0
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
         while True:
-            head_end = self.buf.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buf[:head_end].lower()
-            m = re.search(rb"content-length:\s*(\d+)", head)
-            length = int(m.group(1)) if m else 0
-            end = head_end + 4 + length
+            if self.need is None:  # the head, found once per request (a big body arrives in many reads)
+                head_end = self.buf.find(b"\r\n\r\n")
+                if head_end < 0:
+                    return
+                self.head = bytes(self.buf[:head_end]).lower()
+                m = re.search(rb"content-length:\s*(\d+)", self.head)
+                self.need = head_end + 4 + (int(m.group(1)) if m else 0)
+                self.body_at = head_end + 4
+            end = self.need
             if len(self.buf) < end:
                 return
-            body, self.buf = self.buf[head_end + 4:end], self.buf[end:]
-            stream = re.search(rb'"stream"\s*:\s*true', body) is not None
-            self.transport.write(RESPONSE_SSE if stream else RESPONSE_JSON)  # type: ignore[attr-defined]
+            head, body = self.head, bytes(self.buf[self.body_at:end])
+            del self.buf[:end]
+            self.need = None
+            stream = re.search(rb'"stream"\s*:\s*true', body[:256] + body[-256:]) is not None
+            if head.split(b" ", 2)[1].endswith(b"/messages"):
+                self.transport.write(A_RESPONSE_SSE if stream else A_RESPONSE_JSON)  # type: ignore[attr-defined]
+            else:
+                self.transport.write(RESPONSE_SSE if stream else RESPONSE_JSON)  # type: ignore[attr-defined]
 
 
 def serve_upstream(port: int) -> None:
@@ -171,10 +215,11 @@ def wait_http(url: str, timeout: float, headers: dict[str, str] | None = None) -
     raise RuntimeError(f"{url} did not come up in {timeout}s")
 
 
-def start(cmd: list[str], cpu: int, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start(cmd: list[str], cpu: int, env: dict[str, str] | None = None, log: Path | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
     out = open(log, "wb") if log else subprocess.DEVNULL
     return subprocess.Popen(["taskset", "-c", str(cpu), *cmd], stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env={**os.environ, **(env or {})}, start_new_session=True, cwd=cwd)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -270,7 +315,9 @@ def _bundle(folder: Path, upstream: str) -> Path:
     listener = {"name": "llm", "kind": "model", "address": "127.0.0.1", "port": 12000, "timeout_ms": 30000}
     bundle = seal({"source": {"path": "bench"}, "listeners": [listener], "providers": [{
         "name": "openai/gpt-4o", "provider": "openai", "model": "gpt-4o", "wire": "openai_chat",
-        "endpoint": upstream + "/v1/chat/completions", "auth": "bearer", "key_env": "BENCH_OPENAI_KEY", "default": True}],
+        "endpoint": upstream + "/v1/chat/completions", "auth": "bearer", "key_env": "BENCH_OPENAI_KEY", "default": True}, {
+        "name": "anthropic/claude", "provider": "anthropic", "model": "claude", "wire": "anthropic_messages",
+        "endpoint": upstream + "/v1/messages", "auth": "x-api-key", "key_env": "BENCH_OPENAI_KEY", "default": False}],
         "aliases": [], "routes": [], "default_model": "openai/gpt-4o", "routing": {}, "router": None})
     path = folder / "bundle.json"
     path.write_bytes(bundle.to_bytes())
@@ -304,6 +351,137 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# -- body sizes and A/B ------------------------------------------------------------------------------
+
+
+def sized(prompt: dict[str, Any], size: int, anthropic: bool) -> dict[str, Any]:
+    """``prompt`` grown to about ``size`` bytes the way an agent's history grows: alternating turns of
+    about 2 KB (Anthropic: text blocks), ending with the user's question."""
+    turn = ("Here is the file you asked for, with the change applied as discussed. " * 30)[:2000]
+    messages: list[dict[str, Any]] = []
+    total = len(json.dumps(prompt))
+    while total < size:
+        role = "user" if len(messages) % 2 == 0 else "assistant"
+        msg: dict[str, Any] = {"role": role, "content": [{"type": "text", "text": turn}] if anthropic else turn}
+        messages.append(msg)
+        total += len(json.dumps(msg)) + 1
+    if messages and messages[-1]["role"] == "user":
+        messages.append({"role": "assistant", "content": "ok"})
+    return {**prompt, "messages": messages + list(prompt["messages"])}
+
+
+def tree_of(ref: str, folder: Path) -> Path:
+    """A source tree to run: a folder as given, or a git commit-ish exported with ``git archive``."""
+    if Path(ref).is_dir():
+        return Path(ref).resolve()
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    out = folder / f"tree-{sha[:10]}"
+    if not out.exists():
+        out.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
+
+
+def start_gateway(tree: Path, bundle: Path, folder: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`archc serve` from ``tree`` (its own archc/ and runtime/ first on the path), pinned to CPU 0."""
+    port = free_port()
+    proc = start([sys.executable, "-m", "archc", "serve", str(bundle), "--port", str(port), "--log-level", "warning"], cpu=0,
+                 env={"BENCH_OPENAI_KEY": "sk-fake", "PYTHONPATH": str(tree)}, log=folder / f"{name}.log", cwd=tree)
+    wait_http(f"http://127.0.0.1:{port}/readyz", 60)
+    return proc, port
+
+
+Cell = tuple[str, bool, int, int]  # api, stream, concurrency, body size (0: the short prompt)
+
+
+def cells_for(args: argparse.Namespace) -> list[Cell]:
+    apis = args.apis.split(",")
+    out: list[Cell] = [(api, stream, c, 0) for api in apis for stream in (False, True)
+                       for c in (int(x) for x in args.concurrency.split(","))]
+    sizes = [int(x) for x in args.body_sizes.split(",")] if args.body_sizes else []
+    return out + [(api, False, 1, size) for api in apis for size in sizes]
+
+
+def run_cells(base: str, cells: list[Cell], args: argparse.Namespace, folder: Path, direct: bool = False) -> dict[Cell, dict[str, Any]]:
+    results = {}
+    for api, stream, c, size in cells:
+        path, headers, prompt = APIS[api]
+        if direct:
+            path = DIRECT_PATH[api]
+            prompt = {**prompt, "model": "gpt-4o"} if api != "anthropic-pass" else prompt
+        anthropic_body = api != "openai" and not (direct and api == "anthropic")
+        body = sized(prompt, size, anthropic_body) if size else prompt
+        if direct and api == "anthropic" and size:  # the translated rows' upstream gets OpenAI chat
+            body = sized({**PROMPT, "model": "gpt-4o"}, size, False)
+        if not size:
+            check(base + path, headers, stream, prompt)
+        wrk(base + path, {**body, "stream": stream}, c, 1, headers, folder)  # warm-up
+        results[(api, stream, c, size)] = wrk(base + path, {**body, "stream": stream}, c, args.duration, headers, folder)
+    return results
+
+
+def body_sweep(args: argparse.Namespace, upstream: str, folder: Path) -> list[str]:
+    """This tree only: added p50 ms over direct for each API and body size (c=1, json)."""
+    cells = [cell for cell in cells_for(args) if cell[3]]
+    direct = run_cells(upstream, cells, args, folder, direct=True)
+    proc, port = start_gateway(ROOT, _bundle(folder, upstream), folder, "sweep")
+    try:
+        got = run_cells(f"http://127.0.0.1:{port}", cells, args, folder)
+    finally:
+        stop(proc)
+    lines = ["| api | body | direct p50 ms | archc p50 ms | added ms |", "|---|---|---|---|---|"]
+    for cell in cells:
+        d, g = direct[cell]["p50_ms"], got[cell]["p50_ms"]
+        lines.append(f"| {cell[0]} | {cell[3] // 1000} KB | {d:.2f} | {g:.2f} | {g - d:.2f} |")
+    return lines
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def ab(args: argparse.Namespace, upstream: str, folder: Path) -> list[str]:
+    """Two trees, alternating passes (A B, B A, ...): req/s for the short-prompt cells, added p50 ms
+    over direct for the body-size cells; medians and ranges side by side."""
+    refs = args.ab.split(",")
+    if len(refs) != 2:
+        raise SystemExit("--ab wants two refs: A,B (git commits or source folders)")
+    trees = [tree_of(ref, folder) for ref in refs]
+    bundle = _bundle(folder, upstream)
+    cells = cells_for(args)
+    sized_cells = [cell for cell in cells if cell[3]]
+    samples: dict[tuple[int, Cell], list[float]] = {}
+    for n in range(args.passes):
+        order = (0, 1) if n % 2 == 0 else (1, 0)
+        direct = run_cells(upstream, sized_cells, args, folder, direct=True) if sized_cells else {}
+        for which in order:
+            proc, port = start_gateway(trees[which], bundle, folder, f"ab-{which}-{n}")
+            try:
+                got = run_cells(f"http://127.0.0.1:{port}", cells, args, folder)
+            finally:
+                stop(proc)
+            for cell, r in got.items():
+                value = r["p50_ms"] - direct[cell]["p50_ms"] if cell[3] else r["rps"]
+                samples.setdefault((which, cell), []).append(value)
+            print(f"pass {n + 1}/{args.passes}: {refs[which]} done", flush=True)
+    lines = [f"A = {refs[0]}, B = {refs[1]}; {args.passes} alternating passes of {args.duration:g} s per cell; "
+             "req/s (short prompt) or added p50 ms over direct (body sizes, c=1 json): median [min-max]",
+             "| api | mode | c | body | A | B | B vs A |", "|---|---|---|---|---|---|---|"]
+    for cell in cells:
+        a, b = samples[(0, cell)], samples[(1, cell)]
+        ma, mb = _median(a), _median(b)
+        fmt = (lambda v: f"{v:.2f}") if cell[3] else (lambda v: f"{v:.0f}")
+        change = (mb - ma) / ma * 100 if ma else 0.0
+        body = f"{cell[3] // 1000} KB" if cell[3] else "short"
+        lines.append(f"| {cell[0]} | {'stream' if cell[1] else 'json'} | {cell[2]} | {body} | {fmt(ma)} [{fmt(min(a))}-{fmt(max(a))}] | "
+                     f"{fmt(mb)} [{fmt(min(b))}-{fmt(max(b))}] | {change:+.1f}% |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell (after a 1 s warm-up)")
@@ -318,6 +496,13 @@ def main() -> int:
     parser.add_argument("--out", help="write the rows as JSON here")
     parser.add_argument("--clients", action="store_true",
                         help="also run bare hypercorn apps (constant answer; forwarding over aiohttp; over runtime/http1.py)")
+    parser.add_argument("--ab", metavar="A,B", help="compare two trees (git commits or folders) in alternating passes")
+    parser.add_argument("--passes", type=int, default=4, help="--ab: passes per tree (alternating order)")
+    parser.add_argument("--apis", default="openai,anthropic,anthropic-pass",
+                        help="--ab / --body-sizes: openai (chat passthrough), anthropic (messages translated), "
+                             "anthropic-pass (messages passthrough)")
+    parser.add_argument("--body-sizes", default="", help="body sizes in bytes (e.g. 40000,400000,1000000): added p50 ms "
+                                                          "over direct at c=1, json")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare", nargs=3, metavar=("MODE", "PORT", "UPSTREAM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -340,6 +525,13 @@ def main() -> int:
             upstream = f"http://127.0.0.1:{up_port}"
             procs.append(start([sys.executable, __file__, "--serve-upstream", str(up_port)], cpu=1))
             wait_http(upstream + "/", 20)
+            if args.ab:
+                print("\n".join(ab(args, upstream, folder)))
+                return 0
+            if args.body_sizes:
+                report = body_sweep(args, upstream, folder)
+                print("\n".join(report))
+                return 0
             print("direct to the fake upstream", flush=True)
             rows += run_target("direct", upstream + "/v1/chat/completions", {}, args, folder, concurrencies)
 

@@ -25,7 +25,7 @@ from runtime.decide.choose import Choice
 from runtime.responses import Headers, JSONAnswer, SSEAnswer
 from runtime.sessions import SESSION_HEADER
 from runtime.state import GatewayState
-from runtime.wire import WireFormat
+from runtime.wire import WireFormat, json_text
 
 Answer = JSONAnswer | SSEAnswer
 _SESSION = SESSION_HEADER.encode()
@@ -33,7 +33,6 @@ _SESSION = SESSION_HEADER.encode()
 _FORWARD_ANTHROPIC = (b"anthropic-beta",)
 _READ = frozenset({b"content-length", _SESSION, *_FORWARD_ANTHROPIC})
 _ATTEMPTS = retry.ATTEMPTS_HEADER.encode()
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # what json.dumps(...) would build per call
 
 
 class ChatEndpoint:
@@ -184,11 +183,7 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
     return JSONAnswer(200, headers, _dumps(out))
 
 
-def _dumps(obj: Any) -> bytes:
-    try:
-        return _JSON.encode(obj).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate (valid JSON escape, not encodable as UTF-8): escape it
-        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+_dumps = json_text.dumps
 
 
 class _replay:

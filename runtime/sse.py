@@ -1,15 +1,16 @@
 """Server-sent events: bytes <-> events, shared by every wire format (runtime, no I/O).
 
-Imports only the stdlib. Parsing follows the WHATWG "event stream interpretation" rules.
+Imports the stdlib and runtime.wire.json_text (compact JSON). Parsing follows the WHATWG "event stream interpretation" rules.
 """
 
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from runtime.wire.json_text import dumps
 
 __all__ = ["DONE", "SSEDecoder", "SSEEvent", "encode_event", "encode_json"]
 
@@ -121,7 +122,9 @@ def encode_event(data: str, event: str | None = None) -> bytes:
 
 def encode_json(obj: Any, event: str | None = None) -> bytes:
     """``obj`` as compact JSON in one SSE event (compact JSON has no raw line breaks)."""
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    data = dumps(obj)
     if event is None:
-        return f"data: {text}\n\n".encode("utf-8")
-    return encode_event(text, event)
+        return b"data: " + data + b"\n\n"
+    if _LINE_END.search(event):
+        raise ValueError("an SSE event name cannot contain a line break")
+    return b"event: " + event.encode("utf-8") + b"\ndata: " + data + b"\n\n"

@@ -173,3 +173,17 @@ def test_route_needs_no_max_tokens_in_either_format(client: httpx.Client, upstre
         assert r.status_code == 200, r.text
         assert r.json()["model"] == ANTHROPIC_MODEL
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("text", [
+    '{"a":1,"b":"é","c":[true,null,1.5]}',
+    '{"big":18446744073709551616,"neg":-18446744073709551616}',  # past orjson's 64 bits: the stdlib writes them
+    '{"s":"\\ud800 lone"}',  # a lone surrogate escape: written back escaped, as ASCII
+    '{"n":-0.0,"f":1e-7,"i":9007199254740993}',
+])
+def test_dumps_writes_back_every_value_parse_request_accepts(text: str) -> None:
+    from runtime.wire.json_text import dumps, parse_request
+    value = parse_request(text.encode())
+    out = dumps(value)
+    assert json.loads(out) == value
+    assert b", " not in out and b": " not in out  # compact
