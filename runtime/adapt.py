@@ -116,6 +116,7 @@ def _incomplete(upstream_format: WireFormat) -> BadUpstreamResponse:
 
 
 _FIRST_EVENT_LIMIT = 1024 * 1024  # bytes of a stream read without one whole event: not an event stream
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")  # a blank line ends an event (WHATWG: CRLF, LF or CR)
 
 
 class FirstEvent:
@@ -124,26 +125,32 @@ class FirstEvent:
     while more bytes are needed, and raises BadUpstreamResponse for anything else (``end`` when the
     stream stops first). Comments (``: ping``) and blank lines before it are skipped."""
 
-    __slots__ = ("format", "who", "decoder", "size")
+    __slots__ = ("format", "who", "decoder", "size", "pending")
 
     def __init__(self, upstream_format: WireFormat, who: str) -> None:
         self.format = upstream_format
         self.who = who
         self.decoder = SSEDecoder()
         self.size = 0
+        self.pending = b""
 
     def feed(self, chunk: bytes) -> bool:
+        # Only the bytes up to each blank line go to the decoder: a first chunk that holds the whole
+        # answer costs one event's parse, not the stream's.
         self.size += len(chunk)
-        events = self.decoder.feed(chunk)
-        if events:
-            self._check(events[0])
-            return True
+        self.pending += chunk
+        while (cut := _EVENT_END.search(self.pending)) is not None:
+            block, self.pending = self.pending[:cut.end()], self.pending[cut.end():]
+            events = self.decoder.feed(block)
+            if events:
+                self._check(events[0])
+                return True
         if self.size > _FIRST_EVENT_LIMIT:
             raise BadUpstreamResponse(f"{self.who} sent {self.size} bytes without a complete stream event")
         return False
 
     def end(self) -> None:
-        events = self.decoder.flush()
+        events = self.decoder.feed(self.pending) + self.decoder.flush()
         if events:
             self._check(events[0])
             return

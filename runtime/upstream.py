@@ -368,7 +368,6 @@ class UpstreamStream:
         self._chunks = chunks
         self._close = close
         self._head: list[bytes] = []  # read by ``judge``, yielded first
-        self._rest = self._mapped()  # one iterator, shared by ``judge`` and ``__aiter__``
 
     async def judge(self, first: Any) -> None:
         """Read until ``first`` (adapt.FirstEvent) has judged the first event; the bytes read are
@@ -377,10 +376,12 @@ class UpstreamStream:
         try:
             while True:
                 try:
-                    chunk = await self._rest.__anext__()
+                    chunk = await self._chunks.__anext__()
                 except StopAsyncIteration:
                     first.end()
                     return
+                except (httpx.HTTPError, http1.HTTPError) as exc:
+                    raise self._broken(exc) from exc
                 self._head.append(chunk)
                 if first.feed(chunk):
                     return
@@ -389,24 +390,23 @@ class UpstreamStream:
             raise
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        # ``_chunks`` is one iterator: ``judge`` read its start, this goes on from there.
         head, self._head = self._head, []
         for chunk in head:
             yield chunk
-        async for chunk in self._rest:
-            yield chunk
-
-    async def _mapped(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._chunks:
                 yield chunk
-        except (httpx.TimeoutException, http1.ReadTimeout) as exc:
-            raise UpstreamTimeout(f"upstream {self.target.name!r} stopped streaming (timeout)") from exc
         except (httpx.HTTPError, http1.HTTPError) as exc:
-            raise UpstreamError(f"upstream {self.target.name!r} broke off its stream: {type(exc).__name__}") from exc
+            raise self._broken(exc) from exc
+
+    def _broken(self, exc: Exception) -> UpstreamError:
+        if isinstance(exc, (httpx.TimeoutException, http1.ReadTimeout)):
+            return UpstreamTimeout(f"upstream {self.target.name!r} stopped streaming (timeout)")
+        return UpstreamError(f"upstream {self.target.name!r} broke off its stream: {type(exc).__name__}")
 
     async def aclose(self) -> None:
         try:
-            await self._rest.aclose()
             await self._close()
         except (httpx.HTTPError, http1.HTTPError, OSError):
             pass
