@@ -404,7 +404,16 @@ def cells_for(args: argparse.Namespace) -> list[Cell]:
     return out + [(api, False, 1, size) for api in apis for size in sizes]
 
 
-def run_cells(base: str, cells: list[Cell], args: argparse.Namespace, folder: Path, direct: bool = False) -> dict[Cell, dict[str, Any]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat): what a request costs, whatever
+    else the machine is doing (time stolen by other guests or processes is not counted)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_cells(base: str, cells: list[Cell], args: argparse.Namespace, folder: Path, direct: bool = False,
+              pid: int | None = None) -> dict[Cell, dict[str, Any]]:
+    """wrk over each cell; with ``pid``, each result also has ``cpu_us``: the process's CPU per request."""
     results = {}
     for api, stream, c, size in cells:
         path, headers, prompt = APIS[api]
@@ -418,7 +427,11 @@ def run_cells(base: str, cells: list[Cell], args: argparse.Namespace, folder: Pa
         if not size:
             check(base + path, headers, stream, prompt)
         wrk(base + path, {**body, "stream": stream}, c, 1, headers, folder)  # warm-up
-        results[(api, stream, c, size)] = wrk(base + path, {**body, "stream": stream}, c, args.duration, headers, folder)
+        before = cpu_seconds(pid) if pid else 0.0
+        result = wrk(base + path, {**body, "stream": stream}, c, args.duration, headers, folder)
+        if pid and result["requests"]:
+            result["cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / result["requests"]
+        results[(api, stream, c, size)] = result
     return results
 
 
@@ -455,30 +468,38 @@ def ab(args: argparse.Namespace, upstream: str, folder: Path) -> list[str]:
     cells = cells_for(args)
     sized_cells = [cell for cell in cells if cell[3]]
     samples: dict[tuple[int, Cell], list[float]] = {}
+    cpu: dict[tuple[int, Cell], list[float]] = {}  # the gateway's CPU µs per request: steady when the VM is not
     for n in range(args.passes):
         order = (0, 1) if n % 2 == 0 else (1, 0)
         direct = run_cells(upstream, sized_cells, args, folder, direct=True) if sized_cells else {}
         for which in order:
             proc, port = start_gateway(trees[which], bundle, folder, f"ab-{which}-{n}")
             try:
-                got = run_cells(f"http://127.0.0.1:{port}", cells, args, folder)
+                got = run_cells(f"http://127.0.0.1:{port}", cells, args, folder, pid=proc.pid)
             finally:
                 stop(proc)
             for cell, r in got.items():
                 value = r["p50_ms"] - direct[cell]["p50_ms"] if cell[3] else r["rps"]
                 samples.setdefault((which, cell), []).append(value)
+                cpu.setdefault((which, cell), []).append(r.get("cpu_us", 0.0))
             print(f"pass {n + 1}/{args.passes}: {refs[which]} done", flush=True)
     lines = [f"A = {refs[0]}, B = {refs[1]}; {args.passes} alternating passes of {args.duration:g} s per cell; "
-             "req/s (short prompt) or added p50 ms over direct (body sizes, c=1 json): median [min-max]",
-             "| api | mode | c | body | A | B | B vs A |", "|---|---|---|---|---|---|---|"]
-    for cell in cells:
-        a, b = samples[(0, cell)], samples[(1, cell)]
+             "req/s (short prompt) or added p50 ms over direct (body sizes, c=1 json), and the gateway's CPU µs per "
+             "request: median [min-max]",
+             "| api | mode | c | body | A | B | B vs A | A cpu µs/req | B cpu µs/req | B vs A |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cols(table: dict[tuple[int, Cell], list[float]], cell: Cell, digits: int) -> str:
+        a, b = table[(0, cell)], table[(1, cell)]
         ma, mb = _median(a), _median(b)
-        fmt = (lambda v: f"{v:.2f}") if cell[3] else (lambda v: f"{v:.0f}")
         change = (mb - ma) / ma * 100 if ma else 0.0
+        return (f"{ma:.{digits}f} [{min(a):.{digits}f}-{max(a):.{digits}f}] | {mb:.{digits}f} [{min(b):.{digits}f}-"
+                f"{max(b):.{digits}f}] | {change:+.1f}%")
+
+    for cell in cells:
         body = f"{cell[3] // 1000} KB" if cell[3] else "short"
-        lines.append(f"| {cell[0]} | {'stream' if cell[1] else 'json'} | {cell[2]} | {body} | {fmt(ma)} [{fmt(min(a))}-{fmt(max(a))}] | "
-                     f"{fmt(mb)} [{fmt(min(b))}-{fmt(max(b))}] | {change:+.1f}% |")
+        lines.append(f"| {cell[0]} | {'stream' if cell[1] else 'json'} | {cell[2]} | {body} | "
+                     f"{cols(samples, cell, 2 if cell[3] else 0)} | {cols(cpu, cell, 0)} |")
     return lines
 
 
