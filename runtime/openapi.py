@@ -139,12 +139,20 @@ def spec() -> dict[str, Any]:
     other_part = {"type": "object", "required": ["type"], "additionalProperties": True,
                   "properties": {"type": {"type": "string", "not": {"enum": ["text"]}}}}
     content = {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"oneOf": [text_part, other_part]}}]}
-    system = {"oneOf": [{"type": "string"}, {"type": "array", "items": text_part}]}
+    # null is taken as absent, as for the other optional fields.
+    system = {"oneOf": [{"type": "string", "nullable": True}, {"type": "array", "items": text_part}]}
 
     def message(roles: tuple[str, ...]) -> dict[str, Any]:
         # The common shape; both APIs accept more (tool calls and results, images, thinking).
-        return {"type": "object", "required": ["role", "content"], "additionalProperties": True,
-                "properties": {"role": {"type": "string", "enum": list(roles)}, "content": content}}
+        plain = {"type": "object", "required": ["role", "content"], "additionalProperties": True,
+                 "properties": {"role": {"type": "string", "enum": [r for r in roles if r != "tool"]}, "content": content}}
+        if "tool" not in roles:
+            return plain
+        # A tool result names the call it answers (OpenAI chat: tool_call_id is required).
+        tool = {"type": "object", "required": ["role", "content", "tool_call_id"], "additionalProperties": True,
+                "properties": {"role": {"type": "string", "enum": ["tool"]}, "content": content,
+                               "tool_call_id": {"type": "string"}}}
+        return {"oneOf": [plain, tool]}
 
     def messages(roles: tuple[str, ...]) -> dict[str, Any]:
         return {"type": "array", "minItems": 1, "items": message(roles)}

@@ -46,7 +46,11 @@ def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True, syst
     if not system_in_place:
         messages = _hoist_system(messages)
     if not messages:
-        raise TranslationError("messages: none of the messages can be expressed in the OpenAI chat format", code="untranslatable_messages")
+        kinds = sorted({str(b.get("type")) for m in body["messages"] if isinstance(m.get("content"), list)
+                        for b in m["content"] if isinstance(b, dict)})
+        what = f" (their content block types: {', '.join(repr(k) for k in kinds)})" if kinds else ""
+        raise TranslationError("messages: this Anthropic request has nothing an OpenAI-format upstream can take: its "
+                               f"content blocks have no OpenAI chat equivalent{what}", code="untranslatable_messages")
     out["messages"] = messages
     if body.get("max_tokens") is not None:
         out["max_tokens"] = body["max_tokens"]

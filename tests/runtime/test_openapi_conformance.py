@@ -180,6 +180,13 @@ EDGES = [  # (path, query, body): the document accepts the body exactly when the
     ("/v1/route", {"format": "anthropic"}, {"messages": _HI}),  # no max_tokens needed for a decision
     ("/v1/route", {"format": "openai"}, {"messages": _HI}),
     ("/v1/route", {"format": "anthropics"}, {"messages": _HI}),
+    # found by a longer seeded schemathesis run (egress issue): tool results name their call; system: null is absent
+    ("/v1/chat/completions", {}, {"messages": [*_HI, {"role": "tool", "content": "42"}]}),
+    ("/v1/chat/completions", {}, {"messages": [*_HI, {"role": "tool", "content": "42", "tool_call_id": "call_1"}]}),
+    ("/v1/route", {"format": "anthropic"}, {"messages": [*_HI, {"role": "tool", "content": "42"}]}),
+    ("/v1/route", {"format": "openai"}, {"messages": [*_HI, {"role": "tool", "content": "42"}]}),
+    ("/v1/messages", {}, {"messages": _HI, "max_tokens": 8, "system": None}),
+    ("/v1/messages/count_tokens", {}, {"messages": _HI, "system": None}),
 ]
 
 
