@@ -212,7 +212,8 @@ def spec() -> dict[str, Any]:
                                 "schema": {"type": "string", "enum": ["openai", "anthropic"]}}],
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages"], "additionalProperties": True,
-                    "properties": {"model": {"type": "string"}, "messages": messages(OPENAI_ROLES)}})},
+                    # model: null is no model (the decision then says why: default or route)
+                    "properties": {"model": {"type": "string", "nullable": True}, "messages": messages(OPENAI_ROLES)}})},
                 "responses": {"200": {"description": "The decision", "content": _json(any_object)},
                               **_error_responses(400, 401, 404, 413)},
             }},

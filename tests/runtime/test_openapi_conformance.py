@@ -187,6 +187,7 @@ EDGES = [  # (path, query, body): the document accepts the body exactly when the
     ("/v1/route", {"format": "openai"}, {"messages": [*_HI, {"role": "tool", "content": "42"}]}),
     ("/v1/messages", {}, {"messages": _HI, "max_tokens": 8, "system": None}),
     ("/v1/messages/count_tokens", {}, {"messages": _HI, "system": None}),
+    ("/v1/route", {"format": "openai"}, {"model": None, "messages": _HI}),
 ]
 
 
