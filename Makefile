@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine: `make demo` (the main job end to end) and `make test`.
 # Each installs what it needs: a virtualenv in .venv, Claude Code from npm in .tools/,
-# and redis-server from Debian's packages (tests start their own on loopback).
+# redis-server from Debian's packages (tests start their own on loopback), and openssl (the
+# trust tests hash a CA into an OS-store folder as update-ca-certificates does).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,6 +25,9 @@ tools: .tools/node_modules/.bin/claude
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	  || echo "warning: could not install redis-server; Redis tests will say so"; }
+	@command -v openssl >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null) \
+	  || echo "warning: could not install openssl; the OS-store trust tests need its x509 -hash"; }
 
 demo: install
 	$(PY) examples/demo.py
