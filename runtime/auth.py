@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
 
 from runtime.errors import GatewayError, Unauthorized, render
+from runtime.settings import env_name as settings_env_name
 from runtime.wire import WireFormat
 
 Scope = MutableMapping[str, Any]
@@ -72,7 +73,7 @@ class KeyStore:
         entries = gateway.get("keys") or []
         for i, entry in enumerate(entries):
             name = str(entry.get("name") or f"key{i}")
-            env_name = _env_name(entry.get("key_env") or entry.get("env"))
+            env_name = settings_env_name(entry.get("key_env") or entry.get("env"))
             if entry.get("sha256"):
                 hexdigest = str(entry["sha256"]).strip().lower().removeprefix("sha256:")
                 try:
@@ -140,13 +141,6 @@ def exposure(host: str, port: int, gateway: Mapping[str, Any] | None, allow_unau
     return (f"refusing to listen on {where} without gateway keys: anyone who could reach the port would spend the "
             "provider keys. Add gateway.keys to the config, listen on 127.0.0.1, or say so explicitly with "
             "gateway.require_keys: false or --allow-unauthenticated"), None
-
-
-def _env_name(ref: object) -> str | None:
-    """``ARCHC_KEY``, ``$ARCHC_KEY`` or ``${ARCHC_KEY}`` -> ``ARCHC_KEY``."""
-    if not ref:
-        return None
-    return str(ref).strip().lstrip("$").strip("{}") or None
 
 
 def presented_credentials(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:

@@ -1,7 +1,8 @@
 """Egress: which proxy and which trust each upstream call uses. Pure parsing plus ``ssl`` contexts.
 
 Stage: upstream (built once per bundle generation by runtime/providers.py; runtime/http1.py
-connects through the result). Imports the standard library only (certifi when installed).
+connects through the result). Imports the standard library (certifi when installed) and
+runtime.settings (environment references).
 
 Proxies follow the environment every HTTP client honours (curl, requests, httpx, the openai SDK):
 ``HTTPS_PROXY`` for https upstreams, ``HTTP_PROXY`` for http ones, ``ALL_PROXY`` for either,
@@ -25,6 +26,8 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
+
+from runtime.settings import env_name
 
 DIRECT = "none"  # a ``proxy`` value that means: no proxy, whatever the environment says
 _PROXY_ENV = {"https": ("https_proxy", "HTTPS_PROXY"), "http": ("http_proxy", "HTTP_PROXY")}
@@ -242,8 +245,8 @@ def env_value(value: Any, env: Mapping[str, str], where: str) -> str | None:
         return None
     text = str(value).strip()
     if text.startswith("$"):
-        name = text[1:].strip("{}")
-        found = env.get(name)
+        name = env_name(text)
+        found = env.get(name) if name else None
         if not found:
             raise EgressError(f"{where}: the environment variable {name} is not set")
         return found
@@ -263,9 +266,8 @@ def route_for(url: str, gateway_egress: Mapping[str, Any] | None, options: Mappi
     else:
         setting, where = section.get("proxy"), "gateway.egress.proxy"
     proxy_url = env_value(setting, env, where)
-    no_proxy = env_value(section.get("no_proxy"), env, "gateway.egress.no_proxy") if "no_proxy" in section else None
-    if isinstance(section.get("no_proxy"), list):
-        no_proxy = ",".join(str(x) for x in section["no_proxy"])
+    bypass = section.get("no_proxy")  # a list, or one comma-separated string (None: the environment's)
+    no_proxy = ",".join(map(str, bypass)) if isinstance(bypass, list) else env_value(bypass, env, "gateway.egress.no_proxy")
     proxy, proxy_source = select_proxy(scheme, parts.hostname or "", port, proxy_url, no_proxy, env)
     if scheme != "https":
         return Route(proxy, None, proxy_source, "")

@@ -15,6 +15,13 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 _TRUE = {"1", "true", "yes", "on"}
 
 
+def env_name(ref: object) -> str | None:
+    """``NAME``, ``$NAME`` or ``${NAME}`` (a config's environment reference) -> ``NAME``."""
+    if not ref:
+        return None
+    return str(ref).strip().lstrip("$").strip("{}") or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """How this gateway process runs.

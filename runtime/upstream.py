@@ -45,9 +45,9 @@ def build_client(settings: Settings) -> httpx.AsyncClient:
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False)
         transport = aio
     else:
+        # No pool-wide TLS context: each provider's Endpoint carries its own (runtime/egress.py's trust).
         transport = H1Transport(http1.Pool(max_connections=settings.max_connections, keepalive_s=_KEEPALIVE_S,
-                                           connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s,
-                                           ssl_context=httpx.create_ssl_context(trust_env=True)))
+                                           connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s))
     timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
 
