@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from archc.bundle import Deadline
 from runtime import adapt, echo, retry
 from runtime.endpoints import decide_request, decision_headers, read_json, remember_session
-from runtime.errors import GatewayError, ProviderUnavailable, UpstreamTimeout, render
+from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, UpstreamTimeout, render
 from runtime.providers import Target
 from runtime.decide.choose import Choice
 from runtime.responses import Headers, JSONAnswer, SSEAnswer
@@ -153,7 +153,10 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
                    headers: Headers, endpoint: str, started: float, wanted: dict[bytes, str], limit: Deadline) -> Answer:
     up_format = target.upstream_format
     keep_reasoning = bool(choice.provider.options.get("send_reasoning", False))
-    up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model, keep_reasoning=keep_reasoning)
+    try:
+        up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model, keep_reasoning=keep_reasoning)
+    except TranslationError as exc:  # which model made it untranslatable is the caller's first question
+        raise TranslationError(f"{exc.message} (routed to {choice.provider.name!r})", code=exc.code) from None
     stream = bool(body.get("stream"))
     extra = None
     if client_format is up_format is WireFormat.ANTHROPIC_MESSAGES:

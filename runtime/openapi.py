@@ -42,7 +42,8 @@ _DECISION_HEADERS = {
 
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
-    words = {400: "Invalid request", 401: "Missing or invalid gateway key", 404: "Unknown model or path",
+    words = {400: "Invalid request, or one the chosen model's upstream format cannot carry (code untranslatable_messages, "
+                  "unsupported_parameter): whether a body translates depends on the model it is routed to", 401: "Missing or invalid gateway key", 404: "Unknown model or path",
              413: "Body too large", 429: "Rate limited (retry-after and x-ratelimit-* headers)",
              500: "Gateway bug (never a traceback)", 502: "Upstream failed", 503: "Provider unavailable",
              504: "Upstream timed out"}

@@ -49,8 +49,9 @@ def request_to_openai(body: dict[str, Any], *, keep_reasoning: bool = True, syst
         kinds = sorted({str(b.get("type")) for m in body["messages"] if isinstance(m.get("content"), list)
                         for b in m["content"] if isinstance(b, dict)})
         what = f" (their content block types: {', '.join(repr(k) for k in kinds)})" if kinds else ""
-        raise TranslationError("messages: this Anthropic request has nothing an OpenAI-format upstream can take: its "
-                               f"content blocks have no OpenAI chat equivalent{what}", code="untranslatable_messages")
+        raise TranslationError("messages: the chosen model's upstream speaks OpenAI chat, which has no equivalent for any "
+                               f"content block of this request{what}; send at least one text, image, document, "
+                               "tool_use or tool_result block", code="untranslatable_messages")
     out["messages"] = messages
     if body.get("max_tokens") is not None:
         out["max_tokens"] = body["max_tokens"]

@@ -191,6 +191,10 @@ EDGES = [  # (path, query, body): the document accepts the body exactly when the
     ("/v1/messages", {}, {"messages": _HI, "max_tokens": 8, "system": None}),
     ("/v1/messages/count_tokens", {}, {"messages": _HI, "system": None}),
     ("/v1/route", {"format": "openai"}, {"model": None, "messages": _HI}),
+    # a block type the gateway does not know is the upstream's to judge: forwarded on passthrough
+    ("/v1/messages", {}, {"model": "anthropic/claude-x", "messages": [{"role": "user", "content": [{"type": "AAA"}]}], "max_tokens": 8}),
+    ("/v1/messages/count_tokens", {}, {"messages": _HI, "metadata": {"n": 2**64}}),
+    ("/v1/messages/count_tokens", {}, {"messages": _HI, "metadata": {"n": -(2**63) - 1}}),
 ]
 
 
@@ -209,3 +213,15 @@ def test_the_document_accepts_what_the_gateway_accepts(gateway: Gateway, path: s
     response = httpx.post(gateway.url + path, params=query, json={"model": "openai/gpt-4o", **body}, timeout=10)
     assert response.status_code in (200, 400), response.text
     assert (response.status_code == 200) is _documented(path, query, {"model": "openai/gpt-4o", **body}), response.text
+
+
+def test_a_request_the_chosen_upstream_cannot_carry_is_a_documented_400(gateway: Gateway) -> None:
+    """Whether a body can be translated depends on the model it is routed to, which no request schema
+    can say: the document names that 400, and the message speaks the caller's format."""
+    body = {"model": "openai/gpt-4o", "max_tokens": 8, "messages": [{"role": "user", "content": [{"type": "AAA"}]}]}
+    response = httpx.post(gateway.url + "/v1/messages", json=body, timeout=10)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "'AAA'" in message and "openai/gpt-4o" in message and "text" in message, message
+    described = spec()["paths"]["/v1/messages"]["post"]["responses"]["400"]["description"]
+    assert "untranslatable" in described or "cannot carry" in described, described
