@@ -38,7 +38,9 @@ class Settings:
     is kept (``ARCHC_KEEPALIVE_S``; a connection the client closed is released at once whatever it is),
     and ``max_client_connections``, the cap per process (``ARCHC_MAX_CLIENT_CONNECTIONS``; None: 10,000,
     or less where the open-files limit is lower); ``max_connections`` is the upstream pool, not this.
-    ``env`` is the environment that provider keys are read from (a snapshot, taken once).
+    ``heap_keep_mb``: freed memory glibc's malloc keeps for the next request rather than returning
+    it to the kernel (``ARCHC_HEAP_KEEP_MB``, default 64; 0 leaves malloc's defaults; see
+    runtime.serve.keep_heap). ``env`` is the environment that provider keys are read from (a snapshot, taken once).
     """
 
     host: str = "127.0.0.1"
@@ -55,6 +57,7 @@ class Settings:
     upstream_transport: str = "h1"
     event_loop: str = "uvloop"
     log_level: str = "info"
+    heap_keep_mb: int = 64
     env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
@@ -73,6 +76,7 @@ class Settings:
             ("ARCHC_MAX_CONNECTIONS", "max_connections", int),
             ("ARCHC_KEEPALIVE_S", "keepalive_s", float),
             ("ARCHC_MAX_CLIENT_CONNECTIONS", "max_client_connections", int),
+            ("ARCHC_HEAP_KEEP_MB", "heap_keep_mb", int),
         ):
             if env.get(key):
                 try:
@@ -99,6 +103,8 @@ class Settings:
             raise ValueError("ARCHC_KEEPALIVE_S must be a positive number of seconds")
         if settings.max_client_connections is not None and settings.max_client_connections < 1:
             raise ValueError("ARCHC_MAX_CLIENT_CONNECTIONS must be at least 1")
+        if settings.heap_keep_mb < 0:
+            raise ValueError("ARCHC_HEAP_KEEP_MB must be 0 (malloc's defaults) or a number of MiB")
         if settings.workers < 1:
             raise ValueError("--workers must be at least 1")
         return settings
