@@ -179,11 +179,12 @@ def serve_bare(mode: str, port: int, upstream: str) -> None:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
-        body, more = b"", True
-        while more:
+        body, more = bytearray(), True
+        while more:  # a bytearray: appending to bytes copies the whole body for every 64 KB chunk
             message = await receive()
-            body, more = body + message.get("body", b""), message.get("more_body", False)
-        out = _COMPLETION if mode == "constant" else await forward(body)
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        out = _COMPLETION if mode == "constant" else await forward(bytes(body))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(out))]})
         await send({"type": "http.response.body", "body": out})

@@ -7,10 +7,17 @@ no upstream can read back (``1e400`` becomes ``inf``, a 400-digit integer stays 
 ``parse_request`` refuses all three with an InvalidRequest naming the JSON path of the value;
 the path is found by a second parse, on the error path only. A UTF-8 byte-order mark is skipped.
 
+Parsing takes msgspec's decoder first (a 1 MB agent request: about 0.35 ms against 0.75-0.9 ms
+for the strict standard-library parse): it is as strict (UTF-8 only, no NaN/Infinity, ``1e400``
+refused) and keeps integers exact, so one orjson write-out checks the 64-bit bound. A body either
+of them refuses (a lone surrogate escape, an integer between -2**64 and -2**63, a UTF-8 byte-order
+mark, any error) is parsed again by the strict standard-library decoder, which decides and words
+the error: the fast path never accepts a body the strict one refuses.
+
 ``dumps`` writes compact UTF-8 JSON with orjson (a 1 MB agent request: about 0.1 ms against 2.7 ms
 for the standard library), falling back to the standard library for what orjson refuses (a lone
 surrogate, an integer beyond 64 bits), so every value the strict parser accepted is written back.
-Parsing stays on the standard library: orjson turns integers beyond 64 bits into floats silently.
+orjson is not the parser: it turns integers beyond 64 bits into floats silently.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import math
 from typing import Any
 
+import msgspec
 import orjson
 
 from runtime.errors import InvalidRequest
@@ -80,9 +88,22 @@ def _locate_int(text: str) -> Any:
 _LOCATE = json.JSONDecoder(parse_constant=_Marker, parse_float=_locate_float, parse_int=_locate_int)
 
 
+_FAST = msgspec.json.Decoder().decode
+
+
 def parse_request(body: bytes | bytearray) -> Any:
     """The request body as a JSON value; InvalidRequest (400) when it is not UTF-8 JSON text that
     every upstream reads the same way."""
+    try:
+        value = _FAST(body)
+        orjson.dumps(value)  # refuses integers beyond 64 bits, which msgspec keeps exact
+        return value
+    except Exception:  # anything the fast pair refuses is the strict parser's to judge and word
+        pass
+    return _parse_strict(body)
+
+
+def _parse_strict(body: bytes | bytearray) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -109,7 +130,10 @@ def _not_utf8(body: bytes | bytearray, why: str) -> str:
 
 
 def _refused(text: str, literal: str) -> str:
-    path = _path_of_marker(_LOCATE.decode(text))
+    try:
+        path = _path_of_marker(_LOCATE.decode(text))
+    except (json.JSONDecodeError, RecursionError):  # the text breaks after the literal: no path to name
+        path = None
     where = f"{path}: " if path else "request body: "
     if literal in ("NaN", "Infinity", "-Infinity"):
         return f"{where}expected a finite number, got {literal} (not a JSON value)"

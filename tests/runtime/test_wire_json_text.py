@@ -9,7 +9,7 @@ naming the field, and nothing reaches the upstream. Also the request-side disagr
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -187,3 +187,48 @@ def test_dumps_writes_back_every_value_parse_request_accepts(text: str) -> None:
     out = dumps(value)
     assert json.loads(out) == value
     assert b", " not in out and b": " not in out  # compact
+
+
+# -- the fast parser (msgspec, then a 64-bit check) against the strict one -----------------------
+
+_TRICKY = [b'{"a":"\\uDFFF"}', b'{"a":"\\ud800"}', b'\xef\xbb\xbf{"a":1}', b'{"a":-18446744073709551616}',
+           b'{"a":-9223372036854775809}', b'{"a":18446744073709551616}', b'{"a":18446744073709551617}', b'{"a":1e400}',
+           b'{"a":NaN}', b'{"a":"\t"}', b'{"a":"\x00"}', b'[1,]', b'"\xed\xa0\x80"', b'"\xc0\xaf"', b'1' * 5000,
+           b'[' * 300 + b']' * 300, b'[' * 5000 + b']' * 5000, b'{"a":1,"a":2}', b'-0', b'1e-999', b'[] x', b' [] ',
+           '"é"'.encode("utf-16"), b'{"a":123456789012345678901234567890.5}',
+           b'{"a":NaN,"b":}', b'{"a":1e400 x']  # refused literal, then broken text: once a 500
+
+
+def _outcome(parse: Any, body: bytes) -> tuple[str, Any]:
+    from runtime.errors import InvalidRequest
+    try:
+        return "ok", json.dumps(parse(body), sort_keys=True)  # -0.0 and 0 told apart, key order ignored
+    except InvalidRequest as exc:
+        return "refused", exc.message
+
+
+@pytest.mark.parametrize("body", _TRICKY, ids=[repr(b[:30]) for b in _TRICKY])
+def test_the_fast_parser_answers_as_the_strict_one(body: bytes) -> None:
+    from runtime.wire import json_text
+    assert _outcome(json_text.parse_request, body) == _outcome(json_text._parse_strict, body)
+
+
+def test_the_fast_parser_agrees_on_generated_bodies() -> None:
+    from hypothesis import given, settings, strategies as st
+    from runtime.wire import json_text
+
+    scalars = st.none() | st.booleans() | st.integers(min_value=-(2**66), max_value=2**66) | st.text() | \
+        st.floats(allow_nan=False, allow_infinity=False)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+                          max_leaves=20)
+
+    @given(values, st.data())
+    @settings(max_examples=400, deadline=None, derandomize=True, database=None)
+    def check(value: Any, data: Any) -> None:
+        body = json.dumps(value, ensure_ascii=data.draw(st.booleans())).encode("utf-8", "surrogatepass")
+        if data.draw(st.booleans()) and body:  # and a mutation: a byte changed, as fuzzers do
+            at = data.draw(st.integers(0, len(body) - 1))
+            body = body[:at] + bytes([data.draw(st.integers(0, 255))]) + body[at + 1:]
+        assert _outcome(json_text.parse_request, body) == _outcome(json_text._parse_strict, body)
+
+    check()
