@@ -29,7 +29,11 @@ def validate_request(body: object, *, require_max_tokens: bool = True) -> dict[s
     if require_max_tokens and body.get("max_tokens") is None:
         fail("max_tokens", "missing (expected an integer >= 1)")
     opt_int(body, "max_tokens", "", minimum=1)
-    each(array(body.get("messages", MISSING), "messages", non_empty=True), "messages", _check_message)
+    messages = array(body.get("messages", MISSING), "messages", non_empty=True)
+    for message in messages:  # an agent's history is mostly text: such a message is checked inline
+        if not _plain(message):
+            each(messages, "messages", _check_message)
+            break
     _check_system(body.get("system"))
     opt_bool(body, "stream", "")
     opt_number(body, "temperature", "", low=0, high=1)
@@ -54,6 +58,22 @@ def _check_system(system: Any) -> None:
     if not isinstance(system, list):
         fail("system", f"expected string or array of text blocks, got {kind(system)}")
     each(system, "system", _check_system_block)
+
+
+def _plain(message: Any) -> bool:
+    """True for a message that ``_check_message`` would pass and that holds only a string or text
+    blocks: ``{role, content}`` with a known role (an empty block list only for the assistant)."""
+    if type(message) is not dict or message.get("role") not in ROLES:  # a tuple: unhashable roles fall through
+        return False
+    content = message.get("content")
+    if type(content) is str:
+        return True
+    if type(content) is not list or (not content and message["role"] != "assistant"):
+        return False
+    for block in content:
+        if type(block) is not dict or block.get("type") != "text" or type(block.get("text")) is not str:
+            return False
+    return True
 
 
 # Items of a list are checked with paths relative to the item (``_check.each`` adds ``[i]``).

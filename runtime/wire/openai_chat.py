@@ -210,7 +210,12 @@ def validate_request(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         fail("request body", f"expected a JSON object, got {kind(body)}")
     opt_string(body, "model", "")
-    each(array(body.get("messages", MISSING), "messages", non_empty=True), "messages", _check_message)
+    messages = array(body.get("messages", MISSING), "messages", non_empty=True)
+    for message in messages:  # an agent's history is mostly {role, content: "..."}: checked inline
+        if type(message) is not dict or len(message) != 2 or type(message.get("content")) is not str \
+                or message.get("role") not in _PLAIN_ROLES:
+            each(messages, "messages", _check_message)
+            break
     for key, check in _OPTIONAL_FIELDS:
         if key in body:  # most requests carry few of them: no call for the absent ones
             check(body, key, "")
@@ -218,6 +223,10 @@ def validate_request(body: object) -> dict[str, Any]:
     _check_tools(body)
     return body
 
+
+# Roles whose message is whole with a role and a string content (``tool`` also needs tool_call_id).
+# A tuple, not a set: a role that is a list or an object must reach the check that words its error.
+_PLAIN_ROLES = ("system", "developer", "user", "assistant")
 
 # Items of a list are checked with paths relative to the item (``_check.each`` adds ``[i]``).
 

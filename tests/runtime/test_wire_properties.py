@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+import pytest
 
 from anthropic.lib.streaming._messages import accumulate_event
 from hypothesis import HealthCheck, given, settings
@@ -432,3 +433,40 @@ def test_responses_map_malformed_upstream_payloads_to_gateway_errors(resp: Any) 
             json.dumps(convert(resp))
         except GatewayError:
             pass
+
+
+# -- the inline checks of plain messages answer as the full checks do ----------------------------
+
+_ODD_MESSAGES = [
+    {"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}, {"role": "tool", "content": "42"},
+    {"role": ["user"], "content": "hi"}, {"role": {"a": 1}, "content": "hi"}, {"role": "user", "content": None},
+    {"role": "user", "content": []}, {"role": "assistant", "content": []}, {"role": "user", "content": [{"type": "text", "text": 1}]},
+    {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image"}]}, {"role": "user"}, {"content": "x"},
+    {"role": "user", "content": "hi", "name": 3}, {"role": "system", "content": [{"type": "text", "text": "s"}]},
+    {"role": "user", "content": [{"type": "text", "text": "a"}, "b"]}, "hello", None, 7,
+]
+
+
+def _verdict(validate: Any, body: Any) -> str:
+    from runtime.errors import InvalidRequest
+    try:
+        validate(body)
+        return "ok"
+    except InvalidRequest as exc:
+        return exc.message
+
+
+@pytest.mark.parametrize("fmt", ["openai", "anthropic"])
+def test_plain_message_shortcut_matches_the_full_checks(fmt: str) -> None:
+    import itertools
+
+    from runtime.wire import _anthropic_validate, anthropic_messages, openai_chat
+
+    if fmt == "openai":
+        fast, full = openai_chat.validate_request, lambda body: openai_chat.each(body["messages"], "messages", openai_chat._check_message)
+    else:
+        fast = anthropic_messages.validate_request
+        full = lambda body: _anthropic_validate.each(body["messages"], "messages", _anthropic_validate._check_message)  # noqa: E731
+    for first, second in itertools.product(_ODD_MESSAGES, repeat=2):
+        body = {"model": "m", "max_tokens": 8, "messages": [first, second]}
+        assert _verdict(fast, body) == _verdict(full, body), (first, second)
