@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from runtime.errors import BadUpstreamResponse, UpstreamError
-from runtime.sse import DONE, SSEDecoder, encode_json
+from runtime.sse import DONE, SSEDecoder, encode_json, first_event
 from runtime.wire import WireFormat
 from runtime.wire import anthropic_messages as anthropic
 from runtime.wire import openai_chat as openai
@@ -125,34 +125,35 @@ class FirstEvent:
     while more bytes are needed, and raises BadUpstreamResponse for anything else (``end`` when the
     stream stops first). Comments (``: ping``) and blank lines before it are skipped."""
 
-    __slots__ = ("format", "who", "decoder", "size", "pending")
+    __slots__ = ("format", "who", "size", "pending", "fresh")
 
     def __init__(self, upstream_format: WireFormat, who: str) -> None:
         self.format = upstream_format
         self.who = who
-        self.decoder = SSEDecoder()
         self.size = 0
         self.pending = b""
+        self.fresh = True  # ``pending`` starts the stream (a BOM there is skipped)
 
     def feed(self, chunk: bytes) -> bool:
-        # Only the bytes up to each blank line go to the decoder: a first chunk that holds the whole
+        # Only the bytes up to each blank line are parsed: a first chunk that holds the whole
         # answer costs one event's parse, not the stream's.
         self.size += len(chunk)
-        self.pending += chunk
-        while (cut := _EVENT_END.search(self.pending)) is not None:
-            block, self.pending = self.pending[:cut.end()], self.pending[cut.end():]
-            events = self.decoder.feed(block)
-            if events:
-                self._check(events[0])
+        pending = self.pending + chunk if self.pending else chunk
+        while (cut := _EVENT_END.search(pending)) is not None:
+            event = first_event(pending[:cut.start()], stream_start=self.fresh)
+            if event is not None:
+                self._check(event)
                 return True
+            pending, self.fresh = pending[cut.end():], False
         if self.size > _FIRST_EVENT_LIMIT:
             raise BadUpstreamResponse(f"{self.who} sent {self.size} bytes without a complete stream event")
+        self.pending = pending
         return False
 
     def end(self) -> None:
-        events = self.decoder.feed(self.pending) + self.decoder.flush()
-        if events:
-            self._check(events[0])
+        event = first_event(self.pending, stream_start=self.fresh)  # some servers omit the last blank line
+        if event is not None:
+            self._check(event)
             return
         raise BadUpstreamResponse(f"{self.who}'s stream ended before its first event")
 

@@ -12,13 +12,15 @@ from typing import Any
 
 from runtime.wire.json_text import dumps
 
-__all__ = ["DONE", "SSEDecoder", "SSEEvent", "encode_event", "encode_json"]
+__all__ = ["DONE", "SSEDecoder", "SSEEvent", "encode_event", "encode_json", "first_event"]
 
 DONE = b"data: [DONE]\n\n"
 """The OpenAI end-of-stream sentinel."""
 
 # Lines end in CRLF, LF or CR (WHATWG HTML, "Parsing an event stream").
 _LINE_END = re.compile(r"\r\n|\r|\n")
+_LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,36 @@ class SSEDecoder:
             self._event = value
         elif name == "id" and "\0" not in value:
             self._id = value
+
+
+def first_event(block: bytes, *, stream_start: bool = False) -> SSEEvent | None:
+    """The first event that whole lines ``block`` dispatch (a blank line, or the block's end, ends
+    an event), or None when they hold only comments and fields without data. What SSEDecoder
+    gives for the same bytes, without its incremental state: for judging a stream's start.
+    ``stream_start``: ``block`` opens the stream (a leading BOM is skipped)."""
+    if stream_start and block.startswith(_BOM):
+        block = block[3:]
+    event: str | None = None
+    data: list[str] = []
+    last_id: str | None = None
+    for raw in _LINE_END_BYTES.split(block):
+        if not raw:
+            if data:
+                break
+            event = None
+            continue
+        if raw[:1] == b":":
+            continue
+        name, sep, value = raw.decode("utf-8", "replace").partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+        elif name == "id" and "\0" not in value:
+            last_id = value
+    return SSEEvent(event, "\n".join(data), last_id) if data else None
 
 
 def encode_event(data: str, event: str | None = None) -> bytes:

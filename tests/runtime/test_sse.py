@@ -95,3 +95,63 @@ def test_encode_then_decode_is_identity() -> None:
     payloads = [("a\r\nb\rc", None), ("", "empty"), ('{"x": [1, 2]}', "message_start")]
     raw = b"".join(encode_event(data, event) for data, event in payloads)
     assert [(e.data, e.event) for e in _decode(raw)] == [("a\nb\nc", None), ("", "empty"), ('{"x": [1, 2]}', "message_start")]
+
+
+# -- first_event (judging a stream's start) against the incremental decoder -----------------------
+
+_SSE_PIECES = [b"data: {}", b"data:{\"a\":1}", b"data: [DONE]", b"event: error", b"event: message_start", b": ping",
+               b"id: 7", b"retry: 10", b"data", b"data: \xc3", b"\xa9", b"\xef\xbb\xbf", b"", b"x: y"]
+_SSE_ENDS = [b"\n", b"\r\n", b"\r"]
+
+
+def test_first_event_is_the_decoders_first_event() -> None:
+    from hypothesis import given, settings, strategies as st
+
+    from runtime.sse import SSEDecoder, first_event
+
+    lines = st.lists(st.tuples(st.sampled_from(_SSE_PIECES), st.sampled_from(_SSE_ENDS)), max_size=8)
+
+    @given(lines)
+    @settings(max_examples=500, deadline=None, derandomize=True, database=None)
+    def check(parts: list[tuple[bytes, bytes]]) -> None:
+        block = b"".join(piece + end for piece, end in parts)
+        decoder = SSEDecoder()
+        events = decoder.feed(block) + decoder.flush()
+        assert first_event(block, stream_start=True) == (events[0] if events else None), block
+
+    check()
+
+
+def test_the_stream_judge_gives_one_verdict_however_the_bytes_are_cut() -> None:
+    from hypothesis import given, settings, strategies as st
+
+    from runtime.adapt import FirstEvent
+    from runtime.errors import BadUpstreamResponse
+    from runtime.wire import WireFormat
+
+    def verdict(chunks: list[bytes]) -> str:
+        judge = FirstEvent(WireFormat.OPENAI_CHAT, "upstream 'x'")
+        try:
+            for chunk in chunks:
+                if judge.feed(chunk):
+                    return "ok"
+            judge.end()
+            return "ok"
+        except BadUpstreamResponse as exc:
+            return str(exc)
+
+    streams = st.sampled_from([b": ping\n\ndata: {\"id\":1}\n\n", b"\xef\xbb\xbfdata: {}\r\n\r\n", b"data: nope\n\n",
+                               b"data: [DONE]\n\n", b"data: {\"error\":{\"message\":\"no\"}}\n\n", b": a\r\r: b\n\ndata: {}",
+                               b"event: x\ndata: {}\n\n", b"data: {\"a\":\n", b": only comments\n\n", b"data: []\n\n"])
+
+    @given(streams, st.lists(st.integers(1, 40), max_size=6))
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None)
+    def check(stream: bytes, cuts: list[int]) -> None:
+        chunks, rest = [], stream
+        for size in cuts:
+            chunks.append(rest[:size])
+            rest = rest[size:]
+        chunks.append(rest)
+        assert verdict([c for c in chunks if c]) == verdict([stream])
+
+    check()
