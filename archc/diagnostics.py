@@ -1,7 +1,8 @@
 """Diagnostics: the compiler's problems as values, and their three renderings.
 
 Stage: data, shared by every compiler stage and the CLI. Standard library only.
-Codes are stable: L1xx load, V2xx validate, R3xx resolve, E4xx emit (table in ``CODES``).
+Codes are stable: L1xx load, V2xx validate, R3xx resolve, E4xx emit, G5xx golden cases (table in
+``CODES``). The CLI's exit codes are here too (``EXIT_*``), one value each for every command.
 """
 
 from __future__ import annotations
@@ -115,7 +116,17 @@ CODES: Mapping[str, str] = MappingProxyType({
     "E401": "bundle failed its own validation",
     "E402": "cannot write output",
     "E403": "input is not a valid bundle",
+    "G501": "golden file is not valid (schemas/golden.schema.json)",
+    "G502": "two golden cases with the same id in one file",
+    "G503": "golden expectation names a route or provider the config lacks (warning)",
+    "G504": "golden cases need the router model, which is not installed",
+    "G510": "golden case decided otherwise than expected",
+    "G520": "routing impact: a golden case's decision changes (notice)",
 })
+
+# Exit codes of every `archc` command: 0 success (for diff: no change), 1 errors (diagnostics, failed
+# golden cases, a refused start), 2 usage, and for `archc diff`: 3 changed, 4 breaking change.
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_CHANGED, EXIT_BREAKING = 0, 1, 2, 3, 4
 
 _COLORS = {Severity.ERROR: "\x1b[31;1m", Severity.WARNING: "\x1b[33;1m"}
 _DIM, _BOLD, _RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"

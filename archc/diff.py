@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from archc.bundle import Bundle, Provider
+from archc.diagnostics import EXIT_BREAKING, EXIT_CHANGED, EXIT_OK
 from archc.output import json_text
 
-EXIT_SAME, EXIT_CHANGED, EXIT_BREAKING = 0, 3, 4
 
 
 class DiffFormat(enum.Enum):
@@ -74,7 +74,7 @@ def diff_bundles(old: Bundle, new: Bundle) -> list[Change]:
 def exit_code(changes: Sequence[Change]) -> int:
     if any(c.breaking for c in changes):
         return EXIT_BREAKING
-    return EXIT_CHANGED if changes else EXIT_SAME
+    return EXIT_CHANGED if changes else EXIT_OK
 
 
 def render(changes: Sequence[Change], fmt: DiffFormat, *, old_name: str = "old", new_name: str = "new") -> str:

@@ -10,6 +10,7 @@ import json
 from typing import Any, Mapping
 
 from runtime.decide.choose import Choice
+from runtime.wire.tokens import prompt_tokens, text_tokens
 
 _CREATED = 0  # a fixed timestamp keeps echo answers deterministic
 
@@ -24,14 +25,8 @@ def describe(choice: Choice) -> str:
     return "[archc echo] " + " ".join(parts)
 
 
-def _prompt_tokens(body: Mapping[str, Any]) -> int:
-    messages = body.get("messages")
-    size = len(json.dumps(messages, ensure_ascii=False)) if isinstance(messages, list) else 0
-    return max(1, size // 4)
-
-
 def _usage(body: Mapping[str, Any], text: str) -> dict[str, int]:
-    prompt, completion = _prompt_tokens(body), max(1, len(text) // 4)
+    prompt, completion = prompt_tokens(body), text_tokens(text)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 

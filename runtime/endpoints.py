@@ -8,7 +8,6 @@ headers; every error is rendered in the client's format (``{"error": ...}`` for 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -24,6 +23,7 @@ from runtime.router.decision import Decision
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, anthropic_messages
 from runtime.wire.json_text import parse_request
+from runtime.wire.tokens import prompt_tokens
 
 
 def _state(request: Request) -> GatewayState:
@@ -161,15 +161,15 @@ async def route(request: Request) -> Response:
 
 
 async def count_tokens(request: Request) -> Response:
-    """POST /v1/messages/count_tokens: an estimate (about 4 characters per token); Claude Code may ask."""
+    """POST /v1/messages/count_tokens: an estimate (runtime.wire.tokens: about 4 characters per
+    token, the same rule as token rate limits); Claude Code may ask."""
     state = _state(request)
     try:
         body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
         body = anthropic_messages.validate_request(body, require_max_tokens=False)  # the body /v1/messages would take
     except GatewayError as err:
         return error_response(state, err, WireFormat.ANTHROPIC_MESSAGES, {"x-arch-bundle": state.bundle.digest})
-    size = sum(len(json.dumps(body.get(k), ensure_ascii=False)) for k in ("system", "messages", "tools") if k in body)
-    return JSONResponse({"input_tokens": max(1, size // 4)})
+    return JSONResponse({"input_tokens": prompt_tokens(body)})
 
 
 async def models(request: Request) -> Response:

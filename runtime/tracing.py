@@ -1,8 +1,8 @@
 """OpenTelemetry traces when the bundle configures ``tracing``: a server span per request, a client
 span per upstream attempt, W3C ``traceparent`` propagated upstream, OTLP/HTTP export.
 
-Stage: runtime, observability (built in the lifespan). Imports opentelemetry, httpx (a transport
-wrapper that adds ``traceparent``) and runtime.auth (ASGI types). Uses its own TracerProvider, never OpenTelemetry's global one.
+Stage: runtime, observability (built in the lifespan). Imports opentelemetry and runtime.auth
+(ASGI types); ``traceparent`` reaches upstreams through runtime.upstream.Upstream's header hooks. Uses its own TracerProvider, never OpenTelemetry's global one.
 
 Config: archgw's ``tracing: {random_sampling: <percent>}`` turns tracing on; archc's
 ``gateway.tracing: {otlp_endpoint, service_name}`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 from typing import Any, Callable, Iterator, Mapping
 
-import httpx
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -79,44 +78,34 @@ class Tracing:
                 span.set_attribute("error.type", type(exc).__name__)
                 raise
 
-    async def inject_request(self, request: Any) -> None:
-        """httpx request hook: W3C trace context of the current span into the upstream request."""
+    def trace_headers(self) -> dict[str, str]:
+        """The W3C trace context of the current span (``traceparent``), for an upstream request."""
         carrier: dict[str, str] = {}
         self.propagator.inject(carrier)
-        for key, value in carrier.items():
-            request.headers[key] = value
+        return carrier
+
+    async def inject_request(self, request: Any) -> None:
+        """httpx request hook: ``trace_headers`` into a request of an httpx client."""
+        request.headers.update(self.trace_headers())
 
     def install(self, gateway: Any) -> None:
-        """Propagate trace context on every upstream request of a GatewayState: through its
-        ``upstream.transport`` (wrapped) and its ``http_client`` (a request hook), whichever it has."""
+        """Propagate trace context on every upstream request of a GatewayState: a header hook on its
+        ``upstream`` (runtime.upstream.Upstream: the lean HTTP/1.1 path stays in use) and a request
+        hook on its ``http_client``, whichever it has. Idempotent: called again on each reload."""
         upstream = getattr(gateway, "upstream", None)
-        if upstream is not None and hasattr(upstream, "transport") and not isinstance(upstream.transport, PropagatingTransport):
-            upstream.transport = PropagatingTransport(upstream.transport, self)
+        hooks_of_upstream = getattr(upstream, "header_hooks", None)
+        if hooks_of_upstream is not None and self.trace_headers not in hooks_of_upstream:
+            hooks_of_upstream.append(self.trace_headers)
         client = getattr(gateway, "http_client", None)
         if client is not None:
             hooks = client.event_hooks
-            if self.inject_request not in hooks.get("request", []):  # idempotent: called again on each reload
+            if self.inject_request not in hooks.get("request", []):
                 hooks["request"] = [*hooks.get("request", []), self.inject_request]
                 client.event_hooks = hooks
 
     async def aclose(self) -> None:
         # shutdown() flushes and joins the exporter thread: off the event loop.
         await asyncio.to_thread(self.provider.shutdown)
-
-
-class PropagatingTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that adds the current span's ``traceparent`` before sending."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, tracing: Tracing) -> None:
-        self.inner = inner
-        self.tracing = tracing
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await self.tracing.inject_request(request)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def current_tracing(scope: Scope) -> "Tracing | None":

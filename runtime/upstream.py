@@ -5,8 +5,9 @@ Stage: upstream. Imports httpx (its API), runtime.http1 (our lean HTTP/1.1 clien
 Streams are yielded as the bytes arrive; closing the iterator closes the upstream connection.
 By default requests go straight to runtime/http1.py's pool (the httpx Request/Response layer, and
 aiohttp's client, each cost more per request than the rest of the gateway: bench/gateway.py);
-any other transport (httpx's own, httpx-aiohttp, MockTransport in tests, tracing's wrapper) is
-driven through the httpx API.
+any other transport (httpx's own, httpx-aiohttp, MockTransport in tests) is
+driven through the httpx API. Tracing adds ``traceparent`` through ``Upstream.header_hooks``, on
+either path.
 """
 
 from __future__ import annotations
@@ -134,6 +135,17 @@ class Upstream:
         # a wrapper, which then goes through the httpx API). ``native=False`` forces the httpx API.
         self._native = self.transport if native and type(self.transport) is H1Transport else None
         self._native_prepared: dict[str, tuple[http1.Endpoint, bytes]] = {}
+        # Headers added to every request at send time (tracing's ``traceparent``): on whichever path,
+        # so observing the upstream never takes the sender off the lean pool.
+        self.header_hooks: list[Callable[[], Mapping[str, str]]] = []
+
+    def _hooked(self, extra_headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        if not self.header_hooks:
+            return extra_headers
+        merged = dict(extra_headers or {})
+        for hook in self.header_hooks:
+            merged.update(hook())
+        return merged
 
     def pool(self) -> http1.Pool | None:
         """The lean pool this sender posts to directly, or None when it goes through the httpx API."""
@@ -220,6 +232,7 @@ class Upstream:
 
     async def post(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> tuple[Any, bytes]:
         """POST ``body``; the parsed JSON answer and its bytes (error statuses raise UpstreamStatus)."""
+        extra_headers = self._hooked(extra_headers)
         pool = self.pool()
         if pool is not None:
             return await self._post_native(pool, target, body, extra_headers)
@@ -251,6 +264,7 @@ class Upstream:
 
     async def open_stream(self, target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None) -> "UpstreamStream":
         """POST ``body`` for a streamed answer; error statuses raise before any byte reaches the client."""
+        extra_headers = self._hooked(extra_headers)
         pool = self.pool()
         if pool is not None:
             native = await self._send_native(pool, target, body, extra_headers)

@@ -14,11 +14,9 @@ from types import ModuleType
 from typing import Sequence
 
 from archc import __version__
+from archc.diagnostics import EXIT_OK, EXIT_USAGE
 from archc.output import safe_streams
 
-EXIT_OK = 0
-EXIT_ERRORS = 1
-EXIT_USAGE = 2
 
 # command -> the archc.cli module that registers and runs it (in `archc --help` order).
 COMMANDS = {

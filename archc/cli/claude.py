@@ -26,10 +26,8 @@ from typing import Iterator, Sequence
 from archc import statusline
 from archc.bundle import Bundle
 from archc.compiler import CompileError, bundle_from_path
+from archc.diagnostics import EXIT_ERRORS, EXIT_OK, EXIT_USAGE
 
-EXIT_OK = 0
-EXIT_ERRORS = 1
-EXIT_USAGE = 2
 EXIT_NOT_FOUND = 127  # the shell's "command not found"
 
 SMALL_FAST_ALIAS = "arch.claude.code.small.fast"  # archgw's convention for Claude Code's small model

@@ -18,10 +18,9 @@ from archc import diff as _diff
 from archc import explain as _explain
 from archc import impact as _impact
 from archc.compiler import CompileError, bundle_from_path, compile_path, is_bundle_bytes
-from archc.diagnostics import Diagnostic, format_github, format_json, format_text
+from archc.diagnostics import EXIT_CHANGED, EXIT_ERRORS, EXIT_OK, Diagnostic, format_github, format_json, format_text
 from archc.output import json_text
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 FORMATS = ("text", "json", "github")
 
 
@@ -190,8 +189,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             sys.stdout.write(rendered)
             sys.stderr.write(format_text(exc.diagnostics, color=_use_color("auto", sys.stderr)))
             return EXIT_ERRORS
-        if changed and code == _diff.EXIT_SAME:
-            code = _diff.EXIT_CHANGED
+        if changed and code == EXIT_OK:
+            code = EXIT_CHANGED
         if fmt is _diff.DiffFormat.JSON:  # one JSON document: the diff with an "impact" key
             doc = {**json.loads(rendered), "impact": json.loads(text), "exit_code": code}
             rendered, text = json_text(doc, indent=2) + "\n", ""

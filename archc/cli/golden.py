@@ -16,12 +16,11 @@ from typing import Any, Sequence
 from archc import golden, golden_update, junit
 from archc.bundle import Bundle
 from archc.compiler import bundle_from_path
-from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_github, format_json, format_text
+from archc.diagnostics import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CompileError, Diagnostic, Severity, Span, format_github, format_json, format_text
 from archc.golden import GoldenSet, Result
 from archc.cli.replay import open_replay
 from archc.output import json_text
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 FORMATS = ("text", "json", "github")
 DEFAULT_GOLDEN = Path("golden")
 
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     except Exception as exc:  # the CLI edge: say what failed, in one line
         sys.stderr.write(f"archc test: internal error: {type(exc).__name__}: {exc}\n")
-        return EXIT_FAIL
+        return EXIT_ERRORS
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -60,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         bundle = bundle_from_path(args.config)
     except CompileError as exc:
         _print_diagnostics(exc.diagnostics, args.format, out, err, fatal=True)
-        return EXIT_FAIL
+        return EXIT_ERRORS
     paths = list(args.golden) or [DEFAULT_GOLDEN]
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -74,10 +73,10 @@ def _run(args: argparse.Namespace) -> int:
         _print_diagnostics(diagnostics, args.format, out, err, fatal=not gset.ok)
     if not gset.ok:
         _write_junit(args.junit, gset, [])
-        return EXIT_FAIL
+        return EXIT_ERRORS
     if not cases:
         err.write("archc test: no golden cases found" + (f" with id {', '.join(args.case)}" if args.case else "") + "\n")
-        return EXIT_FAIL
+        return EXIT_ERRORS
     replayer = open_replay(bundle, args.model_dir)
     missing_model = replayer.missing
     if missing_model and any(golden.needs_router(c) for c in cases):
@@ -87,14 +86,14 @@ def _run(args: argparse.Namespace) -> int:
             out.write(format_json([diag]))
         err.write(f"archc test: {message}\n")
         _write_junit(args.junit, dataclasses.replace(gset, diagnostics=gset.diagnostics + (diag,)), [])
-        return EXIT_FAIL
+        return EXIT_ERRORS
     results = asyncio.run(golden.replay(replayer, cases))
     _print_report(bundle, results, args.format, out, note=missing_model, model_dir=replayer.where, diagnostics=diagnostics)
     junit_ok = _write_junit(args.junit, gset, results)
     failed = [r for r in results if not r.ok]
     if args.update and failed:
-        return _update(failed, err) if junit_ok else EXIT_FAIL
-    return EXIT_FAIL if failed or not junit_ok else EXIT_OK
+        return _update(failed, err) if junit_ok else EXIT_ERRORS
+    return EXIT_ERRORS if failed or not junit_ok else EXIT_OK
 
 
 def _update(failed: Sequence[Result], err: Any) -> int:
@@ -106,13 +105,13 @@ def _update(failed: Sequence[Result], err: Any) -> int:
         changed = golden_update.update_files(accepted)
     except (golden_update.GoldenUpdateError, OSError) as exc:
         err.write(f"archc test: --update failed: {exc}\n")
-        return EXIT_FAIL
+        return EXIT_ERRORS
     err.write(f"archc test: updated {len(accepted)} case(s) in {len(changed)} file(s)"
               f"{': ' + ', '.join(map(str, changed)) if changed else ''}\n")
     for r in refused:
         err.write(f"archc test: {r.case.file}:{r.case.line}: case {r.case.id!r} not updated: "
                   f"the gateway would refuse it ({r.got.error})\n")
-    return EXIT_FAIL if refused else EXIT_OK
+    return EXIT_ERRORS if refused else EXIT_OK
 
 
 # -- reports ----------------------------------------------------------------------------------

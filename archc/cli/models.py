@@ -15,6 +15,7 @@ from typing import Any
 
 from archc.bundle import Bundle
 from archc.compiler import CompileError, bundle_from_path
+from archc.diagnostics import EXIT_ERRORS, EXIT_OK
 from runtime.router import models
 from runtime.router import prompt as rp
 from runtime.router.convert import QUANTIZATIONS, ConvertError, convert_checkpoint
@@ -22,8 +23,6 @@ from runtime.router.pull import PullError, pull
 from runtime.router.decision import Decision
 from runtime.router.service import build_router
 
-EXIT_OK = 0
-EXIT_ERRORS = 1
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 from archc.bundle import Bundle
 from archc.compiler import CompileError, bundle_from_path
+from archc.diagnostics import EXIT_ERRORS
 from runtime.providers import build_targets
 from runtime.router.models import default_model_dir
 from runtime.serve import app_from_env, configure_logging, exposure_allowed, run
 from runtime.settings import Settings
 
-EXIT_ERRORS = 1
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

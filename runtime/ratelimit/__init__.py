@@ -16,7 +16,7 @@ Modules, top down (each imports only those below it):
     memory.py         MemoryBackend: in-process sliding-window logs
     redis_backend.py  RedisBackend: shared logs updated by one Lua script
     backend.py        the store protocol: Charge, Outcome, BackendUnavailable, Clock
-    rules.py          Rule, RequestInfo, rules_from_bundle, bucket_key, estimate_tokens (pure)
+    rules.py          Rule, RequestInfo, rules_from_bundle, bucket_key (pure; prompt tokens: runtime.wire.tokens)
 """
 
 from runtime.ratelimit.backend import Backend, BackendUnavailable, Charge, Clock, Outcome
@@ -24,7 +24,7 @@ from runtime.ratelimit.limiter import ON_UNAVAILABLE, LimiterMetrics, RateLimite
 from runtime.ratelimit.memory import MemoryBackend
 from runtime.ratelimit.middleware import DEFAULT_MAX_BODY_BYTES, LIMITED_PATHS, RateLimitMiddleware
 from runtime.ratelimit.redis_backend import RedisBackend
-from runtime.ratelimit.rules import UNIT_SECONDS, RequestInfo, Rule, bucket_key, estimate_tokens, rules_from_bundle
+from runtime.ratelimit.rules import UNIT_SECONDS, RequestInfo, Rule, bucket_key, rules_from_bundle
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -46,6 +46,5 @@ __all__ = [
     "Verdict",
     "backend_for",
     "bucket_key",
-    "estimate_tokens",
     "rules_from_bundle",
 ]

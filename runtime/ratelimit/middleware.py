@@ -12,10 +12,11 @@ from typing import Callable
 from runtime.auth import STATE_KEY_NAME, ASGIApp, Message, Receive, Scope, Send, client_format_for_path, scope_state, send_error
 from runtime.errors import PayloadTooLarge, ProviderUnavailable, RateLimited
 from runtime.ratelimit.limiter import RateLimiter
-from runtime.ratelimit.rules import RequestInfo, estimate_tokens
+from runtime.ratelimit.rules import RequestInfo
+from runtime.settings import DEFAULT_MAX_BODY_BYTES
+from runtime.wire.tokens import prompt_tokens
 
 LIMITED_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/messages")
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 class RateLimitMiddleware:
@@ -91,7 +92,7 @@ def _request_info(scope: Scope, body: bytes, needs_tokens: bool) -> RequestInfo:
     except (ValueError, RecursionError):
         parsed = None
     model = parsed.get("model") if isinstance(parsed, dict) and isinstance(parsed.get("model"), str) else None
-    tokens = estimate_tokens(parsed) if needs_tokens else 1
+    tokens = prompt_tokens(parsed) if needs_tokens else 1
     return RequestInfo(model, headers, scope_state(scope).get(STATE_KEY_NAME), tokens)
 
 

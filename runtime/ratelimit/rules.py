@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -111,19 +110,3 @@ def bucket_key(rule: Rule, info: RequestInfo, bundle: Bundle | None = None) -> s
     return "archc:rl:" + ":".join(parts)
 
 
-def estimate_tokens(body: Any) -> int:
-    """Prompt tokens, estimated as characters / 4 over every string in the prompt (archgw counts
-    prompt tokens too, before the call). At least 1."""
-    if not isinstance(body, dict):
-        return 1
-    chars = 0
-    stack: list[Any] = [body.get(k) for k in ("messages", "system", "tools", "prompt", "input")]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            chars += len(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return max(1, math.ceil(chars / 4))

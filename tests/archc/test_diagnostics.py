@@ -45,8 +45,8 @@ def test_compile_error_carries_diagnostics() -> None:
 
 def test_code_table_is_stable_and_prefixed() -> None:
     for code in CODES:
-        assert code[0] in "LVRE" and len(code) == 4
-        assert {"L": "1", "V": "2", "R": "3", "E": "4"}[code[0]] == code[1]
+        assert code[0] in "LVREG" and len(code) == 4
+        assert {"L": "1", "V": "2", "R": "3", "E": "4", "G": "5"}[code[0]] == code[1]
 
 
 def test_every_code_is_documented_in_readme() -> None:

@@ -20,7 +20,6 @@ from runtime.ratelimit import (
     RequestInfo,
     Rule,
     bucket_key,
-    estimate_tokens,
     rules_from_bundle,
 )
 
@@ -85,11 +84,14 @@ def test_bucket_key_selector_model_and_gateway_key() -> None:
     assert bucket_key(one_key, _info(key="b")) is None and bucket_key(one_key, _info(key="a")) is not None
 
 
-def test_estimate_tokens_counts_prompt_text() -> None:
+def test_prompt_tokens_counts_prompt_text() -> None:
+    from runtime.wire.tokens import prompt_tokens, text_tokens
+
     body = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}, {"role": "user", "content": [{"type": "text", "text": "y" * 40}]}], "system": "z" * 4}
-    assert estimate_tokens(body) == 114  # (400 + 40 + 4 + "user" x2 + "text") / 4: roles and types count too
-    assert estimate_tokens({"model": "m"}) == 1
-    assert estimate_tokens("not a dict") == 1
+    assert prompt_tokens(body) == 114  # (400 + 40 + 4 + "user" x2 + "text") / 4: roles and types count too
+    assert prompt_tokens({"model": "m"}) == 1
+    assert prompt_tokens("not a dict") == 1
+    assert text_tokens("") == 1 and text_tokens("abcde") == 2
 
 
 async def test_memory_sliding_window_exact_and_retry_after() -> None:

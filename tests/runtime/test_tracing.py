@@ -125,21 +125,34 @@ async def test_server_and_attempt_spans_exported_and_traceparent_propagated(otlp
     assert attrs["http.response.status_code"].int_value == 200 and attrs["archc.target"].string_value == "up"
 
 
-async def test_transport_wrapper_propagates_for_transport_level_senders() -> None:
-    seen: list[str] = []
-
-    def upstream(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("traceparent", ""))
-        return httpx.Response(200)
+async def test_traceparent_goes_out_on_the_lean_http1_path() -> None:
+    """Tracing adds its header through the sender's hook: the sender keeps posting straight to the
+    http1 pool (no transport wrapper takes it onto the slower httpx path), and the header arrives."""
+    from archc.bundle import seal as seal_bundle
+    from runtime.providers import build_targets
+    from runtime.settings import Settings
+    from runtime.upstream import Upstream, build_client
+    from tests.support.fake_upstream import FakeUpstream, openai_text
+    from tests.support.gateway import bundle_dict, provider
 
     tracing = Tracing("http://127.0.0.1:9/v1/traces", exporter=_NullExporter())
-    holder = SimpleNamespace(upstream=SimpleNamespace(transport=httpx.MockTransport(upstream)))
-    tracing.install(holder)
-    with tracing.tracer.start_as_current_span("server"):
-        await holder.upstream.transport.handle_async_request(httpx.Request("POST", "http://up.test/"))
-    await holder.upstream.transport.aclose()
+    with FakeUpstream() as up:
+        up.script(openai_text("hi"))
+        target = build_targets(seal_bundle(bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True)])), {})["openai/gpt-4o"]
+        client = build_client(Settings())
+        sender = Upstream(client)
+        holder = SimpleNamespace(upstream=sender)
+        tracing.install(holder)
+        tracing.install(holder)  # on every reload: idempotent
+        assert sender.header_hooks == [tracing.trace_headers]
+        assert sender.pool() is not None, "tracing took the sender off the http1 pool"
+        with tracing.tracer.start_as_current_span("server") as span:
+            await sender.post_json(target, b'{"model":"gpt-4o","messages":[]}')
+            trace_id = format(span.get_span_context().trace_id, "032x")
+        await client.aclose()
     await tracing.aclose()
-    assert seen[0].startswith("00-") and len(seen[0].split("-")) == 4
+    sent = up.requests[0].headers["traceparent"].split("-")
+    assert sent[0] == "00" and sent[1] == trace_id
 
 
 class _NullExporter(SpanExporter):
@@ -180,3 +193,23 @@ def test_gateway_process_exports_spans_and_propagates_traceparent(otlp_receiver:
     attempt = spans["upstream openai/gpt-4o"]
     assert attempt.trace_id.hex() == CALLER_TRACE and attempt.span_id.hex() == upstream_trace[2]
     assert attempt.parent_span_id == spans["POST /v1/chat/completions"].span_id
+
+
+def test_a_traced_gateway_still_sends_over_http1(otlp_receiver: Any, fake_upstream: Any) -> None:
+    """The app as `archc serve` builds it (default transport), tracing on: the generation's sender
+    posts straight to the http1 pool, with the trace header."""
+    from starlette.testclient import TestClient
+
+    from runtime.app import create_app
+    from runtime.settings import Settings
+    from tests.support.gateway import bundle_dict, provider
+
+    endpoint = f"http://127.0.0.1:{otlp_receiver.server_address[1]}/v1/traces"
+    bundle = seal(bundle_dict([provider("openai/gpt-4o", fake_upstream.openai_endpoint(), default=True)],
+                              extensions={"gateway": {"tracing": {"otlp_endpoint": endpoint}}}))
+    with TestClient(create_app(bundle, settings=Settings())) as client:
+        r = client.post("/v1/chat/completions", json={"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+        sender = client.app_state["gateway"].upstream
+        assert sender.pool() is not None and len(sender.header_hooks) == 1
+    assert fake_upstream.requests[0].headers["traceparent"].startswith("00-")
