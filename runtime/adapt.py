@@ -187,21 +187,22 @@ class _Passthrough:
     def __init__(self, upstream_format: WireFormat) -> None:
         self.format = upstream_format
         self.terminal = _TERMINALS[upstream_format].search
-        self.finished = _FINISHED.search if upstream_format is OPENAI else None
+        self.finished = upstream_format is not OPENAI  # an OpenAI choice with its finish_reason seen
         self.tail = b"\n"  # the stream starts at a line start
         self.complete = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if not self.complete:
             window = self.tail + chunk
-            self.complete = self.terminal(window) is not None
-            if self.finished is not None and self.finished(window) is not None:
-                self.finished = None  # seen: whole even if [DONE] never comes
+            if self.terminal(window) is not None:
+                self.complete = True  # whatever finished before: one scan for a stream read in one piece
+            elif not self.finished and _FINISHED.search(window) is not None:
+                self.finished = True  # whole even if [DONE] never comes
             self.tail = window[-24:]  # a marker split across two chunks
         return [chunk]
 
     def finish(self) -> list[bytes]:
-        if not self.complete and not (self.format is OPENAI and self.finished is None):
+        if not self.complete and not (self.format is OPENAI and self.finished):
             raise _incomplete(self.format)
         return []
 
