@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from archc.bundle import Bundle
 from runtime import chat, connections, endpoints, openapi, reload
-from runtime.errors import GatewayError, format_for_path, render
+from runtime.errors import InvalidRequest, MethodNotAllowed, NotFound, format_for_path, render
 from runtime.fastpath import HotPathMiddleware
 from runtime.metrics import Metrics
 from runtime.providers import build_targets
@@ -54,9 +54,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods, answered as JSON in the format the path suggests."""
     assert isinstance(exc, HTTPException)
     fmt = format_for_path(request.url.path)
-    err = GatewayError(f"{request.method} {request.url.path}: {exc.detail}")
-    err.status = exc.status_code
-    err.kind = err.openai_type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    kind = NotFound if exc.status_code == 404 else MethodNotAllowed if exc.status_code == 405 else InvalidRequest
+    err = kind(f"{request.method} {request.url.path}: {exc.detail}")
     return JSONResponse(render(err, fmt), status_code=exc.status_code, headers=dict(exc.headers or {}))
 
 

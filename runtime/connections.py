@@ -39,7 +39,7 @@ from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Updated
 from hypercorn.protocol.h11 import H11Protocol
 
-from runtime.errors import GatewayError, format_for_path, render
+from runtime.errors import HTTPLayerError, format_for_path, render
 
 log = logging.getLogger("archc.runtime")
 
@@ -112,11 +112,7 @@ def install(cap: int | None, upstream_connections: int) -> ClientConnections:
 
 def error_body(status: int, message: str, path: str | None) -> bytes:
     """An HTTP-layer error as JSON in the format ``path`` suggests (OpenAI's unless it is /v1/messages...)."""
-    err = GatewayError(message)
-    err.status = status
-    err.kind = "overloaded_error" if status == 503 else "request_too_large" if status in (413, 431) else "invalid_request_error"
-    err.openai_type = "api_error" if status >= 500 else "invalid_request_error"
-    return json.dumps(render(err, format_for_path(path))).encode()
+    return json.dumps(render(HTTPLayerError(status, message), format_for_path(path))).encode()
 
 
 def _path_of(head: bytes) -> str | None:

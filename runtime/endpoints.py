@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from runtime import adapt
-from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnknownModel, render
+from runtime.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnknownModel, render
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.decide.choose import Choice
 from runtime.decide.decide import decide
@@ -186,9 +186,7 @@ async def session_status(request: Request) -> Response:
     """GET /v1/arch/sessions/{session_id}: the session's last routing decision (``archc statusline``)."""
     status = _state(request).sessions.get(request.path_params["session_id"])
     if status is None:
-        err = GatewayError("no routing decision recorded for this session (yet)")
-        err.status, err.kind, err.openai_type = 404, "not_found_error", "not_found_error"
-        return error_response(None, err, WireFormat.OPENAI_CHAT)
+        return error_response(None, NotFound("no routing decision recorded for this session (yet)"), WireFormat.OPENAI_CHAT)
     return JSONResponse(status.to_dict())
 
 

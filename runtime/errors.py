@@ -7,6 +7,9 @@ Imports no starlette and no httpx. The tree::
     │   └── TranslationError    400  (a request the target format cannot carry)
     ├── Unauthorized            401  authentication_error
     ├── UnknownModel            404  not_found_error
+    ├── NotFound                404  (an unknown path or resource)
+    ├── MethodNotAllowed        405
+    ├── HTTPLayerError          hypercorn's refusals (400, 413, 414, 431; 503 over the connection cap)
     ├── PayloadTooLarge         413  request_too_large
     ├── RateLimited             429  rate_limit_error
     ├── ProviderUnavailable     503  (a provider's key variable is unset, or it is not served)
@@ -52,6 +55,31 @@ class Unauthorized(GatewayError):
     status = 401
     kind = "authentication_error"
     openai_type = "invalid_request_error"
+
+
+class NotFound(GatewayError):
+    """An unknown path, or a resource the gateway does not hold (a session without a decision)."""
+
+    status = 404
+    kind = "not_found_error"
+    openai_type = "not_found_error"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    kind = "invalid_request_error"
+    openai_type = "invalid_request_error"
+
+
+class HTTPLayerError(GatewayError):
+    """A request refused before it reached the app (hypercorn's layer: 400, 413, 414, 431, or 503
+    over the connection cap); type names from the status."""
+
+    def __init__(self, status: int, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status
+        self.kind = "overloaded_error" if status == 503 else "request_too_large" if status in (413, 431) else "invalid_request_error"
+        self.openai_type = "api_error" if status >= 500 else "invalid_request_error"
 
 
 class UnknownModel(GatewayError):

@@ -200,3 +200,16 @@ def test_absurdly_nested_body_is_400():
     with client:
         r = client.post("/v1/chat/completions", content=b"[" * 100_000 + b"]" * 100_000)
     _assert_error(r, "openai", 400, "nested too deeply")
+
+
+def test_not_found_and_http_layer_errors_are_classes_not_edited_instances() -> None:
+    from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound, render
+    from runtime.wire import WireFormat
+
+    assert render(NotFound("no such session"), WireFormat.OPENAI_CHAT)["error"]["type"] == "not_found_error"
+    assert render(NotFound("x"), WireFormat.ANTHROPIC_MESSAGES)["error"]["type"] == "not_found_error"
+    assert (NotFound.status, MethodNotAllowed.status) == (404, 405)
+    assert [(e.status, e.kind, e.openai_type) for e in (HTTPLayerError(503, "full"), HTTPLayerError(413, "big"), HTTPLayerError(400, "bad"))] == [
+        (503, "overloaded_error", "api_error"), (413, "request_too_large", "invalid_request_error"),
+        (400, "invalid_request_error", "invalid_request_error")]
+    assert HTTPLayerError.status == 500  # the class itself is untouched by its instances
