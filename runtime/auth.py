@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
 
-from runtime.errors import GatewayError, Unauthorized, render
+from runtime.errors import GatewayError, Unauthorized, format_for_path, render
 from runtime.settings import env_name as settings_env_name
 from runtime.wire import WireFormat
 
@@ -160,11 +160,6 @@ def presented_credentials(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
     return bearer + api_key
 
 
-def client_format_for_path(path: str) -> WireFormat:
-    """The error format a caller of ``path`` understands (Anthropic for /v1/messages, else OpenAI)."""
-    return WireFormat.ANTHROPIC_MESSAGES if path.rstrip("/").endswith("/messages") or "/messages/" in path else WireFormat.OPENAI_CHAT
-
-
 async def send_error(send: Send, error: GatewayError, client_format: WireFormat) -> None:
     """Answer ``error`` as a complete JSON response in the client's format (pure ASGI)."""
     body = json.dumps(render(error, client_format)).encode("utf-8")
@@ -201,7 +196,7 @@ class GatewayKeyMiddleware:
             await self.app(scope, receive, send)
             return
         presented = presented_credentials(scope.get("headers") or ())
-        client_format = client_format_for_path(scope.get("path", ""))
+        client_format = format_for_path(scope.get("path", ""))
         if not presented:
             error = Unauthorized(
                 "missing gateway key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from runtime.auth import STATE_KEY_NAME, ASGIApp, Message, Receive, Scope, Send, client_format_for_path, scope_state, send_error
-from runtime.errors import PayloadTooLarge, ProviderUnavailable, RateLimited
+from runtime.auth import STATE_KEY_NAME, ASGIApp, Message, Receive, Scope, Send, scope_state, send_error
+from runtime.errors import PayloadTooLarge, ProviderUnavailable, RateLimited, format_for_path
 from runtime.ratelimit.limiter import RateLimiter
 from runtime.ratelimit.rules import RequestInfo
 from runtime.settings import DEFAULT_MAX_BODY_BYTES
@@ -45,7 +45,7 @@ class RateLimitMiddleware:
         if limiter is None:
             await self.app(scope, receive, send)
             return
-        client_format = client_format_for_path(scope["path"])
+        client_format = format_for_path(scope["path"])
         cap = self.max_body_bytes(scope) if callable(self.max_body_bytes) else self.max_body_bytes
         body = await _read_body(receive, cap)
         if body is None:

@@ -213,3 +213,14 @@ def test_not_found_and_http_layer_errors_are_classes_not_edited_instances() -> N
         (503, "overloaded_error", "api_error"), (413, "request_too_large", "invalid_request_error"),
         (400, "invalid_request_error", "invalid_request_error")]
     assert HTTPLayerError.status == 500  # the class itself is untouched by its instances
+
+
+@pytest.mark.parametrize("path, anthropic", [
+    ("/v1/messages", True), ("/v1/messages/", True), ("/v1/messages/count_tokens", True), ("/v1/v1/messages", True),
+    ("/messages", True), ("/v1/chat/completions", False), ("/chat/completions", False), ("/v1/models", False),
+    ("/v1/messagesx", False), (None, False), ("", False)])
+def test_one_rule_names_the_error_format_of_a_path(path: str | None, anthropic: bool) -> None:
+    from runtime.errors import format_for_path
+    from runtime.wire import WireFormat
+
+    assert (format_for_path(path) is WireFormat.ANTHROPIC_MESSAGES) is anthropic
