@@ -13,6 +13,8 @@ import re
 import time
 from typing import Any, Callable, Mapping
 
+import orjson
+
 from runtime.errors import BadUpstreamResponse, UpstreamError
 from runtime.sse import DONE, SSEDecoder, encode_json, first_event
 from runtime.wire import WireFormat
@@ -161,7 +163,11 @@ class FirstEvent:
         if self.format is OPENAI and event.data == "[DONE]":
             raise BadUpstreamResponse(f"{self.who}'s stream ended ([DONE]) before any chunk")
         try:
-            data = json.loads(event.data)
+            data = orjson.loads(event.data)  # the common case, fast; the stdlib decides what orjson refuses
+        except orjson.JSONDecodeError:
+            data = None
+        try:
+            data = json.loads(event.data) if data is None else data
         except ValueError:
             raise BadUpstreamResponse(f"{self.who}'s stream began with an event that is not JSON: "
                                       f"{event.data[:80]!r}") from None

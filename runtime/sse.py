@@ -120,6 +120,9 @@ def first_event(block: bytes, *, stream_start: bool = False) -> SSEEvent | None:
     ``stream_start``: ``block`` opens the stream (a leading BOM is skipped)."""
     if stream_start and block.startswith(_BOM):
         block = block[3:]
+    if block.startswith(b"data:") and b"\n" not in block and b"\r" not in block:  # one data line: most first events
+        value = block[6:] if block[5:6] == b" " else block[5:]
+        return SSEEvent(None, value.decode("utf-8", "replace"), None)
     event: str | None = None
     data: list[str] = []
     last_id: str | None = None
