@@ -87,7 +87,8 @@ def keep_heap(keep_mb: int) -> bool:
     A request body of 1 MB passes through several buffers of that size (the bytes read, the text
     decoded, the body written upstream). With glibc's defaults each is a fresh mmap, or the heap top
     is trimmed after each request, so every request pays a page fault per 4 KiB touched again:
-    bench/gateway.py --body-sizes measured about 3.5 of the 6 ms archc added at 1 MB here.
+    at 1 MB that was ~500 minor faults per request and about 1.2 of the 4.4-5 ms archc then added
+    (alternating pairs over bench/gateway.py's fake upstream; tests/runtime/test_heap.py counts the faults).
     """
     if keep_mb <= 0:
         return False
