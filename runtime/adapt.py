@@ -163,20 +163,21 @@ class FirstEvent:
         if self.format is OPENAI and event.data == "[DONE]":
             raise BadUpstreamResponse(f"{self.who}'s stream ended ([DONE]) before any chunk")
         try:
-            data = orjson.loads(event.data)  # the common case, fast; the stdlib decides what orjson refuses
+            data = orjson.loads(event.data)  # the common case, fast
         except orjson.JSONDecodeError:
-            data = None
-        try:
-            data = json.loads(event.data) if data is None else data
-        except ValueError:
-            raise BadUpstreamResponse(f"{self.who}'s stream began with an event that is not JSON: "
-                                      f"{event.data[:80]!r}") from None
+            data = self._stdlib_json(event.data)  # what orjson refuses, the stdlib decides (a lone surrogate escape)
         if not isinstance(data, dict):
             raise BadUpstreamResponse(f"{self.who}'s stream began with an event that is not a JSON object")
         if "error" in data and (self.format is OPENAI or data.get("type") == "error") or event.event == "error":
             err = data.get("error")
             detail = err.get("message") if isinstance(err, dict) else err
             raise BadUpstreamResponse(f"{self.who}'s stream began with an error event: {str(detail)[:300]}")
+
+    def _stdlib_json(self, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise BadUpstreamResponse(f"{self.who}'s stream began with an event that is not JSON: {text[:80]!r}") from None
 
 
 # An OpenAI choice that finished: ``"finish_reason":"stop"`` (a string, not null). Raw bytes: inside a
