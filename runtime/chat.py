@@ -205,6 +205,9 @@ class _replay:
         for chunk in self.chunks:
             yield chunk
 
+    def bound(self, seconds: float, late: Any) -> "_replay":
+        return self  # in memory: nothing to wait for
+
     async def aclose(self) -> None:
         return None
 
@@ -219,7 +222,7 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
     converter = adapt.stream_adapter(client_format, up_format, model=_client_model(choice), body=body)
     if limit.ms is not None:  # the rest of the stream fits in what is left of the request's deadline
         late = f"the answer did not finish within the request deadline ({limit.source}, {limit.ms} ms)"
-        source = retry.BoundedStream(source, started + limit.ms / 1000.0, lambda: UpstreamTimeout(late), clock=time.perf_counter)
+        source = source.bound(started + limit.ms / 1000.0 - time.perf_counter(), lambda: UpstreamTimeout(late))
 
     failure: list[str] = []
 

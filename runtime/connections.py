@@ -27,16 +27,17 @@ import json
 import logging
 import re
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import h11
 import hypercorn.asyncio.run as hypercorn_run
 import hypercorn.protocol as hypercorn_protocol
 from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.events import Updated
+from hypercorn.events import RawData
 from hypercorn.protocol.h11 import H11Protocol
 
 from runtime.errors import HTTPLayerError, format_for_path, render
@@ -124,9 +125,8 @@ _MESSAGES = {413: "request too large", 414: "request target too long"}
 
 
 class _Server(TCPServer):
-    """hypercorn's TCPServer, closing as soon as the client has gone, and under the process's cap."""
-
-    _peer_gone = False
+    """hypercorn's TCPServer, closing as soon as the client has gone, and under the process's cap.
+    Nothing here runs per request or per send: the EOF swaps the idle timer for one that closes."""
 
     async def run(self) -> None:
         if not CLIENTS.admit():
@@ -139,14 +139,8 @@ class _Server(TCPServer):
 
     async def _read_data(self) -> None:
         await super()._read_data()  # returns at EOF or a read error, after handing Closed to the protocol
-        self._peer_gone = True
         await self.idle_task.stop()  # nothing will arrive: do not wait for the keep-alive timer
-
-    async def protocol_send(self, event: Any) -> None:
-        if isinstance(event, Updated) and event.idle and self._peer_gone:
-            await self._close()  # a response finished after the client closed: no next request can come
-            return
-        await super().protocol_send(event)
+        self.idle_task = _CloseWhenIdle(self._close)  # a response that finishes after this closes at once
 
     async def _reject(self) -> None:
         """503 to a connection over the cap: read what the client sent first (briefly), answer in its
@@ -164,6 +158,20 @@ class _Server(TCPServer):
         await self._close()
 
 
+class _CloseWhenIdle:
+    """The idle timer of a connection whose peer has gone: hypercorn restarts it when a response
+    finishes (``Updated(idle=True)``); then no next request can come, so the socket is closed."""
+
+    def __init__(self, close: Callable[[], Awaitable[None]]) -> None:
+        self.close = close
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        await self.close()
+
+    async def stop(self) -> None:
+        return None
+
+
 def _response(status: int, body: bytes, *, retry_after: bool = False) -> bytes:
     extra = b"retry-after: 1\r\n" if retry_after else b""
     head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
@@ -171,48 +179,37 @@ def _response(status: int, body: bytes, *, retry_after: bool = False) -> bytes:
     return head.encode() + extra + b"\r\n" + body
 
 
-class _RecordingConnection(h11.Connection):
-    """h11's connection, keeping the last protocol error so the answer can say what was wrong."""
-
-    last_error: h11.RemoteProtocolError | None = None
-
-    def next_event(self) -> Any:
-        try:
-            return super().next_event()
-        except h11.RemoteProtocolError as error:
-            self.last_error = error
-            raise
-
-
 class _H11(H11Protocol):
-    """hypercorn's h11 protocol, whose own error answers (400, 431) carry a JSON body."""
+    """hypercorn's h11 protocol, whose own error answers (400, 431) carry a JSON body. The error
+    path runs inside hypercorn's ``except h11.RemoteProtocolError`` (the error is ``sys.exception()``);
+    per event, only a reference to the bytes read between requests is kept, to name the path."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.connection = _RecordingConnection(h11.SERVER, max_incomplete_event_size=self.config.h11_max_incomplete_size)
-        self._head = b""
+    _between = b""  # the last bytes read while no request was in flight: the start of the next one
 
     async def handle(self, event: Any) -> None:
-        data = getattr(event, "data", None)
-        if data is not None and self.stream is None and len(self._head) < _HEAD_KEEP:
-            self._head = (self._head + data)[:_HEAD_KEEP]  # the start of the next request, to name its path
-        await super().handle(event)
-
-    async def _create_stream(self, request: h11.Request) -> None:
-        self._head = b""
-        await super()._create_stream(request)
+        if self.stream is None and type(event) is RawData:
+            self._between = event.data
+        await H11Protocol.handle(self, event)
 
     async def _send_error_response(self, status_code: int) -> None:
-        error = getattr(self.connection, "last_error", None)
-        detail = str(error) if error is not None and str(error) else "unreadable"
+        error = sys.exception()
+        detail = str(error) if isinstance(error, h11.RemoteProtocolError) and str(error) else "unreadable"
         if status_code == 431:
             message = f"request headers too large (the limit is {self.config.h11_max_incomplete_size} bytes)"
         else:
             message = f"{_MESSAGES.get(status_code, 'malformed HTTP request')}: {detail}"
-        body = error_body(status_code, message, _path_of(self._head))
+        body = error_body(status_code, message, self._path())
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close"), *self.config.response_headers("h11")]
         await self._send_h11_event(h11.Response(status_code=status_code, headers=headers,
                                                 reason=HTTPStatus(status_code).phrase.encode()))
         await self._send_h11_event(h11.Data(data=body))
         await self._send_h11_event(h11.EndOfMessage())
+
+    def _path(self) -> str | None:
+        """The path of the request that broke: its stream's when its head was read, else the start
+        of the bytes read before it (a head h11 could not parse or refused)."""
+        scope = getattr(self.stream, "scope", None)
+        if isinstance(scope, dict) and isinstance(scope.get("path"), str):
+            return scope["path"]
+        return _path_of(self._between[:_HEAD_KEEP])

@@ -45,6 +45,10 @@ class ReadTimeout(HTTPError):
     """No byte arrived within the read timeout."""
 
 
+class DeadlineExceeded(HTTPError):
+    """The body did not end by the deadline its reader set (``Response.deadline``)."""
+
+
 class Disconnected(HTTPError):
     """The server closed or reset the connection before the response ended."""
 
@@ -232,13 +236,21 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def wait(self, future: asyncio.Future, timeout: float) -> None:
-        """Await ``future``; ReadTimeout when no byte arrives for ``timeout`` seconds."""
-        self.timer = self.loop.call_later(timeout, self._check_idle, future, timeout)
+    async def wait(self, future: asyncio.Future, timeout: float, expired: Optional[HTTPError] = None) -> None:
+        """Await ``future``; ReadTimeout when no byte arrives for ``timeout`` seconds, or ``expired``
+        when given, ``timeout`` seconds from now whatever arrives (a deadline)."""
+        if expired is None:
+            self.timer = self.loop.call_later(timeout, self._check_idle, future, timeout)
+        else:
+            self.timer = self.loop.call_later(timeout, self._expire, future, expired)
         try:
             await future
         finally:
             self.timer.cancel()
+
+    def _expire(self, future: asyncio.Future, error: HTTPError) -> None:
+        if not future.done():
+            self._fail(error)
 
     def _check_idle(self, future: asyncio.Future, timeout: float) -> None:
         if future.done():
@@ -263,7 +275,7 @@ class Response:
     """Status and headers; the body is read whole (``read``) or as it arrives (``async for``).
     ``aclose()`` returns a finished connection to the pool and aborts an unfinished one."""
 
-    __slots__ = ("_conn", "status", "headers", "_timeout", "_done")
+    __slots__ = ("_conn", "status", "headers", "_timeout", "_done", "deadline")
 
     def __init__(self, conn: _Connection, timeout: float) -> None:
         self._conn = conn
@@ -271,6 +283,9 @@ class Response:
         self.headers = conn.headers
         self._timeout = timeout
         self._done = False
+        # Loop time (``loop.time()``) by which the body must have ended, else DeadlineExceeded; None: unbounded.
+        # No timer of its own: checked per chunk, and it shortens the read timeout of a wait.
+        self.deadline: Optional[float] = None
 
     def header(self, name: str) -> Optional[str]:
         key = name.lower().encode("latin-1")
@@ -279,16 +294,23 @@ class Response:
                 return v.decode("latin-1")
         return None
 
-    async def _next(self) -> Optional[bytes]:
+    async def next_chunk(self) -> Optional[bytes]:
+        """The body's next bytes as they arrive; None at its end."""
         conn = self._conn
+        deadline = self.deadline
+        if deadline is not None and not conn.complete and conn.loop.time() >= deadline:
+            raise DeadlineExceeded("the response did not end by its deadline")
         while not conn.chunks:
             if conn.error is not None:
                 raise conn.error
             if conn.complete:
                 return None
+            timeout, expired = self._timeout, None
+            if deadline is not None and deadline - conn.loop.time() < timeout:
+                timeout, expired = max(0.0, deadline - conn.loop.time()), DeadlineExceeded("the response did not end by its deadline")
             conn.waiter = conn.loop.create_future()
             try:
-                await conn.wait(conn.waiter, self._timeout)
+                await conn.wait(conn.waiter, timeout, expired)
             finally:
                 conn.waiter = None
         return conn.take()
@@ -299,7 +321,7 @@ class Response:
         size = 0
         try:
             while True:
-                chunk = await self._next()
+                chunk = await self.next_chunk()
                 if chunk is None:
                     break
                 parts.append(chunk)
@@ -313,7 +335,7 @@ class Response:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             while True:
-                chunk = await self._next()
+                chunk = await self.next_chunk()
                 if chunk is None:
                     return
                 yield chunk

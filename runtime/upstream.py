@@ -12,7 +12,9 @@ either path.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 import aiohttp
@@ -20,8 +22,9 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from runtime import http1
-from runtime.errors import BadUpstreamResponse, UpstreamError, UpstreamStatus, UpstreamTimeout
+from runtime.errors import BadUpstreamResponse, GatewayError, UpstreamError, UpstreamStatus, UpstreamTimeout
 from runtime.providers import Target
+from runtime.retry import BoundedStream
 from runtime.settings import Settings
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -271,12 +274,12 @@ class Upstream:
             content_type = native.header("content-type") or ""
             if not _is_event_stream(content_type):
                 raise await _not_a_stream(target, content_type, _read_native(native), native.aclose)
-            return UpstreamStream(target, aiter(native), content_type, native.aclose)
+            return UpstreamStream(target, native.next_chunk, content_type, native.aclose, native)
         response = await self._send(target, body, extra_headers)
         content_type = response.headers.get("content-type", "")
         if not _is_event_stream(content_type):
             raise await _not_a_stream(target, content_type, _read_capped(response), response.aclose)
-        return UpstreamStream(target, response.aiter_raw(), content_type, response.aclose)
+        return UpstreamStream(target, _next_of(response.aiter_raw()), content_type, response.aclose)
 
 
 # An upstream's error answer keeps these for the client: when to retry, and the provider's own quota figures
@@ -373,14 +376,16 @@ def _error_message(target: Target, status: int, raw: bytes) -> str:
 class UpstreamStream:
     """An open streamed response, from either transport: ``async for chunk in stream`` yields raw
     bytes as they arrive; ``aclose()`` on an unfinished one drops the connection, so the upstream
-    sees the client leave."""
+    sees the client leave. ``next_chunk()`` gives the body's next bytes, None at its end."""
 
-    def __init__(self, target: Target, chunks: AsyncIterator[bytes], content_type: str,
-                 close: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, target: Target, next_chunk: Callable[[], Awaitable[bytes | None]], content_type: str,
+                 close: Callable[[], Awaitable[None]], native: http1.Response | None = None) -> None:
         self.target = target
         self.content_type = content_type
-        self._chunks = chunks
+        self._next = next_chunk
         self._close = close
+        self._native = native
+        self._late: Callable[[], GatewayError] | None = None
         self._head: list[bytes] = []  # read by ``judge``, yielded first
 
     async def judge(self, first: Any) -> None:
@@ -390,12 +395,12 @@ class UpstreamStream:
         try:
             while True:
                 try:
-                    chunk = await self._chunks.__anext__()
-                except StopAsyncIteration:
-                    first.end()
-                    return
+                    chunk = await self._next()
                 except (httpx.HTTPError, http1.HTTPError) as exc:
                     raise self._broken(exc) from exc
+                if chunk is None:
+                    first.end()
+                    return
                 self._head.append(chunk)
                 if first.feed(chunk):
                     return
@@ -403,14 +408,28 @@ class UpstreamStream:
             await self.aclose()
             raise
 
+    def bound(self, seconds: float, late: Callable[[], GatewayError]) -> Any:
+        """This stream, its rest bounded to ``seconds`` from now (``late()`` is raised past it): on
+        the own client the response's deadline (no timer of its own), else retry.BoundedStream."""
+        if self._native is None:
+            return BoundedStream(self, time.monotonic() + seconds, late)
+        self._native.deadline = asyncio.get_running_loop().time() + seconds
+        self._late = late
+        return self
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        # ``_chunks`` is one iterator: ``judge`` read its start, this goes on from there.
+        # ``judge`` read the start through the same ``next_chunk``: this goes on from there.
         head, self._head = self._head, []
         for chunk in head:
             yield chunk
+        next_chunk = self._next
         try:
-            async for chunk in self._chunks:
+            while (chunk := await next_chunk()) is not None:
                 yield chunk
+        except http1.DeadlineExceeded:
+            if self._late is None:
+                raise UpstreamTimeout(f"upstream {self.target.name!r} stopped streaming (deadline)") from None
+            raise self._late() from None
         except (httpx.HTTPError, http1.HTTPError) as exc:
             raise self._broken(exc) from exc
 
@@ -427,3 +446,15 @@ class UpstreamStream:
 
 
 __all__ = ["H1Transport", "Upstream", "UpstreamStream", "build_client"]
+
+
+def _next_of(chunks: AsyncIterator[bytes]) -> Callable[[], Awaitable[bytes | None]]:
+    """``next_chunk`` over an async iterator (httpx's ``aiter_raw``)."""
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    return next_chunk

@@ -262,6 +262,43 @@ def test_a_trickling_body_is_not_a_timeout_while_bytes_keep_coming():
     assert run(main()) == b"......"
 
 
+def test_a_deadline_cuts_a_trickling_body_and_drops_the_socket_but_not_a_finished_one():
+    # Bytes keep coming (no read timeout), yet the body must end by ``Response.deadline``.
+    async def handler(reader, writer, n):
+        if n == 1:
+            writer.write(ok(b"whole"))
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(40):
+            writer.write(b"1\r\n.\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+
+    async def main():
+        async with RawServer(handler) as srv:
+            pool = http1.Pool(read_timeout_s=5)
+            loop = asyncio.get_running_loop()
+            r = await pool.post(srv.url(), b"", b"")
+            r.deadline = loop.time() + 0.3
+            started, got = loop.time(), b""
+            with pytest.raises(http1.DeadlineExceeded):
+                while (chunk := await r.next_chunk()) is not None:
+                    got += chunk
+            elapsed = loop.time() - started
+            await r.aclose()
+            assert 0.25 < elapsed < 1.5 and 2 <= len(got) < 40, (elapsed, got)
+            # A body already complete is handed over even when its deadline has passed meanwhile.
+            r = await pool.post(srv.url(), b"", b"")
+            await asyncio.sleep(0.05)  # the whole body is in
+            r.deadline = loop.time() - 1
+            assert await r.read() == b"whole"
+            await pool.aclose()
+            return srv.connections
+
+    assert run(main()) == 2  # the cut socket was not reused
+
+
 def test_refused_connection_and_connect_errors():
     async def main():
         srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
