@@ -287,6 +287,10 @@ class Response:
         # No timer of its own: checked per chunk, and it shortens the read timeout of a wait.
         self.deadline: Optional[float] = None
 
+    def limit(self, seconds: float) -> None:
+        """The body must end within ``seconds`` from now (``deadline``)."""
+        self.deadline = self._conn.loop.time() + seconds
+
     def header(self, name: str) -> Optional[str]:
         key = name.lower().encode("latin-1")
         for k, v in self.headers:

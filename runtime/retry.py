@@ -379,7 +379,7 @@ class BoundedStream:
         # when it fires while a chunk is awaited, this task is cancelled and the cancel turned into
         # ``late()``; when it fires between chunks (the client's send), the next chunk is not awaited.
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)
         assert task is not None
         cancelling = task.cancelling()
         state = [False, False]  # [waiting for a chunk, fired]
@@ -419,7 +419,7 @@ async def _within(call: Awaitable[T], budget_s: float, message: str) -> T:
     this task, as ``asyncio.timeout`` does (not a task per attempt as ``wait_for`` made), without its
     context-manager object (about 4 µs an attempt against 1 here, under uvloop)."""
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
+    task = asyncio.current_task(loop)  # given the loop: one running-loop lookup (each a getpid() on 3.11), not two
     assert task is not None
     cancelling = task.cancelling()
     fired = False

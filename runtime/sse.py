@@ -126,7 +126,7 @@ def first_event(block: bytes, *, stream_start: bool = False) -> SSEEvent | None:
     event: str | None = None
     data: list[str] = []
     last_id: str | None = None
-    for raw in _LINE_END_BYTES.split(block):
+    for raw in block.split(b"\n") if b"\r" not in block else _LINE_END_BYTES.split(block):  # no CR: split by bytes
         if not raw:
             if data:
                 break

@@ -12,7 +12,6 @@ either path.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -413,7 +412,7 @@ class UpstreamStream:
         the own client the response's deadline (no timer of its own), else retry.BoundedStream."""
         if self._native is None:
             return BoundedStream(self, time.monotonic() + seconds, late)
-        self._native.deadline = asyncio.get_running_loop().time() + seconds
+        self._native.limit(seconds)
         self._late = late
         return self
 

@@ -75,3 +75,30 @@ def test_check_answer(fmt, answer, ok):
     else:
         with pytest.raises(BadUpstreamResponse, match="^upstream 'x' answered 200 with JSON that is not"):
             adapt.check_answer(answer, fmt, "upstream 'x'")
+
+
+# Pieces that make near-misses of every pattern likely: the scans by bytes.find must agree with the
+# regex searches they replace on any bytes.
+_PIECES = [b"\n", b"\r", b"\r\n", b"\n\n", b"data:", b"data: ", b"event:", b"event: ", b"[DONE]", b'{"error"',
+           b"message_stop", b"error", b'"finish_reason":', b'"finish_reason": ', b'"', b"null", b"x", b" ", b"{}"]
+
+
+def test_the_find_based_scans_agree_with_the_regex_searches():
+    import re
+
+    from hypothesis import given, settings, strategies as st
+
+    event_end = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+    finished = re.compile(rb'"finish_reason": ?"')
+
+    @settings(max_examples=3000, deadline=None, derandomize=True, database=None)
+    @given(st.lists(st.sampled_from(_PIECES), max_size=30))
+    def check(pieces: list[bytes]) -> None:
+        window = b"".join(pieces)
+        for fmt in (OPENAI, ANTHROPIC):
+            assert adapt._has_terminal(window, fmt) == (adapt._TERMINALS[fmt].search(window) is not None), window
+        cut = event_end.search(window)
+        assert adapt._event_end(window) == (cut.span() if cut else None), window
+        assert any(window.find(f) != -1 for f in adapt._FINISHED) == (finished.search(window) is not None), window
+
+    check()

@@ -1,0 +1,59 @@
+"""runtime/connections.py's h11 connection frames every response exactly as h11's own does: the
+bytes of each response head and body are compared over requests of every kind (HTTP/1.0 and 1.1,
+HEAD, keep-alive or close, several per connection) and responses of every framing."""
+
+from __future__ import annotations
+
+import itertools
+
+import h11
+import pytest
+
+from runtime.connections import _H11Connection
+
+REQUESTS = [
+    (b"GET", b"1.1", []), (b"POST", b"1.1", [(b"content-length", b"2")]), (b"HEAD", b"1.1", []),
+    (b"GET", b"1.1", [(b"connection", b"close")]), (b"GET", b"1.0", []), (b"HEAD", b"1.0", []),
+    (b"POST", b"1.1", [(b"Connection", b"keep-alive, Upgrade"), (b"content-length", b"2")]),
+]
+RESPONSES = [
+    (200, [(b"content-type", b"text/event-stream"), (b"X-Arch-Route", b"code"), (b"cache-control", b"no-cache")]),
+    (200, [(b"content-length", b"5"), (b"content-type", b"application/json")]),
+    (200, [(b"Content-Length", b"5"), (b"content-length", b"5")]),
+    (200, [(b"transfer-encoding", b"chunked"), (b"x-a", b"1")]),
+    (200, [(b"Transfer-Encoding", b"CHUNKED"), (b"content-length", b"9")]),
+    (200, [(b"connection", b"keep-alive"), (b"x-b", b"2")]),
+    (200, [(b"Connection", b"Upgrade, keep-alive"), (b"content-length", b"5")]),
+    (204, [(b"x-c", b"3")]),
+    (304, [(b"etag", b'"x"')]),
+    (500, []),
+]
+
+
+def _exchange(cls: type[h11.Connection], request: tuple, response: tuple, repeat: int) -> bytes:
+    """The bytes ``cls`` writes for ``response`` to ``request``, ``repeat`` times on one connection
+    while it stays open, with the connection's states after each."""
+    method, version, extra = request
+    conn = cls(h11.SERVER)
+    out = b""
+    for _ in range(repeat):
+        head = b"".join(name + b": " + value + b"\r\n" for name, value in [(b"host", b"x"), *extra])
+        conn.receive_data(method + b" / HTTP/" + version + b"\r\n" + head + b"\r\n" + (b"{}" if method == b"POST" else b""))
+        while not isinstance(conn.next_event(), h11.EndOfMessage):
+            pass
+        status, response_headers = response
+        out += conn.send(h11.Response(status_code=status, headers=response_headers))
+        body = b"hello" if status not in (204, 304) and method != b"HEAD" else b""
+        out += (conn.send(h11.Data(data=body)) or b"") if body else b""
+        out += conn.send(h11.EndOfMessage()) or b""
+        out += repr((conn.our_state, conn.their_state)).encode()
+        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            break
+        conn.start_next_cycle()
+    return out
+
+
+@pytest.mark.parametrize("request_, response", list(itertools.product(REQUESTS, RESPONSES)))
+def test_the_response_head_is_framed_as_h11_frames_it(request_, response) -> None:
+    expected = _exchange(h11.Connection, request_, response, repeat=2)
+    assert _exchange(_H11Connection, request_, response, repeat=2) == expected
