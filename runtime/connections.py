@@ -23,6 +23,8 @@ Why a shim, and what it changes in hypercorn 0.17 (to be proposed upstream; each
   header through its name and value regexes again each time, although they were validated when the
   ``Response`` was made (about 25 µs of each streamed answer here, 14 headers). ``_H11Connection``
   makes the same framing decisions on the validated headers; a test compares its bytes with h11's.
+  And the one check left runs once per distinct header line, not per response: most lines of an
+  answer (content type, the decision headers) repeat from one request to the next.
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
 import h11
+import h11._abnf as h11_abnf
 import h11._connection as h11_connection
 import h11._headers as h11_headers
 import hypercorn.asyncio.run as hypercorn_run
 import hypercorn.protocol as hypercorn_protocol
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import RawData
+from hypercorn.protocol.events import Response
 from hypercorn.protocol.h11 import H11Protocol
 
 from runtime.errors import HTTPLayerError, format_for_path, render
@@ -213,6 +217,28 @@ class _H11Connection(h11.Connection):
                             reason=response.reason)
 
 
+_FIELD_NAME = re.compile(h11_abnf.field_name.encode("ascii"))
+_FIELD_VALUE = re.compile(h11_abnf.field_value.encode("ascii"))
+_CHECKED: set[tuple[bytes, bytes]] = set()  # header lines that passed, up to _CHECKED_KEEP (then forgotten at once)
+_CHECKED_KEEP = 4096
+
+
+def check_header_lines(headers: list[tuple[bytes, bytes]]) -> None:
+    """h11's checks of a response's header lines (``Illegal header name/value``, LocalProtocolError),
+    each distinct (name, value) checked once: what ``h11.Response(headers)`` checks on every response."""
+    for line in headers:
+        if line in _CHECKED:
+            continue
+        name, value = line
+        if _FIELD_NAME.fullmatch(name) is None:
+            raise h11.LocalProtocolError(f"Illegal header name {name!r}")
+        if _FIELD_VALUE.fullmatch(value) is None:
+            raise h11.LocalProtocolError(f"Illegal header value {value!r}")
+        if len(_CHECKED) >= _CHECKED_KEEP:
+            _CHECKED.clear()
+        _CHECKED.add(line)
+
+
 def _set_header(headers: h11_headers.Headers, name: bytes, values: list[bytes]) -> h11_headers.Headers:
     """``headers`` without ``name``, then one ``name: value`` per value (h11's set_comma_header), on
     the validated (raw name, name, value) triples: the new values are h11's own constants or
@@ -237,6 +263,17 @@ class _H11(H11Protocol):
         if self.stream is None and type(event) is RawData:
             self._between = event.data
         await H11Protocol.handle(self, event)
+
+    async def stream_send(self, event: Any) -> None:
+        if type(event) is Response and event.status_code >= 200:
+            # hypercorn's own answer head, its lines checked by ``check_header_lines`` instead of by h11 per response
+            headers = [*event.headers, *self.config.response_headers("h11")]
+            if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+                headers.append((b"connection", b"close"))
+            check_header_lines(headers)
+            await self._send_h11_event(h11.Response(headers=headers, status_code=event.status_code, _parsed=True))
+            return
+        await H11Protocol.stream_send(self, event)
 
     async def _send_error_response(self, status_code: int) -> None:
         error = sys.exception()

@@ -57,3 +57,34 @@ def _exchange(cls: type[h11.Connection], request: tuple, response: tuple, repeat
 def test_the_response_head_is_framed_as_h11_frames_it(request_, response) -> None:
     expected = _exchange(h11.Connection, request_, response, repeat=2)
     assert _exchange(_H11Connection, request_, response, repeat=2) == expected
+
+
+LINES = [
+    (b"content-type", b"application/json"), (b"X-Arch-Route", b"code"), (b"x-e", b""), (b"x-f", b"a\tb c"),
+    (b"x-g", b"\x80\xff obs-text"), (b"content-length", b"12"), (b"Content-Length", b"x1"), (b"x y", b"1"),
+    (b"", b"v"), (b"x:", b"v"), (b"x-h", b"a\r\nb"), (b"x-i", b"a\nb"), (b"x-j", b"\x00"), (b"x-k", b" lead"),
+    (b"x-l", b"trail "), (b"x-m", b"a\x7fb"), (b"transfer-encoding", b"gzip"), (b"transfer-encoding", b"chunked"),
+]
+
+
+def _made(check: bool, lines: list[tuple[bytes, bytes]]) -> object:
+    """What making a response with ``lines`` gives: its header lines, or h11's refusal."""
+    from runtime.connections import check_header_lines
+
+    try:
+        if check:
+            check_header_lines(lines)
+            response = h11.Response(status_code=200, headers=lines, _parsed=True)
+        else:
+            response = h11.Response(status_code=200, headers=lines)
+    except h11.LocalProtocolError as exc:
+        return ("refused", str(exc))
+    return response.headers.raw_items()
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_header_lines_checked_once_are_refused_and_kept_as_h11_does(line) -> None:
+    lines = [(b"content-type", b"text/plain"), line]
+    expected = _made(False, lines)
+    assert _made(True, lines) == expected
+    assert _made(True, lines) == expected  # the second time from what was checked before
