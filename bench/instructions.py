@@ -97,6 +97,11 @@ def measure(tree: Path, bundle: Path, folder: Path, name: str, cells: list[Cell]
                     break
                 time.sleep(0.1)
             per_request[(api, stream)] = collected(out) / args.requests
+            if args.keep:  # for callgrind_annotate: where the instructions went, by C function
+                keep = Path(args.keep)
+                keep.mkdir(parents=True, exist_ok=True)
+                for dump in folder.glob(out.name + "*"):
+                    shutil.copy(dump, keep / f"{name}-{api}-{'stream' if stream else 'json'}.callgrind")
     finally:
         bench.stop(proc)
     return per_request
@@ -109,6 +114,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--apis", default="openai,anthropic,anthropic-pass")
     parser.add_argument("--modes", default="json,stream")
+    parser.add_argument("--keep", metavar="DIR", help="keep each cell's callgrind dump here (callgrind_annotate FILE)")
     parser.add_argument("--body-size", type=int, default=0, help="bytes of history in each request (0: the short prompt)")
     args = parser.parse_args()
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):

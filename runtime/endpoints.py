@@ -34,20 +34,26 @@ async def read_json(receive: Receive, content_length: str | None, limit: int) ->
     """The request body (read from ``receive``) as JSON; 413 over ``limit`` bytes, 400 when it is not JSON."""
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise PayloadTooLarge(f"request body is {int(content_length)} bytes; this gateway accepts at most {limit} bytes")
-    body = bytearray()
+    # The parts are joined once at the end: a growing buffer was copied again at each of its reallocations
+    # (about 8 MB of copying for a 1 MB body arriving in 64 KB parts, the heap being kept: ARCHC_HEAP_KEEP_MB).
+    parts: list[bytes] = []
+    size = 0
     while True:  # what Request.stream() does, without a Request
         message = await receive()
         if message["type"] == "http.request":
-            body += message.get("body", b"")
-            if len(body) > limit:
+            part = message.get("body", b"")
+            if part:
+                parts.append(part)
+                size += len(part)
+            if size > limit:
                 raise PayloadTooLarge(f"request body is over {limit} bytes, the most this gateway accepts")
             if not message.get("more_body", False):
                 break
         elif message["type"] == "http.disconnect":
             raise InvalidRequest("the client closed the connection before sending the whole body")
-    if not body:
+    if not size:
         raise InvalidRequest("request body is empty; expected a JSON object")
-    return parse_request(body)  # strict: UTF-8 only, no NaN/Infinity, no number an upstream cannot read back
+    return parse_request(parts[0] if len(parts) == 1 else b"".join(parts))  # strict: UTF-8 only, no NaN/Infinity, no number an upstream cannot read back
 
 
 def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
