@@ -88,3 +88,39 @@ def test_header_lines_checked_once_are_refused_and_kept_as_h11_does(line) -> Non
     expected = _made(False, lines)
     assert _made(True, lines) == expected
     assert _made(True, lines) == expected  # the second time from what was checked before
+
+
+def _events(cls: type[h11.Connection], wire: bytes, size: int) -> list[object]:
+    """The events (data as bytes) ``cls`` reads from ``wire`` fed ``size`` bytes at a time."""
+    conn = cls(h11.SERVER)
+    out: list[object] = []
+    for i in range(0, len(wire), size):
+        conn.receive_data(wire[i:i + size])
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                return out + [("refused", str(exc))]
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                break
+            out.append(("data", bytes(event.data)) if isinstance(event, h11.Data) else event)
+            if isinstance(event, h11.EndOfMessage):
+                conn.send(h11.Response(status_code=200, headers=[(b"content-length", b"0")]))
+                conn.send(h11.EndOfMessage())
+                conn.start_next_cycle()
+    return out
+
+
+BODY = bytes(range(256)) * 40
+WIRES = [
+    b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY),
+    b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY),
+    (b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc" * 2) + b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+]
+
+
+@pytest.mark.parametrize("size", [1, 7, 100, 4096, 1 << 20])
+@pytest.mark.parametrize("wire", WIRES)
+def test_request_bodies_are_read_as_h11_reads_them(wire, size) -> None:
+    assert _events(_H11Connection, wire, size) == _events(h11.Connection, wire, size)
