@@ -16,8 +16,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode
 
-from runtime.auth import STATE_KEY_NAME, ASGIApp, Message, Receive, Scope, Send
-from runtime.responses import STREAM_FAILURE
+from runtime.asgi import ASGIApp, Message, Receive, Scope, Send, request_state
 
 LOGGER = "archc.access"
 REDACTED = "[redacted]"
@@ -102,6 +101,7 @@ class AccessLogMiddleware:
     def _emit(self, scope: Scope, request_id: str, status: int | None, sent: int, response_headers: list[tuple[bytes, bytes]],
               seconds: float, error: str | None) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or () if k in _WANTED}
+        state = request_state(scope)
         client = scope.get("client")
         line: dict[str, Any] = {
             "ts": self._timestamp(),
@@ -115,7 +115,7 @@ class AccessLogMiddleware:
             "bytes_out": sent,
             "client": client[0] if client else None,
             "user_agent": redact_text(headers.get("user-agent", ""))[:200] or None,
-            "gateway_key": (scope.get("state") or {}).get(STATE_KEY_NAME),
+            "gateway_key": state.key_name,
         }
         decision: dict[str, bytes] = {}
         for name, value in response_headers:
@@ -127,7 +127,7 @@ class AccessLogMiddleware:
         for field in _FIELDS.values():  # the gateway's own headers: names and numbers
             if field in decision:
                 line[field] = decision[field].decode("latin-1")
-        broken = (scope.get("state") or {}).get(STREAM_FAILURE)
+        broken = state.stream_failure
         if broken:  # a 200 stream that ended with an error event: not a success
             line["outcome"] = "stream_error"
             line["stream_error"] = broken

@@ -16,13 +16,22 @@ from typing import Any, AsyncIterator, Callable
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from archc.bundle import Bundle
-from runtime import chat, connections, endpoints, openapi, reload
-from runtime.errors import InvalidRequest, MethodNotAllowed, NotFound, format_for_path, render
+from archc.bundle import Bundle, load
+from runtime import chat, connections, endpoints, openapi
+from runtime.accesslog import AccessLogMiddleware
+from runtime.asgi import APP, AppState, ASGIApp, format_for_path
+from runtime.auth import GatewayKeyMiddleware
+from runtime.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
+from runtime.ratelimit import RateLimitMiddleware
+from runtime.tracing import Tracing, TracingMiddleware, current_tracing
+from runtime.watcher import BundleWatcher
+from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
+from runtime.responses import error_answer
 from runtime.fastpath import HotPathMiddleware
 from runtime.metrics import Metrics
 from runtime.providers import build_targets
@@ -53,10 +62,11 @@ def routes() -> list[Route]:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods, answered as JSON in the format the path suggests."""
     assert isinstance(exc, HTTPException)
-    fmt = format_for_path(request.url.path)
-    kind = NotFound if exc.status_code == 404 else MethodNotAllowed if exc.status_code == 405 else InvalidRequest
-    err = kind(f"{request.method} {request.url.path}: {exc.detail}")
-    return JSONResponse(render(err, fmt), status_code=exc.status_code, headers=dict(exc.headers or {}))
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    headers = dict(exc.headers or {})  # a 405's Allow
+    err = (NotFound(message, headers=headers) if exc.status_code == 404 else MethodNotAllowed(message, headers=headers)
+           if exc.status_code == 405 else HTTPLayerError(exc.status_code, message, headers=headers))
+    return error_answer(err, format_for_path(request.url.path))  # type: ignore[return-value]  # an ASGI answer, as Starlette calls it
 
 
 def _build_router(bundle: Bundle, settings: Settings, log: logging.Logger) -> RouterService:
@@ -78,7 +88,7 @@ def create_app(
     loader: Callable[[Path], Bundle] | None = None,
 ) -> Starlette:
     """The gateway for ``bundle``. Injected ``http_client``/``router`` are used as given and not closed.
-    ``watch``: a bundle (or, with ``loader``, config) file to hot-reload on change or SIGHUP (runtime/reload.py)."""
+    ``watch``: a bundle (or, with ``loader``, config) file to hot-reload on change or SIGHUP (runtime/watcher.py feeds runtime/generation.py)."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -90,38 +100,59 @@ def create_app(
         if targets.echoed:
             log.warning("echo mode: no key set for %s; the built-in echo upstream answers for them", ", ".join(targets.echoed))
         active_router = router if router is not None else _build_router(bundle, settings, log)
-        client = http_client if http_client is not None else build_client(reload.effective_settings(settings, bundle))
-        effective = reload.effective_settings(settings, bundle)
+        effective = effective_settings(settings, bundle)
+        client = http_client if http_client is not None else build_client(effective)
         sender = Upstream(client, connect_timeout_s=effective.connect_timeout_s, read_timeout_s=effective.read_timeout_s,
                           native=effective.upstream_transport == "h1")
         state = GatewayState(bundle, effective, targets, active_router, client, sender, Metrics(connections.CLIENTS), log)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
-            # Hot reload (runtime/reload.py): new targets and router; client, metrics and sessions are kept.
+            # Hot reload (runtime/generation.py): new targets and router; client, metrics and sessions are kept.
             new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
             new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log)
             closers = [] if router is not None else [new_router.aclose]
-            new_settings = reload.effective_settings(settings, new)
+            new_settings = effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
             new_sender = Upstream(client, connect_timeout_s=new_settings.connect_timeout_s, read_timeout_s=new_settings.read_timeout_s,
                                   native=new_settings.upstream_transport == "h1")
             return dataclasses.replace(state, bundle=new, settings=new_settings, targets=new_targets, router=new_router,
                                        upstream=new_sender), closers
 
-        hardening = reload.Hardening(bundle, state, build_gateway=rebuild, env=settings.env, watch=watch, loader=loader)
+        tracing = Tracing.from_bundle(bundle, settings.env)
+        live = Live(bundle, state, build_gateway=rebuild, registry=state.metrics.registry, env=settings.env,
+                    span=tracing.attempt_span if tracing is not None else None,
+                    adopt=tracing.install if tracing is not None else None)
+        watcher = BundleWatcher(watch, live.swap_to, loader=loader or load) if watch is not None else None
         log.info("serving bundle %s: %d providers, %d aliases, %d routes; router: %s", bundle.digest, len(bundle.providers),
                  len(bundle.aliases), len(bundle.routes), _describe_router(active_router))
+        if watcher is not None:
+            watcher.start()
         try:
-            yield {"gateway": state, **hardening.start()}
+            yield {APP: AppState(state, live, tracing)}
         finally:
-            await hardening.aclose()
+            if watcher is not None:
+                await watcher.aclose()
+            await live.aclose()
+            if tracing is not None:
+                await tracing.aclose()
             if http_client is None:
                 await client.aclose()
             if router is None:
                 await active_router.aclose()
 
     return Starlette(routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                     middleware=reload.middleware(HotPathMiddleware))
+                     middleware=[Middleware(layers)])
+
+
+def layers(starlette: ASGIApp) -> ASGIApp:
+    """The middleware, outermost first: pin the request to the current generation; the access log;
+    tracing; gateway keys; rate limits; the two hot endpoints (runtime/fastpath.py); Starlette's
+    exception layer and router for every other path. A generation with no gateway keys and no rate
+    limits (and tracing off) takes a shorter stack: the access log, the hot endpoints, Starlette."""
+    hot = HotPathMiddleware(starlette)
+    limited = RateLimitMiddleware(hot, get_limiter=current_limiter, max_body_bytes=current_max_body)
+    full = AccessLogMiddleware(TracingMiddleware(GatewayKeyMiddleware(limited, get_store=current_keys), get_tracing=current_tracing))
+    return LiveStateMiddleware(full, plain=AccessLogMiddleware(hot))
 
 
 def _describe_router(router: RouterService) -> str:

@@ -24,27 +24,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Callable, Iterable, Mapping
 
-from runtime.errors import GatewayError, Unauthorized, format_for_path, render
+from runtime.asgi import ASGIApp, Receive, Scope, Send, format_for_path, request_state, send_error
+from runtime.errors import Unauthorized
 from runtime.settings import env_name as settings_env_name
-from runtime.wire import WireFormat
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOG = logging.getLogger("archc.auth")
 
 # Paths any caller may reach without a key: liveness probes and the API description.
 PUBLIC_PATHS = frozenset({"/health", "/healthz", "/readyz", "/openapi.json", "/metrics"})
-STATE_KEY_NAME = "gateway_key"
 
 
 class KeyConfigError(ValueError):
@@ -160,23 +152,6 @@ def presented_credentials(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
     return bearer + api_key
 
 
-async def send_error(send: Send, error: GatewayError, client_format: WireFormat) -> None:
-    """Answer ``error`` as a complete JSON response in the client's format (pure ASGI)."""
-    body = json.dumps(render(error, client_format)).encode("utf-8")
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-def scope_state(scope: Scope) -> MutableMapping[str, Any]:
-    """The per-request state dict (Starlette's ``request.state``), created if the server gave none."""
-    state = scope.get("state")
-    if state is None:
-        state = scope["state"] = {}
-    return state
-
-
 class GatewayKeyMiddleware:
     """Rejects requests without a valid gateway key with 401 in the client's format.
 
@@ -212,5 +187,5 @@ class GatewayKeyMiddleware:
             )
             await send_error(send, error, client_format)
             return
-        scope_state(scope)[STATE_KEY_NAME] = name
+        request_state(scope).key_name = name
         await self.app(scope, receive, send)

@@ -10,19 +10,17 @@ error is rendered in the client's format.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Any, AsyncIterator
 
-from starlette.types import Receive, Scope, Send
-
 from archc.bundle import Deadline
 from runtime import adapt, echo, retry
+from runtime.asgi import Receive, Scope, Send, request_state
 from runtime.endpoints import decide_request, decision_headers, read_json, remember_session
 from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, UpstreamTimeout, render
 from runtime.providers import Target
 from runtime.decide.choose import Choice
-from runtime.responses import Headers, JSONAnswer, SSEAnswer
+from runtime.responses import Headers, JSONAnswer, SSEAnswer, error_answer
 from runtime.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, json_text
@@ -88,15 +86,11 @@ def _bundle_only(state: GatewayState) -> Headers:
 
 
 def _error(err: GatewayError, client_format: WireFormat, headers: Headers) -> JSONAnswer:
-    """The error in the client's format, as Starlette's JSONResponse renders it."""
-    if err.headers:
-        headers = _raw({**{k.decode("latin-1"): v.decode("latin-1") for k, v in headers}, **err.headers})
-    body = json.dumps(render(err, client_format), ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
-    return JSONAnswer(err.status, headers, body.encode("utf-8"))
+    return error_answer(err, client_format, headers)
 
 
 async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endpoint: str, held: list[Any]) -> Answer:
-    state: GatewayState = scope["state"]["gateway"]
+    state: GatewayState = request_state(scope).gateway
     started = time.perf_counter()
     headers = _bundle_only(state)
     route, provider = "none", "none"
@@ -143,8 +137,8 @@ async def _attempts(scope: Scope, state: GatewayState, body: dict[str, Any], cho
         target.check_usable()
         return await _forward(state, body, this, target, client_format, this_headers, endpoint, started, wanted, limit, held)
 
-    generation = scope["state"].get("generation")
-    if generation is None:  # an app without the hardening middleware
+    generation = request_state(scope).generation
+    if generation is None:  # an app without live generations
         return await attempt(choice.provider.name)
     budget = None if limit.ms is None else limit.ms / 1000.0 - (time.perf_counter() - started)
     answer, attempts = await generation.resilience.run(choice.provider.name, attempt, budget_s=budget,

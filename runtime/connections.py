@@ -2,7 +2,7 @@
 and HTTP-layer rejections answered as JSON in the format the path suggests.
 
 Stage: entry (``install`` is called by runtime/serve.py before hypercorn serves, in each worker).
-Imports hypercorn, h11 and runtime.errors.
+Imports hypercorn, h11, runtime.asgi and runtime.errors.
 
 Why a shim, and what it changes in hypercorn 0.17 (to be proposed upstream; each part is one hook):
 
@@ -33,7 +33,6 @@ Why a shim, and what it changes in hypercorn 0.17 (to be proposed upstream; each
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import resource
@@ -55,7 +54,8 @@ from hypercorn.events import RawData
 from hypercorn.protocol.events import Response
 from hypercorn.protocol.h11 import H11Protocol
 
-from runtime.errors import HTTPLayerError, format_for_path, render
+from runtime.asgi import error_body as _error_body, format_for_path
+from runtime.errors import HTTPLayerError
 
 log = logging.getLogger("archc.runtime")
 
@@ -128,7 +128,7 @@ def install(cap: int | None, upstream_connections: int) -> ClientConnections:
 
 def error_body(status: int, message: str, path: str | None) -> bytes:
     """An HTTP-layer error as JSON in the format ``path`` suggests (OpenAI's unless it is /v1/messages...)."""
-    return json.dumps(render(HTTPLayerError(status, message), format_for_path(path))).encode()
+    return _error_body(HTTPLayerError(status, message), format_for_path(path))
 
 
 def _path_of(head: bytes) -> str | None:

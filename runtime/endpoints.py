@@ -15,8 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from runtime import adapt
-from runtime.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnknownModel, render
+from runtime.asgi import request_state
+from runtime.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnknownModel
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from runtime.responses import error_answer
 from runtime.decide.choose import Choice
 from runtime.decide.decide import decide
 from runtime.router.decision import Decision
@@ -27,7 +29,7 @@ from runtime.wire.tokens import prompt_tokens
 
 
 def _state(request: Request) -> GatewayState:
-    return request.scope["state"]["gateway"]  # what request.state.gateway reads, without building a State
+    return request_state(request.scope).gateway
 
 
 async def read_json(receive: Receive, content_length: str | None, limit: int) -> Any:
@@ -103,8 +105,10 @@ def remember_session(state: GatewayState, session_id: str | None, body: dict[str
     )
 
 
-def error_response(state: GatewayState | None, err: GatewayError, client_format: WireFormat, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(render(err, client_format), status_code=err.status, headers={**(headers or {}), **err.headers})
+
+
+def _bundle_header(state: GatewayState) -> list[tuple[bytes, bytes]]:
+    return [(b"x-arch-bundle", state.bundle.digest.encode("latin-1"))]
 
 
 # -- small endpoints -------------------------------------------------------------------------------
@@ -140,13 +144,13 @@ async def route(request: Request) -> Response:
     try:
         client_format = _route_format(request)
     except GatewayError as err:
-        return error_response(state, err, WireFormat.OPENAI_CHAT, {"x-arch-bundle": state.bundle.digest})
+        return error_answer(err, WireFormat.OPENAI_CHAT, _bundle_header(state))
     try:
         body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
         body = _route_body(body, client_format)
         choice = await decide_request(state, body, client_format)
     except GatewayError as err:
-        return error_response(state, err, client_format, {"x-arch-bundle": state.bundle.digest})
+        return error_answer(err, client_format, _bundle_header(state))
     target = state.targets[choice.provider.name]
     return JSONResponse({
         "route": choice.route,
@@ -174,7 +178,7 @@ async def count_tokens(request: Request) -> Response:
         body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
         body = anthropic_messages.validate_request(body, require_max_tokens=False)  # the body /v1/messages would take
     except GatewayError as err:
-        return error_response(state, err, WireFormat.ANTHROPIC_MESSAGES, {"x-arch-bundle": state.bundle.digest})
+        return error_answer(err, WireFormat.ANTHROPIC_MESSAGES, _bundle_header(state))
     return JSONResponse({"input_tokens": prompt_tokens(body)})
 
 
@@ -192,7 +196,7 @@ async def session_status(request: Request) -> Response:
     """GET /v1/arch/sessions/{session_id}: the session's last routing decision (``archc statusline``)."""
     status = _state(request).sessions.get(request.path_params["session_id"])
     if status is None:
-        return error_response(None, NotFound("no routing decision recorded for this session (yet)"), WireFormat.OPENAI_CHAT)
+        return error_answer(NotFound("no routing decision recorded for this session (yet)"), WireFormat.OPENAI_CHAT)
     return JSONResponse(status.to_dict())
 
 

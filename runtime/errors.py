@@ -151,15 +151,6 @@ _ANTHROPIC_KIND_BY_STATUS = {
 _OPENAI_TYPE_BY_STATUS = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error", 429: "rate_limit_error"}
 
 
-def format_for_path(path: str | None) -> WireFormat:
-    """The client format a request path suggests, for errors raised before a route is known (the
-    HTTP layer, unknown paths, gateway keys, rate limits): Anthropic's for ``…/messages`` and below
-    it (also a doubled ``/v1/v1/messages`` from a base_url that already ended in /v1), else OpenAI's."""
-    if path and (path.rstrip("/").endswith("/messages") or "/messages/" in path):
-        return WireFormat.ANTHROPIC_MESSAGES
-    return WireFormat.OPENAI_CHAT
-
-
 def render(error: GatewayError, client_format: WireFormat) -> dict[str, Any]:
     """The error body in the client's format (OpenAI ``{"error": ...}``, Anthropic ``{"type": "error", ...}``)."""
     if client_format is WireFormat.ANTHROPIC_MESSAGES:

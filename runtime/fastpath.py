@@ -1,6 +1,6 @@
 """The two hot endpoints dispatched straight from ASGI, before Starlette's exception layer and router.
 
-Stage: app (the innermost layer of ``reload.middleware``, installed by runtime/app.py). Imports
+Stage: app (the innermost layer of the middleware ``runtime.app.layers`` composes, installed by runtime/app.py). Imports
 runtime.chat. Every other path, and any other method, goes through the normal Starlette stack.
 """
 

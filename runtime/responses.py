@@ -1,7 +1,8 @@
 """Answers sent straight over ASGI: a whole JSON body, or server-sent events that watch for the
 client leaving with one plain asyncio task (no Starlette Response, no anyio task group per request).
 
-Stage: endpoints' helper (pure ASGI). Imports starlette (ClientDisconnect, StreamingResponse) and asyncio only.
+Stage: endpoints' helper (pure ASGI). Imports starlette (ClientDisconnect, StreamingResponse), runtime.asgi,
+runtime.errors and asyncio.
 Headers are raw ``(bytes, bytes)`` pairs, in the order they go out.
 """
 
@@ -12,7 +13,9 @@ from typing import Any, AsyncIterable, Awaitable
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from runtime.asgi import Receive, Scope, Send, error_body, error_headers, request_state
+from runtime.errors import GatewayError
+from runtime.wire import WireFormat
 
 Headers = list[tuple[bytes, bytes]]
 JSON_TYPE = (b"content-type", b"application/json")
@@ -38,9 +41,10 @@ class JSONAnswer:
         await send({"type": "http.response.body", "body": self.body})
 
 
-# Per-request state key: how a 200 stream ended when it ended with an error event (the outcome of
-# runtime/retry.py, e.g. "timeout"); the access log reports it (runtime/accesslog.py).
-STREAM_FAILURE = "archc.stream_failure"
+def error_answer(error: GatewayError, client_format: WireFormat, headers: Headers = ()) -> JSONAnswer:  # type: ignore[assignment]
+    """``error`` as an answer in the client's format: ``headers``, then the error's own (which win).
+    The body and headers are runtime.asgi's, as for the middleware's ``send_error``."""
+    return JSONAnswer(error.status, error_headers(error, headers), error_body(error, client_format))
 
 
 class SSEAnswer:
@@ -58,10 +62,8 @@ class SSEAnswer:
         try:
             await until_disconnect(self._stream(send), receive)
         finally:
-            if self.failure:
-                state = scope.get("state")
-                if isinstance(state, dict):
-                    state[STREAM_FAILURE] = self.failure[0]
+            if self.failure:  # the access log reports it (runtime/accesslog.py)
+                request_state(scope).stream_failure = self.failure[0]
 
     async def _stream(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})

@@ -1,8 +1,8 @@
 """OpenTelemetry traces when the bundle configures ``tracing``: a server span per request, a client
 span per upstream attempt, W3C ``traceparent`` propagated upstream, OTLP/HTTP export.
 
-Stage: runtime, observability (built in the lifespan). Imports opentelemetry and runtime.auth
-(ASGI types); ``traceparent`` reaches upstreams through runtime.upstream.Upstream's header hooks. Uses its own TracerProvider, never OpenTelemetry's global one.
+Stage: runtime, observability (built in the lifespan). Imports opentelemetry and runtime.asgi
+(ASGI types, the request's state); ``traceparent`` reaches upstreams through runtime.upstream.Upstream's header hooks. Uses its own TracerProvider, never OpenTelemetry's global one.
 
 Config: archgw's ``tracing: {random_sampling: <percent>}`` turns tracing on; archc's
 ``gateway.tracing: {otlp_endpoint, service_name}`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 from typing import Any, Callable, Iterator, Mapping
 
-from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,10 +24,9 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from runtime.auth import ASGIApp, Message, Receive, Scope, Send
+from runtime.asgi import ASGIApp, Message, Receive, Scope, Send, request_state
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
-STATE_TRACING = "tracing"
 
 
 def endpoint_from(gateway_tracing: Mapping[str, Any], env: Mapping[str, str]) -> str:
@@ -110,7 +108,7 @@ class Tracing:
 
 def current_tracing(scope: Scope) -> "Tracing | None":
     """The app's Tracing (lifespan state), or None when tracing is off."""
-    return (scope.get("state") or {}).get(STATE_TRACING)
+    return request_state(scope).tracing
 
 
 class TracingMiddleware:

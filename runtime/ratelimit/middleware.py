@@ -1,6 +1,6 @@
 """Rate-limit ASGI middleware: buffers LLM request bodies, asks the limiter, answers 429 or forwards.
 
-Stage: runtime, after gateway keys, before the endpoints. Imports runtime.auth, runtime.errors,
+Stage: runtime, after gateway keys, before the endpoints. Imports runtime.asgi, runtime.errors,
 runtime.ratelimit's limiter and rules, and the standard library; no starlette.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from runtime.auth import STATE_KEY_NAME, ASGIApp, Message, Receive, Scope, Send, scope_state, send_error
-from runtime.errors import PayloadTooLarge, ProviderUnavailable, RateLimited, format_for_path
+from runtime.asgi import ASGIApp, Message, Receive, Scope, Send, format_for_path, request_state, send_error
+from runtime.errors import PayloadTooLarge, ProviderUnavailable, RateLimited
 from runtime.ratelimit.limiter import RateLimiter
 from runtime.ratelimit.rules import RequestInfo
 from runtime.settings import DEFAULT_MAX_BODY_BYTES
@@ -93,7 +93,7 @@ def _request_info(scope: Scope, body: bytes, needs_tokens: bool) -> RequestInfo:
         parsed = None
     model = parsed.get("model") if isinstance(parsed, dict) and isinstance(parsed.get("model"), str) else None
     tokens = prompt_tokens(parsed) if needs_tokens else 1
-    return RequestInfo(model, headers, scope_state(scope).get(STATE_KEY_NAME), tokens)
+    return RequestInfo(model, headers, request_state(scope).key_name, tokens)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

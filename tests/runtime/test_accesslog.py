@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runtime.asgi import request_state
 from runtime.accesslog import AccessLogMiddleware, redact_query, redact_text
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +20,7 @@ SECRET = "sk-live-abcdefghijklmnop"
 async def _app(scope: dict, receive: Any, send: Any) -> None:
     if scope["path"] == "/boom":
         raise RuntimeError("bug")
-    scope.setdefault("state", {})["gateway_key"] = "team-a"
+    request_state(scope).key_name = "team-a"
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"application/json"), (b"x-arch-route", b"code"), (b"x-arch-target", b"openai/gpt-4o"),
         (b"x-arch-attempts", b"openai/gpt-4o=503, backup/gpt-4o=ok")]})

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runtime.asgi import request_state
 from runtime.auth import GatewayKeyMiddleware, KeyConfigError, KeyStore, presented_credentials
 
 pytestmark = pytest.mark.anyio
@@ -72,7 +73,7 @@ def test_presented_credentials() -> None:
 
 
 async def _ok_app(scope: dict, receive: Any, send: Any) -> None:
-    key = (scope.get("state") or {}).get("gateway_key")
+    key = request_state(scope).key_name
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": json.dumps({"key": key}).encode()})
 

@@ -1,8 +1,9 @@
-"""runtime/reload.py: generations swap atomically, bad bundles are refused, the file watcher and SIGHUP."""
+"""runtime/generation.py and runtime/watcher.py: generations swap atomically, bad bundles are refused, the file watcher and SIGHUP."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -15,7 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from archc.bundle import Bundle, seal
-from runtime.reload import BundleWatcher, Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body
+from runtime.asgi import APP, AppState, request_state
+from runtime.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body
+from runtime.settings import Settings
+from runtime.watcher import BundleWatcher
 
 pytestmark = pytest.mark.anyio
 
@@ -28,6 +32,14 @@ def _bundle(tag: str, gateway: dict | None = None) -> Bundle:
         "aliases": [], "routes": [], "default_model": "openai/gpt-4o", "routing": {}, "router": None,
         "extensions": {"gateway": gateway} if gateway else {},
     })
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeGateway:
+    """A stand-in for GatewayState: what the generation reads of it (its settings), and a tag."""
+
+    tag: str
+    settings: Settings = dataclasses.field(default_factory=Settings)
 
 
 class Built:
@@ -45,11 +57,11 @@ class Built:
         async def close() -> None:
             self.closed.append(tag)
 
-        return {"tag": tag}, [close]
+        return FakeGateway(tag), [close]
 
 
 def _live(built: Built, first: Bundle, grace_s: float = 30.0) -> Live:
-    return Live(first, {"tag": first.source["tag"]}, build_gateway=built, registry=CollectorRegistry(), env={}, grace_s=grace_s)
+    return Live(first, FakeGateway(first.source["tag"]), build_gateway=built, registry=CollectorRegistry(), env={}, grace_s=grace_s)
 
 
 async def test_swap_builds_a_new_generation_with_its_own_keys_and_limits() -> None:
@@ -60,7 +72,7 @@ async def test_swap_builds_a_new_generation_with_its_own_keys_and_limits() -> No
     gw = {"keys": [{"name": "k", "sha256": digest}], "request_limits": [{"requests": 2, "unit": "minute"}], "retries": {"max_attempts": 2}}
     assert await live.swap_to(_bundle("b", gw))
     gen = live.current
-    assert gen.number == 2 and gen.gateway == {"tag": "b"}
+    assert gen.number == 2 and gen.gateway == FakeGateway("b")
     assert gen.keys.required and gen.limiter is not None and gen.resilience.policy.max_attempts == 2
     assert not await live.swap_to(_bundle("b", gw))  # same digest: nothing to do
     await live.aclose()
@@ -106,14 +118,14 @@ async def test_middleware_pins_each_request_to_one_generation() -> None:
     seen: list[Any] = []
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
-        seen.append((scope["state"]["gateway"], current_keys(scope), current_limiter(scope), current_max_body(scope)))
+        seen.append((request_state(scope).gateway, current_keys(scope), current_limiter(scope), current_max_body(scope)))
         await live.swap_to(_bundle("b"))  # a swap mid-request
-        seen.append(scope["state"]["gateway"])
+        seen.append(request_state(scope).gateway)
 
-    await LiveStateMiddleware(app)({"type": "http", "state": {"live": live}}, None, None)
-    assert seen[0][0] == {"tag": "a"} and seen[0][3] == 1234 and seen[1] == {"tag": "a"}
-    await LiveStateMiddleware(app)({"type": "http", "state": {"live": live}}, None, None)
-    assert seen[2][0] == {"tag": "b"}
+    await LiveStateMiddleware(app)({"type": "http", "state": {APP: AppState(None, live)}}, None, None)
+    assert seen[0][0] == FakeGateway("a") and seen[0][3] == 1234 and seen[1] == FakeGateway("a")
+    await LiveStateMiddleware(app)({"type": "http", "state": {APP: AppState(None, live)}}, None, None)
+    assert seen[2][0] == FakeGateway("b")
     await live.aclose()
 
 
@@ -130,12 +142,12 @@ async def test_plain_generations_skip_the_layers_they_would_pass_through() -> No
     middleware = LiveStateMiddleware(full, plain=plain)
     live = _live(Built(), _bundle("a"))
     assert live.current.plain
-    await middleware({"type": "http", "state": {"live": live}}, None, None)
-    await middleware({"type": "http", "state": {"live": live, "tracing": object()}}, None, None)  # tracing on
+    await middleware({"type": "http", "state": {APP: AppState(None, live)}}, None, None)
+    await middleware({"type": "http", "state": {APP: AppState(None, live, object())}}, None, None)  # tracing on
     for gw in ({"keys": [{"name": "k", "sha256": digest}]}, {"request_limits": [{"requests": 2, "unit": "minute"}]}):
         await live.swap_to(_bundle(f"b{len(took)}", gw))
         assert not live.current.plain
-        await middleware({"type": "http", "state": {"live": live}}, None, None)
+        await middleware({"type": "http", "state": {APP: AppState(None, live)}}, None, None)
     await middleware({"type": "http", "state": {}}, None, None)  # no live state (an app without the lifespan)
     assert took == ["plain", "full", "full", "full", "full"]
     await live.aclose()
@@ -391,7 +403,7 @@ def test_reload_sends_to_the_new_endpoint_and_key(tmp_path: Path) -> None:
 
 
 def test_effective_settings_apply_the_gateway_section() -> None:
-    from runtime.reload import effective_settings
+    from runtime.generation import effective_settings
     from runtime.settings import Settings
 
     base = Settings(env={})

@@ -201,6 +201,7 @@ def test_a_traced_gateway_still_sends_over_http1(otlp_receiver: Any, fake_upstre
     from starlette.testclient import TestClient
 
     from runtime.app import create_app
+    from runtime.asgi import APP
     from runtime.settings import Settings
     from tests.support.gateway import bundle_dict, provider
 
@@ -210,6 +211,6 @@ def test_a_traced_gateway_still_sends_over_http1(otlp_receiver: Any, fake_upstre
     with TestClient(create_app(bundle, settings=Settings())) as client:
         r = client.post("/v1/chat/completions", json={"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200, r.text
-        sender = client.app_state["gateway"].upstream
+        sender = client.app_state[APP].gateway.upstream
         assert sender.pool() is not None and len(sender.header_hooks) == 1
     assert fake_upstream.requests[0].headers["traceparent"].startswith("00-")
