@@ -85,10 +85,6 @@ def _bundle_only(state: GatewayState) -> Headers:
     return cached
 
 
-def _error(err: GatewayError, client_format: WireFormat, headers: Headers) -> JSONAnswer:
-    return error_answer(err, client_format, headers)
-
-
 async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endpoint: str, held: list[Any]) -> Answer:
     state: GatewayState = request_state(scope).gateway
     started = time.perf_counter()
@@ -110,12 +106,12 @@ async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endp
     except GatewayError as err:
         state.metrics.errors.labels(endpoint, err.kind).inc()
         state.metrics.request_done(endpoint, route, provider, err.status, time.perf_counter() - started)
-        return _error(err, client_format, headers)
+        return error_answer(err, client_format, headers)
     except Exception:  # the outermost handler: a bug answers 500 in the client's format, never a traceback
         state.log.exception("internal error while serving %s", scope["path"])
         err = GatewayError("internal gateway error; the gateway log has the details")
         state.metrics.request_done(endpoint, route, provider, 500, time.perf_counter() - started)
-        return _error(err, client_format, headers)
+        return error_answer(err, client_format, headers)
 
 
 async def _attempts(scope: Scope, state: GatewayState, body: dict[str, Any], choice: Choice, headers: Headers,

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from archc.bundle import seal
 from runtime import chat, endpoints
 from runtime.errors import RateLimited, UpstreamStatus, render
+from runtime.responses import error_answer
 from runtime.metrics import Metrics
 from runtime.decide.choose import Choice
 from runtime.router.decision import Decision
@@ -42,7 +43,7 @@ def test_error_answer_is_what_jsonresponse_sent() -> None:
     decided = {k.decode(): v.decode() for k, v in headers}
     for err in (UpstreamStatus(503, "busy ünïcode"), RateLimited("slow down", headers={"Retry-After": "3", "x-arch-bundle": "x"})):
         err.headers.setdefault("x-arch-attempts", "openai/gpt-4o=503")
-        answer = chat._error(err, WireFormat.OPENAI_CHAT, headers)
+        answer = error_answer(err, WireFormat.OPENAI_CHAT, headers)
         expected = JSONResponse(render(err, WireFormat.OPENAI_CHAT), status_code=err.status, headers={**decided, **err.headers})
         assert (answer.status, answer.headers, answer.body) == (expected.status_code, expected.raw_headers, expected.body)
     assert headers == chat._decision(state, _decide(state, "openai/gpt-4o"))  # the memo is never written through
