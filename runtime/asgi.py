@@ -1,5 +1,6 @@
 """The ASGI edge in one place: the types every layer speaks, the state a request carries, the
-endpoint table (path -> client format) and the one way an error answer is written.
+endpoint table (path -> client format), the whole JSON answer (JSONAnswer) and the one way an error
+answer is written (error_answer; send_error where only ``send`` is at hand).
 
 Stage: edge (under the middleware, the endpoints and the connection shim). Imports runtime.errors,
 runtime.wire and the standard library; no framework.
@@ -120,9 +121,36 @@ def error_headers(error: GatewayError, headers: Headers = ()) -> Headers:  # typ
     return out + list(own.items())
 
 
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+class JSONAnswer:
+    """A complete answer; ``content-length`` and ``content-type`` follow ``headers`` (as Starlette's Response adds them)."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status = status
+        self.body = body
+        if status < 200 or status in (204, 304):
+            self.headers = [*headers, JSON_TYPE]
+        else:
+            self.headers = [*headers, (b"content-length", b"%d" % len(body)), JSON_TYPE]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.send(send)
+
+    async def send(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+
+def error_answer(error: GatewayError, client_format: WireFormat, headers: Headers = ()) -> JSONAnswer:  # type: ignore[assignment]
+    """``error`` as an answer in the client's format: ``headers``, then the error's own (which win)."""
+    return JSONAnswer(error.status, error_headers(error, headers), error_body(error, client_format))
+
+
 async def send_error(send: Send, error: GatewayError, client_format: WireFormat, headers: Headers = ()) -> None:  # type: ignore[assignment]
-    """Answer ``error`` as a complete JSON response in the client's format."""
-    body = error_body(error, client_format)
-    out = [*error_headers(error, headers), (b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": error.status, "headers": out})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    """Answer ``error`` (the middleware's way: no scope or receive at hand)."""
+    await error_answer(error, client_format, headers).send(send)

@@ -15,12 +15,12 @@ from typing import Any, AsyncIterator
 
 from archc.bundle import Deadline
 from runtime import adapt, echo, retry
-from runtime.asgi import Receive, Scope, Send, request_state
+from runtime.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state
 from runtime.endpoints import decide_request, decision_headers, read_json, remember_session
 from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, UpstreamTimeout, render
 from runtime.providers import Target
 from runtime.decide.choose import Choice
-from runtime.responses import Headers, JSONAnswer, SSEAnswer, error_answer
+from runtime.responses import SSEAnswer
 from runtime.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, json_text

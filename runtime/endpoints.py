@@ -15,10 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from runtime import adapt
-from runtime.asgi import request_state
+from runtime.asgi import error_answer, request_state
 from runtime.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnknownModel
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from runtime.responses import error_answer
 from runtime.decide.choose import Choice
 from runtime.decide.decide import decide
 from runtime.router.decision import Decision
@@ -103,8 +102,6 @@ def remember_session(state: GatewayState, session_id: str | None, body: dict[str
         provider=choice.provider.provider, model=choice.provider.model, router_ms=choice.router_ms,
         cache_hit=choice.cache_hit, router_ran=choice.router_ran, main=bool(body.get("tools")),
     )
-
-
 
 
 def _bundle_header(state: GatewayState) -> list[tuple[bytes, bytes]]:

@@ -49,6 +49,9 @@ class DeadlineExceeded(HTTPError):
     """The body did not end by the deadline its reader set (``Response.deadline``)."""
 
 
+_LATE = "the response did not end by its deadline"
+
+
 class Disconnected(HTTPError):
     """The server closed or reset the connection before the response ended."""
 
@@ -303,15 +306,15 @@ class Response:
         conn = self._conn
         deadline = self.deadline
         if deadline is not None and not conn.complete and conn.loop.time() >= deadline:
-            raise DeadlineExceeded("the response did not end by its deadline")
+            raise DeadlineExceeded(_LATE)
         while not conn.chunks:
             if conn.error is not None:
                 raise conn.error
             if conn.complete:
                 return None
             timeout, expired = self._timeout, None
-            if deadline is not None and deadline - conn.loop.time() < timeout:
-                timeout, expired = max(0.0, deadline - conn.loop.time()), DeadlineExceeded("the response did not end by its deadline")
+            if deadline is not None and (left := deadline - conn.loop.time()) < timeout:
+                timeout, expired = max(0.0, left), DeadlineExceeded(_LATE)
             conn.waiter = conn.loop.create_future()
             try:
                 await conn.wait(conn.waiter, timeout, expired)

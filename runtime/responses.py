@@ -1,8 +1,8 @@
-"""Answers sent straight over ASGI: a whole JSON body, or server-sent events that watch for the
+"""Event streams sent straight over ASGI, watching for the
 client leaving with one plain asyncio task (no Starlette Response, no anyio task group per request).
 
-Stage: endpoints' helper (pure ASGI). Imports starlette (ClientDisconnect, StreamingResponse), runtime.asgi,
-runtime.errors and asyncio.
+Stage: endpoints' helper (pure ASGI). Imports starlette (ClientDisconnect, StreamingResponse), runtime.asgi
+and asyncio. (A whole JSON answer, errors included, is runtime.asgi's JSONAnswer.)
 Headers are raw ``(bytes, bytes)`` pairs, in the order they go out.
 """
 
@@ -13,38 +13,10 @@ from typing import Any, AsyncIterable, Awaitable
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
-from runtime.asgi import Receive, Scope, Send, error_body, error_headers, request_state
-from runtime.errors import GatewayError
-from runtime.wire import WireFormat
+from runtime.asgi import Headers, Receive, Scope, Send, request_state
 
-Headers = list[tuple[bytes, bytes]]
-JSON_TYPE = (b"content-type", b"application/json")
 SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 NO_CACHE = (b"cache-control", b"no-cache")
-
-
-class JSONAnswer:
-    """A complete answer; ``content-length`` and ``content-type`` follow ``headers`` (as Starlette's Response adds them)."""
-
-    __slots__ = ("status", "headers", "body")
-
-    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
-        self.status = status
-        self.body = body
-        if status < 200 or status in (204, 304):
-            self.headers = [*headers, JSON_TYPE]
-        else:
-            self.headers = [*headers, (b"content-length", b"%d" % len(body)), JSON_TYPE]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body})
-
-
-def error_answer(error: GatewayError, client_format: WireFormat, headers: Headers = ()) -> JSONAnswer:  # type: ignore[assignment]
-    """``error`` as an answer in the client's format: ``headers``, then the error's own (which win).
-    The body and headers are runtime.asgi's, as for the middleware's ``send_error``."""
-    return JSONAnswer(error.status, error_headers(error, headers), error_body(error, client_format))
 
 
 class SSEAnswer:
@@ -124,3 +96,4 @@ class SSEResponse(StreamingResponse):
         await until_disconnect(self.stream_response(send), receive)
         if self.background is not None:
             await self.background()
+

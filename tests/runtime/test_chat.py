@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from archc.bundle import seal
 from runtime import chat, endpoints
 from runtime.errors import RateLimited, UpstreamStatus, render
-from runtime.responses import error_answer
+from runtime.asgi import error_answer
 from runtime.metrics import Metrics
 from runtime.decide.choose import Choice
 from runtime.router.decision import Decision

@@ -243,14 +243,19 @@ def test_read_timeout_when_the_server_goes_quiet_and_the_socket_is_dropped():
     assert run(main()) == 2  # the timed-out socket was not reused
 
 
+async def _trickle(writer, chunks: int, gap_s: float) -> None:
+    """A chunked 200 whose body is ``chunks`` one-byte chunks, ``gap_s`` apart."""
+    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    for _ in range(chunks):
+        writer.write(b"1\r\n.\r\n")
+        await writer.drain()
+        await asyncio.sleep(gap_s)
+    writer.write(b"0\r\n\r\n")
+
+
 def test_a_trickling_body_is_not_a_timeout_while_bytes_keep_coming():
     async def handler(reader, writer, n):
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for _ in range(6):
-            writer.write(b"1\r\n.\r\n")
-            await writer.drain()
-            await asyncio.sleep(0.06)
-        writer.write(b"0\r\n\r\n")
+        await _trickle(writer, 6, 0.06)
 
     async def main():
         async with RawServer(handler) as srv:
@@ -268,19 +273,14 @@ def test_a_deadline_cuts_a_trickling_body_and_drops_the_socket_but_not_a_finishe
         if n == 1:
             writer.write(ok(b"whole"))
             return
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for _ in range(40):
-            writer.write(b"1\r\n.\r\n")
-            await writer.drain()
-            await asyncio.sleep(0.05)
-        writer.write(b"0\r\n\r\n")
+        await _trickle(writer, 40, 0.05)
 
     async def main():
         async with RawServer(handler) as srv:
             pool = http1.Pool(read_timeout_s=5)
             loop = asyncio.get_running_loop()
             r = await pool.post(srv.url(), b"", b"")
-            r.deadline = loop.time() + 0.3
+            r.limit(0.3)
             started, got = loop.time(), b""
             with pytest.raises(http1.DeadlineExceeded):
                 while (chunk := await r.next_chunk()) is not None:
@@ -291,7 +291,7 @@ def test_a_deadline_cuts_a_trickling_body_and_drops_the_socket_but_not_a_finishe
             # A body already complete is handed over even when its deadline has passed meanwhile.
             r = await pool.post(srv.url(), b"", b"")
             await asyncio.sleep(0.05)  # the whole body is in
-            r.deadline = loop.time() - 1
+            r.limit(-1)
             assert await r.read() == b"whole"
             await pool.aclose()
             return srv.connections

@@ -100,7 +100,8 @@ def _sent(app) -> list:
 def test_answers_send_what_starlettes_responses_sent():
     from starlette.responses import Response, StreamingResponse
 
-    from runtime.responses import JSONAnswer, SSEAnswer
+    from runtime.asgi import JSONAnswer
+    from runtime.responses import SSEAnswer
 
     raw = [(b"x-arch-route", b"none"), (b"x-arch-bundle", b"sha256:00")]
     named = {"x-arch-route": "none", "x-arch-bundle": "sha256:00"}
