@@ -35,5 +35,9 @@ demo: install
 test: install tools
 	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
+bench: install
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@echo "bench dependencies installed; see $(PY) bench/gateway.py --help"
+
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .hypothesis

@@ -568,19 +568,21 @@ def main() -> int:
                 stop(bare)
             quiet = ["--log-level", "warning"]  # no access log: the gateway's own cost
             anthropic = args.anthropic or args.only_anthropic
-            variants = [("archc-anthropic", {}, quiet, "anthropic")] if anthropic else []
+            serve = [sys.executable, "-m", "archc", "serve"]
+            variants = [("archc-anthropic", serve, quiet, "anthropic")] if anthropic else []
             if not args.only_anthropic:
-                variants.append(("archc", {}, quiet, "openai"))
+                variants.append(("archc", serve, quiet, "openai"))
                 if args.access_log:  # one JSON access-log line per request, to a file
-                    variants.append(("archc-accesslog", {}, ["--log-level", "info"], "openai"))
-                if args.httpx:
-                    variants += [("archc-httpx-aiohttp", {"ARCHC_UPSTREAM_TRANSPORT": "httpx-aiohttp"}, quiet, "openai"),
-                                 ("archc-httpx", {"ARCHC_UPSTREAM_TRANSPORT": "httpx"}, quiet, "openai")]
-            for name, env, extra, api in variants:
+                    variants.append(("archc-accesslog", serve, ["--log-level", "info"], "openai"))
+                if args.httpx:  # the same gateway over another client (bench/transports.py)
+                    transports = [sys.executable, str(Path(__file__).with_name("transports.py"))]
+                    variants += [("archc-httpx-aiohttp", [*transports, "httpx-aiohttp"], quiet, "openai"),
+                                 ("archc-httpx", [*transports, "httpx"], quiet, "openai")]
+            for name, command, extra, api in variants:
                 path, headers, prompt = APIS[api]
                 port = free_port()
-                gw = start([sys.executable, "-m", "archc", "serve", str(_bundle(folder, upstream)), "--port", str(port),
-                            *extra], cpu=0, env={"BENCH_OPENAI_KEY": "sk-fake", **env}, log=folder / f"{name}.log")
+                gw = start([*command, str(_bundle(folder, upstream)), "--port", str(port), *extra], cpu=0,
+                           env={"BENCH_OPENAI_KEY": "sk-fake"}, log=folder / f"{name}.log")
                 procs.append(gw)
                 wait_http(f"http://127.0.0.1:{port}/readyz", 60)
                 print(f"{name} (pinned to CPU 0)", flush=True)

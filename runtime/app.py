@@ -1,7 +1,7 @@
 """The Starlette app: routes, error handlers, and the lifespan that owns the gateway's state.
 
 Stage: app (top of the runtime; nothing imports it but the entry points). The lifespan builds the
-provider targets, the router and the upstream client, and closes what it built.
+provider targets, the router and the upstream pool, and closes what it built.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -38,7 +37,7 @@ from runtime.router.decision import NullRouter, RouterService
 from runtime.router.service import build_router
 from runtime.settings import Settings
 from runtime.state import GatewayState
-from runtime.upstream import Upstream, build_client
+from runtime.upstream import Connections, Upstream, build_pool
 
 LOGGER = "archc.runtime"
 
@@ -80,13 +79,14 @@ def _build_router(bundle: Bundle, settings: Settings, log: logging.Logger) -> Ro
 def create_app(
     bundle: Bundle,
     *,
-    http_client: httpx.AsyncClient | None = None,
+    pool: Connections | None = None,
     router: RouterService | None = None,
     settings: Settings | None = None,
     watch: Path | None = None,
     loader: Callable[[Path], Bundle] | None = None,
 ) -> Starlette:
-    """The gateway for ``bundle``. Injected ``http_client``/``router`` are used as given and not closed.
+    """The gateway for ``bundle``. An injected upstream ``pool`` (runtime.upstream.Connections) or
+    ``router`` is used as given and not closed.
     ``watch``: a bundle (or, with ``loader``, config) file to hot-reload on change or SIGHUP (runtime/watcher.py feeds runtime/generation.py)."""
     settings = settings or Settings.from_env()
 
@@ -100,20 +100,17 @@ def create_app(
             log.warning("echo mode: no key set for %s; the built-in echo upstream answers for them", ", ".join(targets.echoed))
         active_router = router if router is not None else _build_router(bundle, settings, log)
         effective = effective_settings(settings, bundle)
-        client = http_client if http_client is not None else build_client(effective)
-        sender = Upstream(client, connect_timeout_s=effective.connect_timeout_s, read_timeout_s=effective.read_timeout_s,
-                          native=effective.upstream_transport == "h1")
-        state = GatewayState(bundle, effective, targets, active_router, client, sender, Metrics(connections.CLIENTS), log)
+        upstream_pool = pool if pool is not None else build_pool(effective)
+        state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
-            # Hot reload (runtime/generation.py): new targets and router; client, metrics and sessions are kept.
+            # Hot reload (runtime/generation.py): new targets and router; the pool, metrics and sessions are kept.
             new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
             new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log)
             closers = [] if router is not None else [new_router.aclose]
             new_settings = effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
-            new_sender = Upstream(client, connect_timeout_s=new_settings.connect_timeout_s, read_timeout_s=new_settings.read_timeout_s,
-                                  native=new_settings.upstream_transport == "h1")
+            new_sender = Upstream(upstream_pool)
             return dataclasses.replace(state, bundle=new, settings=new_settings, targets=new_targets, router=new_router,
                                        upstream=new_sender), closers
 
@@ -134,8 +131,8 @@ def create_app(
             await live.aclose()
             if tracing is not None:
                 await tracing.aclose()
-            if http_client is None:
-                await client.aclose()
+            if pool is None:
+                await upstream_pool.aclose()
             if router is None:
                 await active_router.aclose()
 

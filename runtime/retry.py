@@ -21,7 +21,8 @@ no cooldown):
   fallback at once. A cooldown started by such an answer lasts at least that long.
 - ``timeouts.first_byte_ms`` bounds each attempt; ``timeouts.total_ms`` bounds all of them, and so
   does the request's deadline (listener or provider ``timeout``: ``Bundle.deadline``) that the
-  caller passes as ``budget_s``. ``BoundedStream`` holds a streamed answer to the same deadline.
+  caller passes as ``budget_s``; a streamed answer is held to the same deadline by the upstream
+  response itself (runtime.upstream.UpstreamStream.bound).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, ContextManager, Generic, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, ContextManager, Generic, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -361,57 +362,6 @@ class Resilience(Generic[T]):
     def _count(self, name: str, outcome: str) -> None:
         if self.metrics:
             self.metrics.attempt(name, outcome)
-
-
-class BoundedStream:
-    """An upstream stream (``async for`` chunks, ``aclose``) that raises ``late()`` at ``deadline``
-    (a ``clock`` time): a trickling upstream cannot hold a client past the request's deadline.
-    The caller turns the error into the client's error event, as for any upstream failure mid-stream."""
-
-    def __init__(self, source: Any, deadline: float, late: Callable[[], GatewayError], clock: Clock = time.monotonic) -> None:
-        self.source = source
-        self.deadline = deadline
-        self.late = late
-        self.clock = clock
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        # One loop timer for the whole stream (asyncio.timeout around each chunk cost ~8 µs a chunk):
-        # when it fires while a chunk is awaited, this task is cancelled and the cancel turned into
-        # ``late()``; when it fires between chunks (the client's send), the next chunk is not awaited.
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        assert task is not None
-        cancelling = task.cancelling()
-        state = [False, False]  # [waiting for a chunk, fired]
-
-        def expire() -> None:
-            state[1] = True
-            if state[0]:
-                task.cancel()
-
-        timer = loop.call_later(max(0.0, self.deadline - self.clock()), expire)
-        iterator = self.source.__aiter__()
-        try:
-            while True:
-                if state[1]:
-                    raise self.late()
-                state[0] = True
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    return
-                except asyncio.CancelledError:
-                    if state[1] and task.uncancel() <= cancelling:
-                        raise self.late() from None
-                    raise
-                finally:
-                    state[0] = False
-                yield chunk
-        finally:
-            timer.cancel()
-
-    async def aclose(self) -> None:
-        await self.source.aclose()
 
 
 async def _within(call: Awaitable[T], budget_s: float, message: str) -> T:

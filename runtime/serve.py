@@ -27,6 +27,7 @@ from runtime import connections
 from runtime.app import create_app
 from runtime.auth import exposure
 from runtime.settings import Settings
+from runtime.upstream import Connections
 
 BUNDLE_ENV = "ARCHC_SERVE_BUNDLE"  # workers: the last good bundle, as a file
 WATCH_ENV = "ARCHC_SERVE_WATCH"  # workers: the config or bundle file each worker watches
@@ -35,8 +36,6 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=_LOG_FORMAT)
-    # httpx logs every request at INFO: noise on the hot path (and a cost) in a gateway.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def exposure_allowed(bundle: Bundle, settings: Settings, allow_unauthenticated: bool, prog: str) -> bool:
@@ -149,15 +148,18 @@ async def _serve_one(app: Starlette, config: Config) -> None:
 
 
 def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader: Callable[[Path], Bundle] | None = None,
-        worker_app: str = "runtime.serve:app_from_env()") -> int:
+        worker_app: str = "runtime.serve:app_from_env()", pool: Connections | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns an exit code. ``watch``: hot-reload from this file (with
     ``loader``, a config; else a bundle). With workers, each one runs ``worker_app`` (a hypercorn
-    application path; it must build its app with ``app_from_env`` and the same loader)."""
+    application path; it must build its app with ``app_from_env`` and the same loader). ``pool``: the
+    upstream pool to use instead of runtime/http1.py's (bench/transports.py; one process only)."""
+    if pool is not None and settings.workers != 1:
+        raise ValueError("an injected upstream pool serves one process: --workers must be 1")
     config = hypercorn_config(settings)
     if settings.workers == 1:
         connections.install(settings.max_client_connections, settings.max_connections)
         factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
-        app = create_app(bundle, settings=settings, watch=watch, loader=loader)
+        app = create_app(bundle, settings=settings, watch=watch, loader=loader, pool=pool)
         keep_heap(settings.heap_keep_mb)
         freeze_heap()
         with asyncio.Runner(loop_factory=factory) as runner:

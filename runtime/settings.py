@@ -31,9 +31,7 @@ class Settings:
     provider whose key variable is unset with the built-in echo upstream (``--echo`` /
     ``ARCHC_ECHO=1``). ``max_body_bytes``: request body limit (``ARCHC_MAX_BODY_BYTES``).
     Upstream timeouts are in seconds (``ARCHC_CONNECT_TIMEOUT_S``, ``ARCHC_READ_TIMEOUT_S``).
-    ``upstream_transport``: ``h1`` (default: runtime/http1.py's lean HTTP/1.1 pool, driven
-    directly), ``httpx-aiohttp`` (aiohttp through the httpx API) or ``httpx`` (httpx's own pool);
-    the last two for comparison (``ARCHC_UPSTREAM_TRANSPORT``). ``event_loop``: ``uvloop`` (default) or ``asyncio``
+    ``event_loop``: ``uvloop`` (default) or ``asyncio``
     (``ARCHC_EVENT_LOOP``). Client connections: ``keepalive_s``, how long an idle keep-alive connection
     is kept (``ARCHC_KEEPALIVE_S``; a connection the client closed is released at once whatever it is),
     and ``max_client_connections``, the cap per process (``ARCHC_MAX_CLIENT_CONNECTIONS``; None: 10,000,
@@ -54,7 +52,6 @@ class Settings:
     max_connections: int = 1000
     keepalive_s: float = 75.0
     max_client_connections: int | None = None
-    upstream_transport: str = "h1"
     event_loop: str = "uvloop"
     log_level: str = "info"
     heap_keep_mb: int = 64
@@ -83,8 +80,6 @@ class Settings:
                     values[name] = kind(env[key])
                 except ValueError as exc:
                     raise ValueError(f"{key}={env[key]!r} is not a valid {kind.__name__}") from exc
-        if env.get("ARCHC_UPSTREAM_TRANSPORT"):
-            values["upstream_transport"] = env["ARCHC_UPSTREAM_TRANSPORT"].strip().lower()
         if env.get("ARCHC_EVENT_LOOP"):
             values["event_loop"] = env["ARCHC_EVENT_LOOP"].strip().lower()
         if env.get("ARCHC_LOG_LEVEL"):
@@ -95,8 +90,6 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.max_body_bytes <= 0:
             raise ValueError("max body size must be a positive number of bytes")
-        if settings.upstream_transport not in ("h1", "httpx-aiohttp", "httpx"):
-            raise ValueError("ARCHC_UPSTREAM_TRANSPORT must be h1 (default), httpx-aiohttp or httpx")
         if settings.event_loop not in ("uvloop", "asyncio"):
             raise ValueError("ARCHC_EVENT_LOOP must be uvloop (default) or asyncio")
         if not settings.keepalive_s > 0:

@@ -9,8 +9,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from archc.bundle import Bundle
 from runtime.metrics import Metrics
 from runtime.providers import Targets
@@ -22,13 +20,12 @@ from runtime.upstream import Upstream
 
 @dataclass
 class GatewayState:
-    """Everything a request needs: the bundle, its provider targets, the router, the upstream client."""
+    """Everything a request needs: the bundle, its provider targets, the router, the upstream sender."""
 
     bundle: Bundle
     settings: Settings
     targets: Targets
     router: RouterService
-    http_client: httpx.AsyncClient
     upstream: Upstream
     metrics: Metrics
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("archc.runtime"))

@@ -82,24 +82,13 @@ class Tracing:
         self.propagator.inject(carrier)
         return carrier
 
-    async def inject_request(self, request: Any) -> None:
-        """httpx request hook: ``trace_headers`` into a request of an httpx client."""
-        request.headers.update(self.trace_headers())
-
     def install(self, gateway: Any) -> None:
         """Propagate trace context on every upstream request of a GatewayState: a header hook on its
-        ``upstream`` (runtime.upstream.Upstream: the lean HTTP/1.1 path stays in use) and a request
-        hook on its ``http_client``, whichever it has. Idempotent: called again on each reload."""
-        upstream = getattr(gateway, "upstream", None)
-        hooks_of_upstream = getattr(upstream, "header_hooks", None)
-        if hooks_of_upstream is not None and self.trace_headers not in hooks_of_upstream:
-            hooks_of_upstream.append(self.trace_headers)
-        client = getattr(gateway, "http_client", None)
-        if client is not None:
-            hooks = client.event_hooks
-            if self.inject_request not in hooks.get("request", []):
-                hooks["request"] = [*hooks.get("request", []), self.inject_request]
-                client.event_hooks = hooks
+        ``upstream`` (runtime.upstream.Upstream; the request still goes straight to the lean HTTP/1.1
+        pool). Idempotent: called again on each reload."""
+        hooks = gateway.upstream.header_hooks
+        if self.trace_headers not in hooks:
+            hooks.append(self.trace_headers)
 
     async def aclose(self) -> None:
         # shutdown() flushes and joins the exporter thread: off the event loop.

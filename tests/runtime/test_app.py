@@ -30,7 +30,7 @@ def _bundle(*, routes=True, bypass=False):
 
 def _client(bundle, router=None, recorder=None, **settings):
     recorder = recorder or Recorder()
-    app = create_app(bundle, http_client=recorder.client(), router=router, settings=Settings(**settings))
+    app = create_app(bundle, pool=recorder.pool(), router=router, settings=Settings(**settings))
     return TestClient(app), recorder
 
 
@@ -111,9 +111,9 @@ def test_unknown_paths_answer_json_in_the_paths_format(path, method, status, sha
     assert r.status_code == status and shape in r.json()
 
 
-def test_lifespan_builds_and_closes_its_own_client_and_router(fake_upstream):
-    """No injected client: the lifespan builds the aiohttp-backed client, uses it, and closes it
-    (an unclosed aiohttp session would surface as a ResourceWarning, an error here)."""
+def test_lifespan_builds_and_closes_its_own_pool_and_router(fake_upstream):
+    """No injected pool: the lifespan builds runtime/http1.py's pool, uses it, and closes it (an
+    unclosed socket would surface as a ResourceWarning, an error here)."""
     bundle = seal(bundle_dict([provider("openai/gpt-4o", fake_upstream.openai_endpoint(), default=True)]))
     with TestClient(create_app(bundle, settings=Settings())) as client:
         r = client.post("/v1/chat/completions", json=CHAT)

@@ -34,7 +34,7 @@ ENV = {"OPENAI_API_KEY": "sk-oai", "ANTHROPIC_API_KEY": "sk-ant", "AZURE_API_KEY
 
 def _client(bundle=None, recorder=None, router=None, env=ENV, **settings):
     recorder = recorder or Recorder()
-    app = create_app(bundle or _bundle(), http_client=recorder.client(), router=router, settings=Settings(env=env, **settings))
+    app = create_app(bundle or _bundle(), pool=recorder.pool(), router=router, settings=Settings(env=env, **settings))
     return TestClient(app), recorder
 
 

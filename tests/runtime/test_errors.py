@@ -25,7 +25,7 @@ def _client(recorder=None, **settings):
     bundle = seal(bundle_dict([provider("openai/gpt-4o", OAI, default=True),
                                provider("anthropic/claude-x", ANT, wire="anthropic_messages")]))
     recorder = recorder or Recorder()
-    return TestClient(create_app(bundle, http_client=recorder.client(), settings=Settings(**settings))), recorder
+    return TestClient(create_app(bundle, pool=recorder.pool(), settings=Settings(**settings))), recorder
 
 
 def _assert_error(r, fmt, status, *needles):

@@ -41,7 +41,7 @@ def test_hot_paths_are_served_without_the_router_and_keep_the_app_behaviour():
     assert set(fastpath.HOT) == {"/v1/chat/completions", "/v1/messages"}
     recorder = Recorder()
     bundle = seal(bundle_dict([provider("openai/gpt-4o", OAI, default=True)]))
-    app = create_app(bundle, http_client=recorder.client(), settings=Settings())
+    app = create_app(bundle, pool=recorder.pool(), settings=Settings())
     with TestClient(app) as client:
         ok = client.post("/v1/chat/completions", json=CHAT)
         bad = client.post("/v1/messages", content=b"{not json", headers={"content-type": "application/json"})

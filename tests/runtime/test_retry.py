@@ -189,57 +189,6 @@ async def test_total_deadline_bounds_all_attempts() -> None:
     assert info.value.status == 504 and "a=503" in info.value.headers["x-arch-attempts"]
 
 
-class _Source:
-    def __init__(self, delays: list[float]) -> None:
-        self.delays = delays
-        self.closed = False
-
-    async def gen(self):
-        try:
-            for i, d in enumerate(self.delays):
-                await asyncio.sleep(d)
-                yield f"chunk{i}".encode()
-        finally:
-            self.closed = True
-
-
-class _Closable:
-    def __init__(self, source: _Source) -> None:
-        self.source = source
-        self.gen = source.gen()
-
-    def __aiter__(self):
-        return self.gen
-
-    async def aclose(self) -> None:
-        await self.gen.aclose()
-
-
-async def test_bounded_stream_passes_through_and_raises_at_deadline() -> None:
-    from runtime.retry import BoundedStream
-
-    loop = asyncio.get_running_loop()
-    late = lambda: UpstreamTimeout("late")  # noqa: E731
-    fast = _Closable(_Source([0, 0, 0]))
-    out = [c async for c in BoundedStream(fast, loop.time() + 5, late, clock=loop.time)]
-    assert out == [b"chunk0", b"chunk1", b"chunk2"] and fast.source.closed
-    slow = _Closable(_Source([0, 0.05, 5, 5]))
-    started = loop.time()
-    out = []
-    with pytest.raises(UpstreamTimeout, match="late"):
-        async for c in BoundedStream(slow, loop.time() + 0.3, late, clock=loop.time):
-            out.append(c)
-    assert out == [b"chunk0", b"chunk1"] and slow.source.closed  # the cancelled read closed the source
-    assert loop.time() - started < 1.0
-    early = _Closable(_Source([0, 0, 0]))
-    stream = BoundedStream(early, loop.time() + 5, late, clock=loop.time)
-    iterator = stream.__aiter__()
-    assert await iterator.__anext__() == b"chunk0"
-    await iterator.aclose()
-    await stream.aclose()  # the client went away
-    assert early.source.closed
-
-
 async def test_budget_bounds_every_attempt_and_names_the_deadline() -> None:
     calls: list[str] = []
 

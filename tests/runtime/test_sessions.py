@@ -107,7 +107,7 @@ def test_gateway_records_and_serves_session_status() -> None:
     ))
     inner = ScriptedRouter(Decision(route="code_generation", router_ms=480.0, confidence=0.9))
     router = CachedRouter(inner, bundle_digest=bundle.digest, size=8)
-    app = create_app(bundle, http_client=Recorder().client(), router=router, settings=Settings())
+    app = create_app(bundle, pool=Recorder().pool(), router=router, settings=Settings())
     sid = "0b7e3f9a-5c1d-4e2f-8a6b-3c4d5e6f7a8b"
     tools = [{"name": "Bash", "description": "run", "input_schema": {"type": "object"}}]
     turn = {**MESSAGES, "tools": tools, "messages": [{"role": "user", "content": "write a sort function"}]}

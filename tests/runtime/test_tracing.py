@@ -13,9 +13,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from archc.bundle import seal
-from runtime.errors import UpstreamStatus
+from runtime.providers import build_targets
 from runtime.retry import Cooldown, Resilience, RetryPolicy
 from runtime.tracing import DEFAULT_ENDPOINT, Tracing, TracingMiddleware, endpoint_from
+from runtime.upstream import Upstream, build_pool
+from tests.support.gateway import bundle_dict, provider
+from tests.support.mock_pool import MockPool
 
 pytestmark = pytest.mark.anyio
 
@@ -87,16 +90,16 @@ async def test_server_and_attempt_spans_exported_and_traceparent_propagated(otlp
         status = 503 if request.url.path == "/down" else 200
         return httpx.Response(status, json={"ok": True})
 
-    upstream_client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
-    tracing.install(SimpleNamespace(http_client=upstream_client))
+    pool = MockPool(upstream)
+    sender = Upstream(pool)
+    tracing.install(SimpleNamespace(upstream=sender))
+    targets = build_targets(seal(bundle_dict([provider("openai/down", "http://upstream.test/down", default=True),
+                                              provider("openai/up", "http://upstream.test/up")])), {})
     resilience = Resilience(RetryPolicy(fallbacks={"down": ("up",)}), Cooldown(0, 0), span=tracing.attempt_span)
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
-        async def attempt(name: str) -> httpx.Response:
-            r = await upstream_client.post(f"http://upstream.test/{name}")
-            if r.status_code >= 400:
-                raise UpstreamStatus(r.status_code, "down")
-            return r
+        async def attempt(name: str) -> Any:
+            return await sender.post_json(targets[f"openai/{name}"], b"{}")  # a 503 raises UpstreamStatus
 
         await resilience.run("down", attempt)
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-arch-target", b"up")]})
@@ -106,7 +109,7 @@ async def test_server_and_attempt_spans_exported_and_traceparent_propagated(otlp
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
         r = await client.post("/v1/chat/completions", headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_PARENT}-01"})
         assert r.status_code == 200
-    await upstream_client.aclose()
+    await pool.aclose()
     await tracing.aclose()  # flushes to the receiver
 
     # Upstream saw the caller's trace id, with one of our attempt spans as parent.
@@ -126,30 +129,26 @@ async def test_server_and_attempt_spans_exported_and_traceparent_propagated(otlp
 
 
 async def test_traceparent_goes_out_on_the_lean_http1_path() -> None:
-    """Tracing adds its header through the sender's hook: the sender keeps posting straight to the
-    http1 pool (no transport wrapper takes it onto the slower httpx path), and the header arrives."""
-    from archc.bundle import seal as seal_bundle
-    from runtime.providers import build_targets
+    """Tracing adds its header through the sender's hook: the sender keeps posting to the same
+    http1 pool (nothing wraps or replaces it), and the header arrives over a real socket."""
     from runtime.settings import Settings
-    from runtime.upstream import Upstream, build_client
     from tests.support.fake_upstream import FakeUpstream, openai_text
-    from tests.support.gateway import bundle_dict, provider
 
     tracing = Tracing("http://127.0.0.1:9/v1/traces", exporter=_NullExporter())
     with FakeUpstream() as up:
         up.script(openai_text("hi"))
-        target = build_targets(seal_bundle(bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True)])), {})["openai/gpt-4o"]
-        client = build_client(Settings())
-        sender = Upstream(client)
+        target = build_targets(seal(bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True)])), {})["openai/gpt-4o"]
+        pool = build_pool(Settings())
+        sender = Upstream(pool)
         holder = SimpleNamespace(upstream=sender)
         tracing.install(holder)
         tracing.install(holder)  # on every reload: idempotent
         assert sender.header_hooks == [tracing.trace_headers]
-        assert sender.pool() is not None, "tracing took the sender off the http1 pool"
+        assert sender.pool is pool, "tracing replaced the sender's pool"
         with tracing.tracer.start_as_current_span("server") as span:
             await sender.post_json(target, b'{"model":"gpt-4o","messages":[]}')
             trace_id = format(span.get_span_context().trace_id, "032x")
-        await client.aclose()
+        await pool.aclose()
     await tracing.aclose()
     sent = up.requests[0].headers["traceparent"].split("-")
     assert sent[0] == "00" and sent[1] == trace_id
@@ -174,7 +173,7 @@ async def test_no_tracing_configured_passes_through() -> None:
 def test_gateway_process_exports_spans_and_propagates_traceparent(otlp_receiver: Any, fake_upstream: Any, tmp_path: Any) -> None:
     import time
 
-    from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
+    from tests.support.gateway import Gateway, write_bundle
 
     endpoint = f"http://127.0.0.1:{otlp_receiver.server_address[1]}/v1/traces"
     data = bundle_dict([provider("openai/gpt-4o", fake_upstream.openai_endpoint(), default=True)],
@@ -202,8 +201,8 @@ def test_a_traced_gateway_still_sends_over_http1(otlp_receiver: Any, fake_upstre
 
     from runtime.app import create_app
     from runtime.asgi import APP
+    from runtime import http1
     from runtime.settings import Settings
-    from tests.support.gateway import bundle_dict, provider
 
     endpoint = f"http://127.0.0.1:{otlp_receiver.server_address[1]}/v1/traces"
     bundle = seal(bundle_dict([provider("openai/gpt-4o", fake_upstream.openai_endpoint(), default=True)],
@@ -212,5 +211,5 @@ def test_a_traced_gateway_still_sends_over_http1(otlp_receiver: Any, fake_upstre
         r = client.post("/v1/chat/completions", json={"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200, r.text
         sender = client.app_state[APP].gateway.upstream
-        assert sender.pool() is not None and len(sender.header_hooks) == 1
+        assert type(sender.pool) is http1.Pool and len(sender.header_hooks) == 1
     assert fake_upstream.requests[0].headers["traceparent"].startswith("00-")

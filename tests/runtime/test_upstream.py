@@ -15,6 +15,7 @@ from runtime.providers import build_targets
 from runtime.settings import Settings
 from tests.support.fake_upstream import FakeUpstream, Response, error, openai_text, stalling
 from tests.support.gateway import bundle_dict, provider
+from tests.support.mock_pool import MockPool
 
 URL = "http://upstream.test/v1/messages"
 
@@ -27,8 +28,11 @@ def _target(key="sk-ant-secret"):
 
 def _run(handler, coro_fn):
     async def main():
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await coro_fn(upstream.Upstream(client))
+        pool = MockPool(handler)
+        try:
+            return await coro_fn(upstream.Upstream(pool))
+        finally:
+            await pool.aclose()
     return asyncio.run(main())
 
 
@@ -107,15 +111,15 @@ def test_default_transport_closing_a_stream_early_closes_the_upstream_connection
         target = build_targets(b, {})["openai/gpt-4o"]
 
         async def main():
-            client = upstream.build_client(Settings())
+            pool = upstream.build_pool(Settings())
             try:
-                s = await upstream.Upstream(client).open_stream(target, b'{"model":"gpt-4o","stream":true,"messages":[]}')
+                s = await upstream.Upstream(pool).open_stream(target, b'{"model":"gpt-4o","stream":true,"messages":[]}')
                 async for chunk in s:
                     assert chunk
                     break
                 await s.aclose()
             finally:
-                await client.aclose()
+                await pool.aclose()
 
         asyncio.run(main())
         assert up.wait_disconnect(5), "the fake upstream never saw the connection close"
@@ -137,38 +141,32 @@ def test_upstream_cookies_are_not_kept_between_requests():
     assert seen == [None, None]
 
 
-def test_plain_httpx_transport_is_selectable_for_comparison():
-    client = upstream.build_client(Settings(upstream_transport="httpx"))
-    assert isinstance(client._transport, httpx.AsyncHTTPTransport)
-    asyncio.run(client.aclose())
-    with pytest.raises(ValueError, match="ARCHC_UPSTREAM_TRANSPORT"):
-        Settings.from_env({"ARCHC_UPSTREAM_TRANSPORT": "curl"})
+@pytest.mark.parametrize("kind", ["h1", "httpx"])
+def test_the_comparison_transport_gives_the_same_answer_streamed_and_not(kind):
+    """The gateway's pool and bench/transports.py's httpx pool behind the same interface: the bench
+    compares clients, so the answers must be the same (httpx-aiohttp needs the bench extra)."""
+    from bench.transports import HttpxPool
 
-
-@pytest.mark.parametrize("transport,native", [("h1", True), ("h1", False), ("httpx-aiohttp", False), ("httpx", False)])
-def test_every_transport_gives_the_same_answer_streamed_and_not(transport, native):
-    """The lean pool driven directly, the same pool through the httpx API, and the comparison transports."""
     with FakeUpstream() as up:
         up.script(openai_text("same either way"), openai_text("same either way"))
         b = seal(bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True)]))
         target = build_targets(b, {})["openai/gpt-4o"]
 
         async def main():
-            client = upstream.build_client(Settings(upstream_transport=transport))
+            pool = upstream.build_pool(Settings()) if kind == "h1" else HttpxPool(kind, Settings())
             try:
-                sender = upstream.Upstream(client, native=native)
+                sender = upstream.Upstream(pool)
                 out = await sender.post_json(target, b'{"model":"gpt-4o","messages":[]}')
                 stream = await sender.open_stream(target, b'{"model":"gpt-4o","stream":true,"messages":[]}')
                 chunks = [chunk async for chunk in stream]
                 await stream.aclose()
-                return out, b"".join(chunks), stream.content_type, sender.pool() is not None
+                return out, b"".join(chunks), stream.content_type
             finally:
-                await client.aclose()
+                await pool.aclose()
 
-        out, streamed, content_type, direct = asyncio.run(main())
+        out, streamed, content_type = asyncio.run(main())
     assert out["choices"][0]["message"]["content"] == "same either way"
     assert streamed.endswith(b"data: [DONE]\n\n") and b'same' in streamed and content_type.startswith("text/event-stream")
-    assert direct is (transport == "h1" and native)
 
 
 def test_default_transport_maps_faults_to_the_error_tree():
@@ -180,8 +178,8 @@ def test_default_transport_maps_faults_to_the_error_tree():
         targets = build_targets(b, {})
 
         async def main():
-            client = upstream.build_client(Settings(read_timeout_s=0.3))
-            sender = upstream.Upstream(client, read_timeout_s=0.3)
+            pool = upstream.build_pool(Settings(read_timeout_s=0.3))
+            sender = upstream.Upstream(pool)
             try:
                 errors = []
                 for name, body in (("openai/down", b"{}"), ("openai/gpt-4o", b'{"stream":true}'), ("openai/gpt-4o", b"{}")):
@@ -192,7 +190,7 @@ def test_default_transport_maps_faults_to_the_error_tree():
                         errors.append(exc)
                 return errors
             finally:
-                await client.aclose()
+                await pool.aclose()
 
         refused, timeout, status = asyncio.run(main())
     assert type(refused) is UpstreamError and refused.status == 502 and "could not be reached" in refused.message

@@ -1,4 +1,4 @@
-"""Helpers for in-process app tests: a scripted router and a recording MockTransport upstream."""
+"""Helpers for in-process app tests: a scripted router and a recording upstream (tests/support/mock_pool.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 import httpx
 
 from runtime.router.decision import Decision
+from tests.support.mock_pool import MockPool
 
 
 class ScriptedRouter:
@@ -27,7 +28,7 @@ class ScriptedRouter:
 
 
 class Recorder:
-    """A MockTransport handler: records requests, answers with ``respond(request, body)``."""
+    """The upstream's handler: records requests, answers with ``respond(request, body)``."""
 
     def __init__(self, respond: Callable[[httpx.Request, Any], httpx.Response] | None = None) -> None:
         self.requests: list[httpx.Request] = []
@@ -40,8 +41,9 @@ class Recorder:
         self.bodies.append(body)
         return self.respond(request, body)
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+    def pool(self) -> MockPool:
+        """An upstream pool for ``create_app(pool=...)`` whose provider is this recorder."""
+        return MockPool(self)
 
 
 def openai_ok(request: httpx.Request, body: Any) -> httpx.Response:
