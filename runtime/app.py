@@ -22,16 +22,16 @@ from starlette.routing import Route
 
 from archc.bundle import Bundle, load
 from runtime import chat, connections, endpoints, openapi
-from runtime.accesslog import AccessLogMiddleware
+from runtime.observe.accesslog import AccessLogMiddleware
 from runtime.asgi import APP, AppState, ASGIApp, error_answer, format_for_path
 from runtime.auth import GatewayKeyMiddleware
 from runtime.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
 from runtime.ratelimit import RateLimitMiddleware
-from runtime.tracing import Tracing, TracingMiddleware, current_tracing
+from runtime.observe.tracing import Tracing, TracingMiddleware, current_tracing
 from runtime.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
 from runtime.fastpath import HotPathMiddleware
-from runtime.metrics import Metrics
+from runtime.observe.metrics import Metrics
 from runtime.providers import build_targets
 from runtime.router.decision import NullRouter, RouterService
 from runtime.router.service import build_router

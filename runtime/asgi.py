@@ -23,7 +23,7 @@ from runtime.wire.json_text import dumps
 if TYPE_CHECKING:  # annotations only: the edge imports no stage above it
     from runtime.generation import Generation, Live
     from runtime.state import GatewayState
-    from runtime.tracing import Tracing
+    from runtime.observe.tracing import Tracing
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

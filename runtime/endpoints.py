@@ -17,7 +17,7 @@ from starlette.types import Receive
 from runtime import adapt
 from runtime.asgi import error_answer, request_state
 from runtime.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnknownModel
-from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from runtime.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.decide.choose import Choice
 from runtime.decide.decide import decide
 from runtime.router.decision import Decision

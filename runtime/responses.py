@@ -34,7 +34,7 @@ class SSEAnswer:
         try:
             await until_disconnect(self._stream(send), receive)
         finally:
-            if self.failure:  # the access log reports it (runtime/accesslog.py)
+            if self.failure:  # the access log reports it (runtime/observe/accesslog.py)
                 request_state(scope).stream_failure = self.failure[0]
 
     async def _stream(self, send: Send) -> None:

@@ -1,7 +1,7 @@
 """Retries, fallbacks and cooldown: which provider to try next, and when.
 
 Stage: runtime, around the upstream call. Pure decisions (clock, random and sleep injected) and one
-small async driver; imports runtime.errors, runtime.metrics (LabelledChildren), prometheus_client and the standard library.
+small async driver; imports runtime.errors, runtime.observe.metrics (LabelledChildren), prometheus_client and the standard library.
 Every failed attempt is one WARNING line on ``archc.upstream`` (``log_failure``).
 
 Rules, all explicit in ``gateway:`` config (defaults change nothing: one attempt, no fallback,
@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, ContextManager, Generic, Mapping, S
 from prometheus_client import CollectorRegistry, Counter
 
 from runtime.errors import BadUpstreamResponse, GatewayError, ProviderUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
-from runtime.metrics import LabelledChildren
+from runtime.observe.metrics import LabelledChildren
 
 T = TypeVar("T")
 Clock = Callable[[], float]

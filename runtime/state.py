@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archc.bundle import Bundle
-from runtime.metrics import Metrics
+from runtime.observe.metrics import Metrics
 from runtime.providers import Targets
 from runtime.router.decision import RouterService
 from runtime.sessions import SessionStore

@@ -13,7 +13,7 @@ from archc.bundle import seal
 from runtime import chat, endpoints
 from runtime.errors import RateLimited, UpstreamStatus, render
 from runtime.asgi import error_answer
-from runtime.metrics import Metrics
+from runtime.observe.metrics import Metrics
 from runtime.decide.choose import Choice
 from runtime.router.decision import Decision
 from runtime.wire import WireFormat

@@ -1,4 +1,4 @@
-"""runtime/accesslog.py: one JSON line per request, decision headers kept, secrets never logged."""
+"""runtime/observe/accesslog.py: one JSON line per request, decision headers kept, secrets never logged."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from runtime.asgi import request_state
-from runtime.accesslog import AccessLogMiddleware, redact_query, redact_text
+from runtime.observe.accesslog import AccessLogMiddleware, redact_query, redact_text
 
 pytestmark = pytest.mark.anyio
 

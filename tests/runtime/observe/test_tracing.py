@@ -1,4 +1,4 @@
-"""runtime/tracing.py: spans exported over OTLP/HTTP to a local receiver; traceparent goes upstream."""
+"""runtime/observe/tracing.py: spans exported over OTLP/HTTP to a local receiver; traceparent goes upstream."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from archc.bundle import seal
 from runtime.providers import build_targets
 from runtime.retry import Cooldown, Resilience, RetryPolicy
-from runtime.tracing import DEFAULT_ENDPOINT, Tracing, TracingMiddleware, endpoint_from
+from runtime.observe.tracing import DEFAULT_ENDPOINT, Tracing, TracingMiddleware, endpoint_from
 from runtime.upstream import Upstream, build_pool
 from tests.support.gateway import bundle_dict, provider
 from tests.support.mock_pool import MockPool
