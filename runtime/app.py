@@ -25,10 +25,10 @@ from runtime import chat, connections, endpoints, openapi
 from runtime.observe.accesslog import AccessLogMiddleware
 from runtime.asgi import APP, AppState, ASGIApp, error_answer, format_for_path
 from runtime.auth import GatewayKeyMiddleware
-from runtime.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
+from runtime.live.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
 from runtime.ratelimit import RateLimitMiddleware
 from runtime.observe.tracing import Tracing, TracingMiddleware, current_tracing
-from runtime.watcher import BundleWatcher
+from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
 from runtime.fastpath import HotPathMiddleware
 from runtime.observe.metrics import Metrics
@@ -87,7 +87,7 @@ def create_app(
 ) -> Starlette:
     """The gateway for ``bundle``. An injected upstream ``pool`` (runtime.upstream.Connections) or
     ``router`` is used as given and not closed.
-    ``watch``: a bundle (or, with ``loader``, config) file to hot-reload on change or SIGHUP (runtime/watcher.py feeds runtime/generation.py)."""
+    ``watch``: a bundle (or, with ``loader``, config) file to hot-reload on change or SIGHUP (runtime/live/watcher.py feeds runtime/live/generation.py)."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -104,7 +104,7 @@ def create_app(
         state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
-            # Hot reload (runtime/generation.py): new targets and router; the pool, metrics and sessions are kept.
+            # Hot reload (runtime/live/generation.py): new targets and router; the pool, metrics and sessions are kept.
             new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
             new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log)
             closers = [] if router is not None else [new_router.aclose]

@@ -6,7 +6,7 @@ Stage: edge (under the middleware, the endpoints and the connection shim). Impor
 runtime.wire and the standard library; no framework.
 
 State: the app's lifespan yields ``{APP: AppState}``, which the server copies into each request's
-``scope["state"]``. The outermost middleware (runtime.generation.LiveStateMiddleware) pins the
+``scope["state"]``. The outermost middleware (runtime.live.generation.LiveStateMiddleware) pins the
 request to the current bundle generation in one ``RequestState`` at ``scope[REQUEST]``; every later
 layer reads and sets typed attributes on it, and nothing else travels in the scope.
 """
@@ -21,7 +21,7 @@ from runtime.wire import WireFormat
 from runtime.wire.json_text import dumps
 
 if TYPE_CHECKING:  # annotations only: the edge imports no stage above it
-    from runtime.generation import Generation, Live
+    from runtime.live.generation import Generation, Live
     from runtime.state import GatewayState
     from runtime.observe.tracing import Tracing
 

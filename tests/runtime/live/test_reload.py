@@ -1,4 +1,4 @@
-"""runtime/generation.py and runtime/watcher.py: generations swap atomically, bad bundles are refused, the file watcher and SIGHUP."""
+"""runtime/live/generation.py and runtime/live/watcher.py: generations swap atomically, bad bundles are refused, the file watcher and SIGHUP."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 
 from archc.bundle import Bundle, seal
 from runtime.asgi import APP, AppState, request_state
-from runtime.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body
+from runtime.live.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body
 from runtime.settings import Settings
-from runtime.watcher import BundleWatcher
+from runtime.live.watcher import BundleWatcher
 
 pytestmark = pytest.mark.anyio
 
@@ -403,7 +403,7 @@ def test_reload_sends_to_the_new_endpoint_and_key(tmp_path: Path) -> None:
 
 
 def test_effective_settings_apply_the_gateway_section() -> None:
-    from runtime.generation import effective_settings
+    from runtime.live.generation import effective_settings
     from runtime.settings import Settings
 
     base = Settings(env={})

@@ -2,7 +2,7 @@
 limiter, retry policy), made current by one reference swap; and the middleware that pins each
 request to the generation current when it arrives.
 
-Stage: live (under runtime.app, which composes them; runtime.watcher feeds ``Live.swap_to``).
+Stage: live (under runtime.app, which composes them; runtime.live.watcher feeds ``Live.swap_to``).
 Imports archc.bundle, runtime.asgi, runtime.auth, runtime.ratelimit, runtime.retry, runtime.state
 and the standard library. A swap never changes the table under a request in flight; superseded
 generations are closed after a grace period (their routers and Redis pools may still serve requests).

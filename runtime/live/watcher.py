@@ -1,6 +1,6 @@
 """The bundle file's watcher: polls its (mtime, size, inode) and reacts to SIGHUP; a new file is
 loaded (``archc.bundle.load`` checks the digest, or the CLI's config loader compiles it) and handed
-to ``on_bundle`` (runtime.generation.Live.swap_to); any failure keeps the current bundle and logs why.
+to ``on_bundle`` (runtime.live.generation.Live.swap_to); any failure keeps the current bundle and logs why.
 
 Stage: live (started by runtime.app's lifespan). Imports archc.bundle and the standard library.
 """

@@ -1,0 +1,3 @@
+"""The live bundle: ``generation`` (the typed state one bundle generation serves with: keys, limiter,
+resilience, and the middleware that hands it to each request) and ``watcher`` (the file watcher and
+SIGHUP that swap generations on a hot reload)."""
