@@ -24,9 +24,9 @@ from archc.bundle import Bundle, load
 from runtime import chat, connections, endpoints, openapi
 from runtime.observe.accesslog import AccessLogMiddleware
 from runtime.asgi import APP, AppState, ASGIApp, error_answer, format_for_path
-from runtime.auth import GatewayKeyMiddleware
+from runtime.guard.auth import GatewayKeyMiddleware
 from runtime.live.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
-from runtime.ratelimit import RateLimitMiddleware
+from runtime.guard.ratelimit import RateLimitMiddleware
 from runtime.observe.tracing import Tracing, TracingMiddleware, current_tracing
 from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound

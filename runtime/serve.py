@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from archc.bundle import Bundle, load
 from runtime import connections
 from runtime.app import create_app
-from runtime.auth import exposure
+from runtime.guard.auth import exposure
 from runtime.settings import Settings
 from runtime.upstream import Connections
 
@@ -40,7 +40,7 @@ def configure_logging(level: str) -> None:
 
 def exposure_allowed(bundle: Bundle, settings: Settings, allow_unauthenticated: bool, prog: str) -> bool:
     """False (after saying why on stderr) when the listener would be open to the network without
-    gateway keys (runtime.auth.exposure); True otherwise, after a WARNING when it is open by choice.
+    gateway keys (runtime.guard.auth.exposure); True otherwise, after a WARNING when it is open by choice.
     Call after ``configure_logging``."""
     refusal, warning = exposure(settings.host, settings.port, bundle.extensions.get("gateway"), allow_unauthenticated)
     if refusal:

@@ -1,6 +1,6 @@
 """Access log: one JSON line per request on the ``archc.access`` logger, secrets redacted.
 
-Stage: runtime, outer middleware (pure ASGI). Imports runtime.auth (types), runtime.responses (the
+Stage: runtime, outer middleware (pure ASGI). Imports runtime.guard.auth (types), runtime.responses (the
 stream-failure state key) and the standard library.
 The line carries what an operator asks first ("which model served this, why, how long"): the
 ``x-arch-*`` decision headers, the attempts, the gateway key's *name*, never a key or a body.

@@ -347,7 +347,7 @@ def test_workers_each_reload_an_edited_config_and_restart_on_the_newest_good_one
 
 
 async def test_rate_limit_counters_survive_a_reload_with_the_same_rules() -> None:
-    from runtime.ratelimit import RequestInfo
+    from runtime.guard.ratelimit import RequestInfo
 
     limits = {"request_limits": [{"requests": 2, "unit": "minute"}]}
     live = _live(Built(), _bundle("a", limits))

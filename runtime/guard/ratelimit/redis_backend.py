@@ -1,7 +1,7 @@
 """Shared rate-limit counters in Redis: one Lua script per request, on the Redis server's clock.
 
-Stage: runtime rate limiting, a counter store (runtime.ratelimit.backend). Imports redis.asyncio,
-runtime.ratelimit.backend and the standard library. Every gateway process using the same Redis
+Stage: runtime rate limiting, a counter store (runtime.guard.ratelimit.backend). Imports redis.asyncio,
+runtime.guard.ratelimit.backend and the standard library. Every gateway process using the same Redis
 sees the same counters; a failure marks the store down briefly and raises BackendUnavailable.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from runtime.ratelimit.backend import BackendUnavailable, Charge, Clock, Outcome
+from runtime.guard.ratelimit.backend import BackendUnavailable, Charge, Clock, Outcome
 
 
 # KEYS: for each bucket, its log (zset: member "cost:id", score ms) and its running total.

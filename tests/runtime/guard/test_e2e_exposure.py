@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from runtime.auth import exposure, is_loopback
+from runtime.guard.auth import exposure, is_loopback
 from tests.support.gateway import free_port
 
 pytestmark = pytest.mark.e2e

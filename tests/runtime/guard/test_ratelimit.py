@@ -1,4 +1,4 @@
-"""runtime/ratelimit/: sliding-window rules, memory and Redis backends, fail-open/closed, middleware."""
+"""runtime/guard/ratelimit/: sliding-window rules, memory and Redis backends, fail-open/closed, middleware."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from archc.bundle import seal
-from runtime.ratelimit import (
+from runtime.guard.ratelimit import (
     MemoryBackend,
     RateLimiter,
     RateLimitMiddleware,

@@ -1,7 +1,7 @@
 """Rate-limit counter stores: what the limiter asks of one, and what one answers.
 
 Stage: runtime rate limiting, below the limiter. Imports only the standard library;
-runtime/ratelimit/memory.py and runtime/ratelimit/redis_backend.py implement it.
+runtime/guard/ratelimit/memory.py and runtime/guard/ratelimit/redis_backend.py implement it.
 """
 
 from __future__ import annotations

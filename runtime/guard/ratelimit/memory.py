@@ -1,7 +1,7 @@
 """In-process rate-limit counters: one exact sliding-window log per bucket.
 
-Stage: runtime rate limiting, a counter store (runtime.ratelimit.backend). Imports
-runtime.ratelimit.backend and the standard library.
+Stage: runtime rate limiting, a counter store (runtime.guard.ratelimit.backend). Imports
+runtime.guard.ratelimit.backend and the standard library.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from runtime.ratelimit.backend import Charge, Clock, Outcome
+from runtime.guard.ratelimit.backend import Charge, Clock, Outcome
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Rate-limit ASGI middleware: buffers LLM request bodies, asks the limiter, answers 429 or forwards.
 
 Stage: runtime, after gateway keys, before the endpoints. Imports runtime.asgi, runtime.errors,
-runtime.ratelimit's limiter and rules, and the standard library; no starlette.
+runtime.guard.ratelimit's limiter and rules, and the standard library; no starlette.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Callable
 
 from runtime.asgi import ASGIApp, Message, Receive, Scope, Send, format_for_path, request_state, send_error
 from runtime.errors import PayloadTooLarge, ProviderUnavailable, RateLimited
-from runtime.ratelimit.limiter import RateLimiter
-from runtime.ratelimit.rules import RequestInfo
+from runtime.guard.ratelimit.limiter import RateLimiter
+from runtime.guard.ratelimit.rules import RequestInfo
 from runtime.settings import DEFAULT_MAX_BODY_BYTES
 from runtime.wire.tokens import prompt_tokens
 

@@ -1,7 +1,7 @@
 """Rate limits: exact sliding-window counters (memory or Redis) and a pure ASGI middleware.
 
 Stage: runtime, after gateway keys, before the endpoints. This file only re-exports; the package
-imports archc.bundle, runtime.auth, runtime.errors, redis.asyncio, prometheus_client and the
+imports archc.bundle, runtime.guard.auth, runtime.errors, redis.asyncio, prometheus_client and the
 standard library, and no starlette.
 
 A rule admits a request when the cost already spent in the last ``window_s`` seconds plus this
@@ -19,12 +19,12 @@ Modules, top down (each imports only those below it):
     rules.py          Rule, RequestInfo, rules_from_bundle, bucket_key (pure; prompt tokens: runtime.wire.tokens)
 """
 
-from runtime.ratelimit.backend import Backend, BackendUnavailable, Charge, Clock, Outcome
-from runtime.ratelimit.limiter import ON_UNAVAILABLE, LimiterMetrics, RateLimiter, Verdict, backend_for
-from runtime.ratelimit.memory import MemoryBackend
-from runtime.ratelimit.middleware import DEFAULT_MAX_BODY_BYTES, LIMITED_PATHS, RateLimitMiddleware
-from runtime.ratelimit.redis_backend import RedisBackend
-from runtime.ratelimit.rules import UNIT_SECONDS, RequestInfo, Rule, bucket_key, rules_from_bundle
+from runtime.guard.ratelimit.backend import Backend, BackendUnavailable, Charge, Clock, Outcome
+from runtime.guard.ratelimit.limiter import ON_UNAVAILABLE, LimiterMetrics, RateLimiter, Verdict, backend_for
+from runtime.guard.ratelimit.memory import MemoryBackend
+from runtime.guard.ratelimit.middleware import DEFAULT_MAX_BODY_BYTES, LIMITED_PATHS, RateLimitMiddleware
+from runtime.guard.ratelimit.redis_backend import RedisBackend
+from runtime.guard.ratelimit.rules import UNIT_SECONDS, RequestInfo, Rule, bucket_key, rules_from_bundle
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

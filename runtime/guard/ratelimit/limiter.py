@@ -1,7 +1,7 @@
 """The rate limiter: rules plus a counter store give a Verdict; store failures follow ``on_unavailable``.
 
 Stage: runtime rate limiting, below the middleware. Imports archc.bundle, prometheus_client, the
-runtime.ratelimit rules and stores, and the standard library.
+runtime.guard.ratelimit rules and stores, and the standard library.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 from prometheus_client import CollectorRegistry, Counter
 
 from archc.bundle import Bundle
-from runtime.ratelimit.backend import Backend, BackendUnavailable, Charge, Clock, Outcome
-from runtime.ratelimit.memory import MemoryBackend
-from runtime.ratelimit.redis_backend import RedisBackend
-from runtime.ratelimit.rules import RequestInfo, Rule, bucket_key, rules_from_bundle
+from runtime.guard.ratelimit.backend import Backend, BackendUnavailable, Charge, Clock, Outcome
+from runtime.guard.ratelimit.memory import MemoryBackend
+from runtime.guard.ratelimit.redis_backend import RedisBackend
+from runtime.guard.ratelimit.rules import RequestInfo, Rule, bucket_key, rules_from_bundle
 
 LOG = logging.getLogger("archc.ratelimit")
 

@@ -1,4 +1,4 @@
-"""runtime/auth.py: gateway keys from sha256 digests or env references, constant-time match, 401s."""
+"""runtime/guard/auth.py: gateway keys from sha256 digests or env references, constant-time match, 401s."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from runtime.asgi import request_state
-from runtime.auth import GatewayKeyMiddleware, KeyConfigError, KeyStore, presented_credentials
+from runtime.guard.auth import GatewayKeyMiddleware, KeyConfigError, KeyStore, presented_credentials
 
 pytestmark = pytest.mark.anyio
 
