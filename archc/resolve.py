@@ -137,7 +137,7 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx) -> Provider | No
     options = dict(entry.get("options") or {}) if isinstance(entry.get("options"), dict) else {}
     if isinstance(entry.get("http_host"), str):
         options["http_host"] = entry["http_host"]
-    # Egress overrides (runtime/egress.py reads them): scalar options, as the bundle's options are.
+    # Egress overrides (runtime/upstream/egress.py reads them): scalar options, as the bundle's options are.
     if isinstance(entry.get("proxy"), str):
         options["proxy"] = entry["proxy"]
     for key, value in (entry.get("tls") or {}).items() if isinstance(entry.get("tls"), dict) else ():

@@ -151,13 +151,13 @@ def serve_upstream(port: int) -> None:
 
 def serve_bare(mode: str, port: int, upstream: str) -> None:
     """hypercorn (uvloop) with a raw ASGI app: ``constant`` answers a fixed body; ``aiohttp`` and
-    ``h1`` forward the body to ``upstream`` with aiohttp's client or runtime/http1.py and answer
+    ``h1`` forward the body to ``upstream`` with aiohttp's client or runtime/upstream/http1.py and answer
     what came back. No Starlette, no archc: the floor each part sets."""
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
     sys.path.insert(0, str(ROOT))
-    from runtime import http1
+    from runtime.upstream import http1
 
     url = upstream + "/v1/chat/completions"
     state: dict[str, Any] = {}
@@ -517,7 +517,7 @@ def main() -> int:
     parser.add_argument("--only-anthropic", action="store_true", help="the Anthropic rows only (plus direct)")
     parser.add_argument("--out", help="write the rows as JSON here")
     parser.add_argument("--clients", action="store_true",
-                        help="also run bare hypercorn apps (constant answer; forwarding over aiohttp; over runtime/http1.py)")
+                        help="also run bare hypercorn apps (constant answer; forwarding over aiohttp; over runtime/upstream/http1.py)")
     parser.add_argument("--ab", metavar="A,B", help="compare two trees (git commits or folders) in alternating passes")
     parser.add_argument("--passes", type=int, default=4, help="--ab: passes per tree (alternating order)")
     parser.add_argument("--apis", default="openai,anthropic,anthropic-pass",

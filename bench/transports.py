@@ -1,10 +1,10 @@
 """Comparison transports for bench/gateway.py: `archc serve` with httpx's own client, or aiohttp's
-through the httpx API (httpx-aiohttp), in place of runtime/http1.py's pool.
+through the httpx API (httpx-aiohttp), in place of runtime/upstream/http1.py's pool.
 
-The gateway sends every upstream request through one interface (runtime.upstream.Connections:
+The gateway sends every upstream request through one interface (runtime.upstream.client.Connections:
 ``post(endpoint, header_block, body)`` answering a response with ``status``, ``headers``,
 ``header``, ``next_chunk``, ``read``, ``limit`` and ``aclose``, whose failures are
-``runtime.http1.HTTPError``s). ``HttpxPool`` is that interface over an httpx transport, so the
+``runtime.upstream.http1.HTTPError``s). ``HttpxPool`` is that interface over an httpx transport, so the
 rest of the gateway is the same code in every variant and the rows differ by the client alone.
 For loopback comparison only: plain-http endpoints, no proxies, no per-provider TLS trust.
 
@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from archc.bundle import load  # noqa: E402
-from runtime import http1  # noqa: E402
+from runtime.upstream import http1  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 
 KINDS = ("httpx", "httpx-aiohttp")
@@ -65,7 +65,7 @@ def _http1_error(exc: httpx.HTTPError) -> http1.HTTPError:
 
 
 class HttpxAnswer:
-    """An httpx response behind runtime.upstream.Answer."""
+    """An httpx response behind runtime.upstream.client.Answer."""
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
@@ -118,7 +118,7 @@ class HttpxAnswer:
 
 
 class HttpxPool:
-    """runtime.upstream.Connections over an httpx transport (httpx's own pool, or aiohttp's)."""
+    """runtime.upstream.client.Connections over an httpx transport (httpx's own pool, or aiohttp's)."""
 
     def __init__(self, kind: str, settings: Settings) -> None:
         if kind not in KINDS:

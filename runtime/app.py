@@ -32,12 +32,12 @@ from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
 from runtime.fastpath import HotPathMiddleware
 from runtime.observe.metrics import Metrics
-from runtime.providers import build_targets
+from runtime.upstream.targets import build_targets
 from runtime.router.decision import NullRouter, RouterService
 from runtime.router.service import build_router
 from runtime.settings import Settings
 from runtime.state import GatewayState
-from runtime.upstream import Connections, Upstream, build_pool
+from runtime.upstream.client import Connections, Upstream, build_pool
 
 LOGGER = "archc.runtime"
 
@@ -85,7 +85,7 @@ def create_app(
     watch: Path | None = None,
     loader: Callable[[Path], Bundle] | None = None,
 ) -> Starlette:
-    """The gateway for ``bundle``. An injected upstream ``pool`` (runtime.upstream.Connections) or
+    """The gateway for ``bundle``. An injected upstream ``pool`` (runtime.upstream.client.Connections) or
     ``router`` is used as given and not closed.
     ``watch``: a bundle (or, with ``loader``, config) file to hot-reload on change or SIGHUP (runtime/live/watcher.py feeds runtime/live/generation.py)."""
     settings = settings or Settings.from_env()

@@ -50,7 +50,7 @@ class RequestState:
     """One request's state. Set when it arrives: ``gateway`` and ``generation`` (the bundle generation
     it is pinned to, None without live generations), ``tracing``. Set on the way: ``key_name`` (the
     gateway key that matched, by name), ``stream_failure`` (how a 200 stream ended when it ended with
-    an error event: an outcome of runtime/retry.py, read by the access log)."""
+    an error event: an outcome of runtime/upstream/retry.py, read by the access log)."""
 
     __slots__ = ("gateway", "generation", "tracing", "key_name", "stream_failure")
 

@@ -14,11 +14,13 @@ import time
 from typing import Any, AsyncIterator
 
 from archc.bundle import Deadline
-from runtime import adapt, echo, retry
+from runtime import adapt
+from runtime.upstream import echo
+from runtime.upstream import retry
 from runtime.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state
 from runtime.endpoints import decide_request, decision_headers, read_json, remember_session
 from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, UpstreamTimeout, render
-from runtime.providers import Target
+from runtime.upstream.targets import Target
 from runtime.decide.choose import Choice
 from runtime.responses import SSEAnswer
 from runtime.sessions import SESSION_HEADER
@@ -116,7 +118,7 @@ async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endp
 
 async def _attempts(scope: Scope, state: GatewayState, body: dict[str, Any], choice: Choice, headers: Headers,
                     client_format: WireFormat, endpoint: str, started: float, wanted: dict[bytes, str], held: list[Any]) -> Answer:
-    """``_forward`` under the retry/fallback policy of the request's bundle generation (runtime/retry.py):
+    """``_forward`` under the retry/fallback policy of the request's bundle generation (runtime/upstream/retry.py):
     each attempt may be served by a fallback provider; every attempt is listed in ``x-arch-attempts``."""
 
     limit = state.bundle.deadline(choice.provider.name)  # the primary's, kept through fallbacks

@@ -27,7 +27,7 @@ from runtime import connections
 from runtime.app import create_app
 from runtime.guard.auth import exposure
 from runtime.settings import Settings
-from runtime.upstream import Connections
+from runtime.upstream.client import Connections
 
 BUNDLE_ENV = "ARCHC_SERVE_BUNDLE"  # workers: the last good bundle, as a file
 WATCH_ENV = "ARCHC_SERVE_WATCH"  # workers: the config or bundle file each worker watches
@@ -152,7 +152,7 @@ def run(bundle: Bundle, settings: Settings, *, watch: Path | None = None, loader
     """Serve until SIGTERM/SIGINT; returns an exit code. ``watch``: hot-reload from this file (with
     ``loader``, a config; else a bundle). With workers, each one runs ``worker_app`` (a hypercorn
     application path; it must build its app with ``app_from_env`` and the same loader). ``pool``: the
-    upstream pool to use instead of runtime/http1.py's (bench/transports.py; one process only)."""
+    upstream pool to use instead of runtime/upstream/http1.py's (bench/transports.py; one process only)."""
     if pool is not None and settings.workers != 1:
         raise ValueError("an injected upstream pool serves one process: --workers must be 1")
     config = hypercorn_config(settings)

@@ -11,11 +11,11 @@ from typing import Any
 
 from archc.bundle import Bundle
 from runtime.observe.metrics import Metrics
-from runtime.providers import Targets
+from runtime.upstream.targets import Targets
 from runtime.router.decision import RouterService
 from runtime.sessions import SessionStore
 from runtime.settings import Settings
-from runtime.upstream import Upstream
+from runtime.upstream.client import Upstream
 
 
 @dataclass

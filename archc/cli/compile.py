@@ -203,7 +203,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     bundle = _load(args.source)
     if bundle is None:
         return EXIT_ERRORS
-    from runtime.egress import describe  # stdlib only; imported when explain runs, so `check` stays light
+    from runtime.upstream.egress import describe  # stdlib only; imported when explain runs, so `check` stays light
 
     section = (bundle.extensions.get("gateway") or {}).get("egress")
     exp = _explain.explain(bundle, args.model, egress=lambda p: describe(p.endpoint, section, p.options, os.environ))

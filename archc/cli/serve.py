@@ -13,7 +13,7 @@ from typing import Any
 from archc.bundle import Bundle
 from archc.compiler import CompileError, bundle_from_path
 from archc.diagnostics import EXIT_ERRORS
-from runtime.providers import build_targets
+from runtime.upstream.targets import build_targets
 from runtime.router.models import default_model_dir
 from runtime.serve import app_from_env, configure_logging, exposure_allowed, run
 from runtime.settings import Settings

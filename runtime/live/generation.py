@@ -3,7 +3,7 @@ limiter, retry policy), made current by one reference swap; and the middleware t
 request to the generation current when it arrives.
 
 Stage: live (under runtime.app, which composes them; runtime.live.watcher feeds ``Live.swap_to``).
-Imports archc.bundle, runtime.asgi, runtime.guard.auth, runtime.guard.ratelimit, runtime.retry, runtime.state
+Imports archc.bundle, runtime.asgi, runtime.guard.auth, runtime.guard.ratelimit, runtime.upstream.retry, runtime.state
 and the standard library. A swap never changes the table under a request in flight; superseded
 generations are closed after a grace period (their routers and Redis pools may still serve requests).
 """
@@ -24,7 +24,7 @@ from archc.bundle import Bundle
 from runtime.asgi import REQUEST, ASGIApp, Receive, RequestState, Scope, Send, app_state, request_state
 from runtime.guard.auth import KeyStore
 from runtime.guard.ratelimit import DEFAULT_MAX_BODY_BYTES, LimiterMetrics, RateLimiter, backend_for, rules_from_bundle
-from runtime.retry import Cooldown, Resilience, RetryMetrics, RetryPolicy
+from runtime.upstream.retry import Cooldown, Resilience, RetryMetrics, RetryPolicy
 from runtime.settings import Settings
 from runtime.state import GatewayState
 

@@ -2,7 +2,7 @@
 span per upstream attempt, W3C ``traceparent`` propagated upstream, OTLP/HTTP export.
 
 Stage: runtime, observability (built in the lifespan). Imports opentelemetry and runtime.asgi
-(ASGI types, the request's state); ``traceparent`` reaches upstreams through runtime.upstream.Upstream's header hooks. Uses its own TracerProvider, never OpenTelemetry's global one.
+(ASGI types, the request's state); ``traceparent`` reaches upstreams through runtime.upstream.client.Upstream's header hooks. Uses its own TracerProvider, never OpenTelemetry's global one.
 
 Config: archgw's ``tracing: {random_sampling: <percent>}`` turns tracing on; archc's
 ``gateway.tracing: {otlp_endpoint, service_name}`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
@@ -84,7 +84,7 @@ class Tracing:
 
     def install(self, gateway: Any) -> None:
         """Propagate trace context on every upstream request of a GatewayState: a header hook on its
-        ``upstream`` (runtime.upstream.Upstream; the request still goes straight to the lean HTTP/1.1
+        ``upstream`` (runtime.upstream.client.Upstream; the request still goes straight to the lean HTTP/1.1
         pool). Idempotent: called again on each reload."""
         hooks = gateway.upstream.header_hooks
         if self.trace_headers not in hooks:

@@ -112,7 +112,7 @@ def test_unknown_paths_answer_json_in_the_paths_format(path, method, status, sha
 
 
 def test_lifespan_builds_and_closes_its_own_pool_and_router(fake_upstream):
-    """No injected pool: the lifespan builds runtime/http1.py's pool, uses it, and closes it (an
+    """No injected pool: the lifespan builds runtime/upstream/http1.py's pool, uses it, and closes it (an
     unclosed socket would surface as a ResourceWarning, an error here)."""
     bundle = seal(bundle_dict([provider("openai/gpt-4o", fake_upstream.openai_endpoint(), default=True)]))
     with TestClient(create_app(bundle, settings=Settings())) as client:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 DEADLINE_S = 1.0
 SLACK_S = 1.5  # generous: a loaded 2-core CI machine; the point is "at the deadline", not "after 600 s"
-CLOSE = {"connection": "close"}  # every request on its own socket (see test_faults.py)
+CLOSE = {"connection": "close"}  # every request on its own socket (see upstream/test_faults.py)
 
 
 def _config(server: FaultServer, gateway: str = "", deadline: str = "1s") -> str:

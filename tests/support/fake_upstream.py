@@ -269,7 +269,7 @@ class FakeUpstream:
     def __init__(self, *, port: int = 0, default: Reply = default_reply, record: bool = True,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.port = port
-        self.ssl_context = ssl_context  # serve HTTPS (tests/runtime/test_e2e_egress.py)
+        self.ssl_context = ssl_context  # serve HTTPS (tests/runtime/upstream/test_e2e_egress.py)
         self.default = default
         self.record = record
         self.requests: list[Recorded] = []

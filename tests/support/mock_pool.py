@@ -1,4 +1,4 @@
-"""The provider stand-in for in-process app tests: runtime/http1.py's own Pool over in-memory sockets.
+"""The provider stand-in for in-process app tests: runtime/upstream/http1.py's own Pool over in-memory sockets.
 
 ``MockPool(handler)`` is the real pool (its parser, its Response, its error classes) whose
 connections reach no network: the bytes the gateway writes are parsed back into an
@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import httpx
 
-from runtime import http1
+from runtime.upstream import http1
 
 Handler = Callable[[httpx.Request], Any]  # an httpx.Response, or an awaitable of one
 

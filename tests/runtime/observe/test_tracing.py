@@ -13,10 +13,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from archc.bundle import seal
-from runtime.providers import build_targets
-from runtime.retry import Cooldown, Resilience, RetryPolicy
+from runtime.upstream.targets import build_targets
+from runtime.upstream.retry import Cooldown, Resilience, RetryPolicy
 from runtime.observe.tracing import DEFAULT_ENDPOINT, Tracing, TracingMiddleware, endpoint_from
-from runtime.upstream import Upstream, build_pool
+from runtime.upstream.client import Upstream, build_pool
 from tests.support.gateway import bundle_dict, provider
 from tests.support.mock_pool import MockPool
 
@@ -201,7 +201,7 @@ def test_a_traced_gateway_still_sends_over_http1(otlp_receiver: Any, fake_upstre
 
     from runtime.app import create_app
     from runtime.asgi import APP
-    from runtime import http1
+    from runtime.upstream import http1
     from runtime.settings import Settings
 
     endpoint = f"http://127.0.0.1:{otlp_receiver.server_address[1]}/v1/traces"

@@ -7,7 +7,7 @@ import pytest
 
 from archc.bundle import seal
 from runtime.errors import ProviderUnavailable
-from runtime.providers import ANTHROPIC_VERSION, build_targets
+from runtime.upstream.targets import ANTHROPIC_VERSION, build_targets
 from runtime.wire import WireFormat
 from tests.support.gateway import bundle_dict, provider
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from archc.bundle import seal
-from runtime import upstream
+from runtime.upstream import client as upstream
 from runtime.errors import BadUpstreamResponse, UpstreamError, UpstreamStatus, UpstreamTimeout
-from runtime.providers import build_targets
+from runtime.upstream.targets import build_targets
 from runtime.settings import Settings
 from tests.support.fake_upstream import FakeUpstream, Response, error, openai_text, stalling
 from tests.support.gateway import bundle_dict, provider

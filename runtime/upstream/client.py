@@ -1,8 +1,8 @@
 """The only HTTP-client user: POST to a provider, map transport failures to the UpstreamError tree.
 
-Stage: upstream. Imports runtime.http1 (our lean HTTP/1.1 client), runtime.errors and
-runtime.providers; no HTTP client library. One send path: every request goes to a ``Connections``
-pool (runtime/http1.py's ``Pool`` in the gateway; bench/transports.py puts httpx's and aiohttp's
+Stage: upstream. Imports runtime.upstream.http1 (our lean HTTP/1.1 client), runtime.errors and
+runtime.upstream.targets; no HTTP client library. One send path: every request goes to a ``Connections``
+pool (runtime/upstream/http1.py's ``Pool`` in the gateway; bench/transports.py puts httpx's and aiohttp's
 clients behind the same interface, for comparison), and every transport failure is mapped to the
 error tree in one place (``_failure``). Streams are yielded as the bytes arrive; closing one early
 drops its connection, so the upstream sees the client leave. Tracing adds ``traceparent`` through
@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Optional, Protocol
 
-from runtime import http1
+from runtime.upstream import http1
 from runtime.errors import BadUpstreamResponse, GatewayError, UpstreamError, UpstreamStatus, UpstreamTimeout
-from runtime.providers import Target
+from runtime.upstream.targets import Target
 from runtime.settings import Settings
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -26,7 +26,7 @@ _BASE_HEADERS = (("accept", "application/json, text/event-stream"), ("accept-enc
 
 
 class Answer(Protocol):
-    """An upstream response as the pool hands it over (runtime.http1.Response): status and raw
+    """An upstream response as the pool hands it over (runtime.upstream.http1.Response): status and raw
     headers, then the body; its errors are ``http1.HTTPError``s."""
 
     status: int
@@ -40,7 +40,7 @@ class Answer(Protocol):
 
 
 class Connections(Protocol):
-    """Where requests go (runtime.http1.Pool): ``post`` sends one and answers once the head is in."""
+    """Where requests go (runtime.upstream.http1.Pool): ``post`` sends one and answers once the head is in."""
 
     async def post(self, endpoint: http1.Endpoint, headers: bytes, body: bytes) -> Answer: ...
     async def aclose(self) -> None: ...
@@ -48,7 +48,7 @@ class Connections(Protocol):
 
 def build_pool(settings: Settings) -> http1.Pool:
     """The shared upstream pool (created in the lifespan, closed with it). No pool-wide TLS context:
-    each provider's Endpoint carries its own (runtime/egress.py's trust)."""
+    each provider's Endpoint carries its own (runtime/upstream/egress.py's trust)."""
     return http1.Pool(max_connections=settings.max_connections, keepalive_s=_KEEPALIVE_S,
                       connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s)
 

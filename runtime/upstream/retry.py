@@ -22,7 +22,7 @@ no cooldown):
 - ``timeouts.first_byte_ms`` bounds each attempt; ``timeouts.total_ms`` bounds all of them, and so
   does the request's deadline (listener or provider ``timeout``: ``Bundle.deadline``) that the
   caller passes as ``budget_s``; a streamed answer is held to the same deadline by the upstream
-  response itself (runtime.upstream.UpstreamStream.bound).
+  response itself (runtime.upstream.client.UpstreamStream.bound).
 """
 
 from __future__ import annotations

@@ -93,8 +93,7 @@ async def test_each_fault_falls_back_or_fails_cleanly_within_deadline(fault_gate
 
     results = await asyncio.gather(*(ask(f"{kind}/{fault}") for fault in FAULTS for kind in ("bare", "fb")))
     by_model = dict(zip((f"{kind}/{fault}" for fault in FAULTS for kind in ("bare", "fb")), results))
-    # Refused and reset connections are 502 (not the 504 of a timeout, though httpx-aiohttp reports
-    # them as ConnectTimeout: runtime/upstream.py tells them apart).
+    # Refused and reset connections are 502, not the 504 of a timeout.
     expected_status = {"500": {500}, "429": {429}, "reset": {502}, "hang": {504}, "badjson": {502}, "trickle": {504},
                        "refused": {502}}
     for fault in FAULTS:

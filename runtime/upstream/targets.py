@@ -1,7 +1,7 @@
 """Per-provider upstream data from the bundle: URL, auth headers, wire format. A table, not if/elif.
 
 Stage: provider adapter data (built once in the lifespan). Imports archc.bundle, runtime.errors and
-runtime.egress (proxy and trust per provider) only.
+runtime.upstream.egress (proxy and trust per provider) only.
 Keys are read from the environment once, at startup; a key never appears in a repr, log or error.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from archc.bundle import AUTH_API_KEY, AUTH_BEARER, AUTH_NONE, AUTH_X_API_KEY, Bundle, Provider
-from runtime.egress import EgressError, Route, TrustStore, route_for
+from runtime.upstream.egress import EgressError, Route, TrustStore, route_for
 from runtime.errors import ProviderUnavailable
 from runtime.wire import WireFormat
 
@@ -38,10 +38,10 @@ _WIRE_HEADERS: Mapping[WireFormat, tuple[tuple[str, str], ...]] = {
 class Target:
     """Where and how to send a request for one bundle provider.
 
-    ``echo``: answered in-process by runtime/echo.py. ``missing_key``: the name of the unset key
+    ``echo``: answered in-process by runtime/upstream/echo.py. ``missing_key``: the name of the unset key
     variable (the provider answers 503 naming it). ``unserved``: compiled but not callable here.
     ``headers`` hold the key, so they stay out of repr. ``route``: the proxy and TLS trust requests
-    take (runtime/egress.py); ``egress_error``: why they cannot be set up (the provider answers 503).
+    take (runtime/upstream/egress.py); ``egress_error``: why they cannot be set up (the provider answers 503).
     """
 
     provider: Provider
@@ -92,7 +92,7 @@ def is_echo(provider: Provider) -> bool:
 
 def build_targets(bundle: Bundle, env: Mapping[str, str], *, echo_missing: bool = False) -> Targets:
     """One Target per provider; keys read from ``env``. ``echo_missing``: unset keys answer via echo.
-    Proxies and trust (runtime/egress.py) come from ``env`` and the bundle's ``gateway.egress``."""
+    Proxies and trust (runtime/upstream/egress.py) come from ``env`` and the bundle's ``gateway.egress``."""
     targets: dict[str, Target] = {}
     warnings: list[str] = []
     echoed: list[str] = []

@@ -1,6 +1,6 @@
 """Egress: which proxy and which trust each upstream call uses. Pure parsing plus ``ssl`` contexts.
 
-Stage: upstream (built once per bundle generation by runtime/providers.py; runtime/http1.py
+Stage: upstream (built once per bundle generation by runtime/upstream/targets.py; runtime/upstream/http1.py
 connects through the result). Imports the standard library (certifi when installed) and
 runtime.settings (environment references).
 

@@ -1,4 +1,4 @@
-"""runtime/retry.py: retry classification, backoff, fallback order, cooldown and the async driver."""
+"""runtime/upstream/retry.py: retry classification, backoff, fallback order, cooldown and the async driver."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from runtime.errors import InvalidRequest, ProviderUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
-from runtime.retry import Cooldown, Resilience, RetryMetrics, RetryPolicy, attempts_header, retryable
+from runtime.upstream.retry import Cooldown, Resilience, RetryMetrics, RetryPolicy, attempts_header, retryable
 
 pytestmark = pytest.mark.anyio
 
@@ -262,7 +262,7 @@ def _limited(seconds: str | None = None, ms: str | None = None, status: int = 42
     ("-3", None, None),
 ])
 def test_retry_after_forms(seconds, ms, expected) -> None:
-    from runtime.retry import retry_after_s
+    from runtime.upstream.retry import retry_after_s
     wall = lambda: 1445412480.0  # noqa: E731 - Wed, 21 Oct 2015 07:28:00 GMT
     assert retry_after_s(_limited(seconds, ms), wall) == (pytest.approx(expected) if expected is not None else None)
 

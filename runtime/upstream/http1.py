@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 client for upstream POSTs: asyncio protocols, the httptools (llhttp) parser, and a
 keep-alive pool per origin.
 
-Stage: upstream transport (used only by runtime/upstream.py, which maps these errors into the
+Stage: upstream transport (used only by runtime/upstream/client.py, which maps these errors into the
 gateway's tree). Imports httptools and the standard library only.
 
 Why not aiohttp: on one core a bare hypercorn app forwarding to a fake upstream spent about 120 µs
@@ -64,7 +64,7 @@ class Endpoint:
     """A URL parsed once: origin, TLS, the way there (direct or through ``proxy``), and the
     request-line-plus-Host prefix of every request head.
 
-    ``proxy`` (runtime/egress.py's Proxy: ``host``, ``port``, ``display``, ``authorization``): an
+    ``proxy`` (runtime/upstream/egress.py's Proxy: ``host``, ``port``, ``display``, ``authorization``): an
     https origin is reached through a CONNECT tunnel, then TLS to the origin (SNI and certificate
     checked against the origin's name); an http origin gets absolute-form requests sent to the proxy.
     ``ssl_context``: the trust for this origin (None: the pool's). Pools are keyed by ``origin``,

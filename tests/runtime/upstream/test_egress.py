@@ -1,4 +1,4 @@
-"""runtime/egress.py: proxy selection from the environment and the config, NO_PROXY rules, trust contexts."""
+"""runtime/upstream/egress.py: proxy selection from the environment and the config, NO_PROXY rules, trust contexts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from runtime.egress import EgressError, NoProxy, Trust, TrustStore, parse_proxy, route_for, select_proxy
+from runtime.upstream.egress import EgressError, NoProxy, Trust, TrustStore, parse_proxy, route_for, select_proxy
 
 
 @pytest.mark.parametrize("rules,host,port,bypass", [

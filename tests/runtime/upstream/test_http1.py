@@ -1,4 +1,4 @@
-"""runtime/http1.py against a real socket server on 127.0.0.1 that answers scripted raw bytes:
+"""runtime/upstream/http1.py against a real socket server on 127.0.0.1 that answers scripted raw bytes:
 framing (length, chunked, until EOF), keep-alive reuse and expiry, limits, timeouts, faults."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from runtime import http1
+from runtime.upstream import http1
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
