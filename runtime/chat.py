@@ -14,7 +14,7 @@ import time
 from typing import Any, AsyncIterator
 
 from archc.bundle import Deadline
-from runtime import adapt
+from runtime.wire import adapt
 from runtime.upstream import echo
 from runtime.upstream import retry
 from runtime.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state

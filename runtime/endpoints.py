@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
-from runtime import adapt
+from runtime.wire import adapt
 from runtime.asgi import error_answer, request_state
 from runtime.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnknownModel
 from runtime.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE

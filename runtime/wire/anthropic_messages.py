@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-from runtime.sse import encode_json
+from runtime.wire.sse import encode_json
 from runtime.wire._anthropic_common import (
     FINISH_BY_STOP,
     SHAPE_ERRORS,

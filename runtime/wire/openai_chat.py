@@ -1,6 +1,6 @@
 """OpenAI chat completions, the pivot wire format: shapes, request validation, usage, error events.
 
-Runtime wire stage; pure functions, imports only the stdlib, `runtime.errors` and `runtime.sse`.
+Runtime wire stage; pure functions, imports only the stdlib, `runtime.errors` and `runtime.wire.sse`.
 Vendor fields the pivot also carries: ``reasoning_content`` (DeepSeek's name for reasoning text,
 ``reasoning`` is read too), ``reasoning_signature`` and ``reasoning_blocks`` (Anthropic thinking
 signatures and redacted thinking, so a trip through the pivot restores them verbatim).
@@ -12,7 +12,7 @@ import json
 from functools import partial
 from typing import Any, Callable, Literal, TypedDict
 
-from runtime.sse import encode_json
+from runtime.wire.sse import encode_json
 from runtime.wire._check import INT64, MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string, string
 
 __all__ = [

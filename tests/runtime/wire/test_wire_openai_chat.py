@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from runtime.errors import InvalidRequest, UpstreamStatus, render
-from runtime.sse import SSEDecoder
+from runtime.wire.sse import SSEDecoder
 from runtime.wire import WireFormat
 from runtime.wire import openai_chat as oc
 
-OPENAI = Path(__file__).resolve().parent.parent / "fixtures" / "wire" / "openai_chat"
+OPENAI = Path(__file__).resolve().parents[2] / "fixtures" / "wire" / "openai_chat"
 INVALID = sorted((OPENAI / "invalid").glob("*.json"))
 
 

@@ -1,7 +1,7 @@
 """Provider adapter: composes the wire modules for one (client format, upstream format) pair.
 
 Stage: adapter (between resolve and upstream). Pure data in, data out; imports runtime.wire and
-runtime.sse only. OpenAI chat is the pivot; same-format pairs pass the body through untouched
+runtime.wire.sse only. OpenAI chat is the pivot; same-format pairs pass the body through untouched
 except ``model``, so unknown fields survive. Streams: ``stream_adapter(...)`` gives an object
 whose ``feed(bytes)``/``finish()`` return the bytes to send the client.
 """
@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import orjson
 
 from runtime.errors import BadUpstreamResponse, UpstreamError
-from runtime.sse import DONE, SSEDecoder, encode_json, first_event
+from runtime.wire.sse import DONE, SSEDecoder, encode_json, first_event
 from runtime.wire import WireFormat
 from runtime.wire import anthropic_messages as anthropic
 from runtime.wire import openai_chat as openai

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.errors import GatewayError, InvalidRequest, TranslationError
-from runtime.sse import SSEDecoder, SSEEvent, encode_event
+from runtime.wire.sse import SSEDecoder, SSEEvent, encode_event
 from runtime.wire import anthropic_messages as am
 from runtime.wire import openai_chat as oc
 

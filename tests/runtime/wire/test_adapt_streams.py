@@ -1,4 +1,4 @@
-"""runtime/adapt.py's stream converters: a stream is complete only with its terminal event, passed
+"""runtime/wire/adapt.py's stream converters: a stream is complete only with its terminal event, passed
 through or translated, wherever the chunk boundaries fall; and ``check_answer`` on answer shapes."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from runtime import adapt
+from runtime.wire import adapt
 from runtime.errors import BadUpstreamResponse
 from runtime.wire import WireFormat
 

@@ -1,4 +1,4 @@
-"""runtime/sse.py: the incremental decoder and the encoders, on the recorded streams and on edge cases."""
+"""runtime/wire/sse.py: the incremental decoder and the encoders, on the recorded streams and on edge cases."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.sse import DONE, SSEDecoder, SSEEvent, encode_event, encode_json
+from runtime.wire.sse import DONE, SSEDecoder, SSEEvent, encode_event, encode_json
 
-WIRE = Path(__file__).resolve().parent.parent / "fixtures" / "wire"
+WIRE = Path(__file__).resolve().parents[2] / "fixtures" / "wire"
 STREAMS = sorted(WIRE.glob("*/*.sse"), key=lambda p: (p.parent.name, p.name))
 
 
@@ -107,7 +107,7 @@ _SSE_ENDS = [b"\n", b"\r\n", b"\r"]
 def test_first_event_is_the_decoders_first_event() -> None:
     from hypothesis import given, settings, strategies as st
 
-    from runtime.sse import SSEDecoder, first_event
+    from runtime.wire.sse import SSEDecoder, first_event
 
     lines = st.lists(st.tuples(st.sampled_from(_SSE_PIECES), st.sampled_from(_SSE_ENDS)), max_size=8)
 
@@ -125,7 +125,7 @@ def test_first_event_is_the_decoders_first_event() -> None:
 def test_the_stream_judge_gives_one_verdict_however_the_bytes_are_cut() -> None:
     from hypothesis import given, settings, strategies as st
 
-    from runtime.adapt import FirstEvent
+    from runtime.wire.adapt import FirstEvent
     from runtime.errors import BadUpstreamResponse
     from runtime.wire import WireFormat
 

@@ -25,12 +25,12 @@ from anthropic.types import Message
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from runtime.errors import GatewayError, InvalidRequest, TranslationError, UpstreamStatus, render
-from runtime.sse import DONE, SSEDecoder, encode_json
+from runtime.wire.sse import DONE, SSEDecoder, encode_json
 from runtime.wire import WireFormat
 from runtime.wire import anthropic_messages as am
 from runtime.wire import openai_chat as oc
 
-WIRE = Path(__file__).resolve().parent.parent / "fixtures" / "wire"
+WIRE = Path(__file__).resolve().parents[2] / "fixtures" / "wire"
 ANTHROPIC = WIRE / "anthropic_messages"
 OPENAI = WIRE / "openai_chat"
 REGEN = os.environ.get("ARCHC_REGEN_WIRE") == "1"
