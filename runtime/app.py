@@ -21,16 +21,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from archc.bundle import Bundle, load
-from runtime import chat, connections, endpoints, openapi
+from runtime.http import connections
+from runtime.http import openapi
+from runtime.http import endpoints
+from runtime.http import chat
 from runtime.observe.accesslog import AccessLogMiddleware
-from runtime.asgi import APP, AppState, ASGIApp, error_answer, format_for_path
+from runtime.http.asgi import APP, AppState, ASGIApp, error_answer, format_for_path
 from runtime.guard.auth import GatewayKeyMiddleware
 from runtime.live.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
 from runtime.guard.ratelimit import RateLimitMiddleware
 from runtime.observe.tracing import Tracing, TracingMiddleware, current_tracing
 from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
-from runtime.fastpath import HotPathMiddleware
+from runtime.http.fastpath import HotPathMiddleware
 from runtime.observe.metrics import Metrics
 from runtime.upstream.targets import build_targets
 from runtime.router.decision import NullRouter, RouterService
@@ -142,7 +145,7 @@ def create_app(
 
 def layers(starlette: ASGIApp) -> ASGIApp:
     """The middleware, outermost first: pin the request to the current generation; the access log;
-    tracing; gateway keys; rate limits; the two hot endpoints (runtime/fastpath.py); Starlette's
+    tracing; gateway keys; rate limits; the two hot endpoints (runtime/http/fastpath.py); Starlette's
     exception layer and router for every other path. A generation with no gateway keys and no rate
     limits (and tracing off) takes a shorter stack: the access log, the hot endpoints, Starlette."""
     hot = HotPathMiddleware(starlette)

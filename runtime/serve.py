@@ -23,7 +23,7 @@ from hypercorn.run import run as hypercorn_run
 from starlette.applications import Starlette
 
 from archc.bundle import Bundle, load
-from runtime import connections
+from runtime.http import connections
 from runtime.app import create_app
 from runtime.guard.auth import exposure
 from runtime.settings import Settings
@@ -57,7 +57,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.backlog = 2048
-    config.keep_alive_timeout = settings.keepalive_s  # idle keep-alive only: a closed socket goes at once (runtime/connections.py)
+    config.keep_alive_timeout = settings.keepalive_s  # idle keep-alive only: a closed socket goes at once (runtime/http/connections.py)
     config.graceful_timeout = 5
     config.workers = settings.workers
     config.worker_class = settings.event_loop  # "uvloop" (default) or "asyncio"

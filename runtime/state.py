@@ -13,7 +13,7 @@ from archc.bundle import Bundle
 from runtime.observe.metrics import Metrics
 from runtime.upstream.targets import Targets
 from runtime.router.decision import RouterService
-from runtime.sessions import SessionStore
+from runtime.http.sessions import SessionStore
 from runtime.settings import Settings
 from runtime.upstream.client import Upstream
 

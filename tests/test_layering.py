@@ -1,7 +1,7 @@
 """Architecture rules, checked by walking imports with ast.
 
 - The runtime imports only `archc.bundle` from the compiler, and `archc.bundle` only the stdlib.
-- `runtime/wire/`, `runtime/wire/sse.py`, `runtime/errors.py` and the ASGI edge `runtime/asgi.py` import no
+- `runtime/wire/`, `runtime/wire/sse.py`, `runtime/errors.py` and the ASGI edge `runtime/http/asgi.py` import no
   starlette, httpx or aiohttp.
 - Only `runtime/router/ct2.py` imports ctranslate2.
 - `runtime/upstream/http1.py` (stdlib + httptools) is used only by `runtime/upstream/client.py`.
@@ -9,6 +9,9 @@
   the two (golden replay, `archc route`, `archc serve`), and only lazily.
 - `runtime/decide/` and `runtime/router/decision.py` import no web framework, HTTP client or
   ctranslate2: the decision is pure logic over a bundle and a router protocol.
+- Each runtime folder imports only the folders below it (``FOLDERS``): the request flows
+  http -> decide -> router and http -> upstream -> wire, never back up; the middleware folders
+  (observe, guard, live) reach the HTTP edge only through its types module, `runtime/http/asgi.py`.
 - `archc check` does not load the runtime, ctranslate2 or starlette (checked in a subprocess).
 """
 
@@ -49,7 +52,7 @@ def test_bundle_module_is_stdlib_only() -> None:
     assert not third_party, f"archc/bundle.py imports {third_party}"
 
 
-FRAMEWORK_FREE = [*_py("runtime/wire"), REPO / "runtime" / "errors.py", REPO / "runtime" / "asgi.py"]
+FRAMEWORK_FREE = [*_py("runtime/wire"), REPO / "runtime" / "errors.py", REPO / "runtime" / "http" / "asgi.py"]
 
 
 @pytest.mark.parametrize("path", [p for p in FRAMEWORK_FREE if p.exists()], ids=lambda p: str(p.relative_to(REPO)))
@@ -121,3 +124,38 @@ def test_check_command_loads_no_runtime() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "LOADED []" in done.stdout, done.stdout
+
+
+# What each runtime folder may import from the rest of the runtime (besides itself). "http.asgi":
+# that module only (the ASGI types, the per-request state, the one error writer), not the handlers.
+FOLDERS = {
+    "wire": {"errors"},
+    "router": {"errors", "wire"},
+    "decide": {"errors", "wire", "router"},
+    "upstream": {"errors", "wire", "settings", "observe", "decide"},  # decide: the echo upstream answers a Choice
+    "observe": {"errors", "wire", "http.asgi"},
+    "guard": {"errors", "wire", "settings", "http.asgi"},
+    "live": {"errors", "wire", "settings", "state", "guard", "upstream", "observe", "http.asgi"},
+    "http": {"errors", "wire", "settings", "state", "decide", "router", "upstream", "observe", "live"},
+}
+
+
+def test_every_runtime_folder_is_in_the_rules() -> None:
+    folders = {p.name for p in (REPO / "runtime").iterdir() if (p / "__init__.py").exists()}
+    assert folders == set(FOLDERS), f"folders without a layering rule: {folders - set(FOLDERS)}"
+
+
+@pytest.mark.parametrize("folder", sorted(FOLDERS))
+def test_runtime_folders_import_only_what_is_below_them(folder: str) -> None:
+    allowed = FOLDERS[folder]
+    bad = set()
+    for path in _py(f"runtime/{folder}"):
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] != "runtime" or len(parts) < 2 or parts[1] == folder:
+                continue
+            if parts[1] in allowed or ".".join(parts[1:3]) in allowed:
+                continue
+            bad.add(f"{path.relative_to(REPO)} imports {name}")
+    assert not bad, "\n".join(sorted(bad))
+

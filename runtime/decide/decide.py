@@ -1,6 +1,6 @@
 """The one decision pipeline: requested model -> resolve -> (router) -> choose -> Choice.
 
-Stage: decide. Every hot endpoint (runtime/chat.py, ``/v1/route``) and the compiler's replays
+Stage: decide. Every hot endpoint (runtime/http/chat.py, ``/v1/route``) and the compiler's replays
 (``archc test``, ``archc test --impact``, which get it from archc/cli) call ``decide``; nothing
 else asks the router or applies the routing semantics. Imports archc.bundle, runtime.errors,
 runtime.decide.choose and the router's types (runtime/router/decision.py); no model library.

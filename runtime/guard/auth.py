@@ -29,7 +29,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from runtime.asgi import ASGIApp, Receive, Scope, Send, format_for_path, request_state, send_error
+from runtime.http.asgi import ASGIApp, Receive, Scope, Send, format_for_path, request_state, send_error
 from runtime.errors import Unauthorized
 from runtime.settings import env_name as settings_env_name
 

@@ -3,7 +3,7 @@ limiter, retry policy), made current by one reference swap; and the middleware t
 request to the generation current when it arrives.
 
 Stage: live (under runtime.app, which composes them; runtime.live.watcher feeds ``Live.swap_to``).
-Imports archc.bundle, runtime.asgi, runtime.guard.auth, runtime.guard.ratelimit, runtime.upstream.retry, runtime.state
+Imports archc.bundle, runtime.http.asgi, runtime.guard.auth, runtime.guard.ratelimit, runtime.upstream.retry, runtime.state
 and the standard library. A swap never changes the table under a request in flight; superseded
 generations are closed after a grace period (their routers and Redis pools may still serve requests).
 """
@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from prometheus_client import CollectorRegistry, Counter
 
 from archc.bundle import Bundle
-from runtime.asgi import REQUEST, ASGIApp, Receive, RequestState, Scope, Send, app_state, request_state
+from runtime.http.asgi import REQUEST, ASGIApp, Receive, RequestState, Scope, Send, app_state, request_state
 from runtime.guard.auth import KeyStore
 from runtime.guard.ratelimit import DEFAULT_MAX_BODY_BYTES, LimiterMetrics, RateLimiter, backend_for, rules_from_bundle
 from runtime.upstream.retry import Cooldown, Resilience, RetryMetrics, RetryPolicy
@@ -188,7 +188,7 @@ def effective_settings(settings: Settings, bundle: Bundle) -> Settings:
 # -- per-request snapshot ----------------------------------------------------------------------
 
 class LiveStateMiddleware:
-    """Outermost: pins this request to the current generation (its ``RequestState``, runtime/asgi.py).
+    """Outermost: pins this request to the current generation (its ``RequestState``, runtime/http/asgi.py).
 
     ``plain``: the app for a request whose generation is ``plain`` while tracing is off (the same
     stack without the layers that would only pass it through); by default ``app`` serves every request.

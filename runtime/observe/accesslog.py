@@ -1,6 +1,6 @@
 """Access log: one JSON line per request on the ``archc.access`` logger, secrets redacted.
 
-Stage: runtime, outer middleware (pure ASGI). Imports runtime.guard.auth (types), runtime.responses (the
+Stage: runtime, outer middleware (pure ASGI). Imports runtime.guard.auth (types), runtime.http.responses (the
 stream-failure state key) and the standard library.
 The line carries what an operator asks first ("which model served this, why, how long"): the
 ``x-arch-*`` decision headers, the attempts, the gateway key's *name*, never a key or a body.
@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode
 
-from runtime.asgi import ASGIApp, Message, Receive, Scope, Send, request_state
+from runtime.http.asgi import ASGIApp, Message, Receive, Scope, Send, request_state
 
 LOGGER = "archc.access"
 REDACTED = "[redacted]"

@@ -34,7 +34,7 @@ class Metrics:
     """Counters and histograms by endpoint, route, provider and status."""
 
     def __init__(self, clients: Any = None) -> None:
-        """``clients``: the process's client connections (``open``, ``peak``, ``cap``, ``rejected``; runtime/connections.py)."""
+        """``clients``: the process's client connections (``open``, ``peak``, ``cap``, ``rejected``; runtime/http/connections.py)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("archc_requests", "Requests answered", ["endpoint", "route", "provider", "status"], registry=r)
@@ -69,7 +69,7 @@ class Metrics:
 
 
 class _ClientConnectionsCollector:
-    """Client connection figures, read when /metrics is scraped (the counts live in runtime/connections.py)."""
+    """Client connection figures, read when /metrics is scraped (the counts live in runtime/http/connections.py)."""
 
     def __init__(self, clients: Any) -> None:
         self.clients = clients

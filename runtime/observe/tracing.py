@@ -1,7 +1,7 @@
 """OpenTelemetry traces when the bundle configures ``tracing``: a server span per request, a client
 span per upstream attempt, W3C ``traceparent`` propagated upstream, OTLP/HTTP export.
 
-Stage: runtime, observability (built in the lifespan). Imports opentelemetry and runtime.asgi
+Stage: runtime, observability (built in the lifespan). Imports opentelemetry and runtime.http.asgi
 (ASGI types, the request's state); ``traceparent`` reaches upstreams through runtime.upstream.client.Upstream's header hooks. Uses its own TracerProvider, never OpenTelemetry's global one.
 
 Config: archgw's ``tracing: {random_sampling: <percent>}`` turns tracing on; archc's
@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from runtime.asgi import ASGIApp, Message, Receive, Scope, Send, request_state
+from runtime.http.asgi import ASGIApp, Message, Receive, Scope, Send, request_state
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
 

@@ -1,6 +1,6 @@
 """The decision point the runtime calls: messages in, a Decision out; never raises.
 
-Contract used by runtime/endpoints.py, `archc route` and `archc test`:
+Contract used by runtime/http/endpoints.py, `archc route` and `archc test`:
 
     router = build_router(bundle, model_dir=None | Path, ...)   # in the lifespan
     decision = await router.decide(openai_messages)             # never raises, honours routing.timeout_ms

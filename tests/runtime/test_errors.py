@@ -220,7 +220,7 @@ def test_not_found_and_http_layer_errors_are_classes_not_edited_instances() -> N
     ("/messages", True), ("/v1/chat/completions", False), ("/chat/completions", False), ("/v1/models", False),
     ("/v1/messagesx", False), (None, False), ("", False)])
 def test_one_rule_names_the_error_format_of_a_path(path: str | None, anthropic: bool) -> None:
-    from runtime.asgi import format_for_path
+    from runtime.http.asgi import format_for_path
     from runtime.wire import WireFormat
 
     assert (format_for_path(path) is WireFormat.ANTHROPIC_MESSAGES) is anthropic

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from archc.bundle import seal
 from runtime.app import create_app
-from runtime.openapi import spec
+from runtime.http.openapi import spec
 from runtime.settings import Settings
 from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
 

@@ -1,7 +1,7 @@
 """Connection churn against a gateway: connect, one request, close (or connect and close, sending
 nothing), as fast as ``concurrency`` workers can, while the gateway's sockets and files are counted.
 
-Used by tests/runtime/test_e2e_churn.py (small counts) and `bench/soak.py --churn` (60,000 cycles).
+Used by tests/runtime/http/test_e2e_churn.py (small counts) and `bench/soak.py --churn` (60,000 cycles).
 Raw sockets on asyncio streams: the client keeps nothing open between cycles, and never says
 ``connection: close``; the socket is closed by the client after the answer, as pooled clients do
 when they drop a connection.

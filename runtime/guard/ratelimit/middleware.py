@@ -1,6 +1,6 @@
 """Rate-limit ASGI middleware: buffers LLM request bodies, asks the limiter, answers 429 or forwards.
 
-Stage: runtime, after gateway keys, before the endpoints. Imports runtime.asgi, runtime.errors,
+Stage: runtime, after gateway keys, before the endpoints. Imports runtime.http.asgi, runtime.errors,
 runtime.guard.ratelimit's limiter and rules, and the standard library; no starlette.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from runtime.asgi import ASGIApp, Message, Receive, Scope, Send, format_for_path, request_state, send_error
+from runtime.http.asgi import ASGIApp, Message, Receive, Scope, Send, format_for_path, request_state, send_error
 from runtime.errors import PayloadTooLarge, ProviderUnavailable, RateLimited
 from runtime.guard.ratelimit.limiter import RateLimiter
 from runtime.guard.ratelimit.rules import RequestInfo

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.asgi import request_state
+from runtime.http.asgi import request_state
 from runtime.guard.auth import GatewayKeyMiddleware, KeyConfigError, KeyStore, presented_credentials
 
 pytestmark = pytest.mark.anyio

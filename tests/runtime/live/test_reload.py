@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from archc.bundle import Bundle, seal
-from runtime.asgi import APP, AppState, request_state
+from runtime.http.asgi import APP, AppState, request_state
 from runtime.live.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body
 from runtime.settings import Settings
 from runtime.live.watcher import BundleWatcher

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.asgi import request_state
+from runtime.http.asgi import request_state
 from runtime.observe.accesslog import AccessLogMiddleware, redact_query, redact_text
 
 pytestmark = pytest.mark.anyio

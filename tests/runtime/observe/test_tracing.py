@@ -200,7 +200,7 @@ def test_a_traced_gateway_still_sends_over_http1(otlp_receiver: Any, fake_upstre
     from starlette.testclient import TestClient
 
     from runtime.app import create_app
-    from runtime.asgi import APP
+    from runtime.http.asgi import APP
     from runtime.upstream import http1
     from runtime.settings import Settings
 

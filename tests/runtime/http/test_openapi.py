@@ -1,4 +1,4 @@
-"""runtime/openapi.py: /openapi.json describes every route the app serves, as valid OpenAPI 3.0."""
+"""runtime/http/openapi.py: /openapi.json describes every route the app serves, as valid OpenAPI 3.0."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from starlette.testclient import TestClient
 
 from archc.bundle import seal
 from runtime.app import create_app, routes
-from runtime.openapi import spec
+from runtime.http.openapi import spec
 from runtime.settings import Settings
 from tests.support.gateway import bundle_dict, provider
 

@@ -1,7 +1,7 @@
-"""HTTP handlers and the steps the hot ones share: read JSON -> decide (resolve, router) -> decision headers.
+"""HTTP handlers and the steps the hot ones share: read JSON (runtime/http/body.py) -> decide -> decision headers.
 
 Stage: endpoints (thin). Imports starlette, and the runtime stages below it; never runtime.app.
-The hot chat endpoints are runtime/chat.py. Every answer carries the decision in ``x-arch-*``
+The hot chat endpoints are runtime/http/chat.py. Every answer carries the decision in ``x-arch-*``
 headers; every error is rendered in the client's format (``{"error": ...}`` for OpenAI,
 ``{"type": "error", ...}`` for Anthropic).
 """
@@ -12,49 +12,22 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive
 
 from runtime.wire import adapt
-from runtime.asgi import error_answer, request_state
-from runtime.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnknownModel
+from runtime.http.asgi import error_answer, request_state
+from runtime.http.body import read_json
+from runtime.errors import GatewayError, InvalidRequest, NotFound, UnknownModel
 from runtime.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.decide.choose import Choice
 from runtime.decide.decide import decide
 from runtime.router.decision import Decision
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, anthropic_messages
-from runtime.wire.json_text import parse_request
 from runtime.wire.tokens import prompt_tokens
 
 
 def _state(request: Request) -> GatewayState:
     return request_state(request.scope).gateway
-
-
-async def read_json(receive: Receive, content_length: str | None, limit: int) -> Any:
-    """The request body (read from ``receive``) as JSON; 413 over ``limit`` bytes, 400 when it is not JSON."""
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise PayloadTooLarge(f"request body is {int(content_length)} bytes; this gateway accepts at most {limit} bytes")
-    # The parts are joined once at the end: a growing buffer was copied again at each of its reallocations
-    # (about 8 MB of copying for a 1 MB body arriving in 64 KB parts, the heap being kept: ARCHC_HEAP_KEEP_MB).
-    parts: list[bytes] = []
-    size = 0
-    while True:  # what Request.stream() does, without a Request
-        message = await receive()
-        if message["type"] == "http.request":
-            part = message.get("body", b"")
-            if part:
-                parts.append(part)
-                size += len(part)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is over {limit} bytes, the most this gateway accepts")
-            if not message.get("more_body", False):
-                break
-        elif message["type"] == "http.disconnect":
-            raise InvalidRequest("the client closed the connection before sending the whole body")
-    if not size:
-        raise InvalidRequest("request body is empty; expected a JSON object")
-    return parse_request(parts[0] if len(parts) == 1 else b"".join(parts))  # strict: UTF-8 only, no NaN/Infinity, no number an upstream cannot read back
 
 
 def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:

@@ -11,7 +11,7 @@ from archc.bundle import seal
 from runtime.app import create_app
 from runtime.router.cache import CachedRouter
 from runtime.router.decision import Decision
-from runtime.sessions import SessionStore, valid_session_id
+from runtime.http.sessions import SessionStore, valid_session_id
 from runtime.settings import Settings
 from tests.support.app_support import MESSAGES, Recorder, ScriptedRouter
 from tests.support.gateway import bundle_dict, provider

@@ -1,4 +1,4 @@
-"""runtime/connections.py's h11 connection frames every response exactly as h11's own does: the
+"""runtime/http/connections.py's h11 connection frames every response exactly as h11's own does: the
 bytes of each response head and body are compared over requests of every kind (HTTP/1.0 and 1.1,
 HEAD, keep-alive or close, several per connection) and responses of every framing."""
 
@@ -9,7 +9,7 @@ import itertools
 import h11
 import pytest
 
-from runtime.connections import _H11Connection
+from runtime.http.connections import _H11Connection
 
 REQUESTS = [
     (b"GET", b"1.1", []), (b"POST", b"1.1", [(b"content-length", b"2")]), (b"HEAD", b"1.1", []),
@@ -69,7 +69,7 @@ LINES = [
 
 def _made(check: bool, lines: list[tuple[bytes, bytes]]) -> object:
     """What making a response with ``lines`` gives: its header lines, or h11's refusal."""
-    from runtime.connections import check_header_lines
+    from runtime.http.connections import check_header_lines
 
     try:
         if check:

@@ -86,7 +86,7 @@ ENDPOINTS: Mapping[str, WireFormat] = {
     "/v1/chat/completions": OPENAI,
     "/v1/messages": ANTHROPIC,
     "/v1/messages/count_tokens": ANTHROPIC,
-    "/v1/route": OPENAI,  # ``?format=anthropic`` chooses per request (runtime/endpoints.py)
+    "/v1/route": OPENAI,  # ``?format=anthropic`` chooses per request (runtime/http/endpoints.py)
     "/v1/models": OPENAI,
 }
 

@@ -1,4 +1,4 @@
-"""Hostile connection patterns through a real `archc serve` process (runtime/connections.py).
+"""Hostile connection patterns through a real `archc serve` process (runtime/http/connections.py).
 
 - Every socket the client closes is released at once (no CLOSE_WAIT for the keep-alive time), also
   a bare connect-then-close; a churn of new connections never fails a request.

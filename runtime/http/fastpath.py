@@ -1,7 +1,7 @@
 """The two hot endpoints dispatched straight from ASGI, before Starlette's exception layer and router.
 
 Stage: app (the innermost layer of the middleware ``runtime.app.layers`` composes, installed by runtime/app.py). Imports
-runtime.chat. Every other path, and any other method, goes through the normal Starlette stack.
+runtime.http.chat. Every other path, and any other method, goes through the normal Starlette stack.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from runtime import chat
+from runtime.http import chat
 
 # The handlers catch every exception themselves (answering in the client's format), so Starlette's
 # ExceptionMiddleware has nothing to do for them; its router would only find the same app.

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from runtime.responses import SSEResponse
+from runtime.http.responses import SSEResponse
 
 SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.1"}, "method": "POST", "path": "/", "headers": []}
 
@@ -100,8 +100,8 @@ def _sent(app) -> list:
 def test_answers_send_what_starlettes_responses_sent():
     from starlette.responses import Response, StreamingResponse
 
-    from runtime.asgi import JSONAnswer
-    from runtime.responses import SSEAnswer
+    from runtime.http.asgi import JSONAnswer
+    from runtime.http.responses import SSEAnswer
 
     raw = [(b"x-arch-route", b"none"), (b"x-arch-bundle", b"sha256:00")]
     named = {"x-arch-route": "none", "x-arch-bundle": "sha256:00"}
@@ -118,7 +118,7 @@ def test_answers_send_what_starlettes_responses_sent():
 
 
 def test_a_stream_that_never_waits_starts_no_watcher():
-    from runtime.responses import SSEAnswer
+    from runtime.http.responses import SSEAnswer
 
     tasks = []
 

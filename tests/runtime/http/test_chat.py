@@ -1,4 +1,4 @@
-"""runtime/chat.py: the hot endpoints over raw ASGI answer as Starlette's responses did; per-bundle memos."""
+"""runtime/http/chat.py: the hot endpoints over raw ASGI answer as Starlette's responses did; per-bundle memos."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from archc.bundle import seal
-from runtime import chat, endpoints
+from runtime.http import endpoints
+from runtime.http import chat
 from runtime.errors import RateLimited, UpstreamStatus, render
-from runtime.asgi import error_answer
+from runtime.http.asgi import error_answer
 from runtime.observe.metrics import Metrics
 from runtime.decide.choose import Choice
 from runtime.router.decision import Decision

@@ -2,7 +2,7 @@
 and HTTP-layer rejections answered as JSON in the format the path suggests.
 
 Stage: entry (``install`` is called by runtime/serve.py before hypercorn serves, in each worker).
-Imports hypercorn, h11, runtime.asgi and runtime.errors.
+Imports hypercorn, h11, runtime.http.asgi and runtime.errors.
 
 Why a shim, and what it changes in hypercorn 0.17 (to be proposed upstream; each part is one hook):
 
@@ -54,7 +54,7 @@ from hypercorn.events import RawData
 from hypercorn.protocol.events import Response
 from hypercorn.protocol.h11 import H11Protocol
 
-from runtime.asgi import error_body as _error_body, format_for_path
+from runtime.http.asgi import error_body as _error_body, format_for_path
 from runtime.errors import HTTPLayerError
 
 log = logging.getLogger("archc.runtime")

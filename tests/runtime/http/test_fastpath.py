@@ -7,7 +7,7 @@ import asyncio
 from starlette.testclient import TestClient
 
 from archc.bundle import seal
-from runtime import fastpath
+from runtime.http import fastpath
 from runtime.app import create_app
 from runtime.settings import Settings
 from tests.support.app_support import CHAT, Recorder

@@ -22,7 +22,7 @@ import schemathesis  # a hard dependency of the test extra: a missing one fails 
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from runtime.openapi import spec
+from runtime.http.openapi import spec
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
 

@@ -1,8 +1,8 @@
 """Event streams sent straight over ASGI, watching for the
 client leaving with one plain asyncio task (no Starlette Response, no anyio task group per request).
 
-Stage: endpoints' helper (pure ASGI). Imports starlette (ClientDisconnect, StreamingResponse), runtime.asgi
-and asyncio. (A whole JSON answer, errors included, is runtime.asgi's JSONAnswer.)
+Stage: endpoints' helper (pure ASGI). Imports starlette (ClientDisconnect, StreamingResponse), runtime.http.asgi
+and asyncio. (A whole JSON answer, errors included, is runtime.http.asgi's JSONAnswer.)
 Headers are raw ``(bytes, bytes)`` pairs, in the order they go out.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, AsyncIterable, Awaitable
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
-from runtime.asgi import Headers, Receive, Scope, Send, request_state
+from runtime.http.asgi import Headers, Receive, Scope, Send, request_state
 
 SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 NO_CACHE = (b"cache-control", b"no-cache")

@@ -1,8 +1,8 @@
 """The two hot endpoints, ``POST /v1/chat/completions`` and ``POST /v1/messages``, as raw ASGI apps:
 read -> parse (client's wire module) -> decide -> attempts -> adapt -> upstream -> answer.
 
-Stage: endpoints (runtime.fastpath dispatches here; the app's routes mount the same objects).
-Imports runtime.endpoints' shared steps, runtime.responses and the stages below; no Starlette
+Stage: endpoints (runtime.http.fastpath dispatches here; the app's routes mount the same objects).
+Imports runtime.http.endpoints' shared steps, runtime.http.responses and the stages below; no Starlette
 Request or Response per request. Every answer carries the decision in ``x-arch-*`` headers; every
 error is rendered in the client's format.
 """
@@ -17,13 +17,14 @@ from archc.bundle import Deadline
 from runtime.wire import adapt
 from runtime.upstream import echo
 from runtime.upstream import retry
-from runtime.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state
-from runtime.endpoints import decide_request, decision_headers, read_json, remember_session
+from runtime.http.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state
+from runtime.http.body import read_json
+from runtime.http.endpoints import decide_request, decision_headers, remember_session
 from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, UpstreamTimeout, render
 from runtime.upstream.targets import Target
 from runtime.decide.choose import Choice
-from runtime.responses import SSEAnswer
-from runtime.sessions import SESSION_HEADER
+from runtime.http.responses import SSEAnswer
+from runtime.http.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, json_text
 
