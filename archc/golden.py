@@ -1,6 +1,6 @@
 """Golden routing cases: load and validate golden files, replay them, compare, update in place.
 
-Stage: review, over a Bundle (imports archc.load/diagnostics/junit). Decisions come from the
+Stage: review, over a Bundle (imports archc.compiler.load/diagnostics/junit). Decisions come from the
 runtime's own pipeline through an injected ``Replay`` (archc/cli/replay.py); no runtime import here.
 """
 
@@ -16,9 +16,9 @@ import jsonschema
 from archc.bundle import Bundle
 from archc.diagnostics import Diagnostic, Severity, Span, format_text
 from archc.junit import JUnitCase, JUnitSuite
-from archc.load import json_path as _json_path
-from archc.load import load_document, position as _position, to_plain as _plain
-from archc.validate import SCHEMA_DIR
+from archc.compiler.load import json_path as _json_path
+from archc.compiler.load import load_document, position as _position, to_plain as _plain
+from archc.compiler.validate import SCHEMA_DIR
 
 SCHEMA_PATH = SCHEMA_DIR / "golden.schema.json"
 GOLDEN_SUFFIXES = (".yaml", ".yml")
@@ -144,7 +144,7 @@ def load_golden(paths: Iterable[str | Path]) -> GoldenSet:
 def load_file(path: Path) -> tuple[list[Case], list[Diagnostic]]:
     """One golden file -> (cases, diagnostics); cases are empty when any error was found.
 
-    Reading and YAML syntax go through ``archc.load`` (the config loader: L1xx codes, size,
+    Reading and YAML syntax go through ``archc.compiler.load`` (the config loader: L1xx codes, size,
     duplicate-key and alias-bomb guards); the golden format itself gives G5xx codes.
     """
     loaded = load_document(path, file=str(path), require_mapping=False)

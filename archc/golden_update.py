@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from archc.golden import Result
-from archc.load import to_plain
+from archc.compiler.load import to_plain
 from archc.output import json_text
 
 

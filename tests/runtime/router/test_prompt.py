@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archc import router_prompt
+from archc.compiler import router_prompt
 from runtime.router import prompt as rp
 from tests.support import tiny_models
 

@@ -2,7 +2,7 @@
 
 from archc.compiler import compile_source
 from archc.diagnostics import Span
-from archc.gateway import check_gateway
+from archc.compiler.gateway_section import check_gateway
 
 BASE = """version: v0.3.0
 listeners: [{type: model, name: llm}]

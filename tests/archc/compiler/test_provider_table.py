@@ -2,7 +2,7 @@
 
 import pytest
 
-from archc.providers import AZURE_API_VERSION, PROVIDERS, BaseUrlError, endpoint_url, spec_for, split_literal
+from archc.compiler.provider_table import AZURE_API_VERSION, PROVIDERS, BaseUrlError, endpoint_url, spec_for, split_literal
 
 
 @pytest.mark.parametrize("prefix,url,wire,auth,key", [

@@ -7,7 +7,7 @@ import pytest
 
 from archc.compiler import CompileError, bundle_from_path, compile_path, is_bundle_bytes
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def test_bundle_from_config_and_from_bundle_agree(tmp_path: Path) -> None:

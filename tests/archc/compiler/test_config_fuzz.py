@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 
 from archc.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CASES = 2000
 

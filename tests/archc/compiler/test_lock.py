@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from archc.compiler import compile_path
-from archc.lock import read_lock, render_lock
+from archc.compiler.lock import read_lock, render_lock
 
 CONFIG = """version: v0.3.0
 listeners: [{{type: model, name: llm}}]

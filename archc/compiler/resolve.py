@@ -1,7 +1,7 @@
 """Resolve stage: validated config -> providers with URLs, aliases walked to providers, routes, defaults.
 
-Imports: archc.bundle (dataclasses), archc.providers (the table), archc.diagnostics, archc.load
-(positions), archc.validate (env refs), archc.router_prompt (router model id). R3xx diagnostics.
+Imports: archc.bundle (dataclasses), archc.compiler.provider_table (the table), archc.diagnostics, archc.compiler.load
+(positions), archc.compiler.validate (env refs), archc.compiler.router_prompt (router model id). R3xx diagnostics.
 Written defensively: it also runs on configs with schema errors, skipping what is malformed.
 """
 
@@ -13,12 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from archc import providers as _providers
+from archc.compiler import provider_table as _providers
 from archc.bundle import AUTH_NONE, Alias, Listener, Provider, Route, Routing
 from archc.diagnostics import Diagnostic, Severity
-from archc.load import json_path, span
-from archc.router_prompt import ARCHGW_ROUTER_NAMES, CONVERSATION_PLACEHOLDER, ROUTER_MODEL
-from archc.validate import env_ref
+from archc.compiler.load import json_path, span
+from archc.compiler.router_prompt import ARCHGW_ROUTER_NAMES, CONVERSATION_PLACEHOLDER, ROUTER_MODEL
+from archc.compiler.validate import env_ref
 
 VERSIONED_ALIAS = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.v[0-9]+$")
 RESERVED_ROUTES = frozenset({"other"})

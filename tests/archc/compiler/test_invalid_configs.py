@@ -8,7 +8,7 @@ import pytest
 from archc.compiler import compile_path
 from archc.diagnostics import CODES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "configs"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "configs"
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
 VALID = sorted((FIXTURES / "valid").glob("*.yaml"))
 

@@ -1,6 +1,6 @@
 """Alias pinning: ``archc.lock`` beside the config records what each versioned alias resolved to.
 
-Stage: resolve helper. Imports archc.load (YAML + positions), archc.diagnostics, archc.bundle.
+Stage: resolve helper. Imports archc.compiler.load (YAML + positions), archc.diagnostics, archc.bundle.
 A pinned version never changes target: the build fails (R308) unless ``--repin NAME``;
 ``--locked`` fails (R309) when the lock would change at all. Entries are never dropped.
 """
@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from archc.bundle import Alias
 from archc.diagnostics import Diagnostic, Severity, Span
-from archc.load import load_yaml, span
+from archc.compiler.load import load_yaml, span
 from archc.output import json_text
 
 LOCK_NAME = "archc.lock"

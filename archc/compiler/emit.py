@@ -1,6 +1,6 @@
 """Emit stage: resolved config -> sealed Bundle (canonical bytes + sha256 digest).
 
-Imports: archc.bundle, archc.resolve (its output type), archc.router_prompt, archc.diagnostics.
+Imports: archc.bundle, archc.compiler.resolve (its output type), archc.compiler.router_prompt, archc.diagnostics.
 Deterministic: lists keep config order, the source is named by file name and content digest only.
 """
 
@@ -13,8 +13,8 @@ from typing import Any, Mapping
 from archc import __version__
 from archc.bundle import Bundle, BundleError, seal
 from archc.diagnostics import Diagnostic, Severity, Span
-from archc.resolve import Resolved
-from archc.router_prompt import TEMPLATE_SHA256, render_prompt
+from archc.compiler.resolve import Resolved
+from archc.compiler.router_prompt import TEMPLATE_SHA256, render_prompt
 
 
 def _plain(obj: Any) -> Any:

@@ -3,7 +3,7 @@
 import hashlib
 import json
 
-from archc.router_prompt import ARCH_ROUTER_TEMPLATE, TEMPLATE_SHA256, render_prompt, routes_json
+from archc.compiler.router_prompt import ARCH_ROUTER_TEMPLATE, TEMPLATE_SHA256, render_prompt, routes_json
 
 
 def test_template_is_byte_exact() -> None:

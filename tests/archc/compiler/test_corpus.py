@@ -13,8 +13,8 @@ import pytest
 
 from archc.compiler import compile_path
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "archgw-configs"
-BUNDLE_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "bundle.schema.json").read_text())
+CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "archgw-configs"
+BUNDLE_SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "bundle.schema.json").read_text())
 
 # file -> errors that must be present: (code, line, path)
 INVALID_UPSTREAM = {

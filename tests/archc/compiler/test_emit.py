@@ -9,10 +9,10 @@ import pytest
 
 from archc.bundle import Bundle, load
 from archc.compiler import compile_path, compile_source
-from archc.router_prompt import ARCH_ROUTER_TEMPLATE, TEMPLATE_SHA256, routes_json
+from archc.compiler.router_prompt import ARCH_ROUTER_TEMPLATE, TEMPLATE_SHA256, routes_json
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "bundle.schema.json").read_text())
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "bundle.schema.json").read_text())
 
 
 @pytest.mark.parametrize("name", ["coding_routes.yaml", "aliases.yaml", "multi_provider.yaml"])

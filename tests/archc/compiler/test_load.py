@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archc.compiler import compile_source
-from archc.load import MAX_BYTES, json_path, load_document, load_yaml, position, to_plain
+from archc.compiler.load import MAX_BYTES, json_path, load_document, load_yaml, position, to_plain
 
 
 def codes(source, **kw):

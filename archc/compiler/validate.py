@@ -1,6 +1,6 @@
 """Validate stage: JSON Schema (all errors, via iter_errors) + section-level checks -> V2xx diagnostics.
 
-Imports: jsonschema, referencing, archc.diagnostics, archc.load (positions), archc.gateway.
+Imports: jsonschema, referencing, archc.diagnostics, archc.compiler.load (positions), archc.compiler.gateway_section.
 Messages never echo values that might be secrets; unknown keys get a did-you-mean hint.
 """
 
@@ -19,14 +19,16 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
-from archc import gateway as _gateway
+from archc.compiler import gateway_section as _gateway
 from archc.diagnostics import Diagnostic, Severity
-from archc.load import json_path, span
+from archc.compiler.load import json_path, span
+
 
 def _schema_dir() -> Path:
     """``schemas/`` beside the package in a checkout; ``archc/_schemas`` inside an installed wheel."""
-    checkout = Path(__file__).resolve().parent.parent / "schemas"
-    return checkout if (checkout / "config.schema.json").is_file() else Path(__file__).resolve().parent / "_schemas"
+    archc = Path(__file__).resolve().parents[1]
+    checkout = archc.parent / "schemas"
+    return checkout if (checkout / "config.schema.json").is_file() else archc / "_schemas"
 
 
 SCHEMA_DIR = _schema_dir()

@@ -14,11 +14,11 @@ from typing import Sequence
 
 from archc.bundle import Bundle, BundleError
 from archc.diagnostics import CompileError, Diagnostic, Severity, Span
-from archc.emit import emit
-from archc.load import load_document, read_source, span, to_plain
-from archc.lock import LOCK_MODES, apply_lock, lock_path_for, read_lock, write_lock
-from archc.resolve import resolve
-from archc.validate import Schemas, load_schemas, validate
+from archc.compiler.emit import emit
+from archc.compiler.load import load_document, read_source, span, to_plain
+from archc.compiler.lock import LOCK_MODES, apply_lock, lock_path_for, read_lock, write_lock
+from archc.compiler.resolve import resolve
+from archc.compiler.validate import Schemas, load_schemas, validate
 
 __all__ = ["CompileError", "CompileResult", "bundle_from_path", "compile_path", "compile_source", "is_bundle_bytes"]
 
