@@ -6,7 +6,8 @@
 - Only `runtime/router/ct2.py` imports ctranslate2.
 - `runtime/upstream/http1.py` (stdlib + httptools) is used only by `runtime/upstream/client.py`.
 - The compiler (`archc/` outside `archc/cli/`) imports nothing from `runtime`: only the CLI glues
-  the two (golden replay, `archc route`, `archc serve`), and only lazily.
+  the two (golden replay, `archc route`, `archc serve`), and only lazily; `archc/compiler/`
+  imports neither `archc/review/` nor `archc/cli/`.
 - `runtime/decide/` and `runtime/router/decision.py` import no web framework, HTTP client or
   ctranslate2: the decision is pure logic over a bundle and a router protocol.
 - Each runtime folder imports only the folders below it (``FOLDERS``): the request flows
@@ -100,6 +101,14 @@ COMPILER = [p for p in _py("archc") if "cli" not in p.relative_to(REPO / "archc"
 def test_compiler_imports_no_runtime(path: Path) -> None:
     bad = {n for n in _imports(path) if n == "runtime" or n.startswith("runtime.")}
     assert not bad, f"{path} imports {bad}; only archc/cli/ may reach into the runtime"
+
+
+@pytest.mark.parametrize("path", _py("archc/compiler"), ids=lambda p: str(p.relative_to(REPO)))
+def test_compiler_stages_import_no_review_or_cli(path: Path) -> None:
+    """archc/compiler/ is the bottom of the archc package (besides bundle, diagnostics, output):
+    review/ reads its output, cli/ drives both."""
+    bad = {n for n in _imports(path) if n.startswith(("archc.review", "archc.cli"))}
+    assert not bad, f"{path} imports {bad}"
 
 
 DECISION = [*_py("runtime/decide"), REPO / "runtime" / "router" / "decision.py"]

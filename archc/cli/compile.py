@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from archc import diff as _diff
-from archc import explain as _explain
-from archc import impact as _impact
+from archc.review import diff as _diff
+from archc.review import explain as _explain
+from archc.review import impact as _impact
 from archc.compiler import CompileError, bundle_from_path, compile_path, is_bundle_bytes
 from archc.diagnostics import EXIT_CHANGED, EXIT_ERRORS, EXIT_OK, Diagnostic, format_github, format_json, format_text
 from archc.output import json_text

@@ -1,6 +1,6 @@
 """archc CLI: `archc test`, golden routing cases replayed through the runtime's router and resolution.
 
-Top of the stack: imports archc.golden, archc.junit, the compiler entry point, and (lazily, through archc.cli.replay) the runtime's decision path.
+Top of the stack: imports archc.review.golden, archc.review.junit, the compiler entry point, and (lazily, through archc.cli.replay) the runtime's decision path.
 Prints the report and sets the exit code (0 all cases match, 1 mismatch or error, 2 usage).
 """
 
@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from archc import golden, golden_update, junit
+from archc.review import golden
+from archc.review import golden_update
+from archc.review import junit
 from archc.bundle import Bundle
 from archc.compiler import bundle_from_path
 from archc.diagnostics import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CompileError, Diagnostic, Severity, Span, format_github, format_json, format_text
-from archc.golden import GoldenSet, Result
+from archc.review.golden import GoldenSet, Result
 from archc.cli.replay import open_replay
 from archc.output import json_text
 

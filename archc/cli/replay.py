@@ -3,7 +3,7 @@
 Stage: cli. ``open_replay(bundle, model_dir)`` opens the runtime's router for a bundle (its
 deadline stretched: a slow CI runner must not turn decisions into timeouts) and decides each case
 exactly as the gateway decides a request: the client's request validator and adapter
-(runtime.wire.adapt), then ``runtime.decide.decide``. archc/golden.py and archc/impact.py see only the
+(runtime.wire.adapt), then ``runtime.decide.decide``. archc/review/golden.py and archc/review/impact.py see only the
 ``golden.Replay`` protocol (archc/cli/ is the only archc package that imports the runtime).
 """
 
@@ -13,9 +13,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from archc import golden
+from archc.review import golden
 from archc.bundle import Bundle
-from archc.golden import Case, Outcome
+from archc.review.golden import Case, Outcome
 from runtime.wire import adapt
 from runtime.decide.choose import wants_router
 from runtime.decide.decide import decide

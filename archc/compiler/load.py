@@ -78,7 +78,7 @@ def load_yaml(source: str | os.PathLike[str] | bytes, *, file: str | None = None
 
 def load_document(source: str | os.PathLike[str] | bytes, *, file: str | None = None,
                   require_mapping: bool = True) -> Loaded:
-    # require_mapping=False: golden files (archc/golden.py) are a top-level list.
+    # require_mapping=False: golden files (archc/review/golden.py) are a top-level list.
     name, raw, diags = read_source(source, file)
     if raw is None:
         return Loaded(name, None, "", tuple(diags))

@@ -1,6 +1,6 @@
 """Golden files, updated in place: `archc test --update` rewrites mismatched expectations.
 
-Stage: golden tool (imports archc.golden and ruamel). Positions from ruamel's round-trip loader
+Stage: golden tool (imports archc.review.golden and ruamel). Positions from ruamel's round-trip loader
 locate each changed key and value; only those tokens are replaced, so every other byte stays.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from archc.golden import Result
+from archc.review.golden import Result
 from archc.compiler.load import to_plain
 from archc.output import json_text
 

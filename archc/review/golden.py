@@ -15,7 +15,7 @@ import jsonschema
 
 from archc.bundle import Bundle
 from archc.diagnostics import Diagnostic, Severity, Span, format_text
-from archc.junit import JUnitCase, JUnitSuite
+from archc.review.junit import JUnitCase, JUnitSuite
 from archc.compiler.load import json_path as _json_path
 from archc.compiler.load import load_document, position as _position, to_plain as _plain
 from archc.compiler.validate import SCHEMA_DIR
@@ -251,7 +251,7 @@ class Replay(Protocol):
     """One bundle's decisions for golden cases, made by the runtime's own pipeline.
 
     archc/cli/replay.py opens one (``open_replay``) over ``runtime.decide.decide``; this module and
-    archc/impact.py get it injected and import no runtime. ``missing`` says why the router model
+    archc/review/impact.py get it injected and import no runtime. ``missing`` says why the router model
     cannot be used (None when it can, or when the bundle needs none); ``where`` is its folder."""
 
     missing: str | None

@@ -1,4 +1,4 @@
-"""archc.golden: the golden file format (schema, diagnostics with positions) and --update in place."""
+"""archc.review.golden: the golden file format (schema, diagnostics with positions) and --update in place."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from archc import golden, golden_update
-from archc.golden import Outcome, Result
+from archc.review import golden
+from archc.review import golden_update
+from archc.review.golden import Outcome, Result
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures" / "golden"
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
 

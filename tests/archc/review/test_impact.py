@@ -1,4 +1,4 @@
-"""archc.impact and `archc diff OLD NEW --impact`: config changes that flip golden decisions, end to
+"""archc.review.impact and `archc diff OLD NEW --impact`: config changes that flip golden decisions, end to
 end with scripted tiny CTranslate2 router models (real conversion and decoding path)."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from archc.cli import main
 from archc.compiler import bundle_from_path
 from archc.diagnostics import CompileError
 from archc.cli.replay import open_replay
-from archc.impact import impact_report
+from archc.review.impact import impact_report
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FIX = REPO / "tests" / "fixtures" / "golden"
 CONFIGS = FIX / "configs"
 CASES = FIX / "e2e" / "cases.yaml"

@@ -14,13 +14,13 @@ from typing import Callable
 import pytest
 from tokenizers import Tokenizer
 
-from archc import golden
+from archc.review import golden
 from archc.cli import main
 from archc.cli.replay import open_replay
 from archc.compiler import bundle_from_path
 from tests.support import tiny_models
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GOLDEN_FILES = sorted((REPO / "golden").glob("*.yaml"))
 OTHER = "other"
 

@@ -10,13 +10,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archc import golden, golden_update
+from archc.review import golden
+from archc.review import golden_update
 from archc.bundle import seal
 from archc.cli.replay import RuntimeReplay
 from runtime.router.decision import NullRouter
 from tests.support import tiny_models
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SEED = (REPO / "tests" / "fixtures" / "golden" / "valid" / "commented.yaml").read_text(encoding="utf-8")
 
 json_values = st.recursive(

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from archc.cli import build_parser
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CI = REPO / "examples" / "ci"
 FIX = REPO / "tests" / "fixtures" / "golden"
 

@@ -16,7 +16,7 @@ import pytest
 from archc.cli import main
 from archc.compiler import bundle_from_path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FIX = REPO / "tests" / "fixtures" / "golden"
 CONFIG = FIX / "configs" / "routing.yaml"
 CASES = FIX / "e2e" / "cases.yaml"

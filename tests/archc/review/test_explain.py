@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 from archc.compiler import compile_path
-from archc.explain import explain, format_json, format_text
+from archc.review.explain import explain, format_json, format_text
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def test_alias_chain_explained() -> None:

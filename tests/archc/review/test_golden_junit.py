@@ -1,4 +1,4 @@
-"""archc.junit: the XML `archc test --junit` writes, read back with a real JUnit parser."""
+"""archc.review.junit: the XML `archc test --junit` writes, read back with a real JUnit parser."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import junitparser
 
-from archc.junit import JUnitCase, JUnitSuite, to_xml
+from archc.review.junit import JUnitCase, JUnitSuite, to_xml
 
 
 def _suites() -> list[JUnitSuite]:

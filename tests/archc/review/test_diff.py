@@ -3,7 +3,7 @@
 import json
 
 from archc.compiler import compile_source
-from archc.diff import DiffFormat, diff_bundles, exit_code, render
+from archc.review.diff import DiffFormat, diff_bundles, exit_code, render
 
 OLD = """version: v0.3.0
 listeners: [{type: model, name: llm}]

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from archc import golden
+from archc.review import golden
 from archc.bundle import Bundle
 from archc.diagnostics import CompileError, Diagnostic, Severity, Span, format_github
-from archc.golden import Case, OpenReplay, Outcome, Replay
+from archc.review.golden import Case, OpenReplay, Outcome, Replay
 from archc.output import json_text
 
 G_NO_MODEL = "G504"  # the router model is needed to replay golden cases but is not installed
