@@ -19,7 +19,7 @@ from runtime.upstream import echo
 from runtime.upstream import retry
 from runtime.http.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state
 from runtime.http.body import read_json
-from runtime.http.endpoints import decide_request, decision_headers, remember_session
+from runtime.http.decision import decide_request, decision_headers, remember_session
 from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, UpstreamTimeout, render
 from runtime.upstream.targets import Target
 from runtime.decide.choose import Choice

@@ -16,11 +16,9 @@ from starlette.responses import JSONResponse, Response
 from runtime.wire import adapt
 from runtime.http.asgi import error_answer, request_state
 from runtime.http.body import read_json
-from runtime.errors import GatewayError, InvalidRequest, NotFound, UnknownModel
+from runtime.http.decision import decide_request, decision_headers
+from runtime.errors import GatewayError, InvalidRequest, NotFound
 from runtime.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from runtime.decide.choose import Choice
-from runtime.decide.decide import decide
-from runtime.router.decision import Decision
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, anthropic_messages
 from runtime.wire.tokens import prompt_tokens
@@ -28,53 +26,6 @@ from runtime.wire.tokens import prompt_tokens
 
 def _state(request: Request) -> GatewayState:
     return request_state(request.scope).gateway
-
-
-def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
-    """The ``x-arch-*`` headers that tell the client who served it and why."""
-    p = choice.provider
-    headers = {
-        "x-arch-route": choice.route or "none",
-        "x-arch-why": choice.why,
-        "x-arch-model": p.model,
-        "x-arch-provider": p.provider,
-        "x-arch-target": p.name,
-        "x-arch-router-ms": f"{choice.router_ms:.2f}",
-        "x-arch-bundle": state.bundle.digest,
-    }
-    if choice.fallback:
-        headers["x-arch-fallback"] = choice.fallback
-    if choice.cache_hit:
-        headers["x-arch-router-cache"] = "hit"
-    return headers
-
-
-async def decide_request(state: GatewayState, body: dict[str, Any], client_format: WireFormat) -> Choice:
-    """``runtime.decide.decide`` for a validated request body, counted in the router metrics."""
-    requested = body.get("model") if isinstance(body.get("model"), str) else None
-    try:
-        choice = await decide(state.bundle, state.router, requested, lambda: adapt.openai_messages(body, client_format),
-                              memo=state.memo)
-    except UnknownModel as err:
-        _count(state, err.decision)
-        raise
-    _count(state, choice.decision)
-    return choice
-
-
-def _count(state: GatewayState, decision: Decision | None) -> None:
-    if decision is not None:
-        state.metrics.decision(decision.route, decision.fallback, decision.cache_hit, decision.router_ms)
-
-
-def remember_session(state: GatewayState, session_id: str | None, body: dict[str, Any], choice: Choice) -> None:
-    """The last decision per Claude Code session, for its status line; never any prompt text.
-    Requests without tools (title generation and other side requests) are marked as such."""
-    state.sessions.record(
-        session_id, route=choice.route, fallback=choice.fallback,
-        provider=choice.provider.provider, model=choice.provider.model, router_ms=choice.router_ms,
-        cache_hit=choice.cache_hit, router_ran=choice.router_ran, main=bool(body.get("tools")),
-    )
 
 
 def _bundle_header(state: GatewayState) -> list[tuple[bytes, bytes]]:

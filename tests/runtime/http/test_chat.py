@@ -10,7 +10,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from archc.bundle import seal
-from runtime.http import endpoints
+from runtime.http import decision
 from runtime.http import chat
 from runtime.errors import RateLimited, UpstreamStatus, render
 from runtime.http.asgi import error_answer
@@ -35,7 +35,7 @@ def _state(bundle, router: Any = None) -> SimpleNamespace:
 
 def _decide(state: SimpleNamespace, model: str | None) -> Choice:
     body = {"messages": [{"role": "user", "content": "hi"}], **({"model": model} if model else {})}
-    return asyncio.run(endpoints.decide_request(state, body, WireFormat.OPENAI_CHAT))  # type: ignore[arg-type]
+    return asyncio.run(decision.decide_request(state, body, WireFormat.OPENAI_CHAT))  # type: ignore[arg-type]
 
 
 def test_error_answer_is_what_jsonresponse_sent() -> None:
