@@ -85,6 +85,7 @@ OPENAI = WireFormat.OPENAI_CHAT
 ENDPOINTS: Mapping[str, WireFormat] = {
     "/v1/chat/completions": OPENAI,
     "/v1/messages": ANTHROPIC,
+    "/v1/responses": WireFormat.OPENAI_RESPONSES,
     "/v1/messages/count_tokens": ANTHROPIC,
     "/v1/route": OPENAI,  # ``?format=anthropic`` chooses per request (runtime/http/endpoints.py)
     "/v1/models": OPENAI,

@@ -1,5 +1,7 @@
-"""The two hot endpoints, ``POST /v1/chat/completions`` and ``POST /v1/messages``, as raw ASGI apps:
-read -> parse (client's wire module) -> decide -> attempts -> adapt -> upstream -> answer.
+"""The hot endpoints, ``POST /v1/chat/completions``, ``/v1/messages`` and ``/v1/responses``, as raw
+ASGI apps: read -> parse (client's wire module) -> decide -> attempts -> adapt -> upstream -> answer.
+A Responses request naming ``previous_response_id`` is expanded from the stored responses first
+(runtime/http/stored.py), and its answer is kept there unless it says ``store: false``.
 
 Stage: endpoints (runtime.http.fastpath dispatches here; the app's routes mount the same objects).
 Imports runtime.http.endpoints' shared steps, runtime.http.responses and the stages below; no Starlette
@@ -53,6 +55,8 @@ class ChatEndpoint:
 
 chat_completions = ChatEndpoint(WireFormat.OPENAI_CHAT, "chat_completions")
 messages = ChatEndpoint(WireFormat.ANTHROPIC_MESSAGES, "messages")
+responses = ChatEndpoint(WireFormat.OPENAI_RESPONSES, "responses")
+_RESPONSES = WireFormat.OPENAI_RESPONSES
 
 
 def _request_headers(scope: Scope) -> dict[bytes, str]:
@@ -96,6 +100,8 @@ async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endp
     try:
         wanted = _request_headers(scope)
         body = adapt.VALIDATORS[client_format](await read_json(receive, wanted.get(b"content-length"), state.settings.max_body_bytes))
+        if client_format is _RESPONSES:  # the whole conversation, so the router and the upstream see it
+            body = state.stored.expand(body)
         held.append(body)
         choice = await decide_request(state, body, client_format)
         headers = _decision(state, choice)
@@ -181,7 +187,9 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
             state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
             return JSONAnswer(200, headers, raw)
     state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
-    out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice))
+    out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice), body=body)
+    if client_format is _RESPONSES:
+        state.stored.keep(body, out)
     return JSONAnswer(200, headers, _dumps(out))
 
 
@@ -218,6 +226,8 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
         source = source.bound(started + limit.ms / 1000.0 - time.perf_counter(), lambda: UpstreamTimeout(late))
 
     failure: list[str] = []
+    # A stream that numbers its events (Responses) writes its own error event, in sequence.
+    error_event = getattr(converter, "error_event", None) or adapt.ERROR_EVENTS[client_format]
 
     async def chunks() -> AsyncIterator[bytes]:
         status = 200
@@ -227,18 +237,20 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
                     yield out
             for out in converter.finish():
                 yield out
+            if client_format is _RESPONSES:
+                state.stored.keep(body, converter.response)
         except GatewayError as err:
             # Mid-stream: the status line is gone, so the error travels as an event, then we close.
             status = err.status
             failure.append(retry.outcome_of(err))
             state.metrics.upstream_errors.labels(choice.provider.name, err.kind).inc()
             retry.log_failure(choice.provider.name, 1, "stream_" + failure[0], err, (time.perf_counter() - started) * 1000)
-            yield adapt.ERROR_EVENTS[client_format](render(err, client_format))
+            yield error_event(render(err, client_format))
         except Exception:
             status = 500
             failure.append("internal_error")
             state.log.exception("internal error while streaming from %s", choice.provider.name)
-            yield adapt.ERROR_EVENTS[client_format](render(GatewayError("internal gateway error mid-stream"), client_format))
+            yield error_event(render(GatewayError("internal gateway error mid-stream"), client_format))
         finally:
             await source.aclose()
             state.metrics.request_done(endpoint, choice.route or "none", choice.provider.name, status, time.perf_counter() - started)

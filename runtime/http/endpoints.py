@@ -35,7 +35,8 @@ def _bundle_header(state: GatewayState) -> list[tuple[bytes, bytes]]:
 # -- small endpoints -------------------------------------------------------------------------------
 
 
-_ROUTE_FORMATS = {"openai": WireFormat.OPENAI_CHAT, "anthropic": WireFormat.ANTHROPIC_MESSAGES}
+_ROUTE_FORMATS = {"openai": WireFormat.OPENAI_CHAT, "anthropic": WireFormat.ANTHROPIC_MESSAGES,
+                  "responses": WireFormat.OPENAI_RESPONSES}
 
 
 def _route_format(request: Request) -> WireFormat:
@@ -44,7 +45,7 @@ def _route_format(request: Request) -> WireFormat:
     wanted = request.query_params.get("format")
     if wanted is not None:
         if wanted not in _ROUTE_FORMATS:
-            raise InvalidRequest(f"format: expected 'openai' or 'anthropic', got {wanted[:40]!r}", code="invalid_request")
+            raise InvalidRequest(f"format: expected 'openai', 'anthropic' or 'responses', got {wanted[:40]!r}", code="invalid_request")
         return _ROUTE_FORMATS[wanted]
     if "anthropic-version" in request.headers:
         return WireFormat.ANTHROPIC_MESSAGES
@@ -59,8 +60,8 @@ def _route_body(body: object, client_format: WireFormat) -> dict[str, Any]:
 
 
 async def route(request: Request) -> Response:
-    """POST /v1/route: the decision for a chat body (OpenAI, or Anthropic with ``?format=anthropic``
-    or an ``anthropic-version`` header) without calling any upstream."""
+    """POST /v1/route: the decision for a request body (OpenAI chat; Anthropic with ``?format=anthropic``
+    or an ``anthropic-version`` header; Responses with ``?format=responses``) without calling any upstream."""
     state = _state(request)
     try:
         client_format = _route_format(request)
@@ -69,6 +70,8 @@ async def route(request: Request) -> Response:
     try:
         body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
         body = _route_body(body, client_format)
+        if client_format is WireFormat.OPENAI_RESPONSES:  # the stored turns a follow-up names are part of it
+            body = state.stored.expand(body)
         choice = await decide_request(state, body, client_format)
     except GatewayError as err:
         return error_answer(err, client_format, _bundle_header(state))
@@ -119,6 +122,15 @@ async def session_status(request: Request) -> Response:
     if status is None:
         return error_answer(NotFound("no routing decision recorded for this session (yet)"), WireFormat.OPENAI_CHAT)
     return JSONResponse(status.to_dict())
+
+
+async def stored_response(request: Request) -> Response:
+    """GET /v1/responses/{id}: a stored Responses answer; DELETE forgets it (404 when unknown)."""
+    stored, rid = _state(request).stored, request.path_params["response_id"]
+    try:
+        return JSONResponse(stored.delete(rid) if request.method == "DELETE" else stored.get(rid))
+    except GatewayError as err:
+        return error_answer(err, WireFormat.OPENAI_RESPONSES)
 
 
 async def healthz(request: Request) -> Response:

@@ -17,6 +17,7 @@ from runtime.http import chat
 HOT: Mapping[str, ASGIApp] = {
     "/v1/chat/completions": chat.chat_completions,
     "/v1/messages": chat.messages,
+    "/v1/responses": chat.responses,
 }
 
 

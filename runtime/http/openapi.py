@@ -58,6 +58,13 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
 _LLM_ERRORS = (400, 401, 404, 413, 429, 502, 503, 504)
 
 
+RESPONSES_EVENTS = ["response.created", "response.in_progress", "response.output_item.added", "response.output_item.done",
+                    "response.content_part.added", "response.content_part.done", "response.output_text.delta",
+                    "response.output_text.done", "response.function_call_arguments.delta",
+                    "response.function_call_arguments.done", "response.reasoning_summary_part.added",
+                    "response.reasoning_summary_part.done", "response.reasoning_summary_text.delta",
+                    "response.reasoning_summary_text.done", "response.completed", "response.incomplete",
+                    "response.failed", "error"]
 ANTHROPIC_EVENTS = ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
                     "message_delta", "message_stop", "ping", "error"]
 
@@ -120,6 +127,22 @@ def _schemas() -> dict[str, Any]:
                 "role": {"type": "string", "enum": ["assistant"]}, "model": {"type": "string"},
                 "content": {"type": "array", "items": block}, "stop_reason": nullable_string,
                 "stop_sequence": nullable_string, "usage": usage_anthropic},
+        },
+        "Response": {
+            "type": "object", "required": ["id", "object", "created_at", "status", "model", "output"],
+            "properties": {
+                "id": {"type": "string"}, "object": {"type": "string", "enum": ["response"]},
+                "created_at": {"type": "integer"}, "model": {"type": "string"},
+                "status": {"type": "string", "enum": ["completed", "incomplete", "failed", "in_progress"]},
+                "output": {"type": "array", "items": block},
+                "usage": {"type": "object", "nullable": True, "properties": {
+                    "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}}}},
+        },
+        "ResponseStreamEvent": {
+            "description": "The data of each event, numbered from 0; its type is also the SSE event name",
+            "type": "object", "required": ["type", "sequence_number"],
+            "properties": {"type": {"type": "string"}, "sequence_number": {"type": "integer"},
+                           "response": {"$ref": "#/components/schemas/Response"}},
         },
         "MessageStreamEvent": {
             "description": "The data of each event; its type is also the SSE event name",
@@ -196,6 +219,34 @@ def spec() -> dict[str, Any]:
                                                          "MessageStreamEvent", ANTHROPIC_EVENTS)}},
                               **_error_responses(*_LLM_ERRORS)},
             }},
+            "/v1/responses": {"post": {
+                "operationId": "responses", "summary": "OpenAI Responses (streamed with stream: true), translated to the chosen provider",
+                "requestBody": {"required": True, "content": _json({
+                    "type": "object", "additionalProperties": True,
+                    "properties": {"model": {"type": "string"},
+                                   "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": any_object}]},
+                                   "instructions": {"type": "string", "nullable": True},
+                                   "previous_response_id": {"type": "string", "nullable": True},
+                                   "store": {"type": "boolean", "nullable": True},
+                                   "stream": {"type": "boolean", "nullable": True},
+                                   "max_output_tokens": count(nullable=True)}})},
+                "responses": {"200": {"description": "A response, or an SSE stream of response events when stream is true",
+                                      "headers": {**_DECISION_HEADERS, **_RATE_HEADERS},
+                                      "content": {**_json({"$ref": "#/components/schemas/Response"}),
+                                                  **_sse("A ResponseStreamEvent as JSON, whose type is the event name",
+                                                         "ResponseStreamEvent", RESPONSES_EVENTS)}},
+                              **_error_responses(*_LLM_ERRORS)},
+            }},
+            "/v1/responses/{response_id}": {
+                "get": {"operationId": "getResponse", "summary": "A stored response",
+                        "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                        "responses": {"200": {"description": "The response", "content": _json({"$ref": "#/components/schemas/Response"})},
+                                      **_error_responses(401, 404)}},
+                "delete": {"operationId": "deleteResponse", "summary": "Forget a stored response",
+                           "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                           "responses": {"200": {"description": "Deleted", "content": _json(any_object)},
+                                         **_error_responses(401, 404)}},
+            },
             "/v1/messages/count_tokens": {"post": {
                 "operationId": "countTokens", "summary": "Estimated input tokens for an Anthropic request (checked as /v1/messages checks it)",
                 "requestBody": {"required": True, "content": _json({
@@ -210,7 +261,7 @@ def spec() -> dict[str, Any]:
                 "description": "The body is checked as its format's endpoint checks it, except that max_tokens is never required.",
                 "parameters": [{"name": "format", "in": "query", "required": False,
                                 "description": "The body's format; without it, an anthropic-version header means anthropic",
-                                "schema": {"type": "string", "enum": ["openai", "anthropic"]}}],
+                                "schema": {"type": "string", "enum": ["openai", "anthropic", "responses"]}}],
                 "requestBody": {"required": True, "content": _json({
                     "type": "object", "required": ["messages"], "additionalProperties": True,
                     # model: null is no model (the decision then says why: default or route)

@@ -7,6 +7,8 @@ OpenAI chat is the pivot: every other format converts to and from it.
   ``request_from_openai``, ``response_to_openai`` / ``response_from_openai``, the stream state
   objects ``StreamToOpenAI`` / ``StreamFromOpenAI`` and ``error_event`` (its ``_anthropic_*``
   helper modules are private).
+- `openai_responses`: the Responses API (``/v1/responses``) as a client format: validation,
+  ``request_to_chat``, ``response_from_chat``, ``StreamFromChat`` and what a stored response keeps.
 """
 
 from enum import Enum
@@ -17,3 +19,4 @@ class WireFormat(str, Enum):
 
     OPENAI_CHAT = "openai_chat"
     ANTHROPIC_MESSAGES = "anthropic_messages"
+    OPENAI_RESPONSES = "openai_responses"  # a client format (``/v1/responses``), translated through chat

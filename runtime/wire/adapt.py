@@ -20,17 +20,21 @@ from runtime.wire.sse import DONE, SSEDecoder, encode_json, first_event
 from runtime.wire import WireFormat
 from runtime.wire import anthropic_messages as anthropic
 from runtime.wire import openai_chat as openai
+from runtime.wire import openai_responses as responses
 
 OPENAI = WireFormat.OPENAI_CHAT
 ANTHROPIC = WireFormat.ANTHROPIC_MESSAGES
+RESPONSES = WireFormat.OPENAI_RESPONSES
 
 VALIDATORS: Mapping[WireFormat, Callable[[object], dict[str, Any]]] = {
     OPENAI: openai.validate_request,
     ANTHROPIC: anthropic.validate_request,
+    RESPONSES: responses.validate_request,
 }
 ERROR_EVENTS: Mapping[WireFormat, Callable[[dict[str, Any]], bytes]] = {
     OPENAI: openai.error_event,
     ANTHROPIC: anthropic.error_event,
+    RESPONSES: responses.error_event,
 }
 
 
@@ -38,6 +42,8 @@ def openai_messages(body: dict[str, Any], client_format: WireFormat) -> list[Any
     """The conversation as OpenAI chat messages (what the router reads)."""
     if client_format is OPENAI:
         return body["messages"]
+    if client_format is RESPONSES:
+        return responses.request_to_chat(body)["messages"]
     return anthropic.request_to_openai(body)["messages"]
 
 
@@ -50,6 +56,9 @@ def request_for_upstream(body: dict[str, Any], client_format: WireFormat, upstre
     """
     if client_format is upstream_format:
         return {**body, "model": model}
+    if client_format is RESPONSES:  # through the pivot
+        chat = {**responses.request_to_chat(body, keep_reasoning=keep_reasoning), "model": model}
+        return chat if upstream_format is OPENAI else anthropic.request_from_openai(chat)
     if client_format is ANTHROPIC:
         return {**anthropic.request_to_openai(body, keep_reasoning=keep_reasoning), "model": model}
     return anthropic.request_from_openai({**body, "model": model})
@@ -79,13 +88,18 @@ def _outline(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-def response_for_client(resp: Any, client_format: WireFormat, upstream_format: WireFormat, *, model: str) -> Any:
-    """The upstream's (non-streamed) answer in the client's format (``check_answer`` has passed it)."""
+def response_for_client(resp: Any, client_format: WireFormat, upstream_format: WireFormat, *, model: str,
+                        body: Mapping[str, Any] | None = None) -> Any:
+    """The upstream's (non-streamed) answer in the client's format (``check_answer`` has passed it);
+    ``body``: the client's request (a Responses answer echoes its settings)."""
     if not isinstance(resp, dict):
         raise UpstreamError("upstream answered with JSON that is not an object")
     if client_format is upstream_format:
         return resp
     try:
+        if client_format is RESPONSES:
+            chat = resp if upstream_format is OPENAI else anthropic.response_to_openai(resp, model=model, created=int(time.time()))
+            return responses.response_from_chat(chat, dict(body or {}), model=model)
         if client_format is ANTHROPIC:
             return anthropic.response_from_openai(resp, model=model)
         return anthropic.response_to_openai(resp, model=model, created=int(time.time()))
@@ -321,6 +335,62 @@ class _AnthropicToOpenAI:
         return out + [encode_json(chunk) for chunk in self.convert.finish()] + [DONE]
 
 
+class _ToResponses:
+    """Chat chunks (from an OpenAI upstream, or an Anthropic one through ``_AnthropicToOpenAI``'s
+    converter) -> Responses events for the client; ``response``: the whole answer once finished."""
+
+    def __init__(self, upstream_format: WireFormat, model: str, body: Mapping[str, Any]) -> None:
+        self.decoder = SSEDecoder()
+        self.upstream_format = upstream_format
+        self.pivot = anthropic.StreamToOpenAI(model, created=int(time.time()), include_usage=True) \
+            if upstream_format is ANTHROPIC else None
+        self.convert = responses.StreamFromChat(dict(body), model=model)
+        self.complete = False
+        self.response: dict[str, Any] | None = None
+
+    def _chunks(self, events: list[Any]) -> list[dict[str, Any]]:
+        chunks: list[dict[str, Any]] = []
+        for ev in events:
+            if self.pivot is None and ev.data == "[DONE]":
+                self.complete = True
+                continue
+            data = _load(ev.data)
+            if not isinstance(data, dict):
+                raise BadUpstreamResponse("upstream sent a stream event that is not a JSON object")
+            if self.pivot is None:
+                chunks.append(data)
+                continue
+            if data.get("type", ev.event) == "message_stop":
+                self.complete = True
+            chunks += self.pivot.feed(ev.event or "", data)
+        return chunks
+
+    def _events(self, chunks: list[dict[str, Any]]) -> list[bytes]:
+        out: list[bytes] = []
+        try:
+            for chunk in chunks:
+                out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]
+        except _SHAPE_ERRORS as exc:
+            raise UpstreamError(f"upstream sent a stream chunk in an unexpected shape ({type(exc).__name__})") from exc
+        return out
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._events(self._chunks(self.decoder.feed(chunk)))
+
+    def finish(self) -> list[bytes]:
+        out = self._events(self._chunks(self.decoder.flush()))
+        if self.pivot is not None:
+            out += self._events(self.pivot.finish())
+        if not (self.complete or self.convert.finish_reason):
+            raise _incomplete(self.upstream_format)
+        out += [encode_json(data, event=name) for name, data in self.convert.finish()]
+        self.response = self.convert.response
+        return out
+
+    def error_event(self, error_body: dict[str, Any]) -> bytes:
+        return b"".join(encode_json(data, event=name) for name, data in self.convert.error(error_body))
+
+
 def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, model: str, body: Mapping[str, Any]) -> Any:
     """A fresh per-stream converter with ``feed(bytes) -> list[bytes]`` and ``finish() -> list[bytes]``.
 
@@ -328,6 +398,8 @@ def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, mo
     """
     if client_format is upstream_format:
         return _Passthrough(upstream_format)
+    if client_format is RESPONSES:
+        return _ToResponses(upstream_format, model, body)
     if client_format is ANTHROPIC:
         return _OpenAIToAnthropic(model)
     options = body.get("stream_options")

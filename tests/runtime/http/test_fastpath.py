@@ -38,7 +38,7 @@ def test_other_paths_and_methods_reach_the_inner_app():
 
 
 def test_hot_paths_are_served_without_the_router_and_keep_the_app_behaviour():
-    assert set(fastpath.HOT) == {"/v1/chat/completions", "/v1/messages"}
+    assert set(fastpath.HOT) == {"/v1/chat/completions", "/v1/messages", "/v1/responses"}
     recorder = Recorder()
     bundle = seal(bundle_dict([provider("openai/gpt-4o", OAI, default=True)]))
     app = create_app(bundle, pool=recorder.pool(), settings=Settings())

@@ -93,6 +93,8 @@ HAPPY = [
     ("/v1/chat/completions", "anthropic/claude-x", _OPENAI),  # translated
     ("/v1/messages", "anthropic/claude-x", _ANTHROPIC),
     ("/v1/messages", "openai/gpt-4o", _ANTHROPIC),
+    ("/v1/responses", "openai/gpt-4o", {"input": "hi", "max_output_tokens": 20}),  # translated to chat
+    ("/v1/responses", "anthropic/claude-x", {"input": [{"role": "user", "content": "hi"}]}),  # through chat to Anthropic
 ]
 
 

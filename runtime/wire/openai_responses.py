@@ -1,0 +1,569 @@
+"""OpenAI Responses API (``POST /v1/responses``) <-> OpenAI chat, the pivot; pure, no I/O.
+
+Stage: wire. Imports the stdlib, ``runtime.errors`` and the other wire modules.
+
+- ``validate_request``: the request's shape (400 naming the field), unknown fields allowed.
+- ``request_to_chat``: a Responses request (its ``input`` already expanded with the stored
+  history of ``previous_response_id``, see ``history_items``) as a chat request.
+- ``response_from_chat``: a chat completion as a Responses ``response`` object.
+- ``StreamFromChat``: chat chunks in, Responses stream events out (``response.created`` ...
+  ``response.completed``), every event numbered (``sequence_number``).
+- ``output_items``/``input_items``: what a stored response keeps, so a follow-up can name it.
+
+Where the formats differ:
+- ``instructions`` and ``system``/``developer`` input messages become chat ``system`` messages
+  (``developer`` is OpenAI-only); ``reasoning`` input items become the next assistant message's
+  ``reasoning_content``; consecutive ``function_call`` items become one assistant message's
+  ``tool_calls`` and ``function_call_output`` items ``tool`` messages.
+- Only function tools have a chat equivalent: a built-in tool (``web_search``, ``file_search``,
+  ``code_interpreter``, ...) is refused with a 400 naming it.
+- ``max_output_tokens`` -> ``max_tokens``; ``reasoning.effort`` -> ``reasoning_effort``;
+  ``text.format`` (json_schema / json_object) -> ``response_format``.
+- A chat ``finish_reason`` of ``length`` ends the response ``incomplete``
+  (``incomplete_details.reason = "max_output_tokens"``); ``content_filter`` likewise.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Iterator
+
+from runtime.errors import InvalidRequest
+from runtime.wire._check import MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string
+from runtime.wire.openai_chat import reasoning_of, text_of
+from runtime.wire.sse import encode_json
+
+__all__ = ["StreamFromChat", "error_event", "input_items", "output_items", "request_to_chat", "response_from_chat",
+           "response_id", "validate_request"]
+
+_ROLES = ("user", "assistant", "system", "developer")
+_INPUT_PARTS = ("input_text", "input_image", "input_file", "output_text", "refusal", "text")
+
+
+def response_id() -> str:
+    return "resp_" + secrets.token_hex(24)
+
+
+def _item_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def validate_request(body: object) -> dict[str, Any]:
+    """Check a Responses request's shape and return it unchanged (InvalidRequest names the field)."""
+    if not isinstance(body, dict):
+        fail("request body", f"expected a JSON object, got {kind(body)}")
+    opt_string(body, "model", "")
+    opt_string(body, "instructions", "")
+    opt_string(body, "previous_response_id", "")
+    source = body.get("input", MISSING)
+    if source is MISSING and not body.get("previous_response_id"):
+        fail("input", "missing (expected a string or an array of input items)")
+    if isinstance(source, list):
+        each(source, "input", _check_item)
+    elif source is not MISSING and not isinstance(source, str):
+        fail("input", f"expected a string or an array of input items, got {kind(source)}")
+    for key, check in _OPTIONAL:
+        if key in body and body[key] is not None:
+            check(body, key, "")
+    if body.get("tools") is not None:
+        each(array(body["tools"], "tools"), "tools", _check_tool)
+    _check_tool_choice(body.get("tool_choice"))
+    _check_text(body.get("text"))
+    return body
+
+
+def _opt_reasoning(body: dict[str, Any], key: str, path: str) -> None:
+    reasoning = obj(body[key], "reasoning")
+    if reasoning.get("effort") is not None:
+        one_of(reasoning["effort"], ("minimal", "low", "medium", "high", "none", "xhigh"), "reasoning.effort")
+
+
+_OPTIONAL = (
+    ("stream", opt_bool),
+    ("store", opt_bool),
+    ("parallel_tool_calls", opt_bool),
+    ("max_output_tokens", lambda b, k, p: opt_int(b, k, p, minimum=1)),
+    ("temperature", lambda b, k, p: opt_number(b, k, p, low=0, high=2)),
+    ("top_p", lambda b, k, p: opt_number(b, k, p, low=0, high=1)),
+    ("metadata", opt_object),
+    ("user", opt_string),
+    ("reasoning", _opt_reasoning),
+)
+
+
+def _check_item(item: Any) -> None:
+    item = obj(item, "")
+    itype = item.get("type", "message")
+    if not isinstance(itype, str):
+        fail(".type", f"expected string, got {kind(itype)}")
+    if itype == "message":
+        one_of(item.get("role", MISSING), _ROLES, ".role")
+        content = item.get("content", MISSING)
+        if isinstance(content, list):
+            each(content, ".content", _check_part)
+        elif not isinstance(content, str):
+            fail(".content", "missing (expected a string or an array of content parts)" if content is MISSING
+                 else f"expected a string or an array of content parts, got {kind(content)}")
+    elif itype == "function_call":
+        for key in ("call_id", "name", "arguments"):
+            if not isinstance(item.get(key), str):
+                fail(f".{key}", "missing (expected string)" if key not in item else f"expected string, got {kind(item[key])}")
+    elif itype == "function_call_output":
+        if not isinstance(item.get("call_id"), str):
+            fail(".call_id", "missing (expected string)" if "call_id" not in item else f"expected string, got {kind(item['call_id'])}")
+        output = item.get("output", MISSING)
+        if isinstance(output, list):
+            each(output, ".output", _check_part)
+        elif not isinstance(output, str):
+            fail(".output", "missing (expected a string or an array of content parts)" if output is MISSING
+                 else f"expected a string or an array of content parts, got {kind(output)}")
+    elif itype == "reasoning":
+        summary = item.get("summary", [])
+        each(array(summary, ".summary"), ".summary", _check_summary)
+    elif itype == "item_reference":
+        fail(".type", "item_reference is not served: send the item itself, or name its response in previous_response_id")
+    else:
+        fail(".type", f"input items of type {itype!r} have no equivalent here; send message, function_call, "
+                      "function_call_output or reasoning items")
+
+
+def _check_part(part: Any) -> None:
+    part = obj(part, "")
+    ptype = part.get("type", MISSING)
+    one_of(ptype, _INPUT_PARTS, ".type")
+    if ptype in ("input_text", "output_text", "text") and not isinstance(part.get("text"), str):
+        fail(".text", "missing (expected string)" if "text" not in part else f"expected string, got {kind(part['text'])}")
+    if ptype == "refusal" and not isinstance(part.get("refusal"), str):
+        fail(".refusal", "missing (expected string)")
+    if ptype == "input_image" and not isinstance(part.get("image_url"), str):
+        fail(".image_url", "missing (expected a URL or data URL string; file_id images are not served)")
+
+
+def _check_summary(part: Any) -> None:
+    part = obj(part, "")
+    if not isinstance(part.get("text"), str):
+        fail(".text", "missing (expected string)")
+
+
+def _check_tool(tool: Any) -> None:
+    tool = obj(tool, "")
+    ttype = tool.get("type", MISSING)
+    if ttype != "function":
+        name = ttype if isinstance(ttype, str) else kind(ttype)
+        fail(".type", f"the built-in tool {name!r} is served only by an upstream that speaks the Responses API; "
+                      "this request is translated to chat completions, which has function tools only")
+    if not isinstance(tool.get("name"), str) or not tool["name"]:
+        fail(".name", "missing (expected a non-empty string)")
+    if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
+        fail(".parameters", f"expected object, got {kind(tool['parameters'])}")
+
+
+def _check_tool_choice(choice: Any) -> None:
+    if choice is None or choice in ("auto", "none", "required"):
+        return
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        return
+    fail("tool_choice", "expected 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": ...}")
+
+
+def _check_text(text: Any) -> None:
+    if text is None:
+        return
+    text = obj(text, "text")
+    fmt = text.get("format")
+    if fmt is None:
+        return
+    fmt = obj(fmt, "text.format")
+    ftype = one_of(fmt.get("type", MISSING), ("text", "json_object", "json_schema"), "text.format.type")
+    if ftype == "json_schema":
+        if not isinstance(fmt.get("name"), str):
+            fail("text.format.name", "missing (expected string)")
+        obj(fmt.get("schema", MISSING), "text.format.schema")
+
+
+# --- request: Responses -> chat --------------------------------------------------------------------
+
+
+def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None, *,
+                    keep_reasoning: bool = True) -> dict[str, Any]:
+    """A validated Responses request as a chat request; ``history``: the stored items of its
+    ``previous_response_id`` chain (oldest first), placed before ``input``. ``keep_reasoning=False``
+    leaves reasoning items out (upstreams that refuse ``reasoning_content`` in input messages)."""
+    messages: list[dict[str, Any]] = []
+    if isinstance(body.get("instructions"), str) and body["instructions"]:
+        messages.append({"role": "system", "content": body["instructions"]})
+    items = list(history or [])
+    source = body.get("input")
+    if isinstance(source, str):
+        items.append({"type": "message", "role": "user", "content": source})
+    elif isinstance(source, list):
+        items.extend(source)
+    if not keep_reasoning:
+        items = [item for item in items if item.get("type") != "reasoning"]
+    messages.extend(_messages(items))
+    if not messages:
+        raise InvalidRequest("input: the request has no message to send", code="invalid_request")
+    out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
+    if body.get("max_output_tokens") is not None:
+        out["max_tokens"] = body["max_output_tokens"]
+    for key in ("temperature", "top_p", "parallel_tool_calls", "user"):
+        if body.get(key) is not None:
+            out[key] = body[key]
+    effort = (body.get("reasoning") or {}).get("effort")
+    if effort not in (None, "none"):
+        out["reasoning_effort"] = effort
+    if body.get("tools"):
+        out["tools"] = [_tool_to_chat(tool) for tool in body["tools"]]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    elif choice is not None:
+        out["tool_choice"] = choice
+    fmt = (body.get("text") or {}).get("format") or {}
+    if fmt.get("type") == "json_object":
+        out["response_format"] = {"type": "json_object"}
+    elif fmt.get("type") == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        out["response_format"] = {"type": "json_schema", "json_schema": schema}
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _tool_to_chat(tool: dict[str, Any]) -> dict[str, Any]:
+    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
+    return {"type": "function", "function": function}
+
+
+def _messages(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Input items as chat messages: function calls join the assistant message before them."""
+    assistant: dict[str, Any] | None = None  # the open assistant message, while calls may still join it
+    reasoning: list[str] = []
+    for item in items:
+        itype = item.get("type", "message")
+        if itype == "reasoning":
+            reasoning.extend(p["text"] for p in item.get("summary") or [])
+            continue
+        if itype == "function_call":
+            if assistant is None:
+                assistant = {"role": "assistant", "content": None}
+                if reasoning:
+                    assistant["reasoning_content"], reasoning = "\n".join(reasoning), []
+            assistant.setdefault("tool_calls", []).append(
+                {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item["arguments"]}})
+            continue
+        if assistant is not None:
+            yield assistant
+            assistant = None
+        if itype == "function_call_output":
+            yield {"role": "tool", "tool_call_id": item["call_id"], "content": _text(item["output"])}
+            continue
+        role = item["role"]
+        if role == "assistant":
+            assistant = {"role": "assistant", "content": _text(item["content"])}
+            if reasoning:
+                assistant["reasoning_content"], reasoning = "\n".join(reasoning), []
+            continue
+        yield {"role": "system" if role == "developer" else role, "content": _content(item["content"], role)}
+    if assistant is not None:
+        yield assistant
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text") or p.get("refusal") or "" for p in content if isinstance(p, dict))
+
+
+def _content(content: Any, role: str) -> Any:
+    """A user/system message's content: a string stays one; parts become chat parts."""
+    if isinstance(content, str) or role != "user":
+        return _text(content)
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        ptype = part["type"]
+        if ptype in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": part["text"]})
+        elif ptype == "input_image":
+            image: dict[str, Any] = {"url": part["image_url"]}
+            if part.get("detail") in ("low", "high", "auto"):
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+        elif ptype == "input_file":
+            file = {k: part[k] for k in ("file_data", "file_id", "filename") if isinstance(part.get(k), str)}
+            parts.append({"type": "file", "file": file})
+    return parts
+
+
+# --- response: chat -> Responses -------------------------------------------------------------------
+
+
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _usage(prompt: int, completion: int, reasoning: int = 0, cached: int = 0) -> dict[str, Any]:
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": prompt + completion}
+
+
+def _usage_from_chat(usage: Any) -> dict[str, Any]:
+    usage = usage if isinstance(usage, dict) else {}
+    prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
+    completion = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else 0
+    details = usage.get("completion_tokens_details") if isinstance(usage.get("completion_tokens_details"), dict) else {}
+    prompt_details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
+    reasoning = details.get("reasoning_tokens") if isinstance(details.get("reasoning_tokens"), int) else 0
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details.get("cached_tokens"), int) else 0
+    return _usage(prompt, completion, reasoning, cached)
+
+
+def _envelope(request: dict[str, Any], rid: str, model: str, created: int, status: str) -> dict[str, Any]:
+    """The response object's fields that echo the request."""
+    fmt = (request.get("text") or {}).get("format") or {"type": "text"}
+    return {
+        "id": rid, "object": "response", "created_at": created, "status": status, "error": None,
+        "incomplete_details": None, "instructions": request.get("instructions"),
+        "max_output_tokens": request.get("max_output_tokens"), "model": model, "output": [],
+        "parallel_tool_calls": request.get("parallel_tool_calls", True),
+        "previous_response_id": request.get("previous_response_id"),
+        "reasoning": {"effort": (request.get("reasoning") or {}).get("effort"), "summary": None},
+        "store": request.get("store", True), "temperature": request.get("temperature", 1.0), "text": {"format": fmt},
+        "tool_choice": request.get("tool_choice", "auto"), "tools": request.get("tools") or [],
+        "top_p": request.get("top_p", 1.0), "truncation": "disabled", "usage": None, "user": request.get("user"),
+        "metadata": request.get("metadata") or {},
+    }
+
+
+def response_from_chat(resp: dict[str, Any], request: dict[str, Any], *, model: str, rid: str | None = None) -> dict[str, Any]:
+    """A (non-streamed) chat completion as a Responses ``response`` object."""
+    choice = resp["choices"][0] if resp.get("choices") else {"message": {}, "finish_reason": "stop"}
+    message = choice.get("message") or {}
+    output: list[dict[str, Any]] = []
+    reasoning = reasoning_of(message)
+    if reasoning:
+        output.append({"type": "reasoning", "id": _item_id("rs"), "summary": [{"type": "summary_text", "text": reasoning}]})
+    text = text_of(message)
+    if text or not message.get("tool_calls"):
+        output.append(_message_item(_item_id("msg"), text, "completed"))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        output.append({"type": "function_call", "id": _item_id("fc"), "call_id": call.get("id") or _item_id("call"),
+                       "name": function.get("name") or "", "arguments": function.get("arguments") or "", "status": "completed"})
+    incomplete = _INCOMPLETE.get(choice.get("finish_reason"))
+    out = _envelope(request, rid or response_id(), model, int(resp.get("created") or time.time()),
+                    "incomplete" if incomplete else "completed")
+    if incomplete:
+        out["incomplete_details"] = {"reason": incomplete}
+    out["output"] = output
+    out["usage"] = _usage_from_chat(resp.get("usage"))
+    return out
+
+
+def _message_item(iid: str, text: str, status: str) -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if status == "completed" else []
+    return {"type": "message", "id": iid, "status": status, "role": "assistant", "content": content}
+
+
+# --- stored state ----------------------------------------------------------------------------------
+
+
+def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's ``input`` as items (a string is one user message), as a stored response keeps them."""
+    source = body.get("input")
+    if isinstance(source, str):
+        return [{"type": "message", "role": "user", "content": source}]
+    return list(source or [])
+
+
+def output_items(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """A response's output as input items for the next turn (what ``previous_response_id`` expands to)."""
+    items: list[dict[str, Any]] = []
+    for item in response.get("output") or []:
+        if item.get("type") == "message":
+            items.append({"type": "message", "role": "assistant", "content": _text(item.get("content") or [])})
+        elif item.get("type") in ("function_call", "reasoning"):
+            items.append(item)
+    return items
+
+
+# --- streams: chat chunks -> Responses events ------------------------------------------------------
+
+
+class StreamFromChat:
+    """Chat chunks in (``feed`` each parsed chunk), Responses events out as ``(event, data)`` pairs.
+
+    Items open as their first delta arrives (reasoning, then text, then each tool call) and close
+    when another begins or the stream ends; ``finish`` closes what is open and sends
+    ``response.completed`` (or ``response.incomplete``) with the whole output and the usage.
+    """
+
+    def __init__(self, request: dict[str, Any], *, model: str, rid: str | None = None) -> None:
+        self.response = _envelope(request, rid or response_id(), model, int(time.time()), "in_progress")
+        self.sequence = 0
+        self.started = False
+        self.open: dict[str, Any] | None = None  # the output item being streamed
+        self.calls: dict[int, dict[str, Any]] = {}  # chat tool_call index -> its function_call item
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+
+    def _event(self, kind: str, /, **data: Any) -> tuple[str, dict[str, Any]]:
+        event = {"type": kind, "sequence_number": self.sequence, **data}
+        self.sequence += 1
+        return kind, event
+
+    def _start(self) -> list[tuple[str, dict[str, Any]]]:
+        if self.started:
+            return []
+        self.started = True
+        return [self._event("response.created", response={**self.response, "output": []}),
+                self._event("response.in_progress", response={**self.response, "output": []})]
+
+    def _open(self, item: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Announce a new output item. A message or reasoning item closes whatever is open; a
+        function call closes only an open message or reasoning item: calls stay open side by side,
+        as a chat stream may interleave their argument deltas."""
+        out = self._close_text()
+        if item["type"] != "function_call":
+            out += self._close_calls()
+            self.open = item
+        self.response["output"].append(item)
+        index = len(self.response["output"]) - 1
+        announced = {k: v for k, v in item.items() if not k.startswith("_")}
+        out.append(self._event("response.output_item.added", output_index=index, item={**announced, **_pending(item)}))
+        if item["type"] == "message":
+            out.append(self._event("response.content_part.added", item_id=item["id"], output_index=index, content_index=0,
+                                   part={"type": "output_text", "text": "", "annotations": [], "logprobs": []}))
+        elif item["type"] == "reasoning":
+            out.append(self._event("response.reasoning_summary_part.added", item_id=item["id"], output_index=index,
+                                   summary_index=0, part={"type": "summary_text", "text": ""}))
+        return out
+
+    def _close_text(self) -> list[tuple[str, dict[str, Any]]]:
+        item, self.open = self.open, None
+        if item is None:
+            return []
+        index = self.response["output"].index(item)
+        text = item.pop("_text")
+        if item["type"] == "message":
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            out = [self._event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
+                               text=text, logprobs=[]),
+                   self._event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part)]
+            item["content"] = [part]
+            item["status"] = "completed"
+        else:
+            part = {"type": "summary_text", "text": text}
+            out = [self._event("response.reasoning_summary_text.done", item_id=item["id"], output_index=index,
+                               summary_index=0, text=text),
+                   self._event("response.reasoning_summary_part.done", item_id=item["id"], output_index=index,
+                               summary_index=0, part=part)]
+            item["summary"] = [part]
+        out.append(self._event("response.output_item.done", output_index=index, item=dict(item)))
+        return out
+
+    def _close_calls(self) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        for item in self.calls.values():
+            if item["status"] != "in_progress":
+                continue
+            index = self.response["output"].index(item)
+            out.append(self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                                   name=item["name"], arguments=item["arguments"]))
+            item["status"] = "completed"
+            out.append(self._event("response.output_item.done", output_index=index, item=dict(item)))
+        return out
+
+    def feed(self, chunk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        out = self._start()
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue  # n > 1 has no Responses equivalent: the first choice is the answer
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                if self.open is None or self.open["type"] != "reasoning":
+                    out += self._open({"type": "reasoning", "id": _item_id("rs"), "summary": [], "_text": ""})
+                out += self._delta("response.reasoning_summary_text.delta", reasoning, summary_index=0)
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                if self.open is None or self.open["type"] != "message":
+                    out += self._open({"type": "message", "id": _item_id("msg"), "status": "in_progress", "role": "assistant",
+                                       "content": [], "_text": ""})
+                out += self._delta("response.output_text.delta", text, content_index=0, logprobs=[])
+            for call in delta.get("tool_calls") or []:
+                out += self._call(call)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return out
+
+    def _delta(self, name: str, text: str, **where: Any) -> list[tuple[str, dict[str, Any]]]:
+        item = self.open
+        assert item is not None
+        item["_text"] += text
+        index = len(self.response["output"]) - 1
+        return [self._event(name, item_id=item["id"], output_index=index, delta=text, **where)]
+
+    def _call(self, call: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        item = self.calls.get(index)
+        if item is None:
+            item = {"type": "function_call", "id": _item_id("fc"), "call_id": call.get("id") or _item_id("call"),
+                    "name": function.get("name") or "", "arguments": "", "status": "in_progress"}
+            self.calls[index] = item
+            out += self._open(item)
+        elif function.get("name") and not item["name"]:
+            item["name"] = function["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments and item["status"] == "in_progress":
+            item["arguments"] += arguments
+            out.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
+                                   output_index=self.response["output"].index(item), delta=arguments))
+        return out
+
+    def finish(self) -> list[tuple[str, dict[str, Any]]]:
+        out = self._start() + self._close_text() + self._close_calls()
+        incomplete = _INCOMPLETE.get(self.finish_reason or "")
+        self.response["status"] = "incomplete" if incomplete else "completed"
+        if incomplete:
+            self.response["incomplete_details"] = {"reason": incomplete}
+        self.response["usage"] = _usage_from_chat(self.usage)
+        out.append(self._event("response.incomplete" if incomplete else "response.completed", response=self.response))
+        return out
+
+    def error(self, error_body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """A failure after the stream began, numbered in this stream: an ``error`` event, then
+        ``response.failed`` carrying the same error and what was streamed so far."""
+        err = error_body.get("error", error_body)
+        code = err.get("code") or err.get("type") or "server_error"
+        out = self._start()
+        out.append(self._event("error", code=code, message=err.get("message", ""), param=None))
+        self.response["status"] = "failed"
+        self.response["error"] = {"code": code, "message": err.get("message", "")}
+        out.append(self._event("response.failed", response=self.response))
+        return out
+
+
+def _pending(item: dict[str, Any]) -> dict[str, Any]:
+    """What an item looks like when it is announced: nothing streamed into it yet."""
+    if item["type"] == "message":
+        return {"content": []}
+    if item["type"] == "reasoning":
+        return {"summary": []}
+    return {"arguments": item["arguments"]}
+
+
+def error_event(error_body: dict[str, Any]) -> bytes:
+    """SSE bytes for an error after streaming began, outside a stream's numbering (the stream
+    adapter's ``error`` numbers it in sequence; this is for an error before any event)."""
+    err = error_body.get("error", error_body)
+    return encode_json({"type": "error", "code": err.get("code") or err.get("type") or "server_error",
+                        "message": err.get("message", ""), "param": None, "sequence_number": 0}, event="error")

@@ -1,0 +1,123 @@
+"""The unmodified `openai` SDK's Responses calls (`client.responses.*`) against a real `archc serve`
+process, translated to an OpenAI-chat and an Anthropic fake upstream on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream, anthropic_text, anthropic_tool_use, openai_text, openai_tool_call
+from tests.support.gateway import Gateway
+
+pytestmark = pytest.mark.e2e
+
+TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+MODELS = ["arch.oai.v1", "arch.ant.v1"]  # an OpenAI-chat upstream, an Anthropic one
+
+
+@pytest.fixture
+def client(e2e_gateway: Gateway):
+    with openai.OpenAI(base_url=e2e_gateway.url + "/v1", api_key="client-key", max_retries=0, timeout=20) as c:
+        yield c
+
+
+def _text(model: str, text: str, **kw):
+    return openai_text(text, **kw) if model == "arch.oai.v1" else anthropic_text(text, **{k.replace("reasoning", "thinking"): v for k, v in kw.items()})
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_text_streamed_and_not_agree(client, upstream: FakeUpstream, model: str):
+    upstream.script(_text(model, "one two three"), _text(model, "one two three"))
+    raw = client.responses.with_raw_response.create(model=model, input="count", instructions="be brief", max_output_tokens=50)
+    whole = raw.parse()
+    with client.responses.stream(model=model, input="count", instructions="be brief", max_output_tokens=50) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert whole.output_text == final.output_text == "".join(deltas) == "one two three"
+    assert whole.status == final.status == "completed" and whole.model == final.model == model
+    assert whole.usage.total_tokens == final.usage.total_tokens > 0
+    assert raw.headers["x-arch-why"] == "alias" and raw.headers["x-arch-target"] in ("openai/gpt-4o", "anthropic/claude-x")
+    first, second = upstream.requests
+    if model == "arch.oai.v1":
+        assert first.path == "/v1/chat/completions" and first.body["messages"][0] == {"role": "system", "content": "be brief"}
+        assert first.body["max_tokens"] == 50 and second.body["stream"] is True
+    else:
+        assert first.path == "/v1/messages" and first.body["system"] == "be brief" and first.body["max_tokens"] == 50
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_function_tool_round_trip(client, upstream: FakeUpstream, model: str):
+    if model == "arch.oai.v1":
+        upstream.script(openai_tool_call("get_weather", {"city": "Paris"}, call_id="call_w1"), openai_text("Sunny."))
+    else:
+        upstream.script(anthropic_tool_use("get_weather", {"city": "Paris"}, tool_id="call_w1"), anthropic_text("Sunny."))
+    first = client.responses.create(model=model, input="Weather in Paris?", tools=TOOLS)
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"} and call.call_id == "call_w1"
+    second = client.responses.create(model=model, tools=TOOLS, input=[
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "22 C and sunny"}])
+    assert second.output_text == "Sunny."
+    sent = upstream.requests[1].body
+    if model == "arch.oai.v1":
+        assert sent["messages"][-1] == {"role": "tool", "tool_call_id": "call_w1", "content": "22 C and sunny"}
+        assert sent["tools"][0]["function"]["name"] == "get_weather"
+    else:
+        result = sent["messages"][-1]["content"][0]
+        assert result["type"] == "tool_result" and result["tool_use_id"] == "call_w1"
+
+
+def test_previous_response_id_carries_the_conversation(client, upstream: FakeUpstream):
+    upstream.script(openai_text("Paris."), openai_text("About 2 million."))
+    first = client.responses.create(model="arch.oai.v1", input="Capital of France?")
+    second = client.responses.create(model="arch.oai.v1", input="Its population?", previous_response_id=first.id)
+    assert second.output_text == "About 2 million." and second.previous_response_id == first.id
+    assert upstream.requests[1].body["messages"] == [
+        {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "Its population?"}]
+    assert client.responses.retrieve(second.id).output_text == "About 2 million."
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="arch.oai.v1", input="again", previous_response_id=first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+
+
+def test_store_false_keeps_nothing(client, upstream: FakeUpstream):
+    upstream.script(openai_text("kept?"))
+    out = client.responses.create(model="arch.oai.v1", input="hi", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(out.id)
+
+
+def test_reasoning_comes_back_as_a_reasoning_item(client, upstream: FakeUpstream):
+    upstream.script(openai_text("9.8", reasoning="compare tenths"))
+    with client.responses.stream(model="arch.oai.v1", input="9.11 or 9.8?") as stream:
+        final = stream.get_final_response()
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert final.output[0].summary[0].text == "compare tenths" and final.output_text == "9.8"
+
+
+def test_bad_requests_are_400_in_openai_shape(client, upstream: FakeUpstream):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="arch.oai.v1", input="hi", tools=[{"type": "web_search"}])
+    assert "'web_search'" in caught.value.message and caught.value.body["type"] == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError, match="input"):
+        client.responses.create(model="arch.oai.v1", input=[{"role": "robot", "content": "x"}])
+    assert upstream.requests == []
+
+
+def test_route_reads_a_responses_body_with_its_stored_history(client, upstream: FakeUpstream, e2e_gateway: Gateway):
+    upstream.script(anthropic_text("Paris."))
+    first = client.responses.create(model="arch.ant.v1", input="Capital of France?")
+    r = httpx.post(e2e_gateway.url + "/v1/route?format=responses", timeout=10,
+                   json={"model": "arch.oai.v1", "input": "and Spain?", "previous_response_id": first.id})
+    assert r.status_code == 200 and r.json()["model"] == "openai/gpt-4o" and r.json()["why"] == "alias"
+    gone = httpx.post(e2e_gateway.url + "/v1/route?format=responses", timeout=10,
+                      json={"model": "arch.oai.v1", "input": "x", "previous_response_id": "resp_unknown"})
+    assert gone.status_code == 404 and "resp_unknown" in gone.json()["error"]["message"]
