@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine: `make demo` (the main job end to end) and `make test`.
-# Each installs what it needs: a virtualenv in .venv, Claude Code from npm in .tools/,
+# Each installs what it needs: a virtualenv in .venv, Claude Code and Codex from npm in .tools/,
 # redis-server from Debian's packages (tests start their own on loopback), and openssl (the
 # trust tests hash a CA into an OS-store folder as update-ca-certificates does).
 PYTHON ?= python3
@@ -21,7 +21,11 @@ install: $(VENV)/.installed
 	mkdir -p .tools
 	npm install --silent --no-audit --no-fund --prefix .tools @anthropic-ai/claude-code
 
-tools: .tools/node_modules/.bin/claude
+.tools/node_modules/.bin/codex:
+	mkdir -p .tools
+	npm install --silent --no-audit --no-fund --prefix .tools @openai/codex
+
+tools: .tools/node_modules/.bin/claude .tools/node_modules/.bin/codex
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	  || echo "warning: could not install redis-server; Redis tests will say so"; }

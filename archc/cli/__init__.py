@@ -22,7 +22,7 @@ from archc.output import safe_streams
 COMMANDS = {
     "check": "compile", "build": "compile", "diff": "compile", "explain": "compile",
     "serve": "serve", "route": "models", "model": "models", "test": "golden",
-    "claude": "claude", "statusline": "claude",
+    "claude": "claude", "statusline": "claude", "codex": "codex",
 }
 
 

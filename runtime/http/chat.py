@@ -29,6 +29,7 @@ from runtime.http.responses import SSEAnswer
 from runtime.http.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, json_text
+from runtime.wire import openai_responses as responses_wire
 
 Answer = JSONAnswer | SSEAnswer
 _SESSION = SESSION_HEADER.encode()
@@ -156,6 +157,8 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
                    headers: Headers, endpoint: str, started: float, wanted: dict[bytes, str], limit: Deadline,
                    held: list[Any]) -> Answer:
     up_format = target.upstream_format
+    if client_format is _RESPONSES and (dropped := responses_wire.dropped_tools(body)):
+        headers = [*headers, (b"x-arch-dropped-tools", _printable(", ".join(dropped)))]
     keep_reasoning = bool(choice.provider.options.get("send_reasoning", False))
     try:
         up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model, keep_reasoning=keep_reasoning)
@@ -211,6 +214,11 @@ class _replay:
 
     async def aclose(self) -> None:
         return None
+
+
+def _printable(text: str) -> bytes:
+    """A header value from client-chosen text: printable ASCII only (anything else becomes '?')."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:1000]).encode("ascii")
 
 
 def _client_model(choice: Choice) -> str:

@@ -15,8 +15,11 @@ Where the formats differ:
   (``developer`` is OpenAI-only); ``reasoning`` input items become the next assistant message's
   ``reasoning_content``; consecutive ``function_call`` items become one assistant message's
   ``tool_calls`` and ``function_call_output`` items ``tool`` messages.
-- Only function tools have a chat equivalent: a built-in tool (``web_search``, ``file_search``,
-  ``code_interpreter``, ...) is refused with a 400 naming it.
+- Only function tools have a chat equivalent. Built-in tools (``web_search``, ``file_search``,
+  ``code_interpreter``, ...) and tool namespaces are left out of the translated request, and
+  ``dropped_tools`` names them (the gateway says so in ``x-arch-dropped-tools``): Codex offers
+  ``web_search`` on every turn, and a 400 would make it unusable through any chat upstream. A
+  ``tool_choice`` that forces one of them is refused with a 400 naming it.
 - ``max_output_tokens`` -> ``max_tokens``; ``reasoning.effort`` -> ``reasoning_effort``;
   ``text.format`` (json_schema / json_object) -> ``response_format``.
 - A chat ``finish_reason`` of ``length`` ends the response ``incomplete``
@@ -29,12 +32,12 @@ import secrets
 import time
 from typing import Any, Iterator
 
-from runtime.errors import InvalidRequest
+from runtime.errors import InvalidRequest, TranslationError
 from runtime.wire._check import MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string
 from runtime.wire.openai_chat import reasoning_of, text_of
 from runtime.wire.sse import encode_json
 
-__all__ = ["StreamFromChat", "error_event", "input_items", "output_items", "request_to_chat", "response_from_chat",
+__all__ = ["StreamFromChat", "dropped_tools", "error_event", "input_items", "output_items", "request_to_chat", "response_from_chat",
            "response_id", "validate_request"]
 
 _ROLES = ("user", "assistant", "system", "developer")
@@ -152,10 +155,10 @@ def _check_summary(part: Any) -> None:
 def _check_tool(tool: Any) -> None:
     tool = obj(tool, "")
     ttype = tool.get("type", MISSING)
+    if not isinstance(ttype, str):
+        fail(".type", "missing (expected string)" if ttype is MISSING else f"expected string, got {kind(ttype)}")
     if ttype != "function":
-        name = ttype if isinstance(ttype, str) else kind(ttype)
-        fail(".type", f"the built-in tool {name!r} is served only by an upstream that speaks the Responses API; "
-                      "this request is translated to chat completions, which has function tools only")
+        return  # a built-in tool or a namespace: its own fields are its server's to check
     if not isinstance(tool.get("name"), str) or not tool["name"]:
         fail(".name", "missing (expected a non-empty string)")
     if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
@@ -165,9 +168,16 @@ def _check_tool(tool: Any) -> None:
 def _check_tool_choice(choice: Any) -> None:
     if choice is None or choice in ("auto", "none", "required"):
         return
-    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+    if isinstance(choice, dict) and isinstance(choice.get("type"), str) and \
+            (choice["type"] != "function" or isinstance(choice.get("name"), str)):
         return
-    fail("tool_choice", "expected 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": ...}")
+    fail("tool_choice", "expected 'auto', 'none', 'required' or an object such as {\"type\": \"function\", \"name\": ...}")
+
+
+def dropped_tools(body: dict[str, Any]) -> list[str]:
+    """The request's tools that chat has no equivalent for (built-in tools, namespaces), by name
+    or type: ``request_to_chat`` leaves them out."""
+    return [str(tool.get("name") or tool["type"]) for tool in body.get("tools") or [] if tool["type"] != "function"]
 
 
 def _check_text(text: Any) -> None:
@@ -216,12 +226,17 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None =
     effort = (body.get("reasoning") or {}).get("effort")
     if effort not in (None, "none"):
         out["reasoning_effort"] = effort
-    if body.get("tools"):
-        out["tools"] = [_tool_to_chat(tool) for tool in body["tools"]]
+    tools = [_tool_to_chat(tool) for tool in body.get("tools") or [] if tool["type"] == "function"]
+    if tools:
+        out["tools"] = tools
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
+        if choice["type"] != "function":
+            raise TranslationError(f"tool_choice: {choice['type']!r} is served only by an upstream that speaks the Responses "
+                                   "API; this request is translated to chat completions, which has function tools only",
+                                   code="untranslatable_tool_choice")
         out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
-    elif choice is not None:
+    elif choice is not None and tools:
         out["tool_choice"] = choice
     fmt = (body.get("text") or {}).get("format") or {}
     if fmt.get("type") == "json_object":

@@ -27,6 +27,7 @@ import pytest
 
 from archc import statusline
 from archc.cli import claude as launcher
+from archc.cli import launch
 from tests.runtime.test_e2e_claude_routing import GENERATE_INTENT, main_requests, write_config
 from tests.support.fake_upstream import FakeUpstream, Response, openai_text
 from tests.support.gateway import Gateway, free_port
@@ -217,14 +218,14 @@ def test_claude_environment_and_status_line_settings() -> None:
     from archc.compiler import bundle_from_path
 
     bundle = bundle_from_path(Path(__file__).resolve().parents[2] / "examples" / "claude_code.yaml")
-    gateway = launcher._Gateway(url="http://127.0.0.1:12000", bundle=bundle)
+    gateway = launch.Gateway(url="http://127.0.0.1:12000", bundle=bundle)
     env = launcher.claude_env(gateway, {"ANTHROPIC_API_KEY": "sk-real", "ANTHROPIC_AUTH_TOKEN": "mine", "PATH": "/bin"})
     assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:12000" and env["ANTHROPIC_AUTH_TOKEN"] == "archc-local"
     assert env["ANTHROPIC_SMALL_FAST_MODEL"] == env["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "arch.claude.code.small.fast"
     assert "ANTHROPIC_API_KEY" not in env and env["PATH"] == "/bin"
     keyed = launcher.claude_env(gateway, {"ARCHC_GATEWAY_KEY": "gw-secret"})
     assert keyed["ANTHROPIC_AUTH_TOKEN"] == "gw-secret"
-    by_url = launcher.claude_env(launcher._Gateway(url="http://gw", models=["openai/gpt-4o"]), {})
+    by_url = launcher.claude_env(launch.Gateway(url="http://gw", models=["openai/gpt-4o"]), {})
     assert "ANTHROPIC_SMALL_FAST_MODEL" not in by_url
 
     cmd = launcher.claude_command("/bin/claude", "http://gw", ["-p", "hi"])

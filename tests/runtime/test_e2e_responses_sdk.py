@@ -103,9 +103,16 @@ def test_reasoning_comes_back_as_a_reasoning_item(client, upstream: FakeUpstream
     assert final.output[0].summary[0].text == "compare tenths" and final.output_text == "9.8"
 
 
+def test_built_in_tools_are_left_out_and_named_in_a_header(client, upstream: FakeUpstream):
+    upstream.script(openai_text("no search here"))
+    raw = client.responses.with_raw_response.create(model="arch.oai.v1", input="news?", tools=[{"type": "web_search"}, *TOOLS])
+    assert raw.parse().output_text == "no search here" and raw.headers["x-arch-dropped-tools"] == "web_search"
+    assert [t["function"]["name"] for t in upstream.requests[0].body["tools"]] == ["get_weather"]
+
+
 def test_bad_requests_are_400_in_openai_shape(client, upstream: FakeUpstream):
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="arch.oai.v1", input="hi", tools=[{"type": "web_search"}])
+        client.responses.create(model="arch.oai.v1", input="hi", tools=[{"type": "web_search"}], tool_choice={"type": "web_search"})
     assert "'web_search'" in caught.value.message and caught.value.body["type"] == "invalid_request_error"
     with pytest.raises(openai.BadRequestError, match="input"):
         client.responses.create(model="arch.oai.v1", input=[{"role": "robot", "content": "x"}])

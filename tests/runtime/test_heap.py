@@ -72,7 +72,10 @@ def _faults_per_request(tmp_path: Path, env: dict[str, str]) -> float:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and glibc: Linux only")
 def test_archc_serve_does_not_fault_its_way_through_a_1mb_body(tmp_path: Path) -> None:
     kept = _faults_per_request(tmp_path / "kept", {})
-    default = _faults_per_request(tmp_path / "default", {"ARCHC_HEAP_KEEP_MB": "0"})
+    # glibc's default threshold held at its starting value (128 KiB): left dynamic, it rises after the
+    # first large free, and whether the heap top is then trimmed on each request depends on where
+    # small long-lived objects happen to land (one full-suite run in five measured 0.3 faults).
+    default = _faults_per_request(tmp_path / "default", {"ARCHC_HEAP_KEEP_MB": "0", "MALLOC_MMAP_THRESHOLD_": "131072"})
     print(json.dumps({"faults_per_request": {"kept": kept, "malloc_defaults": default}}))
     assert default > 200, default  # a 1 MB body is 256 pages per copy, several copies per request
     assert kept < default / 4, (kept, default)

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from runtime.errors import InvalidRequest, UpstreamStatus, render
+from runtime.errors import InvalidRequest, TranslationError, UpstreamStatus, render
 from runtime.wire import WireFormat
 from runtime.wire import openai_responses as orr
 from runtime.wire.sse import SSEDecoder, encode_json
@@ -73,7 +73,7 @@ def test_valid_requests_pass_unchanged() -> None:
     ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
     ({"input": [{"type": "computer_call"}]}, "input[0].type"),
-    ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+    ({"input": "hi", "tools": [{"name": "x"}]}, "tools[0].type"),
     ({"input": "hi", "tools": [{"type": "function"}]}, "tools[0].name"),
     ({"input": "hi", "tool_choice": "sometimes"}, "tool_choice"),
     ({"input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
@@ -89,9 +89,23 @@ def test_invalid_requests_name_the_bad_field_in_openai_error_shape(body: Any, pa
     assert rendered["error"]["type"] == "invalid_request_error" and rendered["error"]["message"] == caught.value.message
 
 
-def test_a_built_in_tool_is_refused_by_name() -> None:
-    with pytest.raises(InvalidRequest, match="'web_search'"):
-        orr.validate_request({"input": "hi", "tools": [{"type": "web_search"}]})
+def test_built_in_tools_and_namespaces_are_left_out_and_named() -> None:
+    body = orr.validate_request({"input": "hi", "tools": [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+        {"type": "web_search", "external_web_access": False},
+        {"type": "namespace", "name": "multi_agent_v1", "tools": [{"type": "function", "name": "spawn_agent"}]}]})
+    assert orr.dropped_tools(body) == ["web_search", "multi_agent_v1"]
+    chat = orr.request_to_chat({**body, "tool_choice": "auto"})
+    assert [t["function"]["name"] for t in chat["tools"]] == ["exec_command"] and chat["tool_choice"] == "auto"
+    only_hosted = orr.request_to_chat({"input": "hi", "tools": [{"type": "web_search"}], "tool_choice": "auto"})
+    assert "tools" not in only_hosted and "tool_choice" not in only_hosted  # chat refuses a tool_choice without tools
+
+
+def test_a_tool_choice_forcing_a_built_in_tool_is_refused_by_name() -> None:
+    body = orr.validate_request({"input": "hi", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}})
+    with pytest.raises(TranslationError, match="'web_search'") as caught:
+        orr.request_to_chat(body)
+    assert caught.value.status == 400
 
 
 # --- requests --------------------------------------------------------------------------------------

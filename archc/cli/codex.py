@@ -1,0 +1,154 @@
+"""archc CLI: `archc codex` (the OpenAI Codex CLI through the gateway, on the Responses API).
+
+Top of the stack: finding or starting the gateway is archc/cli/launch.py's (shared with `archc
+claude`). Codex is pointed at the gateway with ``-c`` overrides, a custom model provider named
+``archc`` (``wire_api = "responses"``, the key in ``ARCHC_GATEWAY_KEY``), so the user's own
+~/.codex (sign-in, history, other settings) is read as usual and never written.
+
+The model: ``-m``/``--model`` after ``--`` names one of the config's aliases or models; without one
+Codex asks for ``archc`` (``DEFAULT_MODEL``), a name the config does not define, so each turn is
+routed (or served by the default model). Codex's own default model would not do: for its native
+model families it sends tools the chat API cannot express (``additional_tools`` items with
+namespaced and grammar-defined tools), while for a model it has no metadata for it uses plain
+function tools, which every upstream can run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Sequence
+
+from archc.cli.launch import (Gateway, LaunchError, Terminated, compile_config, find_config, find_tool, gateway_token, listener,
+                              prepare_gateway, run_foreground, say_how_it_routes, stop_gateway, terminate)
+from archc.diagnostics import EXIT_OK, EXIT_USAGE
+
+PROVIDER = "archc"
+KEY_ENV = "ARCHC_GATEWAY_KEY"
+DEFAULT_MODEL = "archc"
+USAGE = "archc codex CONFIG [-- CODEX_ARGS...]"
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "codex",
+        help="run the Codex CLI through the gateway (starting one if needed)",
+        description="Run OpenAI's Codex CLI with its requests routed by archc (the Responses API). "
+                    "Arguments after `--` go to codex (e.g. -- exec 'fix the tests').",
+    )
+    _add_options(p)
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="[CONFIG] [-- CODEX_ARGS...]",
+                   help="the config (default: ./config.yaml, arch_config.yaml or plano_config.yaml); codex's arguments after --")
+    p.set_defaults(handler=run_codex)
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="use the gateway at this base URL; never start one")
+    p.add_argument("--port", type=int, help="port for the gateway (default: the config's model listener, else 12000)")
+    p.add_argument("--model-dir", help="router model directory, passed to `archc serve`")
+    p.add_argument("--echo", action="store_true", default=None,
+                   help="providers whose key variable is unset answer with the built-in echo upstream (`archc serve --echo`)")
+    p.add_argument("--codex-bin", help="path of the codex command (default: PATH, then ./.tools/node_modules/.bin)")
+    p.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the gateway to be ready")
+    p.add_argument("--print-config", action="store_true", default=None,
+                   help="print the Codex settings (TOML) that point it at the gateway, and exit; starts nothing")
+
+
+def run_codex(args: argparse.Namespace) -> int:
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    gateway: Gateway | None = None
+    try:
+        options, codex_args = _parse_rest(args)
+        if options.print_config:
+            print(config_toml(_url_without_starting(options)), end="")
+            return EXIT_OK
+        codex_bin = find_tool("codex", "Codex", options.codex_bin, "npm install -g @openai/codex")
+        gateway = prepare_gateway(options, "archc codex", USAGE)  # stops what it started if it fails or is interrupted
+        say_how_it_routes(gateway, "archc codex")
+        return _run_codex_process(codex_bin, gateway, codex_args)
+    except LaunchError as exc:
+        print(f"archc codex: {exc}", file=sys.stderr)
+        return exc.code
+    except Terminated as exc:
+        return 128 + exc.signum
+    finally:
+        if gateway is not None:
+            stop_gateway(gateway)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _parse_rest(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
+    """Split ``rest`` at the first ``--``: the head holds CONFIG and options, the tail is codex's."""
+    rest = list(args.rest or [])
+    head, tail = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
+    inner = argparse.ArgumentParser(prog="archc codex", add_help=False, exit_on_error=False)
+    _add_options(inner)
+    inner.add_argument("config", nargs="?")
+    inner.set_defaults(**{k: v for k, v in vars(args).items()
+                          if k in ("url", "port", "model_dir", "echo", "codex_bin", "startup_timeout", "print_config")})
+    try:
+        parsed, unknown = inner.parse_known_args(head)
+    except argparse.ArgumentError as exc:
+        raise LaunchError(f"{exc} (see `archc codex --help`)", EXIT_USAGE) from exc
+    if unknown:
+        raise LaunchError(f"unexpected arguments {' '.join(unknown)!r}; put Codex's arguments after `--`", EXIT_USAGE)
+    return parsed, tail
+
+
+def _url_without_starting(options: argparse.Namespace) -> str:
+    if options.url:
+        return options.url.rstrip("/")
+    host, port = listener(compile_config(find_config(options.config, USAGE)), options.port)
+    return f"http://{host}:{port}"
+
+
+def provider_settings(url: str) -> dict[str, str]:
+    """The custom model provider that sends Codex's requests to the gateway."""
+    return {"name": "archc", "base_url": url.rstrip("/") + "/v1", "wire_api": "responses", "env_key": KEY_ENV}
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def config_toml(url: str) -> str:
+    """The same settings as ~/.codex/config.toml lines (what ``--print-config`` shows)."""
+    lines = [f"# Codex settings for the archc gateway at {url} (set {KEY_ENV} to a gateway key when keys are on)",
+             f"model_provider = {_toml_string(PROVIDER)}",
+             f"model = {_toml_string(DEFAULT_MODEL)}  # routed by the config; or one of its aliases", "",
+             f"[model_providers.{PROVIDER}]"]
+    lines += [f"{key} = {_toml_string(value)}" for key, value in provider_settings(url).items()]
+    return "\n".join(lines) + "\n"
+
+
+def codex_command(codex_bin: str, url: str, codex_args: Sequence[str]) -> list[str]:
+    """codex with the gateway as its model provider (``-c`` overrides come before codex's own
+    arguments and apply to its subcommands too), and ``DEFAULT_MODEL`` unless a model is chosen."""
+    inline = "{" + ", ".join(f"{key} = {_toml_string(value)}" for key, value in provider_settings(url).items()) + "}"
+    cmd = [codex_bin, "-c", f"model_provider={_toml_string(PROVIDER)}", "-c", f"model_providers.{PROVIDER}={inline}"]
+    if not _chooses_model(codex_args):
+        cmd += ["-c", f"model={_toml_string(DEFAULT_MODEL)}"]
+    return [*cmd, *codex_args]
+
+
+def _chooses_model(codex_args: Sequence[str]) -> bool:
+    for i, arg in enumerate(codex_args):
+        if arg in ("-m", "--model") or arg.startswith("--model="):
+            return True
+        if arg in ("-c", "--config") and i + 1 < len(codex_args) and codex_args[i + 1].replace(" ", "").startswith("model="):
+            return True
+    return False
+
+
+def codex_env(gateway: Gateway, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Codex's environment: the gateway's key (or a placeholder when the gateway has none)."""
+    env = dict(os.environ if base is None else base)
+    env[KEY_ENV] = gateway_token(gateway.bundle, env)
+    return env
+
+
+def _run_codex_process(codex_bin: str, gateway: Gateway, codex_args: Sequence[str]) -> int:
+    return run_foreground(codex_command(codex_bin, gateway.url, codex_args), codex_env(gateway))
