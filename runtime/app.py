@@ -39,6 +39,7 @@ from runtime.upstream.targets import build_targets
 from runtime.router.decision import NullRouter, RouterService
 from runtime.router.service import build_router
 from runtime.settings import Settings
+from runtime.http.stored import store_for
 from runtime.state import GatewayState
 from runtime.upstream.client import Connections, Upstream, build_pool
 
@@ -106,7 +107,8 @@ def create_app(
         active_router = router if router is not None else _build_router(bundle, settings, log)
         effective = effective_settings(settings, bundle)
         upstream_pool = pool if pool is not None else build_pool(effective)
-        state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log)
+        state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log,
+                             stored=store_for(bundle.extensions.get("gateway") or {}))  # kept across reloads
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
             # Hot reload (runtime/live/generation.py): new targets and router; the pool, metrics and sessions are kept.
@@ -136,6 +138,7 @@ def create_app(
             await live.aclose()
             if tracing is not None:
                 await tracing.aclose()
+            await state.stored.aclose()
             if pool is None:
                 await upstream_pool.aclose()
             if router is None:

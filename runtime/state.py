@@ -14,7 +14,7 @@ from runtime.observe.metrics import Metrics
 from runtime.upstream.targets import Targets
 from runtime.router.decision import RouterService
 from runtime.http.sessions import SessionStore
-from runtime.http.stored import ResponseStore
+from runtime.http.stored import MemoryResponses, ResponseStore
 from runtime.settings import Settings
 from runtime.upstream.client import Upstream
 
@@ -31,7 +31,7 @@ class GatewayState:
     metrics: Metrics
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("archc.runtime"))
     sessions: SessionStore = field(default_factory=SessionStore)  # Claude Code sessions' last decisions
-    stored: ResponseStore = field(default_factory=ResponseStore)  # Responses kept for previous_response_id
+    stored: ResponseStore = field(default_factory=MemoryResponses)  # Responses kept for previous_response_id
     # What is the same for every request of this bundle (router-free choices, raw answer headers),
     # keyed with the bundle's digest too; a reload builds a new state (dataclasses.replace), and an empty memo.
     memo: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)

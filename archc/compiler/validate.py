@@ -34,7 +34,7 @@ def _schema_dir() -> Path:
 SCHEMA_DIR = _schema_dir()
 KNOWN_VERSIONS = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
 # Sections archgw accepts that this gateway does not serve: accepted, one warning each (V207).
-UNSERVED_KEYS = ("prompt_targets", "endpoints", "prompt_guards", "agents", "filters", "system_prompt", "state_storage")
+UNSERVED_KEYS = ("prompt_targets", "endpoints", "prompt_guards", "agents", "filters", "system_prompt")
 ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
 _JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "true or false", "null": "null"}
@@ -207,6 +207,11 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
         if key in config:
             diags.append(_d("V207", f"{key!r} is accepted but not served by this gateway (ignored)", tree, file,
                             (key,), severity=Severity.WARNING))
+    storage = config.get("state_storage")
+    if isinstance(storage, dict) and storage.get("type") == "postgres":
+        diags.append(_d("V207", "'state_storage' type postgres is not served by this gateway: Responses are kept in memory, "
+                        "or in Redis with gateway.responses_store.url (shared by every replica)", tree, file,
+                        ("state_storage", "type"), severity=Severity.WARNING))
     version = config.get("version")
     if isinstance(version, str) and version not in KNOWN_VERSIONS:
         diags.append(_d("V208", f"config version {version!r} is not one archgw documents; compiled as the current format",

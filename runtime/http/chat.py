@@ -26,6 +26,7 @@ from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, 
 from runtime.upstream.targets import Target
 from runtime.decide.choose import Choice
 from runtime.http.responses import SSEAnswer
+from runtime.http import stored
 from runtime.http.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, json_text
@@ -102,7 +103,7 @@ async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endp
         wanted = _request_headers(scope)
         body = adapt.VALIDATORS[client_format](await read_json(receive, wanted.get(b"content-length"), state.settings.max_body_bytes))
         if client_format is _RESPONSES:  # the whole conversation, so the router and the upstream see it
-            body = state.stored.expand(body)
+            body = await stored.expand(state.stored, body)
         held.append(body)
         choice = await decide_request(state, body, client_format)
         headers = _decision(state, choice)
@@ -192,7 +193,7 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
     state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
     out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice), body=body)
     if client_format is _RESPONSES:
-        state.stored.keep(body, out)
+        await _keep(state, body, out)
     return JSONAnswer(200, headers, _dumps(out))
 
 
@@ -214,6 +215,14 @@ class _replay:
 
     async def aclose(self) -> None:
         return None
+
+
+async def _keep(state: GatewayState, body: dict[str, Any], response: dict[str, Any]) -> None:
+    """Keep a Responses answer for follow-ups; a store that fails (Redis down) is logged, and the answer still goes out."""
+    try:
+        await state.stored.keep(body, response)
+    except GatewayError as err:
+        state.log.warning("response %s not stored: %s", response.get("id"), err.message)
 
 
 def _printable(text: str) -> bytes:
@@ -246,7 +255,7 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
             for out in converter.finish():
                 yield out
             if client_format is _RESPONSES:
-                state.stored.keep(body, converter.response)
+                await _keep(state, body, converter.response)
         except GatewayError as err:
             # Mid-stream: the status line is gone, so the error travels as an event, then we close.
             status = err.status

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from runtime.wire import adapt
 from runtime.http.asgi import error_answer, request_state
+from runtime.http import stored
 from runtime.http.body import read_json
 from runtime.http.decision import decide_request, decision_headers
 from runtime.errors import GatewayError, InvalidRequest, NotFound
@@ -71,7 +72,7 @@ async def route(request: Request) -> Response:
         body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
         body = _route_body(body, client_format)
         if client_format is WireFormat.OPENAI_RESPONSES:  # the stored turns a follow-up names are part of it
-            body = state.stored.expand(body)
+            body = await stored.expand(state.stored, body)
         choice = await decide_request(state, body, client_format)
     except GatewayError as err:
         return error_answer(err, client_format, _bundle_header(state))
@@ -126,9 +127,9 @@ async def session_status(request: Request) -> Response:
 
 async def stored_response(request: Request) -> Response:
     """GET /v1/responses/{id}: a stored Responses answer; DELETE forgets it (404 when unknown)."""
-    stored, rid = _state(request).stored, request.path_params["response_id"]
+    store, rid = _state(request).stored, request.path_params["response_id"]
     try:
-        return JSONResponse(stored.delete(rid) if request.method == "DELETE" else stored.get(rid))
+        return JSONResponse(await (store.delete(rid) if request.method == "DELETE" else store.get(rid)))
     except GatewayError as err:
         return error_answer(err, WireFormat.OPENAI_RESPONSES)
 

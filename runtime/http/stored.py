@@ -1,34 +1,68 @@
 """Stored Responses: what ``previous_response_id`` names, and ``GET``/``DELETE /v1/responses/{id}``.
 
-Stage: http data (no I/O; the clock is injected). Each kept response holds the conversation items
-up to and including its own output (``input_items`` of the expanded request + ``output_items``), so
-a follow-up that names it is expanded in one lookup, whatever the upstream's API: the gateway
-translates every turn, so it must remember every turn. In memory, bounded by count (least recently
-used first) and by age; ``store: false`` keeps nothing.
+Stage: http data. The gateway translates every turn, so it must remember every turn, whatever the
+upstream's API. Each kept response is a record: the id of the response before it, the items its
+turn added (its own input items, then its output as input items), how many items the whole
+conversation holds through it, and the response object. ``history(id)`` is the conversation
+through ``id``, oldest first (404 when unknown, expired or deleted); ``store: false`` keeps nothing.
+
+Two stores, one interface: ``MemoryResponses`` (this process; bounded by count, least recently used
+first, and by age) and ``RedisResponses`` (``gateway.responses_store.url: redis://...``: shared by
+every replica, so a follow-up may land on any of them and a restart loses nothing; records expire
+after ``ttl_s``; a chain is read in one round trip by a server-side script).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Protocol
 
-from runtime.errors import NotFound
+from runtime.errors import NotFound, ProviderUnavailable
 from runtime.wire import openai_responses as orr
 
 DEFAULT_MAX_RESPONSES = 10_000
 DEFAULT_TTL_S = 24 * 3600.0
+MAX_CHAIN = 10_000  # turns followed back from one previous_response_id
+
+
+class ResponseStore(Protocol):
+    async def history(self, rid: str | None) -> list[dict[str, Any]]: ...
+    async def keep(self, body: Mapping[str, Any], response: dict[str, Any]) -> None: ...
+    async def get(self, rid: str) -> dict[str, Any]: ...
+    async def delete(self, rid: str) -> dict[str, Any]: ...
+    async def aclose(self) -> None: ...
+
+
+def _unknown(rid: str, what: str = "previous_response_id: no") -> NotFound:
+    return NotFound(f"{what} stored response with id {rid!r} (unknown, expired, deleted, or created with store: false)",
+                    code="response_not_found")
+
+
+async def expand(store: ResponseStore, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with ``input`` as the whole conversation: the history of its
+    ``previous_response_id``, then its own input items."""
+    history = await store.history(body.get("previous_response_id") or None)
+    return {**body, "input": [*history, *orr.input_items(body)]}
+
+
+def _turn(body: Mapping[str, Any], response: dict[str, Any], before: int) -> list[dict[str, Any]]:
+    """The items a turn adds: the (expanded) request's input past the ``before`` items of its history, then its output."""
+    return [*list(body.get("input") or [])[before:], *orr.output_items(response)]
 
 
 @dataclass
 class _Kept:
+    previous: str | None
+    items: list[dict[str, Any]]  # the whole conversation through this response (shared item objects)
     response: dict[str, Any]
-    items: list[dict[str, Any]]  # the whole conversation through this response's output
     at: float
 
 
-class ResponseStore:
+class MemoryResponses:
     def __init__(self, max_responses: int = DEFAULT_MAX_RESPONSES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_responses = max_responses
@@ -46,39 +80,143 @@ class ResponseStore:
         self._kept.move_to_end(rid)
         return kept
 
-    def expand(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``body`` with ``input`` as the whole conversation: the stored items of its
-        ``previous_response_id`` (404 when unknown or expired), then its own input items."""
-        rid = body.get("previous_response_id")
-        items = orr.input_items(body)
+    async def history(self, rid: str | None) -> list[dict[str, Any]]:
         if not rid:
-            return {**body, "input": items}
+            return []
         kept = self._get(rid)
         if kept is None:
-            raise NotFound(f"previous_response_id: no stored response with id {rid!r} (unknown, expired, deleted, "
-                           "or created with store: false)", code="previous_response_not_found")
-        return {**body, "input": [*kept.items, *items]}
+            raise _unknown(rid)
+        return kept.items
 
-    def keep(self, body: dict[str, Any], response: dict[str, Any]) -> None:
-        """Keep ``response`` for follow-ups unless the (expanded) request said ``store: false``."""
+    async def keep(self, body: Mapping[str, Any], response: dict[str, Any]) -> None:
         if body.get("store") is False:
             return
-        self._kept[response["id"]] = _Kept(response, [*body["input"], *orr.output_items(response)], self.clock())
+        previous = body.get("previous_response_id") or None
+        before = self._kept[previous].items if previous in self._kept else []
+        items = [*before, *_turn(body, response, len(before))]
+        self._kept[response["id"]] = _Kept(previous, items, response, self.clock())
         self._kept.move_to_end(response["id"])
         while len(self._kept) > self.max_responses:
             self._kept.popitem(last=False)
 
-    def get(self, rid: str) -> dict[str, Any]:
+    async def get(self, rid: str) -> dict[str, Any]:
         kept = self._get(rid)
         if kept is None:
-            raise NotFound(f"no stored response with id {rid!r}", code="response_not_found")
+            raise _unknown(rid, "no")
         return kept.response
 
-    def delete(self, rid: str) -> dict[str, Any]:
+    async def delete(self, rid: str) -> dict[str, Any]:
         if self._get(rid) is None:
-            raise NotFound(f"no stored response with id {rid!r}", code="response_not_found")
+            raise _unknown(rid, "no")
         del self._kept[rid]
         return {"id": rid, "object": "response", "deleted": True}
 
+    async def aclose(self) -> None:
+        self._kept.clear()
+
     def __len__(self) -> int:
         return len(self._kept)
+
+
+# Follow a chain back from ARGV[1]: each record's turn items, newest first. A missing record (expired)
+# ends the list with false, and the caller refuses the chain; a deleted response is refused only when
+# it is the one named (its items stay for the responses after it, until they expire).
+_WALK = """
+local out = {}
+local id = ARGV[1]
+for i = 1, tonumber(ARGV[2]) do
+  if not id or id == '' then return out end
+  local rec = redis.call('HMGET', KEYS[1] .. id, 'previous', 'items', 'deleted')
+  if not rec[2] or (i == 1 and rec[3]) then out[#out + 1] = false; return out end
+  out[#out + 1] = rec[2]
+  id = rec[1]
+end
+return out
+"""
+
+
+class RedisResponses:
+    """Records in Redis hashes (``{archc-resp}:{id}``: previous, count, items, response), expiring
+    after ``ttl_s``. A Redis failure answers 503 for a request that needs a stored response; keeping
+    one that fails is logged by the caller's generation, and the answer still goes out."""
+
+    PREFIX = "{archc-resp}:"  # one hash tag: the walk's keys stay in one slot on Redis Cluster
+
+    def __init__(self, url: str, *, ttl_s: float = DEFAULT_TTL_S, timeout_s: float = 1.0) -> None:
+        import redis.asyncio as aioredis
+
+        self.url = url
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=16, timeout=timeout_s, socket_timeout=timeout_s,
+                                                        socket_connect_timeout=timeout_s, health_check_interval=0)
+        self._pool = pool
+        self._client = aioredis.Redis(connection_pool=pool, retry=None)
+        self._walk = self._client.register_script(_WALK)
+
+    async def _call(self, call: Any) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await asyncio.wait_for(call, timeout=self.timeout_s * 2)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise ProviderUnavailable(f"the response store (redis) cannot be reached: {type(exc).__name__}",
+                                      code="response_store_unavailable") from exc
+
+    async def history(self, rid: str | None) -> list[dict[str, Any]]:
+        if not rid:
+            return []
+        records = await self._call(self._walk(keys=[self.PREFIX], args=[rid, MAX_CHAIN]))
+        if not records or records[-1] is None or records[-1] is False:
+            raise _unknown(rid) if len(records) <= 1 else NotFound(
+                f"previous_response_id: part of the history of {rid!r} has expired or was deleted", code="response_not_found")
+        items: list[dict[str, Any]] = []
+        for raw in reversed(records):
+            items.extend(json.loads(raw))
+        return items
+
+    async def keep(self, body: Mapping[str, Any], response: dict[str, Any]) -> None:
+        if body.get("store") is False:
+            return
+        previous = body.get("previous_response_id") or ""
+        before = int(await self._call(self._client.hget(self.PREFIX + previous, "count")) or 0) if previous else 0
+        turn = _turn(body, response, before)
+        key = self.PREFIX + response["id"]
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(key, mapping={"previous": previous, "count": before + len(turn), "items": json.dumps(turn),
+                                "response": json.dumps(response)})
+        pipe.expire(key, int(self.ttl_s))
+        await self._call(pipe.execute())
+
+    async def get(self, rid: str) -> dict[str, Any]:
+        raw = await self._call(self._client.hget(self.PREFIX + rid, "response"))
+        if raw is None:
+            raise _unknown(rid, "no")
+        return json.loads(raw)
+
+    async def delete(self, rid: str) -> dict[str, Any]:
+        """Forget the response: it can no longer be read or continued; the responses after it keep
+        their history (as in the memory store, where each holds its own)."""
+        key = self.PREFIX + rid
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hdel(key, "response")
+        pipe.hset(key, "deleted", 1)
+        removed, _ = await self._call(pipe.execute())
+        if not removed:
+            await self._call(self._client.hdel(key, "deleted"))  # it was not there: leave no trace
+            raise _unknown(rid, "no")
+        return {"id": rid, "object": "response", "deleted": True}
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        await self._pool.disconnect()  # the client does not own a pool it was given
+
+
+def store_for(gateway: Mapping[str, Any]) -> MemoryResponses | RedisResponses:
+    """The store ``gateway.responses_store`` names (memory unless its url is redis:// or rediss://)."""
+    cfg = gateway.get("responses_store") or {}
+    url = str(cfg.get("url") or "memory://")
+    ttl = float(cfg.get("ttl_s", DEFAULT_TTL_S))
+    if url.startswith("memory://"):
+        return MemoryResponses(int(cfg.get("max_responses", DEFAULT_MAX_RESPONSES)), ttl)
+    return RedisResponses(url, ttl_s=ttl, timeout_s=float(cfg.get("timeout_ms", 1000)) / 1000.0)

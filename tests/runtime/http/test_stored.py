@@ -1,0 +1,140 @@
+"""Stored Responses (runtime/http/stored.py): the same behaviour from the memory store and from Redis
+(a private redis-server on loopback), then two `archc serve` replicas sharing one Redis store: a
+conversation started on one continues on the other, and on a restarted one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from runtime.errors import NotFound, ProviderUnavailable
+from runtime.http.stored import MemoryResponses, RedisResponses, expand, store_for
+from tests.support.fake_upstream import FakeUpstream, openai_text
+from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
+
+pytestmark = pytest.mark.anyio
+
+
+def _response(rid: str, text: str) -> dict[str, Any]:
+    return {"id": rid, "object": "response", "output": [
+        {"type": "message", "id": "msg_" + rid, "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": text, "annotations": []}]}]}
+
+
+async def _turn(kept: Any, rid: str, text: str, said: str, previous: str | None = None, **extra: Any) -> dict[str, Any]:
+    body = await expand(kept, {"input": said, **({"previous_response_id": previous} if previous else {}), **extra})
+    await kept.keep(body, _response(rid, text))
+    return body
+
+
+async def _behaves(store: Any) -> None:
+    await _turn(store, "r1", "Paris.", "Capital of France?")
+    body = await _turn(store, "r2", "About 2 million.", "Its population?", "r1")
+    assert [i["content"] for i in body["input"]] == ["Capital of France?", "Paris.", "Its population?"]
+    assert [i["content"] for i in await store.history("r2")] == ["Capital of France?", "Paris.", "Its population?",
+                                                                 "About 2 million."]
+    await _turn(store, "r2b", "Lyon is second.", "And the second city?", "r1")  # a branch from r1
+    assert [i["content"] for i in await store.history("r2b")][-2:] == ["And the second city?", "Lyon is second."]
+    assert (await store.get("r2"))["output"][0]["content"][0]["text"] == "About 2 million."
+    await _turn(store, "r3", "never kept", "secret", "r2", store=False)
+    with pytest.raises(NotFound):
+        await store.get("r3")
+    assert (await store.delete("r1"))["deleted"] is True
+    with pytest.raises(NotFound):
+        await store.history("r1")
+    with pytest.raises(NotFound):
+        await store.delete("r1")
+    assert await store.history(None) == []
+
+
+async def test_memory_store() -> None:
+    store = MemoryResponses()
+    await _behaves(store)
+    assert [i["content"] for i in await store.history("r2")][0] == "Capital of France?"  # r2 keeps its whole history
+
+
+async def test_memory_store_bounds_count_and_age() -> None:
+    now = [0.0]
+    store = MemoryResponses(max_responses=2, ttl_s=10, clock=lambda: now[0])
+    for rid in ("a", "b", "c"):
+        await _turn(store, rid, "ok", "hi")
+    with pytest.raises(NotFound):
+        await store.get("a")  # the least recently used went first
+    now[0] = 11
+    with pytest.raises(NotFound):
+        await store.history("c")
+
+
+async def test_redis_store_shared_by_two_instances(redis_url: str) -> None:
+    one, two = RedisResponses(redis_url), RedisResponses(redis_url)
+    try:
+        await _behaves(one)
+        assert [i["content"] for i in await two.history("r2")][-1] == "About 2 million."
+        await _turn(two, "r4", "Yes.", "Sure?", "r2")
+        assert len(await one.history("r4")) == 6
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_redis_store_says_when_part_of_a_chain_is_gone(redis_url: str) -> None:
+    store = RedisResponses(redis_url)
+    try:
+        await _turn(store, "a", "1", "one")
+        await _turn(store, "b", "2", "two", "a")
+        await store._client.delete(store.PREFIX + "a")  # as if it had expired first
+        with pytest.raises(NotFound, match="part of the history"):
+            await store.history("b")
+    finally:
+        await store.aclose()
+
+
+async def test_redis_records_expire(redis_url: str) -> None:
+    import asyncio
+
+    store = RedisResponses(redis_url, ttl_s=1)
+    try:
+        await _turn(store, "short", "ok", "hi")
+        await store.get("short")
+        await asyncio.sleep(2.1)
+        with pytest.raises(NotFound):
+            await store.get("short")
+    finally:
+        await store.aclose()
+
+
+async def test_redis_down_is_a_503_not_a_hang(dead_redis_url: str) -> None:
+    store = RedisResponses(dead_redis_url, timeout_s=0.3)
+    try:
+        with pytest.raises(ProviderUnavailable, match="response store"):
+            await store.history("r1")
+    finally:
+        await store.aclose()
+
+
+def test_store_for_reads_the_gateway_section() -> None:
+    assert isinstance(store_for({}), MemoryResponses)
+    assert store_for({"responses_store": {"url": "memory://", "max_responses": 5}}).max_responses == 5
+
+
+@pytest.mark.e2e
+def test_two_replicas_share_stored_responses_through_redis(redis_url: str, tmp_path: Path) -> None:
+    with FakeUpstream() as up:
+        up.script(openai_text("Paris."), openai_text("About 2 million."), openai_text("Still Paris."))
+        ext = {"gateway": {"responses_store": {"url": redis_url}}}
+        path = write_bundle(tmp_path, bundle_dict([provider("openai/gpt-4o", up.openai_endpoint(), default=True)], extensions=ext))
+        with Gateway(path, args=["--log-level", "warning"]) as a, Gateway(path, args=["--log-level", "warning"]) as b:
+            with openai.OpenAI(base_url=a.url + "/v1", api_key="k", max_retries=0) as ca, \
+                    openai.OpenAI(base_url=b.url + "/v1", api_key="k", max_retries=0) as cb:
+                first = ca.responses.create(model="openai/gpt-4o", input="Capital of France?")
+                second = cb.responses.create(model="openai/gpt-4o", input="Its population?", previous_response_id=first.id)
+                assert cb.responses.retrieve(first.id).output_text == "Paris."
+        with Gateway(path, args=["--log-level", "warning"]) as restarted, \
+                openai.OpenAI(base_url=restarted.url + "/v1", api_key="k", max_retries=0) as cr:
+            third = cr.responses.create(model="openai/gpt-4o", input="Capital again?", previous_response_id=second.id)
+        assert third.output_text == "Still Paris."
+        assert [m["content"] for m in up.requests[2].body["messages"]] == [
+            "Capital of France?", "Paris.", "Its population?", "About 2 million.", "Capital again?"]
