@@ -66,11 +66,15 @@ class RuntimeReplay:
 
 def openai_messages(case: Case) -> list[Any]:
     """The conversation as the router sees it, through the runtime's own adapter: the client's
-    request validator, then (Anthropic) conversion to OpenAI chat. Raises the runtime's
+    request validator, then (Anthropic, Responses) conversion to OpenAI chat. Raises the runtime's
     InvalidRequest for a conversation the gateway would refuse with a 400."""
     client_format = WireFormat(case.format)
     # The validators need a model; resolution uses the case's own (possibly absent) model.
     body: dict[str, Any] = {"model": case.model or "golden", "messages": [dict(m) for m in case.messages]}
+    if client_format is WireFormat.OPENAI_RESPONSES:
+        body = {"model": case.model or "golden", "input": case.input}
+        if case.instructions is not None:
+            body["instructions"] = case.instructions
     if client_format is WireFormat.ANTHROPIC_MESSAGES:
         body["max_tokens"] = 1
         if case.system is not None:

@@ -25,6 +25,7 @@ GOLDEN_SUFFIXES = (".yaml", ".yml")
 EXPECT_KEYS = ("route", "fallback", "model")
 OPENAI_CHAT = "openai_chat"
 ANTHROPIC_MESSAGES = "anthropic_messages"
+OPENAI_RESPONSES = "openai_responses"
 
 # Diagnostic codes for golden files (configs use L1xx/V2xx/R3xx/E4xx).
 # Reading and YAML syntax problems keep the loader's L1xx codes.
@@ -55,11 +56,13 @@ class Case:
     line: int
     col: int
     format: str
-    messages: tuple[Mapping[str, Any], ...]
+    messages: tuple[Mapping[str, Any], ...]  # empty for openai_responses cases, which have ``input``
     expect: Expect
     model: str | None = None
     system: Any = None
     description: str | None = None
+    input: Any = None  # openai_responses: a string or input items
+    instructions: str | None = None
 
     @property
     def span(self) -> Span:
@@ -216,11 +219,13 @@ def _case(node: Mapping[str, Any], index: int, path: Path) -> Case:
         line=line,
         col=col,
         format=plain.get("format", OPENAI_CHAT),
-        messages=tuple(plain["messages"]),
+        messages=tuple(plain.get("messages") or ()),
         expect=Expect(route=expect.get("route"), model=expect.get("model"), fallback=expect.get("fallback")),
         model=plain.get("model"),
         system=plain.get("system"),
         description=plain.get("description"),
+        input=plain.get("input"),
+        instructions=plain.get("instructions"),
     )
 
 

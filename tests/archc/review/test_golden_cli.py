@@ -55,6 +55,45 @@ def test_matching_cases_pass_with_table_and_junit(review_model: Path, tmp_path: 
     assert [c.name for c in suite] == ["review-openai", "review-anthropic", "alias-overridden"]
 
 
+RESPONSES_CASES = """\
+- id: codex-turn
+  format: openai_responses
+  model: arch.chat.v1
+  instructions: You are a coding agent.
+  input:
+  - {role: developer, content: [{type: input_text, text: Use the tools.}]}
+  - {type: message, role: user, content: [{type: input_text, text: Review the retry loop in client.py.}]}
+  - {type: function_call, call_id: c1, name: exec_command, arguments: '{"cmd": "cat client.py"}'}
+  - {type: function_call_output, call_id: c1, output: "for attempt in range(3): ..."}
+  expect:
+    route: code_review
+    model: anthropic/claude-sonnet-4-5
+- id: string-input
+  format: openai_responses
+  input: Is this diff safe?
+  expect:
+    route: code_review
+"""
+
+
+def test_cases_in_responses_form_replay_like_chat(review_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "responses.yaml"
+    cases.write_text(RESPONSES_CASES, encoding="utf-8")
+    assert main(["test", str(CONFIG), str(cases), "--model-dir", str(review_model)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "2 cases: 2 ok, 0 mismatches"
+    assert _row(out, "codex-turn")[:4] == ["ok", "codex-turn", "route=code_review", "model=anthropic/claude-sonnet-4-5"]
+
+
+def test_a_responses_case_needs_input_not_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "bad.yaml"
+    cases.write_text("- id: mixed\n  format: openai_responses\n  messages: [{role: user, content: hi}]\n"
+                     "  expect: {route: code_review}\n", encoding="utf-8")
+    assert main(["test", str(CONFIG), str(cases)]) == 1
+    err = capsys.readouterr()
+    assert "G501" in err.out + err.err and "bad.yaml:1" in err.out + err.err
+
+
 def test_mismatches_exit_1_with_github_annotations_and_junit_failures(summary_model: Path, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "golden.xml"
