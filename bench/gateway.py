@@ -46,11 +46,15 @@ PROMPT = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Sa
 # translates it to the OpenAI-format upstream and the answer back, streamed and not.
 ANTHROPIC_PROMPT = {**PROMPT, "max_tokens": 64}
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+RESPONSES_PROMPT = {"model": "openai/gpt-4o", "input": "Say hello in one short sentence.", "max_output_tokens": 64}
 APIS = {"openai": ("/v1/chat/completions", {}, PROMPT), "anthropic": ("/v1/messages", ANTHROPIC_HEADERS, ANTHROPIC_PROMPT),
         # Anthropic Messages to an Anthropic-format upstream: the passthrough Claude Code takes to Anthropic
-        "anthropic-pass": ("/v1/messages", ANTHROPIC_HEADERS, {**ANTHROPIC_PROMPT, "model": "anthropic/claude"})}
+        "anthropic-pass": ("/v1/messages", ANTHROPIC_HEADERS, {**ANTHROPIC_PROMPT, "model": "anthropic/claude"}),
+        # the OpenAI Responses API (Codex, client.responses), translated to the chat upstream
+        "responses": ("/v1/responses", {}, RESPONSES_PROMPT)}
 # What "direct" means for each API in the body sweep: the same body straight to the fake upstream.
-DIRECT_PATH = {"openai": "/v1/chat/completions", "anthropic": "/v1/chat/completions", "anthropic-pass": "/v1/messages"}
+DIRECT_PATH = {"openai": "/v1/chat/completions", "anthropic": "/v1/chat/completions", "anthropic-pass": "/v1/messages",
+               "responses": "/v1/chat/completions"}
 
 # -- the fake upstream ----------------------------------------------------------------------------
 
@@ -105,6 +109,42 @@ A_RESPONSE_SSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransf
                   + b"%x\r\n%s\r\n0\r\n\r\n" % (len(_A_EVENTS), _A_EVENTS))
 
 
+# The same answer as an OpenAI Responses object and event stream, for /v1/responses (LiteLLM's
+# /v1/responses calls an openai/ model's Responses API; archc's Responses rows translate to chat).
+_R_TEXT = {"type": "output_text", "text": "Hello! Nice to meet you.", "annotations": []}
+_R_ITEM = {"type": "message", "id": "msg_bench", "status": "completed", "role": "assistant", "content": [_R_TEXT]}
+_R_USAGE = {"input_tokens": 14, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 7,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 21}
+_R_BASE = {"id": "resp_bench", "object": "response", "created_at": 1700000000, "model": "gpt-4o", "error": None,
+           "incomplete_details": None, "instructions": None, "max_output_tokens": None, "parallel_tool_calls": True,
+           "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": True, "temperature": 1.0,
+           "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled",
+           "user": None, "metadata": {}}
+_RESPONSE = json.dumps({**_R_BASE, "status": "completed", "output": [_R_ITEM], "usage": _R_USAGE}, separators=(",", ":")).encode()
+
+
+def _r_events() -> bytes:
+    where = {"item_id": "msg_bench", "output_index": 0, "content_index": 0}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": {**_R_BASE, "status": "in_progress", "output": [], "usage": None}}),
+        ("response.in_progress", {"response": {**_R_BASE, "status": "in_progress", "output": [], "usage": None}}),
+        ("response.output_item.added", {"output_index": 0, "item": {**_R_ITEM, "status": "in_progress", "content": []}}),
+        ("response.content_part.added", {**where, "part": {**_R_TEXT, "text": ""}}),
+        *[("response.output_text.delta", {**where, "delta": t, "logprobs": []}) for t in ("Hello!", " Nice to", " meet you.")],
+        ("response.output_text.done", {**where, "text": _R_TEXT["text"], "logprobs": []}),
+        ("response.content_part.done", {**where, "part": _R_TEXT}),
+        ("response.output_item.done", {"output_index": 0, "item": _R_ITEM}),
+        ("response.completed", {"response": json.loads(_RESPONSE)}),
+    ]
+    return b"".join(_event(name, {"type": name, "sequence_number": i, **data}) for i, (name, data) in enumerate(events))
+
+
+_R_EVENTS = _r_events()
+R_RESPONSE_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_RESPONSE), _RESPONSE)
+R_RESPONSE_SSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                  + b"%x\r\n%s\r\n0\r\n\r\n" % (len(_R_EVENTS), _R_EVENTS))
+
+
 class _UpstreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -131,8 +171,11 @@ class _UpstreamProtocol(asyncio.Protocol):
             del self.buf[:end]
             self.need = None
             stream = re.search(rb'"stream"\s*:\s*true', body[:256] + body[-256:]) is not None
-            if head.split(b" ", 2)[1].endswith(b"/messages"):
+            target = head.split(b" ", 2)[1]
+            if target.endswith(b"/messages"):
                 self.transport.write(A_RESPONSE_SSE if stream else A_RESPONSE_JSON)  # type: ignore[attr-defined]
+            elif target.endswith(b"/responses"):
+                self.transport.write(R_RESPONSE_SSE if stream else R_RESPONSE_JSON)  # type: ignore[attr-defined]
             else:
                 self.transport.write(RESPONSE_SSE if stream else RESPONSE_JSON)  # type: ignore[attr-defined]
 
@@ -276,16 +319,24 @@ def check(url: str, headers: dict[str, str], stream: bool, prompt: dict[str, Any
     r.raise_for_status()
     text = r.text
     anthropic = url.endswith("/v1/messages")
+    responses = url.endswith("/v1/responses")
     if stream:
         pieces = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
-        if anthropic:
+        if responses:
+            content = "".join(p["delta"] for p in pieces if p.get("type") == "response.output_text.delta")
+        elif anthropic:
             content = "".join(p["delta"].get("text", "") for p in pieces if p.get("type") == "content_block_delta")
         else:
             content = "".join((c["choices"][0]["delta"].get("content") or "") for c in pieces if c.get("choices"))
     else:
         try:
             answer = r.json()
-            content = "".join(b.get("text", "") for b in answer["content"]) if anthropic else answer["choices"][0]["message"]["content"]
+            if responses:
+                content = "".join(c["text"] for item in answer["output"] if item["type"] == "message" for c in item["content"])
+            elif anthropic:
+                content = "".join(b.get("text", "") for b in answer["content"])
+            else:
+                content = answer["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise RuntimeError(f"{url} answered {text[:300]!r}") from None
     if content != "Hello! Nice to meet you.":
@@ -420,6 +471,7 @@ def run_cells(base: str, cells: list[Cell], args: argparse.Namespace, folder: Pa
         path, headers, prompt = APIS[api]
         if direct:
             path = DIRECT_PATH[api]
+            prompt = PROMPT if api == "responses" else prompt
             prompt = {**prompt, "model": "gpt-4o"} if api != "anthropic-pass" else prompt
         anthropic_body = api != "openai" and not (direct and api == "anthropic")
         body = sized(prompt, size, anthropic_body) if size else prompt
@@ -513,6 +565,9 @@ def main() -> int:
                         help="also run archc through the httpx API over httpx-aiohttp, and over plain httpx's transport")
     parser.add_argument("--anthropic", action="store_true",
                         help="also send Anthropic Messages requests (POST /v1/messages, translated to the OpenAI-format upstream)")
+    parser.add_argument("--responses", action="store_true",
+                        help="also send OpenAI Responses requests (POST /v1/responses, translated to the OpenAI-format upstream); "
+                             "with --litellm, LiteLLM's /v1/responses too")
     parser.add_argument("--access-log", action="store_true", help="also run archc at log level info (access log on, to a file)")
     parser.add_argument("--only-anthropic", action="store_true", help="the Anthropic rows only (plus direct)")
     parser.add_argument("--out", help="write the rows as JSON here")
@@ -572,6 +627,8 @@ def main() -> int:
             variants = [("archc-anthropic", serve, quiet, "anthropic")] if anthropic else []
             if not args.only_anthropic:
                 variants.append(("archc", serve, quiet, "openai"))
+                if args.responses:
+                    variants.append(("archc-responses", serve, quiet, "responses"))
                 if args.access_log:  # one JSON access-log line per request, to a file
                     variants.append(("archc-accesslog", serve, ["--log-level", "info"], "openai"))
                 if args.httpx:  # the same gateway over another client (bench/transports.py)
@@ -600,6 +657,12 @@ def main() -> int:
                 print("litellm (pinned to CPU 0)", flush=True)
                 if not args.only_anthropic:
                     rows += run_target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", auth, args, folder, concurrencies)
+                if args.responses:
+                    try:
+                        rows += run_target("litellm-responses", f"http://127.0.0.1:{port}/v1/responses", auth, args, folder,
+                                           concurrencies, RESPONSES_PROMPT)
+                    except (RuntimeError, httpx.HTTPError) as exc:  # say why, keep the rows
+                        print(f"  litellm-responses skipped: {exc}", flush=True)
                 if anthropic:
                     try:
                         rows += run_target("litellm-anthropic", f"http://127.0.0.1:{port}/v1/messages", {**auth, **ANTHROPIC_HEADERS},
@@ -617,6 +680,11 @@ def main() -> int:
     for key, r in lite.items():
         if key in archc and r["rps"]:
             print(f"archc / litellm ({'stream' if key[0] else 'json'}, c={key[1]}): {archc[key]['rps'] / r['rps']:.1f}x req/s")
+    archc_r = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "archc-responses"}
+    for key, r in {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "litellm-responses"}.items():
+        if key in archc_r and r["rps"]:
+            print(f"archc / litellm, Responses ({'stream' if key[0] else 'json'}, c={key[1]}): "
+                  f"{archc_r[key]['rps'] / r['rps']:.1f}x req/s")
     archc_a = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "archc-anthropic"}
     for key, r in {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "litellm-anthropic"}.items():
         if key in archc_a and r["rps"]:
