@@ -100,18 +100,8 @@ class HttpxAnswer:
         except httpx.HTTPError as exc:
             raise _http1_error(exc) from exc
 
-    async def read(self, limit: Optional[int] = None) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        try:
-            while (chunk := await self.next_chunk()) is not None:
-                parts.append(chunk)
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    break
-        finally:
-            await self.aclose()
-        return b"".join(parts)
+    # The pool's own body reader: it needs only ``next_chunk`` and ``aclose``.
+    read = http1.Response.read
 
     async def aclose(self) -> None:
         await self._response.aclose()

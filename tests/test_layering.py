@@ -26,7 +26,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, *, with_names: bool = False) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -34,6 +34,8 @@ def _imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            if with_names:
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -83,15 +85,7 @@ def test_http_client_modules() -> None:
 def _targets(path: Path) -> set[str]:
     """Every module a file imports, with ``from pkg import name`` also read as ``pkg.name``
     (a name may be a module or an attribute: the folder rules only look at prefixes)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
+    return _imports(path, with_names=True)
 
 
 COMPILER = [p for p in _py("archc") if "cli" not in p.relative_to(REPO / "archc").parts]

@@ -10,16 +10,16 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import sys
 from typing import Sequence
 
 from archc import statusline
-from archc.cli.launch import (Gateway, LaunchError, Terminated, find_tool, gateway_token, prepare_gateway, run_foreground,
-                              say_how_it_routes, stop_gateway, terminate)
-from archc.diagnostics import EXIT_OK, EXIT_USAGE
+from archc.cli.launch import (Gateway, find_tool, gateway_token, parse_rest, prepare_gateway, run_foreground, run_launcher,
+                              say_how_it_routes)
+from archc.diagnostics import EXIT_OK
 
 SMALL_FAST_ALIAS = "arch.claude.code.small.fast"  # archgw's convention for Claude Code's small model
+PROG = "archc claude"
 USAGE = "archc claude CONFIG [-- CLAUDE_ARGS...]"
 # Variables Claude Code reads that would point it somewhere other than the gateway.
 _CLEARED_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
@@ -55,46 +55,19 @@ def _add_claude_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_claude(args: argparse.Namespace) -> int:
-    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    gateway: Gateway | None = None
-    try:
+    def body(started: list[Gateway]) -> int:
         options, claude_args = _parse_rest(args)
         claude_bin = find_claude(options.claude_bin)
-        gateway = prepare_gateway(options, "archc claude", USAGE)  # stops what it started if it fails or is interrupted
-        say_how_it_routes(gateway, "archc claude")
-        return _run_claude_process(claude_bin, gateway, claude_args)
-    except LaunchError as exc:
-        print(f"archc claude: {exc}", file=sys.stderr)
-        return exc.code
-    except Terminated as exc:
-        return 128 + exc.signum
-    finally:
-        if gateway is not None:
-            stop_gateway(gateway)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        started.append(prepare_gateway(options, PROG, USAGE))  # it stops what it started if it fails
+        say_how_it_routes(started[0], PROG)
+        return run_foreground(claude_command(claude_bin, started[0].url, claude_args), claude_env(started[0]))
+
+    return run_launcher(PROG, body)
 
 
 def _parse_rest(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
     """Split ``rest`` at the first ``--``: the head holds CONFIG and options, the tail is claude's."""
-    rest = list(args.rest or [])
-    if "--" in rest:
-        cut = rest.index("--")
-        head, tail = rest[:cut], rest[cut + 1 :]
-    else:
-        head, tail = rest, []
-    # Options given before CONFIG were parsed already; they are the defaults for the rest.
-    inner = argparse.ArgumentParser(prog="archc claude", add_help=False, exit_on_error=False)
-    _add_claude_options(inner)
-    inner.add_argument("config", nargs="?")
-    inner.set_defaults(**{k: v for k, v in vars(args).items() if k in ("url", "port", "model_dir", "echo", "claude_bin", "startup_timeout")})
-    try:
-        parsed, unknown = inner.parse_known_args(head)
-    except argparse.ArgumentError as exc:
-        raise LaunchError(f"{exc} (see `archc claude --help`)", EXIT_USAGE) from exc
-    if unknown:
-        raise LaunchError(f"unexpected arguments {' '.join(unknown)!r}; put Claude Code's arguments after `--`", EXIT_USAGE)
-    return parsed, tail
+    return parse_rest(args, PROG, _add_claude_options, "Claude Code")
 
 
 def find_claude(explicit: str | None = None) -> str:
@@ -129,10 +102,6 @@ def claude_command(claude_bin: str, gateway_url: str, claude_args: Sequence[str]
     status_cmd = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "archc.statusline", "--url", gateway_url))
     settings = {"statusLine": {"type": "command", "command": status_cmd, "padding": 0}}
     return [claude_bin, "--settings", json.dumps(settings), *claude_args]
-
-
-def _run_claude_process(claude_bin: str, gateway: Gateway, claude_args: Sequence[str]) -> int:
-    return run_foreground(claude_command(claude_bin, gateway.url, claude_args), claude_env(gateway))
 
 
 # -- archc statusline (the work is in archc/statusline.py, which Claude Code runs directly) ---------------

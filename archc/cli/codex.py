@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
 from typing import Sequence
 
-from archc.cli.launch import (Gateway, LaunchError, Terminated, compile_config, find_config, find_tool, gateway_token, listener,
-                              prepare_gateway, run_foreground, say_how_it_routes, stop_gateway, terminate)
-from archc.diagnostics import EXIT_OK, EXIT_USAGE
+from archc.cli.launch import (Gateway, compile_config, find_config, find_tool, gateway_token, listener, parse_rest,
+                              prepare_gateway, run_foreground, run_launcher, say_how_it_routes)
+from archc.diagnostics import EXIT_OK
 
+PROG = "archc codex"
 PROVIDER = "archc"
 KEY_ENV = "ARCHC_GATEWAY_KEY"
 DEFAULT_MODEL = "archc"
@@ -57,45 +56,17 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_codex(args: argparse.Namespace) -> int:
-    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    gateway: Gateway | None = None
-    try:
-        options, codex_args = _parse_rest(args)
+    def body(started: list[Gateway]) -> int:
+        options, codex_args = parse_rest(args, PROG, _add_options, "Codex")
         if options.print_config:
             print(config_toml(_url_without_starting(options)), end="")
             return EXIT_OK
         codex_bin = find_tool("codex", "Codex", options.codex_bin, "npm install -g @openai/codex")
-        gateway = prepare_gateway(options, "archc codex", USAGE)  # stops what it started if it fails or is interrupted
-        say_how_it_routes(gateway, "archc codex")
-        return _run_codex_process(codex_bin, gateway, codex_args)
-    except LaunchError as exc:
-        print(f"archc codex: {exc}", file=sys.stderr)
-        return exc.code
-    except Terminated as exc:
-        return 128 + exc.signum
-    finally:
-        if gateway is not None:
-            stop_gateway(gateway)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        started.append(prepare_gateway(options, PROG, USAGE))  # it stops what it started if it fails
+        say_how_it_routes(started[0], PROG)
+        return run_foreground(codex_command(codex_bin, started[0].url, codex_args), codex_env(started[0]))
 
-
-def _parse_rest(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
-    """Split ``rest`` at the first ``--``: the head holds CONFIG and options, the tail is codex's."""
-    rest = list(args.rest or [])
-    head, tail = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
-    inner = argparse.ArgumentParser(prog="archc codex", add_help=False, exit_on_error=False)
-    _add_options(inner)
-    inner.add_argument("config", nargs="?")
-    inner.set_defaults(**{k: v for k, v in vars(args).items()
-                          if k in ("url", "port", "model_dir", "echo", "codex_bin", "startup_timeout", "print_config")})
-    try:
-        parsed, unknown = inner.parse_known_args(head)
-    except argparse.ArgumentError as exc:
-        raise LaunchError(f"{exc} (see `archc codex --help`)", EXIT_USAGE) from exc
-    if unknown:
-        raise LaunchError(f"unexpected arguments {' '.join(unknown)!r}; put Codex's arguments after `--`", EXIT_USAGE)
-    return parsed, tail
+    return run_launcher(PROG, body)
 
 
 def _url_without_starting(options: argparse.Namespace) -> str:
@@ -148,7 +119,3 @@ def codex_env(gateway: Gateway, base: dict[str, str] | None = None) -> dict[str,
     env = dict(os.environ if base is None else base)
     env[KEY_ENV] = gateway_token(gateway.bundle, env)
     return env
-
-
-def _run_codex_process(codex_bin: str, gateway: Gateway, codex_args: Sequence[str]) -> int:
-    return run_foreground(codex_command(codex_bin, gateway.url, codex_args), codex_env(gateway))

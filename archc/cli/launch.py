@@ -20,7 +20,7 @@ import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from archc import statusline
 from archc.bundle import Bundle
@@ -290,3 +290,41 @@ def run_foreground(cmd: Sequence[str], env: dict[str, str]) -> int:
         if proc.poll() is None:
             proc.terminate()
             proc.wait()
+
+
+def parse_rest(args: argparse.Namespace, prog: str, add_options: Callable[[argparse.ArgumentParser], None],
+               agent: str) -> tuple[argparse.Namespace, list[str]]:
+    """Split ``args.rest`` at the first ``--``: the head holds CONFIG and options (those given before
+    CONFIG were parsed already and are the defaults), the tail is the agent's own arguments."""
+    rest = list(args.rest or [])
+    head, tail = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
+    inner = argparse.ArgumentParser(prog=prog, add_help=False, exit_on_error=False)
+    add_options(inner)
+    inner.add_argument("config", nargs="?")
+    inner.set_defaults(**{k: v for k, v in vars(args).items() if k not in ("rest", "handler", "command", "config")})
+    try:
+        parsed, unknown = inner.parse_known_args(head)
+    except argparse.ArgumentError as exc:
+        raise LaunchError(f"{exc} (see `{prog} --help`)", EXIT_USAGE) from exc
+    if unknown:
+        raise LaunchError(f"unexpected arguments {' '.join(unknown)!r}; put {agent}'s arguments after `--`", EXIT_USAGE)
+    return parsed, tail
+
+
+def run_launcher(prog: str, body: Callable[[list[Gateway]], int]) -> int:
+    """``body(started)`` with SIGTERM/SIGHUP turned into a clean unwind: a LaunchError is printed as
+    ``prog: message`` and its code returned, and every gateway ``body`` put in ``started`` is stopped."""
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    started: list[Gateway] = []
+    try:
+        return body(started)
+    except LaunchError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.code
+    except Terminated as exc:
+        return 128 + exc.signum
+    finally:
+        for gateway in started:
+            stop_gateway(gateway)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -107,6 +107,18 @@ async def count_tokens(request: Request) -> Response:
     return JSONResponse({"input_tokens": prompt_tokens(body)})
 
 
+async def responses_input_tokens(request: Request) -> Response:
+    """POST /v1/responses/input_tokens: the same estimate for a Responses body, its stored history
+    (``previous_response_id``) included, in the shape OpenAI's endpoint answers."""
+    state = _state(request)
+    try:
+        body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
+        body = await stored.expand(state.stored, adapt.VALIDATORS[WireFormat.OPENAI_RESPONSES](body))
+    except GatewayError as err:
+        return error_answer(err, WireFormat.OPENAI_RESPONSES, _bundle_header(state))
+    return JSONResponse({"object": "response.input_tokens", "input_tokens": prompt_tokens(body)})
+
+
 async def models(request: Request) -> Response:
     """GET /v1/models: aliases, then provider names, in a shape both the OpenAI and Anthropic SDKs read."""
     bundle = _state(request).bundle

@@ -237,6 +237,18 @@ def spec() -> dict[str, Any]:
                                                          "ResponseStreamEvent", RESPONSES_EVENTS)}},
                               **_error_responses(*_LLM_ERRORS)},
             }},
+            "/v1/responses/input_tokens": {"post": {
+                "operationId": "responsesInputTokens", "summary": "Estimated input tokens for a Responses request (its stored history included)",
+                "requestBody": {"required": True, "content": _json({
+                    "type": "object", "additionalProperties": True,
+                    "properties": {"model": {"type": "string"},
+                                   "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": any_object}]},
+                                   "previous_response_id": {"type": "string", "nullable": True}}})},
+                "responses": {"200": {"description": "Token estimate", "content": _json({
+                    "type": "object", "required": ["object", "input_tokens"],
+                    "properties": {"object": {"type": "string"}, "input_tokens": {"type": "integer"}}})},
+                    **_error_responses(400, 401, 404, 413, 429)},
+            }},
             "/v1/responses/{response_id}": {
                 "get": {"operationId": "getResponse", "summary": "A stored response",
                         "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}],

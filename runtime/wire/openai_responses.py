@@ -33,7 +33,8 @@ import time
 from typing import Any, Iterator
 
 from runtime.errors import InvalidRequest, TranslationError
-from runtime.wire._check import MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object, opt_string
+from runtime.wire._check import (MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object,
+                                 opt_string, string)
 from runtime.wire.openai_chat import reasoning_of, text_of
 from runtime.wire.sse import encode_json
 
@@ -105,25 +106,13 @@ def _check_item(item: Any) -> None:
         fail(".type", f"expected string, got {kind(itype)}")
     if itype == "message":
         one_of(item.get("role", MISSING), _ROLES, ".role")
-        content = item.get("content", MISSING)
-        if isinstance(content, list):
-            each(content, ".content", _check_part)
-        elif not isinstance(content, str):
-            fail(".content", "missing (expected a string or an array of content parts)" if content is MISSING
-                 else f"expected a string or an array of content parts, got {kind(content)}")
+        _check_content(item.get("content", MISSING), ".content")
     elif itype == "function_call":
         for key in ("call_id", "name", "arguments"):
-            if not isinstance(item.get(key), str):
-                fail(f".{key}", "missing (expected string)" if key not in item else f"expected string, got {kind(item[key])}")
+            string(item.get(key, MISSING), f".{key}")
     elif itype == "function_call_output":
-        if not isinstance(item.get("call_id"), str):
-            fail(".call_id", "missing (expected string)" if "call_id" not in item else f"expected string, got {kind(item['call_id'])}")
-        output = item.get("output", MISSING)
-        if isinstance(output, list):
-            each(output, ".output", _check_part)
-        elif not isinstance(output, str):
-            fail(".output", "missing (expected a string or an array of content parts)" if output is MISSING
-                 else f"expected a string or an array of content parts, got {kind(output)}")
+        string(item.get("call_id", MISSING), ".call_id")
+        _check_content(item.get("output", MISSING), ".output")
     elif itype == "reasoning":
         summary = item.get("summary", [])
         each(array(summary, ".summary"), ".summary", _check_summary)
@@ -132,6 +121,15 @@ def _check_item(item: Any) -> None:
     else:
         fail(".type", f"input items of type {itype!r} have no equivalent here; send message, function_call, "
                       "function_call_output or reasoning items")
+
+
+def _check_content(content: Any, path: str) -> None:
+    """A message's content or a function call's output: a string, or an array of content parts."""
+    if isinstance(content, list):
+        each(content, path, _check_part)
+    elif not isinstance(content, str):
+        fail(path, "missing (expected a string or an array of content parts)" if content is MISSING
+             else f"expected a string or an array of content parts, got {kind(content)}")
 
 
 def _check_part(part: Any) -> None:

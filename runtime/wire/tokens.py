@@ -14,8 +14,8 @@ from typing import Any
 __all__ = ["CHARS_PER_TOKEN", "PROMPT_KEYS", "prompt_tokens", "text_tokens"]
 
 CHARS_PER_TOKEN = 4
-# Where a request of either API (and the legacy completions/responses shapes) carries its prompt.
-PROMPT_KEYS = ("messages", "system", "tools", "prompt", "input")
+# Where a request of any served API (chat, messages, responses; and legacy completions) carries its prompt.
+PROMPT_KEYS = ("messages", "system", "tools", "prompt", "input", "instructions")
 
 
 def text_tokens(text: str) -> int:

@@ -9,13 +9,13 @@ quota probes: no Bash tool offered) get a short text.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.agents import agent_bin
 from tests.support.fake_upstream import FakeUpstream, Response, openai_text, openai_tool_call
 from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
 
@@ -27,13 +27,7 @@ FINAL = "The command printed archc-tool-ran; all good."
 
 
 def _claude() -> str:
-    local = REPO / ".tools" / "node_modules" / ".bin" / "claude"
-    found = str(local) if local.exists() else shutil.which("claude")
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("Claude Code is required in CI: `make tools` installs it into .tools/ (npm install @anthropic-ai/claude-code)")
-    pytest.skip("Claude Code is not installed (run `make tools`, which installs it into .tools/)")
+    return agent_bin("claude", "@anthropic-ai/claude-code")
 
 
 def _script(fmt: str, body: Any) -> Response:

@@ -6,17 +6,19 @@ tool, Codex runs it, and the tool's output reaches the upstream as a tool messag
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream, anthropic_text, anthropic_tool_use, openai_text, openai_tool_call
-from tests.runtime.test_e2e_claude_routing import write_config
+from tests.runtime.test_e2e_claude_routing import _decisions, write_config
+from tests.support.agents import agent_bin
 from tests.support.gateway import Gateway, bundle_dict, free_port, provider, write_bundle
 
 pytestmark = [pytest.mark.e2e]
@@ -27,23 +29,17 @@ COMMAND = "echo archc-$((6*7))"  # the output (archc-42) exists only if Codex re
 
 @pytest.fixture(scope="session")
 def codex_bin() -> str:
-    local = REPO / ".tools" / "node_modules" / ".bin" / "codex"
-    found = str(local) if local.exists() else shutil.which("codex")
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("Codex is required in CI: `make tools` installs it into .tools/ (npm install @openai/codex)")
-    pytest.skip("Codex is not installed (run `make tools`, which installs it into .tools/)")
+    return agent_bin("codex", "@openai/codex")
 
 
-def _run_codex(codex: str, gateway: Gateway, tmp_path: Path, model: str) -> subprocess.CompletedProcess[str]:
+def _run_codex(codex: str, gateway: Gateway, tmp_path: Path, model: str,
+               prompt: str = "Run the command the model asks for.") -> subprocess.CompletedProcess[str]:
     home, work = tmp_path / "codex-home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
     provider_toml = f'{{name="archc", base_url="{gateway.url}/v1", wire_api="responses", env_key="ARCHC_CODEX_KEY"}}'
     cmd = [codex, "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "-C", str(work),
-           "-c", "model_provider=archc", "-c", f"model_providers.archc={provider_toml}", "-m", model,
-           "Run the command the model asks for."]
+           "-c", "model_provider=archc", "-c", f"model_providers.archc={provider_toml}", "-m", model, prompt]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(home), "ARCHC_CODEX_KEY": "client-key"}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
 
@@ -116,3 +112,19 @@ def test_print_config_is_the_toml_codex_reads(tmp_path: Path) -> None:
                                                     "wire_api": "responses", "env_key": "ARCHC_GATEWAY_KEY"}
     with pytest.raises(OSError):  # --print-config starts nothing
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_a_codex_turn_runs_the_router_once(codex_bin: str, tmp_path: Path, fake_upstream: FakeUpstream,
+                                           branching_router_model: Path, start_gateway: Any) -> None:
+    """A Codex turn resends its history with each tool result: the router's input (its selection of
+    the conversation) is the same, so the continuation is a decision-cache hit, as for Claude Code."""
+    gateway = start_gateway(write_config(tmp_path, fake_upstream.url, port=free_port()),
+                            args=["--model-dir", str(branching_router_model)])
+    fake_upstream.script(openai_tool_call("exec_command", {"cmd": COMMAND}, call_id="call_t1"), openai_text("Found two bugs."))
+    prompt = "Please find the bugs in main.py"
+    done = _run_codex(codex_bin, gateway, tmp_path, "archc", prompt)
+    assert done.returncode == 0, done.stderr[-3000:]
+    turns = [r.body for r in fake_upstream.requests if isinstance(r.body, dict) and r.body.get("tools")]
+    assert [t["model"] for t in turns] == ["gpt-review", "gpt-review"]
+    metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
+    assert _decisions(metrics, "code_review", "miss") == 1.0 and _decisions(metrics, "code_review", "hit") == 1.0

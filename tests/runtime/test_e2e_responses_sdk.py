@@ -128,3 +128,12 @@ def test_route_reads_a_responses_body_with_its_stored_history(client, upstream: 
     gone = httpx.post(e2e_gateway.url + "/v1/route?format=responses", timeout=10,
                       json={"model": "arch.oai.v1", "input": "x", "previous_response_id": "resp_unknown"})
     assert gone.status_code == 404 and "resp_unknown" in gone.json()["error"]["message"]
+
+
+def test_input_tokens_counts_the_stored_history_too(client, upstream: FakeUpstream):
+    upstream.script(openai_text("Paris is the capital of France, on the Seine."))
+    first = client.responses.create(model="arch.oai.v1", input="Capital of France?")
+    alone = client.responses.input_tokens.count(model="arch.oai.v1", input="And of Spain?")
+    after = client.responses.input_tokens.count(model="arch.oai.v1", input="And of Spain?", previous_response_id=first.id)
+    assert alone.input_tokens >= 1 and after.input_tokens > alone.input_tokens
+    assert len(upstream.requests) == 1  # counting calls no upstream

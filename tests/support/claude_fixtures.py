@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,9 @@ from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 
 from tests.support import tiny_models
+from tests.support.agents import agent_bin
 
 REPO = Path(__file__).resolve().parents[2]
-LOCAL_CLAUDE = REPO / ".tools" / "node_modules" / ".bin" / "claude"
 
 # The intents the end-to-end tests send, and the word that tells them apart.
 MARKER_WORD = "bugs"
@@ -191,12 +190,7 @@ def branching_router_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def claude_bin() -> str:
     """The real Claude Code CLI (`make test` installs it into .tools/); CI must have it."""
-    found = shutil.which("claude") or (str(LOCAL_CLAUDE) if LOCAL_CLAUDE.is_file() else None)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("Claude Code is not installed: run `make tools` (npm install --prefix .tools @anthropic-ai/claude-code)")
-        pytest.skip("Claude Code is not installed (make tools installs it into .tools/)")
-    return found
+    return agent_bin("claude", "@anthropic-ai/claude-code")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from runtime.guard.ratelimit.rules import RequestInfo
 from runtime.settings import DEFAULT_MAX_BODY_BYTES
 from runtime.wire.tokens import prompt_tokens
 
-LIMITED_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/messages")
+LIMITED_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses")
 
 
 class RateLimitMiddleware:

@@ -90,6 +90,7 @@ def test_prompt_tokens_counts_prompt_text() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}, {"role": "user", "content": [{"type": "text", "text": "y" * 40}]}], "system": "z" * 4}
     assert prompt_tokens(body) == 114  # (400 + 40 + 4 + "user" x2 + "text") / 4: roles and types count too
     assert prompt_tokens({"model": "m"}) == 1
+    assert prompt_tokens({"model": "m", "instructions": "i" * 40, "input": "x" * 40}) == 20  # a Responses body
     assert prompt_tokens("not a dict") == 1
     assert text_tokens("") == 1 and text_tokens("abcde") == 2
 
@@ -255,6 +256,8 @@ async def test_middleware_429_in_each_client_format() -> None:
         anthropic = await client.post("/v1/messages", content=b"{}")
         assert anthropic.status_code == 429
         assert anthropic.json() == {"type": "error", "error": {"type": "rate_limit_error", "message": anthropic.json()["error"]["message"]}}
+        responses = await client.post("/v1/responses", json={"model": "gpt-4o", "input": "hi"})
+        assert responses.status_code == 429 and responses.json()["error"]["type"] == "rate_limit_error"
         assert (await client.get("/v1/models")).status_code == 200  # only LLM calls are limited
 
 
