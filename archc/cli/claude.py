@@ -14,8 +14,8 @@ import sys
 from typing import Sequence
 
 from archc import statusline
-from archc.cli.launch import (Gateway, find_tool, gateway_token, parse_rest, prepare_gateway, run_foreground, run_launcher,
-                              say_how_it_routes)
+from archc.cli.launch import (Gateway, add_gateway_options, find_tool, gateway_token, parse_rest, prepare_gateway,
+                              run_foreground, run_launcher, say_how_it_routes)
 from archc.diagnostics import EXIT_OK
 
 SMALL_FAST_ALIAS = "arch.claude.code.small.fast"  # archgw's convention for Claude Code's small model
@@ -42,13 +42,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _add_claude_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", help="use the gateway at this base URL; never start one")
-    p.add_argument("--port", type=int, help="port for the gateway (default: the config's model listener, else 12000)")
-    p.add_argument("--model-dir", help="router model directory, passed to `archc serve`")
-    p.add_argument("--echo", action="store_true", default=None,
-                   help="providers whose key variable is unset answer with the built-in echo upstream (`archc serve --echo`)")
-    p.add_argument("--claude-bin", help="path of the claude command (default: PATH, then ./.tools/node_modules/.bin)")
-    p.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the gateway to be ready")
+    add_gateway_options(p, "claude")
 
 
 # -- archc claude --------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import argparse
 import os
 from typing import Sequence
 
-from archc.cli.launch import (Gateway, compile_config, find_config, find_tool, gateway_token, listener, parse_rest,
-                              prepare_gateway, run_foreground, run_launcher, say_how_it_routes)
+from archc.cli.launch import (Gateway, add_gateway_options, compile_config, find_config, find_tool, gateway_token, listener,
+                              parse_rest, prepare_gateway, run_foreground, run_launcher, say_how_it_routes)
 from archc.diagnostics import EXIT_OK
 
 PROG = "archc codex"
@@ -44,13 +44,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", help="use the gateway at this base URL; never start one")
-    p.add_argument("--port", type=int, help="port for the gateway (default: the config's model listener, else 12000)")
-    p.add_argument("--model-dir", help="router model directory, passed to `archc serve`")
-    p.add_argument("--echo", action="store_true", default=None,
-                   help="providers whose key variable is unset answer with the built-in echo upstream (`archc serve --echo`)")
-    p.add_argument("--codex-bin", help="path of the codex command (default: PATH, then ./.tools/node_modules/.bin)")
-    p.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the gateway to be ready")
+    add_gateway_options(p, "codex")
     p.add_argument("--print-config", action="store_true", default=None,
                    help="print the Codex settings (TOML) that point it at the gateway, and exit; starts nothing")
 

@@ -292,6 +292,17 @@ def run_foreground(cmd: Sequence[str], env: dict[str, str]) -> int:
             proc.wait()
 
 
+def add_gateway_options(p: argparse.ArgumentParser, agent: str) -> None:
+    """The options every agent launcher takes: which gateway, how to start one, where ``agent`` is."""
+    p.add_argument("--url", help="use the gateway at this base URL; never start one")
+    p.add_argument("--port", type=int, help="port for the gateway (default: the config's model listener, else 12000)")
+    p.add_argument("--model-dir", help="router model directory, passed to `archc serve`")
+    p.add_argument("--echo", action="store_true", default=None,
+                   help="providers whose key variable is unset answer with the built-in echo upstream (`archc serve --echo`)")
+    p.add_argument(f"--{agent}-bin", help=f"path of the {agent} command (default: PATH, then ./.tools/node_modules/.bin)")
+    p.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the gateway to be ready")
+
+
 def parse_rest(args: argparse.Namespace, prog: str, add_options: Callable[[argparse.ArgumentParser], None],
                agent: str) -> tuple[argparse.Namespace, list[str]]:
     """Split ``args.rest`` at the first ``--``: the head holds CONFIG and options (those given before
