@@ -4,8 +4,8 @@ A Responses request naming ``previous_response_id`` is expanded from the stored 
 (runtime/http/stored.py), and its answer is kept there unless it says ``store: false``.
 
 Stage: endpoints (runtime.http.fastpath dispatches here; the app's routes mount the same objects).
-Imports runtime.http.endpoints' shared steps, runtime.http.responses and the stages below; no Starlette
-Request or Response per request. Every answer carries the decision in ``x-arch-*`` headers; every
+Imports the decision step (runtime.http.decision), runtime.http.responses and the stages below; no
+Starlette Request or Response per request. Every answer carries the decision in ``x-arch-*`` headers; every
 error is rendered in the client's format.
 """
 
