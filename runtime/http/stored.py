@@ -56,7 +56,6 @@ def _turn(body: Mapping[str, Any], response: dict[str, Any], before: int) -> lis
 
 @dataclass
 class _Kept:
-    previous: str | None
     items: list[dict[str, Any]]  # the whole conversation through this response (shared item objects)
     response: dict[str, Any]
     at: float
@@ -93,8 +92,7 @@ class MemoryResponses:
             return
         previous = body.get("previous_response_id") or None
         before = self._kept[previous].items if previous in self._kept else []
-        items = [*before, *_turn(body, response, len(before))]
-        self._kept[response["id"]] = _Kept(previous, items, response, self.clock())
+        self._kept[response["id"]] = _Kept([*before, *_turn(body, response, len(before))], response, self.clock())
         self._kept.move_to_end(response["id"])
         while len(self._kept) > self.max_responses:
             self._kept.popitem(last=False)
@@ -113,9 +111,6 @@ class MemoryResponses:
 
     async def aclose(self) -> None:
         self._kept.clear()
-
-    def __len__(self) -> int:
-        return len(self._kept)
 
 
 # Follow a chain back from ARGV[1]: each record's turn items, newest first. A missing record (expired)

@@ -4,7 +4,7 @@ Stage: wire. Imports the stdlib, ``runtime.errors`` and the other wire modules.
 
 - ``validate_request``: the request's shape (400 naming the field), unknown fields allowed.
 - ``request_to_chat``: a Responses request (its ``input`` already expanded with the stored
-  history of ``previous_response_id``, see ``history_items``) as a chat request.
+  history of ``previous_response_id``) as a chat request.
 - ``response_from_chat``: a chat completion as a Responses ``response`` object.
 - ``StreamFromChat``: chat chunks in, Responses stream events out (``response.created`` ...
   ``response.completed``), every event numbered (``sequence_number``).
@@ -196,20 +196,14 @@ def _check_text(text: Any) -> None:
 # --- request: Responses -> chat --------------------------------------------------------------------
 
 
-def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None, *,
-                    keep_reasoning: bool = True) -> dict[str, Any]:
-    """A validated Responses request as a chat request; ``history``: the stored items of its
-    ``previous_response_id`` chain (oldest first), placed before ``input``. ``keep_reasoning=False``
+def request_to_chat(body: dict[str, Any], *, keep_reasoning: bool = True) -> dict[str, Any]:
+    """A validated Responses request as a chat request (its ``input`` already holds the stored
+    history of ``previous_response_id``: runtime/http/stored.py's ``expand``). ``keep_reasoning=False``
     leaves reasoning items out (upstreams that refuse ``reasoning_content`` in input messages)."""
     messages: list[dict[str, Any]] = []
     if isinstance(body.get("instructions"), str) and body["instructions"]:
         messages.append({"role": "system", "content": body["instructions"]})
-    items = list(history or [])
-    source = body.get("input")
-    if isinstance(source, str):
-        items.append({"type": "message", "role": "user", "content": source})
-    elif isinstance(source, list):
-        items.extend(source)
+    items = input_items(body)
     if not keep_reasoning:
         items = [item for item in items if item.get("type") != "reasoning"]
     messages.extend(_messages(items))

@@ -148,7 +148,7 @@ def test_request_to_chat_maps_every_field() -> None:
 
 def test_a_string_input_and_stored_history_come_in_order() -> None:
     history = [{"type": "message", "role": "user", "content": "first"}, {"type": "message", "role": "assistant", "content": "one"}]
-    chat = orr.request_to_chat({"model": "m", "input": "second"}, history)
+    chat = orr.request_to_chat({"model": "m", "input": [*history, *orr.input_items({"input": "second"})]})
     assert chat["messages"] == [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
                                 {"role": "user", "content": "second"}]
 
@@ -193,7 +193,7 @@ def test_output_items_feed_the_next_turn() -> None:
     resp = json.loads((OPENAI / "tool_calls_parallel.response.json").read_text())
     out = orr.response_from_chat(resp, {"input": "hi"}, model="m")
     items = orr.output_items(out)
-    chat = orr.request_to_chat({"input": [{"type": "function_call_output", "call_id": items[-1]["call_id"], "output": "ok"}]}, items)
+    chat = orr.request_to_chat({"input": [*items, {"type": "function_call_output", "call_id": items[-1]["call_id"], "output": "ok"}]})
     assert chat["messages"][-2]["role"] == "assistant" and len(chat["messages"][-2]["tool_calls"]) == len(resp["choices"][0]["message"]["tool_calls"])
     assert chat["messages"][-1] == {"role": "tool", "tool_call_id": items[-1]["call_id"], "content": "ok"}
 
