@@ -85,6 +85,8 @@ class Provider:
     never enters a bundle. ``served`` is False for providers the runtime cannot call yet
     (they compile, with a warning). ``options`` holds provider quirks (string/number/bool values).
     ``timeout_ms``: this provider's request deadline, overriding the model listener's (0: none).
+    ``responses_endpoint``: where it takes OpenAI Responses requests, for Responses clients passed
+    through unchanged (None: they are translated to ``endpoint``'s wire).
     """
 
     name: str
@@ -98,6 +100,7 @@ class Provider:
     served: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)
     timeout_ms: int | None = None
+    responses_endpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -485,4 +488,5 @@ def _provider(d: Mapping[str, Any], where: str) -> Provider:
         served=_opt(d, "served", bool, where, True),
         options=_opt(d, "options", dict, where, {}),
         timeout_ms=_opt(d, "timeout_ms", int, where, None),
+        responses_endpoint=_opt(d, "responses_endpoint", str, where, None),
     )

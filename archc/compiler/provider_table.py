@@ -7,7 +7,7 @@ complete URL the runtime POSTs to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -36,6 +36,7 @@ class ProviderSpec:
     base_url: str | None
     served: bool = True
     url_template: str | None = None  # full-URL template for odd layouts (azure), {base} {model} {api_version}
+    responses: bool = False  # also speaks the OpenAI Responses API (POST .../responses beside .../chat/completions)
 
     @property
     def needs_base_url(self) -> bool:
@@ -43,14 +44,15 @@ class ProviderSpec:
 
 
 def _row(prefix: str, base_url: str | None, key_env: str | None, *, wire: str = WIRE_OPENAI_CHAT,
-         auth: str = AUTH_BEARER, served: bool = True, url_template: str | None = None) -> ProviderSpec:
-    return ProviderSpec(prefix, wire, auth, key_env, base_url, served, url_template)
+         auth: str = AUTH_BEARER, served: bool = True, url_template: str | None = None,
+         responses: bool = False) -> ProviderSpec:
+    return ProviderSpec(prefix, wire, auth, key_env, base_url, served, url_template, responses)
 
 
 PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType({
     row.prefix: row
     for row in (
-        _row("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+        _row("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", responses=True),
         _row("anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY",
              wire=WIRE_ANTHROPIC_MESSAGES, auth=AUTH_X_API_KEY),
         _row("gemini", "https://generativelanguage.googleapis.com/v1beta/openai", "GEMINI_API_KEY"),
@@ -80,6 +82,9 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType({
 # provider_interface values -> how to talk to an unknown prefix (any compatible server).
 INTERFACES: Mapping[str, ProviderSpec] = MappingProxyType({
     "openai": _row("openai", None, None),
+    # An OpenAI-compatible server that also serves the Responses API (vLLM, Ollama, a proxy in front
+    # of OpenAI): Responses clients are passed through to its /responses, the others use chat.
+    "openai_responses": _row("openai", None, None, responses=True),
     "anthropic": _row("anthropic", None, None, wire=WIRE_ANTHROPIC_MESSAGES, auth=AUTH_X_API_KEY),
     "deepseek": _row("deepseek", None, None),
     "groq": _row("groq", None, None),
@@ -124,10 +129,10 @@ def spec_for(prefix: str, interface: str | None) -> ProviderSpec | None:
     if iface is None:
         return row
     if row is None:
-        return ProviderSpec(prefix, iface.wire, iface.auth, None, None, iface.served)
+        return ProviderSpec(prefix, iface.wire, iface.auth, None, None, iface.served, responses=iface.responses)
     if row.wire == iface.wire:
-        return row
-    return ProviderSpec(prefix, iface.wire, iface.auth, row.key_env, row.base_url, row.served)
+        return replace(row, responses=row.responses or iface.responses)
+    return ProviderSpec(prefix, iface.wire, iface.auth, row.key_env, row.base_url, row.served, responses=iface.responses)
 
 
 def split_literal(literal: str) -> tuple[str, str] | None:
@@ -171,6 +176,21 @@ def endpoint_url(spec: ProviderSpec, model: str, base_url: str | None, options: 
     if base_url is None:
         rule = "provider default"
     return EndpointURL(urlunsplit((parts.scheme, parts.netloc, path + suffix, parts.query, "")), rule)
+
+
+def responses_url(spec: ProviderSpec, chat: EndpointURL, *, base_url: str | None, interface: str | None) -> str | None:
+    """Where a provider takes OpenAI Responses requests (``POST .../responses``), or None when Responses
+    clients are translated to its chat endpoint instead. OpenAI's own API has it; a provider with its own
+    ``base_url`` (often a vLLM, Ollama or proxy behind the ``openai/`` prefix) has it only when its config
+    says ``provider_interface: openai_responses``: a server without ``/responses`` never breaks a
+    config that works today. The URL is the chat endpoint's with ``/responses`` for ``/chat/completions``."""
+    if not spec.responses or spec.url_template or (base_url is not None and interface != "openai_responses"):
+        return None
+    parts = urlsplit(chat.url)
+    if not parts.path.endswith(_OPENAI_ENDPOINT):
+        return None
+    path = parts.path[: -len(_OPENAI_ENDPOINT)] + "/responses"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 def _azure(spec: ProviderSpec, model: str, parts: SplitResult, path: str, options: Mapping[str, object]) -> EndpointURL:

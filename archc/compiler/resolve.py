@@ -160,6 +160,7 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx) -> Provider | No
     name = entry.get("name") if isinstance(entry.get("name"), str) else literal
     return Provider(
         name=name, provider=prefix, model=model, wire=spec.wire, endpoint=endpoint.url,
+        responses_endpoint=_providers.responses_url(spec, endpoint, base_url=base_url, interface=interface),
         auth=spec.auth if key_env else AUTH_NONE, key_env=key_env,
         default=entry.get("default") is True, served=spec.served, options=options,
         timeout_ms=_duration_ms(entry.get("timeout")),

@@ -40,7 +40,7 @@ class Explanation:
             "pinned": self.pinned,
             "provider": None if p is None else {
                 "name": p.name, "provider": p.provider, "model": p.model, "endpoint": p.endpoint,
-                "wire": p.wire, "auth": p.auth, "key_env": p.key_env, "served": p.served, "default": p.default,
+                "responses_endpoint": p.responses_endpoint, "wire": p.wire, "auth": p.auth, "key_env": p.key_env, "served": p.served, "default": p.default,
             },
             "routing": self.routing_note,
             "deadline": None if self.deadline is None else {"ms": self.deadline.ms, "source": self.deadline.source},
@@ -101,6 +101,8 @@ def format_text(e: Explanation) -> str:
     if p.options.get("endpoint_rule"):
         lines.append(f"  url rule: {p.options['endpoint_rule']}")
     lines.append(f"  wire:     {p.wire}")
+    lines.append("  responses: " + (f"passed through to POST {p.responses_endpoint}" if p.responses_endpoint
+                                    else f"translated to {p.wire}"))
     if e.egress is not None:
         lines.append(f"  proxy:    {e.egress[0]}")
         if e.egress[1]:

@@ -140,7 +140,7 @@ async def _attempts(scope: Scope, state: GatewayState, body: dict[str, Any], cho
         if provider is not choice.provider:
             this = dataclasses.replace(choice, provider=provider)
             this_headers = _decision(state, this)
-        target = state.targets[name]
+        target = state.targets[name].for_client(client_format)
         target.check_usable()
         return await _forward(state, body, this, target, client_format, this_headers, endpoint, started, wanted, limit, held)
 
@@ -158,7 +158,7 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
                    headers: Headers, endpoint: str, started: float, wanted: dict[bytes, str], limit: Deadline,
                    held: list[Any]) -> Answer:
     up_format = target.upstream_format
-    if client_format is _RESPONSES and (dropped := responses_wire.dropped_tools(body)):
+    if client_format is _RESPONSES and up_format is not _RESPONSES and (dropped := responses_wire.dropped_tools(body)):
         headers = [*headers, (b"x-arch-dropped-tools", _printable(", ".join(dropped)))]
     keep_reasoning = bool(choice.provider.options.get("send_reasoning", False))
     try:
@@ -189,6 +189,8 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
         if client_format is up_format:
             # Same format: the upstream's bytes go back untouched (its field order, unknown fields).
             state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
+            if client_format is _RESPONSES:
+                await _keep(state, body, resp)
             return JSONAnswer(200, headers, raw)
     state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
     out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice), body=body)
@@ -254,7 +256,7 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
                     yield out
             for out in converter.finish():
                 yield out
-            if client_format is _RESPONSES:
+            if client_format is _RESPONSES and converter.response is not None:  # None: a passthrough not stored
                 await _keep(state, body, converter.response)
         except GatewayError as err:
             # Mid-stream: the status line is gone, so the error travels as an event, then we close.

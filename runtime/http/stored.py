@@ -44,14 +44,17 @@ def _unknown(rid: str, what: str = "previous_response_id: no") -> NotFound:
 
 async def expand(store: ResponseStore, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` with ``input`` as the whole conversation: the history of its
-    ``previous_response_id``, then its own input items."""
-    history = await store.history(body.get("previous_response_id") or None)
+    ``previous_response_id``, then its own input items (``body`` itself when it names none: a
+    Responses upstream gets its input as sent)."""
+    if not body.get("previous_response_id"):
+        return body
+    history = await store.history(body["previous_response_id"])
     return {**body, "input": [*history, *orr.input_items(body)]}
 
 
 def _turn(body: Mapping[str, Any], response: dict[str, Any], before: int) -> list[dict[str, Any]]:
     """The items a turn adds: the (expanded) request's input past the ``before`` items of its history, then its output."""
-    return [*list(body.get("input") or [])[before:], *orr.output_items(response)]
+    return [*orr.input_items(dict(body))[before:], *orr.output_items(response)]
 
 
 @dataclass

@@ -81,16 +81,18 @@ class Upstream:
 
     def __init__(self, pool: Connections) -> None:
         self.pool = pool
-        self._prepared: dict[str, tuple[http1.Endpoint, bytes]] = {}
+        # (provider name, URL): a provider that speaks two APIs (chat and Responses) has two endpoints.
+        self._prepared: dict[tuple[str, str], tuple[http1.Endpoint, bytes]] = {}
         # Headers added to every request at send time (tracing's ``traceparent``).
         self.header_hooks: list[Callable[[], Mapping[str, str]]] = []
 
     def _request(self, target: Target, extra_headers: Mapping[str, str] | None) -> tuple[http1.Endpoint, bytes]:
-        prepared = self._prepared.get(target.name)
+        key = (target.name, target.url)
+        prepared = self._prepared.get(key)
         if prepared is None:
             try:
                 endpoint = http1.Endpoint(target.url, proxy=target.route.proxy, ssl_context=target.route.ssl_context)
-                prepared = self._prepared[target.name] = (endpoint, http1.header_block([*_BASE_HEADERS, *target.headers]))
+                prepared = self._prepared[key] = (endpoint, http1.header_block([*_BASE_HEADERS, *target.headers]))
             except ValueError as exc:
                 raise UpstreamError(f"upstream {target.name!r} cannot be called: {target.scrub(str(exc))}") from exc
         if self.header_hooks:

@@ -8,7 +8,7 @@ Keys are read from the environment once, at startup; a key never appears in a re
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from archc.bundle import AUTH_API_KEY, AUTH_BEARER, AUTH_NONE, AUTH_X_API_KEY, Bundle, Provider
@@ -31,6 +31,7 @@ _AUTH_HEADER: Mapping[str, Callable[[str], tuple[str, str]]] = {
 _WIRE_HEADERS: Mapping[WireFormat, tuple[tuple[str, str], ...]] = {
     WireFormat.OPENAI_CHAT: (("content-type", "application/json"),),
     WireFormat.ANTHROPIC_MESSAGES: (("content-type", "application/json"), ("anthropic-version", ANTHROPIC_VERSION)),
+    WireFormat.OPENAI_RESPONSES: (("content-type", "application/json"),),
 }
 
 
@@ -42,6 +43,8 @@ class Target:
     variable (the provider answers 503 naming it). ``unserved``: compiled but not callable here.
     ``headers`` hold the key, so they stay out of repr. ``route``: the proxy and TLS trust requests
     take (runtime/upstream/egress.py); ``egress_error``: why they cannot be set up (the provider answers 503).
+    ``responses``: the same provider at its Responses endpoint (``upstream_format`` OPENAI_RESPONSES), where
+    Responses clients are passed through; None when they are translated to this target's format.
     """
 
     provider: Provider
@@ -54,6 +57,13 @@ class Target:
     unserved: bool = False
     route: Route = field(default=Route(None, None), repr=False)
     egress_error: str | None = None
+    responses: "Target | None" = field(default=None, repr=False, compare=False)
+
+    def for_client(self, client_format: WireFormat) -> "Target":
+        """The endpoint a request from ``client_format`` goes to: the Responses one for a Responses client where there is one."""
+        if client_format is WireFormat.OPENAI_RESPONSES and self.responses is not None:
+            return self.responses
+        return self
 
     @property
     def name(self) -> str:
@@ -127,6 +137,10 @@ def build_targets(bundle: Bundle, env: Mapping[str, str], *, echo_missing: bool 
         if route.ssl_context is not None and route.ssl_context.verify_mode == ssl.CERT_NONE:
             warnings.append(f"provider {p.name!r}: TLS certificates are NOT verified (verify: false); anyone on the path "
                             "can read and change its traffic, provider key included")
-        targets[p.name] = Target(p, fmt, p.endpoint, tuple(headers), key, missing_key=missing, unserved=not p.served,
-                                 route=route, egress_error=egress_error)
+        target = Target(p, fmt, p.endpoint, tuple(headers), key, missing_key=missing, unserved=not p.served,
+                        route=route, egress_error=egress_error)
+        if p.responses_endpoint and fmt is WireFormat.OPENAI_CHAT:  # same key, proxy and trust; its own URL
+            target = replace(target, responses=replace(target, upstream_format=WireFormat.OPENAI_RESPONSES,
+                                                       url=p.responses_endpoint))
+        targets[p.name] = target
     return Targets(targets, tuple(warnings), tuple(echoed))

@@ -7,8 +7,9 @@ OpenAI chat is the pivot: every other format converts to and from it.
   ``request_from_openai``, ``response_to_openai`` / ``response_from_openai``, the stream state
   objects ``StreamToOpenAI`` / ``StreamFromOpenAI`` and ``error_event`` (its ``_anthropic_*``
   helper modules are private).
-- `openai_responses`: the Responses API (``/v1/responses``) as a client format: validation,
-  ``request_to_chat``, ``response_from_chat``, ``StreamFromChat`` and what a stored response keeps.
+- `openai_responses`: the Responses API (``/v1/responses``): validation, ``request_to_chat``,
+  ``response_from_chat``, ``StreamFromChat`` and what a stored response keeps. As an upstream
+  format it is only ever passed through (a Responses client to a provider's Responses endpoint).
 """
 
 from enum import Enum
@@ -19,4 +20,4 @@ class WireFormat(str, Enum):
 
     OPENAI_CHAT = "openai_chat"
     ANTHROPIC_MESSAGES = "anthropic_messages"
-    OPENAI_RESPONSES = "openai_responses"  # a client format (``/v1/responses``), translated through chat
+    OPENAI_RESPONSES = "openai_responses"  # ``/v1/responses``: translated through chat, or passed through to a Responses upstream

@@ -2,7 +2,8 @@
 
 Stage: adapter (between resolve and upstream). Pure data in, data out; imports runtime.wire and
 runtime.wire.sse only. OpenAI chat is the pivot; same-format pairs pass the body through untouched
-except ``model``, so unknown fields survive. Streams: ``stream_adapter(...)`` gives an object
+except ``model``, so unknown fields survive (Responses to a Responses upstream included: built-in
+tools go through). Streams: ``stream_adapter(...)`` gives an object
 whose ``feed(bytes)``/``finish()`` return the bytes to send the client.
 """
 
@@ -42,8 +43,8 @@ def openai_messages(body: dict[str, Any], client_format: WireFormat) -> list[Any
     """The conversation as OpenAI chat messages (what the router reads)."""
     if client_format is OPENAI:
         return body["messages"]
-    if client_format is RESPONSES:
-        return responses.request_to_chat(body)["messages"]
+    if client_format is RESPONSES:  # leniently: the request may be passed through to a Responses upstream
+        return responses.chat_messages(body)
     return anthropic.request_to_openai(body)["messages"]
 
 
@@ -55,6 +56,8 @@ def request_for_upstream(body: dict[str, Any], client_format: WireFormat, upstre
     upstream (off by default: DeepSeek answers 400 when input messages carry it).
     """
     if client_format is upstream_format:
+        if client_format is RESPONSES:  # its input already holds the stored history (runtime/http/stored.py)
+            return {**{k: v for k, v in body.items() if k != "previous_response_id"}, "model": model}
         return {**body, "model": model}
     if client_format is RESPONSES:  # through the pivot
         chat = {**responses.request_to_chat(body, keep_reasoning=keep_reasoning), "model": model}
@@ -73,6 +76,10 @@ def check_answer(resp: Any, upstream_format: WireFormat, who: str) -> None:
         if isinstance(choices, list) and all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
             return
         what = "a chat completion (choices[].message)"
+    elif upstream_format is RESPONSES:
+        if isinstance(resp, dict) and resp.get("object", "response") == "response" and isinstance(resp.get("output"), list):
+            return
+        what = 'a response (object "response" with output[])'
     else:
         if isinstance(resp, dict) and resp.get("type", "message") == "message" and isinstance(resp.get("content"), list):
             return
@@ -122,14 +129,17 @@ def usage_of(resp: Any, upstream_format: WireFormat) -> tuple[int, int]:
 _TERMINALS: Mapping[WireFormat, re.Pattern[bytes]] = {
     OPENAI: re.compile(rb'\ndata: ?(?:\[DONE\]|\{"error")'),
     ANTHROPIC: re.compile(rb"\nevent: ?(?:message_stop|error)\r?\n"),
+    RESPONSES: re.compile(rb"\nevent: ?(?:response\.(?:completed|incomplete|failed)|error)\r?\n"),
 }
-_TERMINAL_NAME = {OPENAI: "data: [DONE]", ANTHROPIC: "message_stop"}
+_TERMINAL_NAME = {OPENAI: "data: [DONE]", ANTHROPIC: "message_stop", RESPONSES: "response.completed"}
 # Each terminal's distinctive bytes and how far its line start can be before them (with and without
 # the optional space): bytes.find (C's fast search) finds candidates and the pattern is matched only
 # there. A regex search stepped through every byte of the stream (about 5 instructions a byte here).
 _TERMINAL_TOKENS: Mapping[WireFormat, tuple[tuple[bytes, ...], tuple[int, int]]] = {
     OPENAI: ((b"[DONE]", b'{"error"'), (len(b"\ndata: "), len(b"\ndata:"))),
     ANTHROPIC: ((b"message_stop", b"error"), (len(b"\nevent: "), len(b"\nevent:"))),
+    RESPONSES: ((b"response.completed", b"response.incomplete", b"response.failed", b"error"),
+                (len(b"\nevent: "), len(b"\nevent:"))),
 }
 
 
@@ -257,6 +267,67 @@ class _Passthrough:
         if not self.complete and not (self.format is OPENAI and self.finished):
             raise _incomplete(self.format)
         return []
+
+
+_SEQUENCE = re.compile(rb'"sequence_number": ?(\d+)')
+
+
+class _ResponsesPassthrough(_Passthrough):
+    """A Responses stream passed through. When the client's request is to be stored, the final
+    response (the data of its ``response.completed`` or ``response.incomplete`` event) is kept in
+    ``response`` for the gateway's store (``store: false``: nothing is parsed). A failure mid-stream
+    ends it as the API does, numbered after the upstream's last event: ``error``, then
+    ``response.failed`` (read back from the first and last chunks, kept by reference: only then)."""
+
+    _FINAL = frozenset({"response.completed", "response.incomplete"})
+
+    def __init__(self, store: bool) -> None:
+        super().__init__(RESPONSES)
+        self.decoder = SSEDecoder() if store else None
+        self.response: dict[str, Any] | None = None
+        self.first = self.last = b""
+
+    def _watch(self, events: list[Any]) -> None:
+        for ev in events:
+            if ev.event in self._FINAL:
+                data = _load(ev.data)
+                final = data.get("response") if isinstance(data, dict) else None
+                if isinstance(final, dict) and isinstance(final.get("id"), str):
+                    self.response = final
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if not self.first:
+            self.first = chunk
+        self.last = chunk
+        if self.decoder is not None:
+            self._watch(self.decoder.feed(chunk))
+        return super().feed(chunk)
+
+    def finish(self) -> list[bytes]:
+        if self.decoder is not None:
+            self._watch(self.decoder.flush())
+        return super().finish()
+
+    def error_event(self, error_body: dict[str, Any]) -> bytes:
+        err = error_body.get("error", error_body)
+        code, message = err.get("code") or err.get("type") or "server_error", err.get("message", "")
+        numbers = _SEQUENCE.findall(self.last[-4096:])
+        at = int(numbers[-1]) + 1 if numbers else 0
+        out = encode_json({"type": "error", "code": code, "message": message, "param": None, "sequence_number": at},
+                          event="error")
+        started = None
+        for ev in SSEDecoder().feed(self.first + b"\n\n"):
+            if ev.event == "response.created":
+                try:
+                    started = json.loads(ev.data).get("response")
+                except (ValueError, AttributeError):
+                    started = None
+                break
+        if isinstance(started, dict):
+            failed = {**started, "status": "failed", "error": {"code": code, "message": message}}
+            out += encode_json({"type": "response.failed", "response": failed, "sequence_number": at + 1},
+                               event="response.failed")
+        return out
 
 
 # What a translation raises when an upstream answer is not shaped as its API documents.
@@ -397,7 +468,7 @@ def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, mo
     ``model`` is the name the client sees; ``body`` the client's request (its ``stream_options``).
     """
     if client_format is upstream_format:
-        return _Passthrough(upstream_format)
+        return _ResponsesPassthrough(body.get("store") is not False) if client_format is RESPONSES else _Passthrough(upstream_format)
     if client_format is RESPONSES:
         return _ToResponses(upstream_format, model, body)
     if client_format is ANTHROPIC:

@@ -9,12 +9,18 @@ Stage: wire. Imports the stdlib, ``runtime.errors`` and the other wire modules.
 - ``StreamFromChat``: chat chunks in, Responses stream events out (``response.created`` ...
   ``response.completed``), every event numbered (``sequence_number``).
 - ``output_items``/``input_items``: what a stored response keeps, so a follow-up can name it.
+- ``chat_messages``: the conversation as chat messages, leniently (what the router reads).
 
 Where the formats differ:
 - ``instructions`` and ``system``/``developer`` input messages become chat ``system`` messages
   (``developer`` is OpenAI-only); ``reasoning`` input items become the next assistant message's
   ``reasoning_content``; consecutive ``function_call`` items become one assistant message's
   ``tool_calls`` and ``function_call_output`` items ``tool`` messages.
+- Input items of other types are accepted (a Responses upstream gets them as sent). Translated to
+  chat, the records of server-side built-in tool calls (``web_search_call``, ``file_search_call``,
+  ...; their results are in the message after them) are left out; items a client must answer or
+  that name stored items (``computer_call``, ``local_shell_call``, ``custom_tool_call``,
+  ``item_reference``, ...) are refused with a 400 naming the type.
 - Only function tools have a chat equivalent. Built-in tools (``web_search``, ``file_search``,
   ``code_interpreter``, ...) and tool namespaces are left out of the translated request, and
   ``dropped_tools`` names them (the gateway says so in ``x-arch-dropped-tools``): Codex offers
@@ -38,10 +44,14 @@ from runtime.wire._check import (MISSING, array, each, fail, kind, obj, one_of, 
 from runtime.wire.openai_chat import reasoning_of, text_of
 from runtime.wire.sse import encode_json
 
-__all__ = ["StreamFromChat", "dropped_tools", "error_event", "input_items", "output_items", "request_to_chat", "response_from_chat",
+__all__ = ["StreamFromChat", "chat_messages", "dropped_tools", "error_event", "input_items", "output_items", "request_to_chat", "response_from_chat",
            "response_id", "validate_request"]
 
 _ROLES = ("user", "assistant", "system", "developer")
+_CHAT_ITEMS = frozenset({"message", "function_call", "function_call_output", "reasoning"})
+# Records of built-in tools the upstream ran itself: their results are in the message that follows.
+_SERVER_SIDE = frozenset({"web_search_call", "file_search_call", "image_generation_call", "code_interpreter_call",
+                          "mcp_call", "mcp_list_tools"})
 _INPUT_PARTS = ("input_text", "input_image", "input_file", "output_text", "refusal", "text")
 
 
@@ -116,11 +126,8 @@ def _check_item(item: Any) -> None:
     elif itype == "reasoning":
         summary = item.get("summary", [])
         each(array(summary, ".summary"), ".summary", _check_summary)
-    elif itype == "item_reference":
-        fail(".type", "item_reference is not served: send the item itself, or name its response in previous_response_id")
-    else:
-        fail(".type", f"input items of type {itype!r} have no equivalent here; send message, function_call, "
-                      "function_call_output or reasoning items")
+    # Any other type is its server's to check: a Responses upstream takes it as sent; translated to
+    # chat it is left out or refused by ``_messages``, naming it.
 
 
 def _check_content(content: Any, path: str) -> None:
@@ -161,6 +168,10 @@ def _check_tool(tool: Any) -> None:
         fail(".name", "missing (expected a non-empty string)")
     if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
         fail(".parameters", f"expected object, got {kind(tool['parameters'])}")
+    if tool.get("description") is not None and not isinstance(tool["description"], str):
+        fail(".description", f"expected string, got {kind(tool['description'])}")
+    if tool.get("strict") is not None and not isinstance(tool["strict"], bool):
+        fail(".strict", f"expected boolean, got {kind(tool['strict'])}")
 
 
 def _check_tool_choice(choice: Any) -> None:
@@ -200,13 +211,7 @@ def request_to_chat(body: dict[str, Any], *, keep_reasoning: bool = True) -> dic
     """A validated Responses request as a chat request (its ``input`` already holds the stored
     history of ``previous_response_id``: runtime/http/stored.py's ``expand``). ``keep_reasoning=False``
     leaves reasoning items out (upstreams that refuse ``reasoning_content`` in input messages)."""
-    messages: list[dict[str, Any]] = []
-    if isinstance(body.get("instructions"), str) and body["instructions"]:
-        messages.append({"role": "system", "content": body["instructions"]})
-    items = input_items(body)
-    if not keep_reasoning:
-        items = [item for item in items if item.get("type") != "reasoning"]
-    messages.extend(_messages(items))
+    messages = chat_messages(body, keep_reasoning=keep_reasoning, strict=True)
     if not messages:
         raise InvalidRequest("input: the request has no message to send", code="invalid_request")
     out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
@@ -242,19 +247,42 @@ def request_to_chat(body: dict[str, Any], *, keep_reasoning: bool = True) -> dic
     return out
 
 
+def chat_messages(body: dict[str, Any], *, keep_reasoning: bool = True, strict: bool = False) -> list[dict[str, Any]]:
+    """``instructions`` and the input items as chat messages. ``strict``: an item chat cannot express
+    raises TranslationError (the request is being translated); else it is skipped (the router reads
+    the conversation of a request that may be passed through)."""
+    messages: list[dict[str, Any]] = []
+    if isinstance(body.get("instructions"), str) and body["instructions"]:
+        messages.append({"role": "system", "content": body["instructions"]})
+    items = input_items(body)
+    if not keep_reasoning:
+        items = [item for item in items if item.get("type") != "reasoning"]
+    messages.extend(_messages(items, strict))
+    return messages
+
+
 def _tool_to_chat(tool: dict[str, Any]) -> dict[str, Any]:
     function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
     return {"type": "function", "function": function}
 
 
-def _messages(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _messages(items: list[dict[str, Any]], strict: bool) -> Iterator[dict[str, Any]]:
     """Input items as chat messages: function calls join the assistant message before them."""
     assistant: dict[str, Any] | None = None  # the open assistant message, while calls may still join it
     reasoning: list[str] = []
     for item in items:
         itype = item.get("type", "message")
+        if itype not in _CHAT_ITEMS:
+            if strict and itype not in _SERVER_SIDE:
+                raise TranslationError(f"input items of type {itype!r} are served only by an upstream that speaks the "
+                                       "Responses API; this request is translated to chat completions, which has "
+                                       "messages, function calls and their outputs only", code="untranslatable_item")
+            continue
         if itype == "reasoning":
-            reasoning.extend(p["text"] for p in item.get("summary") or [])
+            # A stored item from a passed-through answer was never validated: what is not text is skipped.
+            summary = item.get("summary")
+            if isinstance(summary, list):
+                reasoning.extend(p["text"] for p in summary if isinstance(p, dict) and isinstance(p.get("text"), str))
             continue
         if itype == "function_call":
             if assistant is None:
@@ -314,7 +342,8 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 
 
 def _usage(prompt: int, completion: int, reasoning: int = 0, cached: int = 0) -> dict[str, Any]:
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": completion,
+    # cache_write_tokens: required by the API's published schema; chat usage does not report it.
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0}, "output_tokens": completion,
             "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": prompt + completion}
 
 
@@ -390,11 +419,14 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
 def output_items(response: dict[str, Any]) -> list[dict[str, Any]]:
     """A response's output as input items for the next turn (what ``previous_response_id`` expands to)."""
     items: list[dict[str, Any]] = []
-    for item in response.get("output") or []:
-        if item.get("type") == "message":
+    output = response.get("output")
+    for item in output if isinstance(output, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            continue  # not an item (a passed-through upstream's answer is not checked item by item)
+        if item["type"] == "message":
             items.append({"type": "message", "role": "assistant", "content": _text(item.get("content") or [])})
-        elif item.get("type") in ("function_call", "reasoning"):
-            items.append(item)
+        elif item["type"] != "function_call" or all(isinstance(item.get(k), str) for k in ("call_id", "name", "arguments")):
+            items.append(item)  # as the upstream gave it: a Responses upstream takes it back as input
     return items
 
 

@@ -1,5 +1,6 @@
 """The unmodified `openai` SDK's Responses calls (`client.responses.*`) against a real `archc serve`
-process, translated to an OpenAI-chat and an Anthropic fake upstream on 127.0.0.1."""
+process: translated to an OpenAI-chat and an Anthropic fake upstream on 127.0.0.1, and passed through
+to a Responses one (``arch.resp.v1``: a provider with a Responses endpoint)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,23 @@ import openai
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream, anthropic_text, anthropic_tool_use, openai_text, openai_tool_call
-from tests.support.gateway import Gateway
+from tests.support.gateway import Gateway, write_bundle
+from tests.support.upstream_fixtures import E2E_ENV, e2e_bundle
 
 pytestmark = pytest.mark.e2e
 
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
-MODELS = ["arch.oai.v1", "arch.ant.v1"]  # an OpenAI-chat upstream, an Anthropic one
+MODELS = ["arch.oai.v1", "arch.ant.v1", "arch.resp.v1"]  # an OpenAI-chat upstream, an Anthropic one, a Responses one
+PASSTHROUGH = "arch.resp.v1"
+
+
+@pytest.fixture(scope="module")
+def e2e_gateway(shared_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory):
+    """The shared e2e bundle with a Responses-speaking provider too."""
+    path = write_bundle(tmp_path_factory.mktemp("e2e"), e2e_bundle(shared_upstream, responses=True))
+    with Gateway(path, env=E2E_ENV) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -26,7 +37,7 @@ def client(e2e_gateway: Gateway):
 
 
 def _text(model: str, text: str, **kw):
-    return openai_text(text, **kw) if model == "arch.oai.v1" else anthropic_text(text, **{k.replace("reasoning", "thinking"): v for k, v in kw.items()})
+    return openai_text(text, **kw) if model != "arch.ant.v1" else anthropic_text(text, **{k.replace("reasoning", "thinking"): v for k, v in kw.items()})
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -38,11 +49,17 @@ def test_text_streamed_and_not_agree(client, upstream: FakeUpstream, model: str)
         deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
         final = stream.get_final_response()
     assert whole.output_text == final.output_text == "".join(deltas) == "one two three"
-    assert whole.status == final.status == "completed" and whole.model == final.model == model
+    # Passed through, the answer is the upstream's own (it names the upstream's model id).
+    assert whole.status == final.status == "completed" and whole.model == final.model == ("o3" if model == PASSTHROUGH else model)
     assert whole.usage.total_tokens == final.usage.total_tokens > 0
-    assert raw.headers["x-arch-why"] == "alias" and raw.headers["x-arch-target"] in ("openai/gpt-4o", "anthropic/claude-x")
+    assert raw.headers["x-arch-why"] == "alias"
+    assert raw.headers["x-arch-target"] == {"arch.oai.v1": "openai/gpt-4o", "arch.ant.v1": "anthropic/claude-x", PASSTHROUGH: "openai/o3"}[model]
     first, second = upstream.requests
-    if model == "arch.oai.v1":
+    if model == PASSTHROUGH:
+        assert first.path == second.path == "/v1/responses" and first.headers["Authorization"] == "Bearer sk-test-openai"
+        assert first.body == {"model": "o3", "input": "count", "instructions": "be brief", "max_output_tokens": 50}
+        assert second.body["stream"] is True
+    elif model == "arch.oai.v1":
         assert first.path == "/v1/chat/completions" and first.body["messages"][0] == {"role": "system", "content": "be brief"}
         assert first.body["max_tokens"] == 50 and second.body["stream"] is True
     else:
@@ -51,7 +68,7 @@ def test_text_streamed_and_not_agree(client, upstream: FakeUpstream, model: str)
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_function_tool_round_trip(client, upstream: FakeUpstream, model: str):
-    if model == "arch.oai.v1":
+    if model != "arch.ant.v1":
         upstream.script(openai_tool_call("get_weather", {"city": "Paris"}, call_id="call_w1"), openai_text("Sunny."))
     else:
         upstream.script(anthropic_tool_use("get_weather", {"city": "Paris"}, tool_id="call_w1"), anthropic_text("Sunny."))
@@ -64,7 +81,10 @@ def test_a_function_tool_round_trip(client, upstream: FakeUpstream, model: str):
         {"type": "function_call_output", "call_id": call.call_id, "output": "22 C and sunny"}])
     assert second.output_text == "Sunny."
     sent = upstream.requests[1].body
-    if model == "arch.oai.v1":
+    if model == PASSTHROUGH:
+        assert sent["input"][-1] == {"type": "function_call_output", "call_id": "call_w1", "output": "22 C and sunny"}
+        assert sent["tools"] == TOOLS
+    elif model == "arch.oai.v1":
         assert sent["messages"][-1] == {"role": "tool", "tool_call_id": "call_w1", "content": "22 C and sunny"}
         assert sent["tools"][0]["function"]["name"] == "get_weather"
     else:
@@ -95,9 +115,10 @@ def test_store_false_keeps_nothing(client, upstream: FakeUpstream):
         client.responses.retrieve(out.id)
 
 
-def test_reasoning_comes_back_as_a_reasoning_item(client, upstream: FakeUpstream):
+@pytest.mark.parametrize("model", ["arch.oai.v1", PASSTHROUGH])
+def test_reasoning_comes_back_as_a_reasoning_item(client, upstream: FakeUpstream, model: str):
     upstream.script(openai_text("9.8", reasoning="compare tenths"))
-    with client.responses.stream(model="arch.oai.v1", input="9.11 or 9.8?") as stream:
+    with client.responses.stream(model=model, input="9.11 or 9.8?") as stream:
         final = stream.get_final_response()
     assert [item.type for item in final.output] == ["reasoning", "message"]
     assert final.output[0].summary[0].text == "compare tenths" and final.output_text == "9.8"
@@ -137,3 +158,55 @@ def test_input_tokens_counts_the_stored_history_too(client, upstream: FakeUpstre
     after = client.responses.input_tokens.count(model="arch.oai.v1", input="And of Spain?", previous_response_id=first.id)
     assert alone.input_tokens >= 1 and after.input_tokens > alone.input_tokens
     assert len(upstream.requests) == 1  # counting calls no upstream
+
+
+def test_previous_response_id_passed_through_sends_the_whole_conversation(client, upstream: FakeUpstream):
+    """The gateway keeps passed-through turns too: the follow-up goes upstream as the whole
+    conversation (no previous_response_id the upstream may not know), and may be routed anywhere."""
+    upstream.script(openai_text("Paris.", reasoning="easy"), openai_text("About 2 million."), anthropic_text("About 48 million."))
+    first = client.responses.create(model=PASSTHROUGH, input="Capital of France?")
+    second = client.responses.create(model=PASSTHROUGH, input="Its population?", previous_response_id=first.id)
+    assert second.output_text == "About 2 million."
+    sent = upstream.requests[1].body
+    assert "previous_response_id" not in sent and sent["input"] == [
+        {"type": "message", "role": "user", "content": "Capital of France?"},
+        {"type": "reasoning", "id": "rs_fake_1", "summary": [{"type": "summary_text", "text": "easy"}]},
+        {"type": "message", "role": "assistant", "content": "Paris."},
+        {"type": "message", "role": "user", "content": "Its population?"}]
+    assert client.responses.retrieve(first.id).output_text == "Paris."
+    third = client.responses.create(model="arch.ant.v1", input="And Spain's?", previous_response_id=second.id)
+    assert third.output_text == "About 48 million."
+    # Translated for Anthropic: the OpenAI reasoning item has no signature Anthropic would take, so it stays out.
+    assert upstream.requests[2].body["messages"] == [
+        {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "Its population?"}, {"role": "assistant", "content": "About 2 million."},
+        {"role": "user", "content": "And Spain's?"}]
+
+
+def test_built_in_tools_and_items_go_through_to_a_responses_upstream(client, upstream: FakeUpstream):
+    upstream.script(openai_text("Searched."))
+    tools = [{"type": "web_search"}, *TOOLS]
+    history = [{"role": "user", "content": "news?"},
+               {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "news"}},
+               {"role": "assistant", "content": "Quiet day."}, {"role": "user", "content": "and now?"}]
+    raw = client.responses.with_raw_response.create(model=PASSTHROUGH, input=history, tools=tools, tool_choice={"type": "web_search"})
+    assert raw.parse().output_text == "Searched." and "x-arch-dropped-tools" not in raw.headers
+    sent = upstream.requests[0].body
+    assert sent["tools"] == tools and sent["tool_choice"] == {"type": "web_search"} and sent["input"][1]["type"] == "web_search_call"
+    # The same history to a chat upstream: the search's record is left out (its result is in the next message).
+    upstream.script(openai_text("Chatted."))
+    assert client.responses.create(model="arch.oai.v1", input=history, tools=TOOLS).output_text == "Chatted."
+    assert [m["content"] for m in upstream.requests[1].body["messages"]] == ["news?", "Quiet day.", "and now?"]
+
+
+def test_items_only_a_responses_upstream_takes_are_400_elsewhere(client, upstream: FakeUpstream):
+    upstream.script(openai_text("Patched."))
+    call = {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "*** Begin Patch"}
+    out = {"type": "custom_tool_call_output", "call_id": "c1", "output": "Done!"}
+    body = [{"role": "user", "content": "fix it"}, call, out]
+    assert client.responses.create(model=PASSTHROUGH, input=body).output_text == "Patched."
+    assert upstream.requests[0].body["input"][1:] == [call, out]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="arch.ant.v1", input=body)
+    assert "'custom_tool_call'" in caught.value.message and "'anthropic/claude-x'" in caught.value.message
+    assert len(upstream.requests) == 1

@@ -1,7 +1,8 @@
 """A fake upstream LLM provider: an HTTP server on 127.0.0.1 speaking the providers' real wire protocols.
 
 Test support (may import aiohttp). It answers OpenAI chat (``.../chat/completions``, Azure
-deployment paths included) and Anthropic messages (``.../messages``), streamed or not as the
+deployment paths included), OpenAI Responses (``.../responses``: the ``openai_*`` reply builders
+answer in that API there) and Anthropic messages (``.../messages``), streamed or not as the
 request asks, from a per-test script, and records every request it received (method, path,
 query, headers, JSON body) and every streamed response the client abandoned.
 
@@ -32,6 +33,7 @@ from aiohttp import web
 
 OPENAI = "openai_chat"
 ANTHROPIC = "anthropic_messages"
+RESPONSES = "openai_responses"
 
 
 @dataclass
@@ -46,7 +48,8 @@ class Recorded:
 
     @property
     def fmt(self) -> str:
-        return ANTHROPIC if self.path.rstrip("/").endswith("/messages") else OPENAI
+        path = self.path.rstrip("/")
+        return ANTHROPIC if path.endswith("/messages") else RESPONSES if path.endswith("/responses") else OPENAI
 
 
 @dataclass
@@ -113,10 +116,71 @@ def _split(text: str, n: int = 3) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
+def _responses(body: Any, output: list[dict[str, Any]], usage: tuple[int, int], reasoning_tokens: int = 0) -> Response:
+    """An OpenAI Responses answer holding ``output`` (whole items); streamed, the published event sequence."""
+    body = body if isinstance(body, dict) else {}
+    envelope = {"id": "resp_fake_" + str(time.monotonic_ns()), "object": "response", "created_at": 1700000000,
+                "model": body.get("model", "fake"), "error": None, "incomplete_details": None,
+                "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+                "parallel_tool_calls": True, "previous_response_id": body.get("previous_response_id"),
+                "reasoning": {"effort": None, "summary": None}, "store": body.get("store", True), "temperature": 1.0,
+                "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": body.get("tools") or [],
+                "top_p": 1.0, "truncation": "disabled", "user": None, "metadata": {}}
+    u = {"input_tokens": usage[0], "input_tokens_details": {"cached_tokens": 0}, "output_tokens": usage[1],
+         "output_tokens_details": {"reasoning_tokens": reasoning_tokens}, "total_tokens": sum(usage)}
+    done = {**envelope, "status": "completed", "output": output, "usage": u}
+    if not body.get("stream"):
+        return Response(json=done)
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": {**envelope, "status": "in_progress", "output": [], "usage": None}}),
+        ("response.in_progress", {"response": {**envelope, "status": "in_progress", "output": [], "usage": None}})]
+    for i, item in enumerate(output):
+        kind = item["type"]
+        opened = {**item, "status": "in_progress"}
+        if kind == "message":
+            opened["content"] = []
+        elif kind == "function_call":
+            opened["arguments"] = ""
+        elif kind == "reasoning":
+            opened["summary"] = []
+        events.append(("response.output_item.added", {"output_index": i, "item": opened}))
+        where = {"item_id": item["id"], "output_index": i}
+        if kind == "message":
+            for j, part in enumerate(item["content"]):
+                at = {**where, "content_index": j}
+                events.append(("response.content_part.added", {**at, "part": {**part, "text": ""}}))
+                events += [("response.output_text.delta", {**at, "delta": d, "logprobs": []}) for d in _split(part["text"])]
+                events.append(("response.output_text.done", {**at, "text": part["text"], "logprobs": []}))
+                events.append(("response.content_part.done", {**at, "part": part}))
+        elif kind == "function_call":
+            events += [("response.function_call_arguments.delta", {**where, "delta": d}) for d in _split(item["arguments"], 4)]
+            events.append(("response.function_call_arguments.done", {**where, "arguments": item["arguments"]}))
+        elif kind == "reasoning":
+            for j, part in enumerate(item["summary"]):
+                at = {**where, "summary_index": j}
+                events.append(("response.reasoning_summary_part.added", {**at, "part": {**part, "text": ""}}))
+                events += [("response.reasoning_summary_text.delta", {**at, "delta": d}) for d in _split(part["text"])]
+                events.append(("response.reasoning_summary_text.done", {**at, "text": part["text"]}))
+                events.append(("response.reasoning_summary_part.done", {**at, "part": part}))
+        events.append(("response.output_item.done", {"output_index": i, "item": item}))
+    events.append(("response.completed", {"response": done}))
+    return Response(events=_sse((name, {"type": name, "sequence_number": n, **data}) for n, (name, data) in enumerate(events)))
+
+
+def _responses_message(text: str) -> dict[str, Any]:
+    return {"type": "message", "id": "msg_fake_1", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
 def openai_text(text: str = "ok", *, reasoning: str | None = None, usage: tuple[int, int] = (11, 7)) -> Reply:
-    """An OpenAI chat answer (streamed in a few deltas when asked); ``reasoning`` as ``reasoning_content``."""
+    """An OpenAI chat answer (streamed in a few deltas when asked); ``reasoning`` as ``reasoning_content``.
+    At a Responses endpoint: a message item, after a reasoning item with ``reasoning`` as its summary."""
 
     def reply(fmt: str, body: Any) -> Response:
+        if fmt == RESPONSES:
+            thought = [] if reasoning is None else [
+                {"type": "reasoning", "id": "rs_fake_1", "summary": [{"type": "summary_text", "text": reasoning}]}]
+            return _responses(body, [*thought, _responses_message(text)], usage, reasoning_tokens=len(thought) * 5)
         u = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
         message: dict[str, Any] = {"role": "assistant", "content": text}
         pieces: list[dict[str, Any]] = []
@@ -130,10 +194,15 @@ def openai_text(text: str = "ok", *, reasoning: str | None = None, usage: tuple[
 
 
 def openai_tool_call(name: str, arguments: dict[str, Any], *, call_id: str = "call_fake_1", text: str | None = None) -> Reply:
-    """An OpenAI chat tool call; streamed, the arguments arrive in several deltas."""
+    """An OpenAI chat tool call; streamed, the arguments arrive in several deltas. At a Responses
+    endpoint: a ``function_call`` item (after a message with ``text``)."""
 
     def reply(fmt: str, body: Any) -> Response:
         args = json.dumps(arguments)
+        if fmt == RESPONSES:
+            call = {"type": "function_call", "id": "fc_fake_1", "status": "completed", "call_id": call_id,
+                    "name": name, "arguments": args}
+            return _responses(body, [*([_responses_message(text)] if text else []), call], (20, 9))
         call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
         message = {"role": "assistant", "content": text, "tool_calls": [call]}
         pieces: list[dict[str, Any]] = [{"content": text}] if text else []
@@ -305,6 +374,9 @@ class FakeUpstream:
 
     def openai_endpoint(self) -> str:
         return self.url + "/v1/chat/completions"
+
+    def responses_endpoint(self) -> str:
+        return self.url + "/v1/responses"
 
     def anthropic_endpoint(self) -> str:
         return self.url + "/v1/messages"

@@ -40,23 +40,31 @@ def shared_upstream() -> Iterator[FakeUpstream]:
         yield up
 
 
+def e2e_bundle(up: FakeUpstream, *, responses: bool = False) -> dict[str, Any]:
+    """One OpenAI-format and one Anthropic-format provider on the fake upstream (keys from env), plus an
+    alias to each: ``openai/gpt-4o`` (default), ``anthropic/claude-x``, ``arch.oai.v1``, ``arch.ant.v1``.
+    ``responses``: also ``openai/o3`` (alias ``arch.resp.v1``), which takes Responses clients at its
+    Responses endpoint (passed through) and the others at its chat endpoint."""
+    providers = [provider("openai/gpt-4o", up.openai_endpoint(), auth="bearer", key_env="ARCHC_TEST_OPENAI_KEY", default=True),
+                 provider("anthropic/claude-x", up.anthropic_endpoint(), wire="anthropic_messages", auth="x-api-key",
+                          key_env="ARCHC_TEST_ANTHROPIC_KEY")]
+    aliases = {"arch.oai.v1": "openai/gpt-4o", "arch.ant.v1": "anthropic/claude-x"}
+    if responses:
+        providers.append(provider("openai/o3", up.openai_endpoint(), auth="bearer", key_env="ARCHC_TEST_OPENAI_KEY",
+                                  responses_endpoint=up.responses_endpoint()))
+        aliases["arch.resp.v1"] = "openai/o3"
+    return bundle_dict(providers, aliases=aliases)
+
+
+E2E_ENV = {"ARCHC_TEST_OPENAI_KEY": "sk-test-openai", "ARCHC_TEST_ANTHROPIC_KEY": "sk-test-anthropic"}
+
+
 @pytest.fixture(scope="module")
 def e2e_gateway(shared_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """`archc serve` over a bundle with one OpenAI-format and one Anthropic-format provider on the fake
-    upstream (keys from env), plus an alias to each: ``openai/gpt-4o`` (default), ``anthropic/claude-x``,
-    ``arch.oai.v1``, ``arch.ant.v1``."""
-    up = shared_upstream
-    bundle = bundle_dict(
-        [provider("openai/gpt-4o", up.openai_endpoint(), auth="bearer", key_env="ARCHC_TEST_OPENAI_KEY", default=True),
-         provider("anthropic/claude-x", up.anthropic_endpoint(), wire="anthropic_messages", auth="x-api-key",
-                  key_env="ARCHC_TEST_ANTHROPIC_KEY")],
-        aliases={"arch.oai.v1": "openai/gpt-4o", "arch.ant.v1": "anthropic/claude-x"},
-    )
-    path = write_bundle(tmp_path_factory.mktemp("e2e"), bundle)
-    gw = Gateway(path, env={"ARCHC_TEST_OPENAI_KEY": "sk-test-openai", "ARCHC_TEST_ANTHROPIC_KEY": "sk-test-anthropic"})
-    gw.start()
-    yield gw
-    gw.close()
+    """`archc serve` over ``e2e_bundle``."""
+    path = write_bundle(tmp_path_factory.mktemp("e2e"), e2e_bundle(shared_upstream))
+    with Gateway(path, env=E2E_ENV) as gw:
+        yield gw
 
 
 @pytest.fixture

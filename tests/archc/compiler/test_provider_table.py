@@ -2,7 +2,8 @@
 
 import pytest
 
-from archc.compiler.provider_table import AZURE_API_VERSION, PROVIDERS, BaseUrlError, endpoint_url, spec_for, split_literal
+from archc.compiler.provider_table import (AZURE_API_VERSION, PROVIDERS, BaseUrlError, endpoint_url, responses_url, spec_for,
+                                           split_literal)
 
 
 @pytest.mark.parametrize("prefix,url,wire,auth,key", [
@@ -126,3 +127,26 @@ def test_azure_api_version_twice_is_an_error() -> None:
     same = endpoint_url(PROVIDERS["azure_openai"], "d", "https://r.openai.azure.com?api-version=2024-06-01",
                         {"api_version": "2024-06-01"})
     assert same.url.endswith("?api-version=2024-06-01")
+
+
+# (literal, provider_interface, base_url) -> where Responses clients are passed through (None: translated to chat).
+RESPONSES_URLS = [
+    ("openai/gpt-4o", None, None, "https://api.openai.com/v1/responses"),
+    ("openai/gpt-4o", None, "http://127.0.0.1:8000/v1", None),  # a custom server behind openai/: chat only, as before
+    ("openai/gpt-4o", "openai_responses", "http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1/responses"),
+    ("vllm/qwen", "openai_responses", "http://gpu:8000", "http://gpu:8000/v1/responses"),
+    ("self/m", "openai_responses", "http://h:1/v1/chat/completions?tenant=a", "http://h:1/v1/responses?tenant=a"),
+    ("vllm/qwen", "openai", "http://gpu:8000/v1", None),
+    ("anthropic/claude-sonnet-4", None, None, None),
+    ("deepseek/deepseek-chat", None, None, None),
+    ("azure_openai/dep", None, "https://r.openai.azure.com", None),
+]
+
+
+@pytest.mark.parametrize("literal,interface,base,expected", RESPONSES_URLS)
+def test_responses_urls(literal: str, interface: str | None, base: str | None, expected: str | None) -> None:
+    prefix, model = split_literal(literal)
+    spec = spec_for(prefix, interface)
+    chat = endpoint_url(spec, model, base, {})
+    assert responses_url(spec, chat, base_url=base, interface=interface) == expected
+    assert spec.wire == ("anthropic_messages" if prefix == "anthropic" else "openai_chat")

@@ -164,3 +164,26 @@ def test_routes_without_default_warn() -> None:
     r = build("model_providers:\n  - model: openai/gpt-4o\n    routing_preferences:\n"
               "      - {name: coding, description: write code}\n")
     assert r.ok and [(d.code, d.span.line) for d in r.diagnostics] == [("R316", 3)]
+
+
+def test_responses_endpoints_in_the_bundle() -> None:
+    """OpenAI's own API and ``provider_interface: openai_responses`` take Responses clients as they are;
+    an ``openai/`` model on its own base_url, and every other provider, does not (None)."""
+    r = build("""model_providers:
+  - model: openai/gpt-4o
+    access_key: $OPENAI_API_KEY
+  - model: openai/local
+    base_url: http://127.0.0.1:8000/v1
+  - model: vllm/qwen
+    base_url: http://127.0.0.1:8001
+    provider_interface: openai_responses
+  - model: anthropic/claude-sonnet-4-5
+    access_key: $ANTHROPIC_API_KEY
+""")
+    assert r.ok, format_text(r.diagnostics)
+    got = {p.name: (p.endpoint, p.responses_endpoint) for p in r.bundle.providers}
+    assert got == {
+        "openai/gpt-4o": ("https://api.openai.com/v1/chat/completions", "https://api.openai.com/v1/responses"),
+        "openai/local": ("http://127.0.0.1:8000/v1/chat/completions", None),
+        "vllm/qwen": ("http://127.0.0.1:8001/v1/chat/completions", "http://127.0.0.1:8001/v1/responses"),
+        "anthropic/claude-sonnet-4-5": ("https://api.anthropic.com/v1/messages", None)}

@@ -58,7 +58,11 @@ def gateway(liar: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
         good = honest.openai_endpoint() if name == "openai" else honest.anthropic_endpoint()
         providers += [provider(f"{name}/liar", endpoint, wire=wire, default=name == "openai"),
                       provider(f"{name}/liar-fb", endpoint, wire=wire), provider(f"{name}/good", good, wire=wire)]
-    gateway_ext = {"fallbacks": {f"{name}/liar-fb": [f"{name}/good"] for name in WIRES}}
+    # Responses clients passed through to the liar's Responses endpoint (chat clients would use its chat one).
+    providers += [provider("responses/liar", liar.openai_endpoint(), responses_endpoint=liar.responses_endpoint()),
+                  provider("responses/liar-fb", liar.openai_endpoint(), responses_endpoint=liar.responses_endpoint()),
+                  provider("responses/good", honest.openai_endpoint(), responses_endpoint=honest.responses_endpoint())]
+    gateway_ext = {"fallbacks": {f"{name}/liar-fb": [f"{name}/good"] for name in [*WIRES, "responses"]}}
     path = write_bundle(tmp_path_factory.mktemp("liars"), bundle_dict(providers, extensions={"gateway": gateway_ext}))
     gw = Gateway(path, args=["--log-level", "warning"])
     gw.start()
@@ -171,3 +175,58 @@ def test_sdks_raise_on_a_lie_instead_of_returning_an_empty_answer(gateway, liar)
     with pytest.raises(anthropic.APIStatusError, match="ended before message_stop"):
         with ant.messages.stream(model="anthropic/liar", max_tokens=16, messages=[{"role": "user", "content": "hi"}]) as s:
             s.get_final_message()
+
+
+_RESPONSES_SAYS = {
+    (True, "json_for_stream"): "answered a streamed request with application/json, not an event stream",
+    (True, "not_a_completion"): "answered a streamed request with application/json, not an event stream",
+    (True, "html"): "answered a streamed request with text/html, not an event stream",
+    (False, "sse_for_nonstream"): "answered 200 with text/event-stream that is not JSON",
+    (False, "html"): "answered 200 with text/html that is not JSON",
+    (False, "not_a_completion"): "answered 200 with JSON that is not a response (object \"response\" with output[]): "
+                                 "an object with keys 'foo'",
+}
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["alone", "with-fallback"])
+@pytest.mark.parametrize("stream, lie", [(True, lie) for lie in STREAM_LIES] + [(False, lie) for lie in PLAIN_LIES])
+def test_a_responses_upstream_lie_is_a_bad_response_that_falls_back(gateway, liar, stream, lie, fallback):
+    """Passed through (a Responses client, a Responses upstream): the same checks as the other wires."""
+    liar.reset()
+    liar.script(lying(lie))
+    model = "responses/liar-fb" if fallback else "responses/liar"
+    r = httpx.post(gateway.url + "/v1/responses", json={"model": model, "input": "hi", "stream": stream}, timeout=30)
+    assert [q.path for q in liar.requests] == ["/v1/responses"]
+    if not fallback:
+        assert r.status_code == 502 and r.json()["error"]["type"] == "api_error", r.text
+        message = r.json()["error"]["message"]
+        assert message.startswith("upstream 'responses/liar' answered ") and _RESPONSES_SAYS[(stream, lie)] in message, message
+        assert r.headers["x-arch-attempts"] == "responses/liar=bad_response"
+        return
+    assert r.status_code == 200, r.text
+    assert r.headers["x-arch-attempts"] == "responses/liar-fb=bad_response, responses/good=ok"
+    if stream:
+        assert _events("openai", r.text)[-1]["type"] == "response.completed"
+    else:
+        assert r.json()["output"][0]["content"][0]["text"] == "ok"
+
+
+def test_a_responses_stream_cut_before_its_end_ends_with_an_error_event(gateway, liar):
+    oai = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    liar.reset()
+    liar.script(lying("truncated"))
+    r = httpx.post(gateway.url + "/v1/responses", json={"model": "responses/liar-fb", "input": "hi", "stream": True}, timeout=30)
+    events = _events("openai", r.text)
+    expected = "the upstream's stream ended before response.completed: the answer is incomplete"
+    assert r.status_code == 200 and events[0]["type"] == "response.created"
+    assert [e["type"] for e in events[-2:]] == ["error", "response.failed"] and events[-2]["message"] == expected
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))  # numbered on from the upstream's
+    assert events[-1]["response"]["id"] == events[0]["response"]["id"] and events[-1]["response"]["status"] == "failed"
+    assert not any(e["type"] == "response.completed" for e in events)
+    liar.reset()
+    liar.script(lying("truncated"))
+    with oai.responses.stream(model="responses/liar", input="hi") as stream:
+        seen = list(stream)
+        with pytest.raises(RuntimeError, match="response.completed"):  # the SDK's own accumulator refuses it
+            stream.get_final_response()
+    assert seen[-1].type == "response.failed" and seen[-1].response.error.message == expected

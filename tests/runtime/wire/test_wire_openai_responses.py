@@ -71,8 +71,8 @@ def test_valid_requests_pass_unchanged() -> None:
     ({"input": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "input[0].content[0].type"),
     ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments"),
     ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
-    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
-    ({"input": [{"type": "computer_call"}]}, "input[0].type"),
+    ({"input": [{"type": 7}]}, "input[0].type"),
+    ({"input": ["hi"]}, "input[0]"),
     ({"input": "hi", "tools": [{"name": "x"}]}, "tools[0].type"),
     ({"input": "hi", "tools": [{"type": "function"}]}, "tools[0].name"),
     ({"input": "hi", "tool_choice": "sometimes"}, "tool_choice"),
@@ -255,3 +255,38 @@ def test_a_mid_stream_error_reaches_the_sdk_as_error_then_failed() -> None:
     assert [e.type for e in seen[-2:]] == ["error", "response.failed"]
     assert seen[-2].message == "upstream overloaded" and seen[-1].response.error.message == "upstream overloaded"
     assert seen[-1].response.status == "failed"
+
+
+def test_items_chat_cannot_express_are_skipped_or_refused_by_name() -> None:
+    """Any item type validates (a Responses upstream takes it as sent). Translated to chat, a server-side
+    built-in call's record is left out (its result is in the message after it); an item the client must
+    answer, or one naming a stored item, is a 400 naming its type. The router reads past both."""
+    searched = {"input": [{"role": "user", "content": "news?"},
+                          {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"query": "news"}},
+                          {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Quiet day."}]},
+                          {"role": "user", "content": "thanks"}]}
+    assert orr.validate_request(searched) is searched
+    assert orr.request_to_chat(searched)["messages"] == [
+        {"role": "user", "content": "news?"}, {"role": "assistant", "content": "Quiet day."}, {"role": "user", "content": "thanks"}]
+    for item in ({"type": "item_reference", "id": "msg_1"}, {"type": "computer_call", "call_id": "c", "action": {}},
+                 {"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "*** Begin Patch"}):
+        body = orr.validate_request({"input": [{"role": "user", "content": "go"}, item]})
+        with pytest.raises(TranslationError) as caught:
+            orr.request_to_chat(body)
+        assert caught.value.status == 400 and repr(item["type"]) in caught.value.message
+        assert orr.chat_messages(body) == [{"role": "user", "content": "go"}]
+
+
+def test_output_items_keep_what_a_responses_upstream_takes_back() -> None:
+    """What a stored response keeps for the next turn: messages as assistant text, every other item as given;
+    what is not an item at all (a lying upstream) is skipped, never a crash."""
+    response = {"output": [
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed"},
+        {"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": "Hi."}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call", "call_id": "c2"}, "junk", {"no": "type"}]}
+    assert orr.output_items(response) == [
+        response["output"][0], response["output"][1], {"type": "message", "role": "assistant", "content": "Hi."},
+        response["output"][3]]
+    assert orr.output_items({"output": "nope"}) == []
