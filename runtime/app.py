@@ -53,6 +53,7 @@ def routes() -> list[Route]:
         Route("/v1/responses", chat.responses, methods=["POST"]),
         Route("/v1/responses/input_tokens", endpoints.responses_input_tokens, methods=["POST"]),
         Route("/v1/responses/{response_id}", endpoints.stored_response, methods=["GET", "DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", endpoints.stored_input_items, methods=["GET"]),
         Route("/v1/messages/count_tokens", endpoints.count_tokens, methods=["POST"]),
         Route("/v1/models", endpoints.models, methods=["GET"]),
         Route("/v1/route", endpoints.route, methods=["POST"]),

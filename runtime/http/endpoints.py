@@ -146,6 +146,36 @@ async def stored_response(request: Request) -> Response:
         return error_answer(err, WireFormat.OPENAI_RESPONSES)
 
 
+_MAX_LISTED = 100
+
+
+async def stored_input_items(request: Request) -> Response:
+    """GET /v1/responses/{id}/input_items: the items a stored response was generated from, as OpenAI
+    lists them: ``limit`` (1-100, default 20), ``order`` (``desc``, the default, or ``asc``), ``after``
+    (an item id: the page after it); 404 when the response is unknown, 400 for a bad parameter."""
+    store, rid, query = _state(request).stored, request.path_params["response_id"], request.query_params
+    try:
+        limit_text, order = query.get("limit", "20"), query.get("order", "desc")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_LISTED:
+            raise InvalidRequest(f"limit: expected an integer from 1 to {_MAX_LISTED}, got {limit_text[:40]!r}")
+        if order not in ("asc", "desc"):
+            raise InvalidRequest(f"order: expected 'asc' or 'desc', got {order[:40]!r}")
+        items = await stored.input_items(store, rid)
+        if order == "desc":
+            items.reverse()
+        after = query.get("after")
+        if after is not None:
+            at = next((i for i, item in enumerate(items) if item["id"] == after), None)
+            if at is None:
+                raise InvalidRequest(f"after: no input item with id {after[:80]!r} in response {rid!r}")
+            items = items[at + 1:]
+        page = items[: int(limit_text)]
+    except GatewayError as err:
+        return error_answer(err, WireFormat.OPENAI_RESPONSES)
+    return JSONResponse({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                         "last_id": page[-1]["id"] if page else None, "has_more": len(items) > len(page)})
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 

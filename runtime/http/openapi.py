@@ -259,6 +259,19 @@ def spec() -> dict[str, Any]:
                            "responses": {"200": {"description": "Deleted", "content": _json(any_object)},
                                          **_error_responses(401, 404)}},
             },
+            "/v1/responses/{response_id}/input_items": {"get": {
+                "operationId": "listInputItems", "summary": "The items a stored response was generated from",
+                "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "limit", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                               {"name": "order", "in": "query", "required": False, "schema": {"type": "string", "enum": ["asc", "desc"]}},
+                               {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "A page of input items", "content": _json({
+                    "type": "object", "required": ["object", "data", "has_more"],
+                    "properties": {"object": {"type": "string"}, "data": {"type": "array", "items": any_object},
+                                   "has_more": {"type": "boolean"}}})},
+                    **_error_responses(400, 401, 404)},
+            }},
             "/v1/messages/count_tokens": {"post": {
                 "operationId": "countTokens", "summary": "Estimated input tokens for an Anthropic request (checked as /v1/messages checks it)",
                 "requestBody": {"required": True, "content": _json({

@@ -52,6 +52,16 @@ async def expand(store: ResponseStore, body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "input": [*history, *orr.input_items(body)]}
 
 
+async def input_items(store: ResponseStore, rid: str) -> list[dict[str, Any]]:
+    """The items a stored response was generated from, oldest first (``GET /v1/responses/{id}/input_items``):
+    its whole conversation (earlier turns included) without its own output; each with an ``id`` (the
+    item's own, or one derived from the response id and its place) and its content as parts."""
+    items = await store.history(rid)
+    response = await store.get(rid)
+    inputs = items[: len(items) - len(orr.output_items(response))]
+    return [orr.listed_item(item, f"{rid}_{i}") for i, item in enumerate(inputs)]
+
+
 def _turn(body: Mapping[str, Any], response: dict[str, Any], before: int) -> list[dict[str, Any]]:
     """The items a turn adds: the (expanded) request's input past the ``before`` items of its history, then its output."""
     return [*orr.input_items(dict(body))[before:], *orr.output_items(response)]

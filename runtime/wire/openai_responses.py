@@ -44,7 +44,7 @@ from runtime.wire._check import (MISSING, array, each, fail, kind, obj, one_of, 
 from runtime.wire.openai_chat import reasoning_of, text_of
 from runtime.wire.sse import encode_json
 
-__all__ = ["StreamFromChat", "chat_messages", "dropped_tools", "error_event", "input_items", "output_items", "request_to_chat", "response_from_chat",
+__all__ = ["StreamFromChat", "chat_messages", "dropped_tools", "error_event", "input_items", "listed_item", "output_items", "request_to_chat", "response_from_chat",
            "response_id", "validate_request"]
 
 _ROLES = ("user", "assistant", "system", "developer")
@@ -117,6 +117,8 @@ def _check_item(item: Any) -> None:
     if itype == "message":
         one_of(item.get("role", MISSING), _ROLES, ".role")
         _check_content(item.get("content", MISSING), ".content")
+        if item["content"] == []:
+            fail(".content", "expected a string or a non-empty array of content parts")
     elif itype == "function_call":
         for key in ("call_id", "name", "arguments"):
             string(item.get(key, MISSING), f".{key}")
@@ -416,6 +418,25 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     return list(source or [])
 
 
+_ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+
+
+def listed_item(item: dict[str, Any], key: str) -> dict[str, Any]:
+    """A stored input item as the API lists it: with an ``id`` (its own, else ``<prefix>_<key>``), and a
+    message's string content as one text part (``input_text``; ``output_text`` for the assistant)."""
+    out = dict(item)
+    kind = out.get("type", "message")
+    out.setdefault("type", kind)
+    if not isinstance(out.get("id"), str):
+        out["id"] = f"{_ITEM_PREFIX.get(kind, 'item')}_{key}"
+    if kind == "message" and isinstance(out.get("content"), str):
+        part = "output_text" if out.get("role") == "assistant" else "input_text"
+        out["content"] = [{"type": part, "text": out["content"], **({"annotations": []} if part == "output_text" else {})}]
+    if kind == "message":
+        out.setdefault("status", "completed")
+    return out
+
+
 def output_items(response: dict[str, Any]) -> list[dict[str, Any]]:
     """A response's output as input items for the next turn (what ``previous_response_id`` expands to)."""
     items: list[dict[str, Any]] = []
@@ -569,7 +590,12 @@ class StreamFromChat:
         return out
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:
-        out = self._start() + self._close_text() + self._close_calls()
+        out = self._start()
+        if not self.calls and not any(item["type"] == "message" for item in self.response["output"]):
+            # An answer always holds a message, as the non-streamed translation's does (empty here).
+            out += self._open({"type": "message", "id": _item_id("msg"), "status": "in_progress", "role": "assistant",
+                               "content": [], "_text": ""})
+        out += self._close_text() + self._close_calls()
         incomplete = _INCOMPLETE.get(self.finish_reason or "")
         self.response["status"] = "incomplete" if incomplete else "completed"
         if incomplete:

@@ -128,3 +128,27 @@ def test_a_codex_turn_runs_the_router_once(codex_bin: str, tmp_path: Path, fake_
     assert [t["model"] for t in turns] == ["gpt-review", "gpt-review"]
     metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
     assert _decisions(metrics, "code_review", "miss") == 1.0 and _decisions(metrics, "code_review", "hit") == 1.0
+
+
+def test_codex_with_its_own_model_name_is_passed_through_to_a_responses_upstream(codex_bin: str, tmp_path: Path) -> None:
+    """Codex asking for its own model (``gpt-5-codex``, an alias here) sends its native request: built-in
+    ``web_search``, a tool namespace, ``include``, ``prompt_cache_key``, ``client_metadata``. A provider
+    with a Responses endpoint gets all of it unchanged (only ``model`` is the provider's), and Codex's
+    shell tool output comes back as a ``function_call_output`` item."""
+    with FakeUpstream() as up:
+        up.script(openai_tool_call("exec_command", {"cmd": COMMAND}, call_id="call_native_1"), openai_text("It printed archc-42."))
+        target = provider("openai/gpt-5.1-codex", up.openai_endpoint(), auth="bearer", key_env="UP_KEY", default=True,
+                          responses_endpoint=up.responses_endpoint())
+        bundle = write_bundle(tmp_path, bundle_dict([target], aliases={"gpt-5-codex": target["name"]}))
+        with Gateway(bundle, env={"UP_KEY": "sk-upstream"}) as gateway:
+            done = _run_codex(codex_bin, gateway, tmp_path, "gpt-5-codex")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "It printed archc-42." in done.stdout
+        assert [r.path for r in up.requests] == ["/v1/responses", "/v1/responses"]
+        first, second = (r.body for r in up.requests)
+    assert first["model"] == second["model"] == "gpt-5.1-codex" and first["stream"] is True
+    offered = {t.get("name") or t["type"] for t in first["tools"]}
+    assert {"exec_command", "web_search"} <= offered and any(t["type"] == "namespace" for t in first["tools"])
+    assert {"include", "prompt_cache_key", "client_metadata"} <= set(first)
+    result = next(i for i in second["input"] if i.get("type") == "function_call_output")
+    assert result["call_id"] == "call_native_1" and "archc-42" in str(result["output"])

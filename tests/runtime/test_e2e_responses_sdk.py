@@ -210,3 +210,26 @@ def test_items_only_a_responses_upstream_takes_are_400_elsewhere(client, upstrea
         client.responses.create(model="arch.ant.v1", input=body)
     assert "'custom_tool_call'" in caught.value.message and "'anthropic/claude-x'" in caught.value.message
     assert len(upstream.requests) == 1
+
+
+def test_input_items_list_the_whole_conversation_a_response_came_from(client, upstream: FakeUpstream, e2e_gateway: Gateway):
+    """``client.responses.input_items.list``: earlier turns included, newest first by default, paged by ``after``;
+    the same for a passed-through and a translated turn (the gateway keeps both)."""
+    upstream.script(openai_text("Paris."), openai_text("About 2 million."))
+    first = client.responses.create(model=PASSTHROUGH, input="Capital of France?", instructions="be brief")
+    second = client.responses.create(model="arch.oai.v1", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "Its population?"}]}], previous_response_id=first.id)
+    listed = client.responses.input_items.list(second.id)
+    assert [(i.type, i.role, i.content[0].text) for i in listed.data] == [
+        ("message", "user", "Its population?"), ("message", "assistant", "Paris."), ("message", "user", "Capital of France?")]
+    assert len({i.id for i in listed.data}) == 3 and not listed.has_more
+    oldest = client.responses.input_items.list(second.id, order="asc", limit=1)
+    assert [i.content[0].text for i in oldest.data] == ["Capital of France?"] and oldest.has_more
+    rest = client.responses.input_items.list(second.id, order="asc", after=oldest.data[0].id)
+    assert [i.content[0].text for i in rest.data] == ["Paris.", "Its population?"] and not rest.has_more
+    assert [i.content[0].text for i in client.responses.input_items.list(first.id).data] == ["Capital of France?"]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list("resp_unknown")
+    bad = httpx.get(f"{e2e_gateway.url}/v1/responses/{second.id}/input_items?limit=500", timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("limit: expected an integer from 1 to 100")
+    assert httpx.get(f"{e2e_gateway.url}/v1/responses/{second.id}/input_items?after=nope", timeout=10).status_code == 400
