@@ -5,9 +5,12 @@ from Debian's packages) share CPU 1. Cells: concurrency 1 and 32, streamed and n
 same-format passthrough (OpenAI chat -> OpenAI-format upstream), archc at --log-level warning (no
 access log; LiteLLM runs with LITELLM_LOG=ERROR). Optionally: the same requests through LiteLLM
 proxy on the same harness, archc over httpx's transports (--httpx), archc with its access log on
-(--access-log), and Anthropic Messages requests translated to the OpenAI upstream (--anthropic).
+(--access-log), Anthropic Messages requests translated to the OpenAI upstream (--anthropic; with
+--ccr, claude-code-router's on the same harness), and OpenAI Responses requests translated to chat
+and passed through to the upstream's Responses endpoint (--responses).
 
-    python bench/gateway.py [--duration 5] [--litellm /tmp/litellm-venv/bin/litellm] [--httpx] [--anthropic] [--access-log] [--clients] [--out FILE.json]
+    python bench/gateway.py [--duration 5] [--litellm /tmp/litellm-venv/bin/litellm] [--ccr /tmp/ccr/node_modules/.bin/ccr]
+                            [--httpx] [--anthropic] [--responses] [--access-log] [--clients] [--out FILE.json]
     python bench/gateway.py --body-sizes 40000,400000,1000000      # added ms per body size, this tree
     python bench/gateway.py --ab cf4b00e,HEAD [--passes 4] [--body-sizes ...]   # two trees, alternating passes
 
@@ -51,10 +54,12 @@ APIS = {"openai": ("/v1/chat/completions", {}, PROMPT), "anthropic": ("/v1/messa
         # Anthropic Messages to an Anthropic-format upstream: the passthrough Claude Code takes to Anthropic
         "anthropic-pass": ("/v1/messages", ANTHROPIC_HEADERS, {**ANTHROPIC_PROMPT, "model": "anthropic/claude"}),
         # the OpenAI Responses API (Codex, client.responses), translated to the chat upstream
-        "responses": ("/v1/responses", {}, RESPONSES_PROMPT)}
+        "responses": ("/v1/responses", {}, RESPONSES_PROMPT),
+        # ... and passed through to a provider with a Responses endpoint (OpenAI's own API)
+        "responses-pass": ("/v1/responses", {}, {**RESPONSES_PROMPT, "model": "openai/gpt-4o-r"})}
 # What "direct" means for each API in the body sweep: the same body straight to the fake upstream.
 DIRECT_PATH = {"openai": "/v1/chat/completions", "anthropic": "/v1/chat/completions", "anthropic-pass": "/v1/messages",
-               "responses": "/v1/chat/completions"}
+               "responses": "/v1/chat/completions", "responses-pass": "/v1/responses"}
 
 # -- the fake upstream ----------------------------------------------------------------------------
 
@@ -362,15 +367,21 @@ def run_target(name: str, url: str, headers: dict[str, str], args: argparse.Name
     return rows
 
 
-def _bundle(folder: Path, upstream: str) -> Path:
+def _bundle(folder: Path, upstream: str, responses: bool = False) -> Path:
+    """``responses``: also ``openai/gpt-4o-r``, with a Responses endpoint (a bundle field trees before
+    the Responses passthrough refuse: only when a Responses-passthrough row asks for it)."""
     # The listener's 30 s timeout is what archgw configs carry: each request runs under its deadline.
     listener = {"name": "llm", "kind": "model", "address": "127.0.0.1", "port": 12000, "timeout_ms": 30000}
-    bundle = seal({"source": {"path": "bench"}, "listeners": [listener], "providers": [{
+    providers = [{
         "name": "openai/gpt-4o", "provider": "openai", "model": "gpt-4o", "wire": "openai_chat",
         "endpoint": upstream + "/v1/chat/completions", "auth": "bearer", "key_env": "BENCH_OPENAI_KEY", "default": True}, {
         "name": "anthropic/claude", "provider": "anthropic", "model": "claude", "wire": "anthropic_messages",
-        "endpoint": upstream + "/v1/messages", "auth": "x-api-key", "key_env": "BENCH_OPENAI_KEY", "default": False}],
-        "aliases": [], "routes": [], "default_model": "openai/gpt-4o", "routing": {}, "router": None})
+        "endpoint": upstream + "/v1/messages", "auth": "x-api-key", "key_env": "BENCH_OPENAI_KEY", "default": False}]
+    if responses:
+        providers.append({**providers[0], "name": "openai/gpt-4o-r", "default": False,
+                          "responses_endpoint": upstream + "/v1/responses"})
+    bundle = seal({"source": {"path": "bench"}, "listeners": [listener], "providers": providers,
+                   "aliases": [], "routes": [], "default_model": "openai/gpt-4o", "routing": {}, "router": None})
     path = folder / "bundle.json"
     path.write_bytes(bundle.to_bytes())
     return path
@@ -390,6 +401,19 @@ litellm_settings:
   drop_params: true
 """)
     return path
+
+
+def _ccr_home(folder: Path, upstream: str, port: int) -> Path:
+    """A HOME for claude-code-router: its config (~/.claude-code-router/config.json) routes every request
+    to the fake upstream's chat endpoint, logging off (as archc runs at --log-level warning)."""
+    home = folder / "ccr-home"
+    (home / ".claude-code-router").mkdir(parents=True, exist_ok=True)
+    config = {"LOG": False, "LOG_LEVEL": "fatal", "HOST": "127.0.0.1", "PORT": port, "API_TIMEOUT_MS": 30000,
+              "Providers": [{"name": "bench", "api_base_url": upstream + "/v1/chat/completions", "api_key": "sk-fake",
+                             "models": ["gpt-4o"]}],
+              "Router": {"default": "bench,gpt-4o"}}
+    (home / ".claude-code-router" / "config.json").write_text(json.dumps(config))
+    return home
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -492,7 +516,7 @@ def body_sweep(args: argparse.Namespace, upstream: str, folder: Path) -> list[st
     """This tree only: added p50 ms over direct for each API and body size (c=1, json)."""
     cells = [cell for cell in cells_for(args) if cell[3]]
     direct = run_cells(upstream, cells, args, folder, direct=True)
-    proc, port = start_gateway(ROOT, _bundle(folder, upstream), folder, "sweep")
+    proc, port = start_gateway(ROOT, _bundle(folder, upstream, "responses-pass" in args.apis), folder, "sweep")
     try:
         got = run_cells(f"http://127.0.0.1:{port}", cells, args, folder)
     finally:
@@ -517,7 +541,7 @@ def ab(args: argparse.Namespace, upstream: str, folder: Path) -> list[str]:
     if len(refs) != 2:
         raise SystemExit("--ab wants two refs: A,B (git commits or source folders)")
     trees = [tree_of(ref, folder) for ref in refs]
-    bundle = _bundle(folder, upstream)
+    bundle = _bundle(folder, upstream, "responses-pass" in args.apis)
     cells = cells_for(args)
     sized_cells = [cell for cell in cells if cell[3]]
     samples: dict[tuple[int, Cell], list[float]] = {}
@@ -566,8 +590,10 @@ def main() -> int:
     parser.add_argument("--anthropic", action="store_true",
                         help="also send Anthropic Messages requests (POST /v1/messages, translated to the OpenAI-format upstream)")
     parser.add_argument("--responses", action="store_true",
-                        help="also send OpenAI Responses requests (POST /v1/responses, translated to the OpenAI-format upstream); "
-                             "with --litellm, LiteLLM's /v1/responses too")
+                        help="also send OpenAI Responses requests (POST /v1/responses), translated to the OpenAI-format upstream "
+                             "and passed through to its Responses endpoint; with --litellm, LiteLLM's /v1/responses too")
+    parser.add_argument("--ccr", metavar="CCR_JS", help="claude-code-router's ccr script (npm @musistudio/claude-code-router: "
+                                                         "node_modules/.bin/ccr): its /v1/messages, translated to the OpenAI-format upstream")
     parser.add_argument("--access-log", action="store_true", help="also run archc at log level info (access log on, to a file)")
     parser.add_argument("--only-anthropic", action="store_true", help="the Anthropic rows only (plus direct)")
     parser.add_argument("--out", help="write the rows as JSON here")
@@ -577,7 +603,8 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=4, help="--ab: passes per tree (alternating order)")
     parser.add_argument("--apis", default="openai,anthropic,anthropic-pass",
                         help="--ab / --body-sizes: openai (chat passthrough), anthropic (messages translated), "
-                             "anthropic-pass (messages passthrough)")
+                             "anthropic-pass (messages passthrough), responses (translated to chat), responses-pass "
+                             "(Responses passthrough)")
     parser.add_argument("--body-sizes", default="", help="body sizes in bytes (e.g. 40000,400000,1000000): added p50 ms "
                                                           "over direct at c=1, json")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -611,6 +638,9 @@ def main() -> int:
                 return 0
             print("direct to the fake upstream", flush=True)
             rows += run_target("direct", upstream + "/v1/chat/completions", {}, args, folder, concurrencies)
+            if args.responses:  # the Responses passthrough rows' own floor (a Responses answer is larger)
+                rows += run_target("direct-responses", upstream + "/v1/responses", {}, args, folder, concurrencies,
+                                   {**RESPONSES_PROMPT, "model": "gpt-4o"})
 
             for mode in ("constant", "aiohttp", "h1") if args.clients else ():
                 port = free_port()
@@ -628,7 +658,7 @@ def main() -> int:
             if not args.only_anthropic:
                 variants.append(("archc", serve, quiet, "openai"))
                 if args.responses:
-                    variants.append(("archc-responses", serve, quiet, "responses"))
+                    variants += [("archc-responses", serve, quiet, "responses"), ("archc-responses-pass", serve, quiet, "responses-pass")]
                 if args.access_log:  # one JSON access-log line per request, to a file
                     variants.append(("archc-accesslog", serve, ["--log-level", "info"], "openai"))
                 if args.httpx:  # the same gateway over another client (bench/transports.py)
@@ -638,13 +668,24 @@ def main() -> int:
             for name, command, extra, api in variants:
                 path, headers, prompt = APIS[api]
                 port = free_port()
-                gw = start([*command, str(_bundle(folder, upstream)), "--port", str(port), *extra], cpu=0,
+                gw = start([*command, str(_bundle(folder, upstream, args.responses)), "--port", str(port), *extra], cpu=0,
                            env={"BENCH_OPENAI_KEY": "sk-fake"}, log=folder / f"{name}.log")
                 procs.append(gw)
                 wait_http(f"http://127.0.0.1:{port}/readyz", 60)
                 print(f"{name} (pinned to CPU 0)", flush=True)
                 rows += run_target(name, f"http://127.0.0.1:{port}{path}", headers, args, folder, concurrencies, prompt)
                 stop(gw)
+
+            if args.ccr:  # claude-code-router: Anthropic Messages in, the OpenAI-format upstream out (what archc-anthropic does)
+                port = free_port()
+                home = _ccr_home(folder, upstream, port)
+                ccr = start(["node", args.ccr, "start"], cpu=0, env={"HOME": str(home)}, log=folder / "ccr.log")
+                procs.append(ccr)
+                wait_http(f"http://127.0.0.1:{port}/", 60)
+                print("claude-code-router (pinned to CPU 0)", flush=True)
+                rows += run_target("ccr-anthropic", f"http://127.0.0.1:{port}/v1/messages", ANTHROPIC_HEADERS, args, folder,
+                                   concurrencies, ANTHROPIC_PROMPT)
+                stop(ccr)
 
             if args.litellm:
                 port = free_port()
@@ -690,6 +731,15 @@ def main() -> int:
         if key in archc_a and r["rps"]:
             print(f"archc / litellm, Anthropic Messages ({'stream' if key[0] else 'json'}, c={key[1]}): "
                   f"{archc_a[key]['rps'] / r['rps']:.1f}x req/s")
+    for key, r in {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "ccr-anthropic"}.items():
+        if key in archc_a and r["rps"]:
+            print(f"archc / claude-code-router, Anthropic Messages ({'stream' if key[0] else 'json'}, c={key[1]}): "
+                  f"{archc_a[key]['rps'] / r['rps']:.1f}x req/s")
+    passed = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "archc-responses-pass"}
+    for key, r in passed.items():
+        if key in archc and archc[key]["rps"]:
+            print(f"Responses passthrough / chat passthrough ({'stream' if key[0] else 'json'}, c={key[1]}): "
+                  f"{r['rps'] / archc[key]['rps'] * 100:.0f}% req/s")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
     return 0

@@ -260,7 +260,7 @@ class _Passthrough:
                 self.complete = True  # whatever finished before: one scan for a stream read in one piece
             elif not self.finished and (window.find(_FINISHED[0]) != -1 or window.find(_FINISHED[1]) != -1):
                 self.finished = True  # whole even if [DONE] never comes
-            self.tail = window[-24:]  # a marker split across two chunks
+            self.tail = window[-40:]  # a marker split across two chunks (the longest, "\nevent: response.incomplete\r\n", is 30 bytes)
         return [chunk]
 
     def finish(self) -> list[bytes]:
@@ -275,38 +275,52 @@ _SEQUENCE = re.compile(rb'"sequence_number": ?(\d+)')
 class _ResponsesPassthrough(_Passthrough):
     """A Responses stream passed through. When the client's request is to be stored, the final
     response (the data of its ``response.completed`` or ``response.incomplete`` event) is kept in
-    ``response`` for the gateway's store (``store: false``: nothing is parsed). A failure mid-stream
-    ends it as the API does, numbered after the upstream's last event: ``error``, then
-    ``response.failed`` (read back from the first and last chunks, kept by reference: only then)."""
+    ``response`` for the gateway's store: the bytes from the line where that name first appears
+    are kept and parsed once the stream ends (a bytes.find per chunk until then: the events before
+    it are never decoded). ``store: false``: nothing is kept. A failure mid-stream ends the stream
+    as the API does, numbered after the upstream's last event: ``error``, then ``response.failed``
+    (read back from the first and last chunks, kept by reference: only then)."""
 
     _FINAL = frozenset({"response.completed", "response.incomplete"})
+    _MARKERS = (b"response.completed", b"response.incomplete")
 
     def __init__(self, store: bool) -> None:
         super().__init__(RESPONSES)
-        self.decoder = SSEDecoder() if store else None
+        self.store = store
+        self.final: list[bytes] | None = None  # the stream from the final event's line on, once seen
+        self.before = b""  # the last bytes before this chunk (a name split across two chunks)
         self.response: dict[str, Any] | None = None
         self.first = self.last = b""
-
-    def _watch(self, events: list[Any]) -> None:
-        for ev in events:
-            if ev.event in self._FINAL:
-                data = _load(ev.data)
-                final = data.get("response") if isinstance(data, dict) else None
-                if isinstance(final, dict) and isinstance(final.get("id"), str):
-                    self.response = final
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if not self.first:
             self.first = chunk
         self.last = chunk
-        if self.decoder is not None:
-            self._watch(self.decoder.feed(chunk))
+        if self.store:
+            if self.final is not None:
+                self.final.append(chunk)
+            else:
+                window = self.before + chunk
+                found = [at for at in (window.find(m) for m in self._MARKERS) if at != -1]
+                if found:
+                    self.final = [window[window.rfind(b"\n", 0, min(found)) + 1:]]
+                else:
+                    self.before = window[-32:]
         return super().feed(chunk)
 
     def finish(self) -> list[bytes]:
-        if self.decoder is not None:
-            self._watch(self.decoder.flush())
-        return super().finish()
+        out = super().finish()
+        if self.final is not None:
+            decoder = SSEDecoder()
+            for ev in decoder.feed(b"".join(self.final)) + decoder.flush():
+                try:
+                    data = json.loads(ev.data)
+                except ValueError:
+                    continue  # not the final event's data (the name appeared in some text): the final one follows
+                final = data.get("response") if isinstance(data, dict) and (ev.event or data.get("type")) in self._FINAL else None
+                if isinstance(final, dict) and isinstance(final.get("id"), str):
+                    self.response = final
+        return out
 
     def error_event(self, error_body: dict[str, Any]) -> bytes:
         err = error_body.get("error", error_body)

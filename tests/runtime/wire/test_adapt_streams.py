@@ -11,13 +11,15 @@ from runtime.wire import adapt
 from runtime.errors import BadUpstreamResponse
 from runtime.wire import WireFormat
 
-OPENAI, ANTHROPIC = WireFormat.OPENAI_CHAT, WireFormat.ANTHROPIC_MESSAGES
+OPENAI, ANTHROPIC, RESPONSES = WireFormat.OPENAI_CHAT, WireFormat.ANTHROPIC_MESSAGES, WireFormat.OPENAI_RESPONSES
 CHUNK = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
          "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
 OPENAI_STREAM = f"data: {json.dumps(CHUNK)}\n\ndata: [DONE]\n\n".encode()
 ANTHROPIC_STREAM = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message","role":'
                     b'"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":1,"output_tokens":0}}}\n\n'
                     b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+RESPONSES_STREAM = (b'event: response.created\r\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"r"}}\r\n\r\n'
+                    b'event: response.incomplete\r\ndata: {"type":"response.incomplete","sequence_number":1,"response":{"id":"r"}}\r\n\r\n')
 
 
 def _run(converter, data: bytes, size: int) -> bytes:
@@ -28,7 +30,7 @@ def _run(converter, data: bytes, size: int) -> bytes:
 
 
 @pytest.mark.parametrize("size", [1, 3, 7, 10_000])
-@pytest.mark.parametrize("fmt, data", [(OPENAI, OPENAI_STREAM), (ANTHROPIC, ANTHROPIC_STREAM)])
+@pytest.mark.parametrize("fmt, data", [(OPENAI, OPENAI_STREAM), (ANTHROPIC, ANTHROPIC_STREAM), (RESPONSES, RESPONSES_STREAM)])
 def test_passthrough_is_byte_exact_and_finds_the_terminal_event_across_chunk_boundaries(fmt, data, size):
     converter = adapt.stream_adapter(fmt, fmt, model="m", body={})
     assert _run(converter, data, size) == data
@@ -42,6 +44,13 @@ def test_a_stream_without_its_terminal_event_is_a_bad_response(fmt, data, cut, c
     converter = adapt.stream_adapter(client, fmt, model="m", body={})
     with pytest.raises(BadUpstreamResponse, match="ended before"):
         _run(converter, data.replace(cut, b""), size)
+
+
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_a_responses_stream_without_its_final_event_is_a_bad_response(size):
+    converter = adapt.stream_adapter(RESPONSES, RESPONSES, model="m", body={})
+    with pytest.raises(BadUpstreamResponse, match="ended before response.completed"):
+        _run(converter, RESPONSES_STREAM[:RESPONSES_STREAM.index(b"event: response.incomplete")], size)
 
 
 def test_the_terminal_text_inside_content_does_not_count():
@@ -102,3 +111,23 @@ def test_the_find_based_scans_agree_with_the_regex_searches():
         assert any(window.find(f) != -1 for f in adapt._FINISHED) == (finished.search(window) is not None), window
 
     check()
+
+
+def _responses_stream(text: str) -> tuple[bytes, dict]:
+    from tests.support.fake_upstream import RESPONSES, openai_text
+    reply = openai_text(text)(RESPONSES, {"model": "m", "stream": True})
+    raw = b"".join(f"event: {name}\ndata: {data}\n\n".encode() for name, data in reply.events)
+    return raw, json.loads(reply.events[-1][1])["response"]
+
+
+@pytest.mark.parametrize("size", [1, 7, 31, 64, 4096])
+@pytest.mark.parametrize("text", ["plain words", "it says response.completed and response.incomplete in its text"])
+def test_a_passed_through_responses_stream_yields_its_final_response_for_the_store(size: int, text: str):
+    raw, final = _responses_stream(text)
+    for store in (True, False):
+        converter = adapt.stream_adapter(WireFormat.OPENAI_RESPONSES, WireFormat.OPENAI_RESPONSES, model="m",
+                                         body={"input": "hi", **({} if store else {"store": False})})
+        out = b"".join(b"".join(converter.feed(raw[i:i + size])) for i in range(0, len(raw), size)) + b"".join(converter.finish())
+        assert out == raw  # byte for byte
+        assert converter.response == (final if store else None)
+        assert final["output"][0]["content"][0]["text"] == text
