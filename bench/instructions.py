@@ -7,7 +7,7 @@ through start-up and warm-up, on for the measured requests only. Instructions ar
 misses, system calls and the kernel are not in them): use it to find and judge a change to the hot
 path, and bench/gateway.py --ab for the figures in req/s.
 
-    python bench/instructions.py cf4b00e,HEAD [--requests 400] [--concurrency 16] [--apis openai,anthropic,anthropic-pass] [--modes json,stream]
+    python bench/instructions.py cf4b00e,HEAD [--requests 400] [--concurrency 16] [--apis openai,anthropic,anthropic-pass,responses,responses-pass] [--modes json,stream]
     python bench/instructions.py HEAD --body-size 1000000 --requests 40 --concurrency 1 --modes json   # where a megabyte goes
 
 Needs valgrind (apt-get install valgrind). Each tree takes about 30 s.
@@ -130,7 +130,7 @@ def main() -> int:
             upstream = f"http://127.0.0.1:{up_port}"
             procs.append(bench.start([sys.executable, bench.__file__, "--serve-upstream", str(up_port)], cpu=1))
             bench.wait_http(upstream + "/", 20)
-            bundle = bench._bundle(folder, upstream)
+            bundle = bench._bundle(folder, upstream, "responses-pass" in args.apis)
             results = [measure(bench.tree_of(ref, folder), bundle, folder, f"tree{i}", cells, args) for i, ref in enumerate(refs)]
         finally:
             for proc in procs:

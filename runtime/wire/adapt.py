@@ -311,15 +311,34 @@ class _ResponsesPassthrough(_Passthrough):
     def finish(self) -> list[bytes]:
         out = super().finish()
         if self.final is not None:
-            decoder = SSEDecoder()
-            for ev in decoder.feed(b"".join(self.final)) + decoder.flush():
-                try:
-                    data = json.loads(ev.data)
-                except ValueError:
-                    continue  # not the final event's data (the name appeared in some text): the final one follows
-                final = data.get("response") if isinstance(data, dict) and (ev.event or data.get("type")) in self._FINAL else None
+            for name, data in self._events(b"".join(self.final)):
+                final = data.get("response") if isinstance(data, dict) and (name or data.get("type")) in self._FINAL else None
                 if isinstance(final, dict) and isinstance(final.get("id"), str):
                     self.response = final
+        return out
+
+    _LINES = re.compile(rb"event: ?([^\r\n]*)\r?\ndata: ?([^\r\n]*)\r?\n\r?\n")
+
+    @classmethod
+    def _events(cls, raw: bytes) -> list[tuple[str | None, Any]]:
+        """The events of ``raw`` with their data parsed: most streams write each as one ``event:`` and one
+        ``data:`` line, read here by one pattern; anything else (comments, data split over lines, CR
+        endings) goes through the SSE decoder."""
+        whole = cls._LINES.fullmatch(raw)
+        if whole is not None:
+            pairs: list[tuple[str | None, bytes | str]] = [(whole.group(1).decode("utf-8", "replace"), whole.group(2))]
+        else:
+            decoder = SSEDecoder()
+            pairs = [(ev.event, ev.data) for ev in decoder.feed(raw) + decoder.flush()]
+        out: list[tuple[str | None, Any]] = []
+        for name, data in pairs:
+            try:
+                out.append((name, orjson.loads(data)))
+            except orjson.JSONDecodeError:
+                try:  # what orjson refuses, the stdlib decides (a lone surrogate escape)
+                    out.append((name, json.loads(data)))
+                except ValueError:
+                    continue  # not the final event's data (its name appeared in some text): the final one follows
         return out
 
     def error_event(self, error_body: dict[str, Any]) -> bytes:
