@@ -251,11 +251,14 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
     async def chunks() -> AsyncIterator[bytes]:
         status = 200
         try:
+            # What one upstream read gives is sent in one write: a translated chunk is several events,
+            # each its own ASGI message, server event and socket write otherwise (most of a translated
+            # stream's cost), and none of them could reach the client sooner.
             async for chunk in source:
-                for out in converter.feed(chunk):
-                    yield out
-            for out in converter.finish():
-                yield out
+                if out := converter.feed(chunk):
+                    yield out[0] if len(out) == 1 else b"".join(out)
+            if out := converter.finish():
+                yield out[0] if len(out) == 1 else b"".join(out)
             if client_format is _RESPONSES and converter.response is not None:  # None: a passthrough not stored
                 await _keep(state, body, converter.response)
         except GatewayError as err:

@@ -369,6 +369,10 @@ _SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 def _load(data: str) -> Any:
     try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # what orjson refuses, the stdlib decides (a lone surrogate escape is valid JSON)
         return json.loads(data)
     except ValueError as exc:
         raise BadUpstreamResponse("upstream sent a stream event that is not valid JSON") from exc

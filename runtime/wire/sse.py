@@ -73,7 +73,9 @@ class SSEDecoder:
         if self._parts:
             self._buf += "".join(self._parts)
             self._parts.clear()
-        lines = _LINE_END.split(self._buf + text)
+        joined = self._buf + text
+        # No CR (most streams): str.split, in C; the regex steps through every character.
+        lines = joined.split("\n") if "\r" not in joined else _LINE_END.split(joined)
         self._buf = lines.pop()
         events: list[SSEEvent] = []
         for line in lines:
