@@ -67,6 +67,13 @@ class SSEDecoder:
         if not text:
             return []
         self._cr = text.endswith("\r")
+        if not (self._buf or self._parts or self._data or self._event is not None) and text.endswith("\n\n") \
+                and "\r" not in text:
+            # Whole events only, nothing pending (most upstream reads): if each is one "data: " line,
+            # they are read by one split, not line by line.
+            blocks = text[:-2].split("\n\n")
+            if all(block[:6] == "data: " and "\n" not in block for block in blocks):
+                return [SSEEvent(None, block[6:], self._id) for block in blocks]
         if "\n" not in text and "\r" not in text:
             self._parts.append(text)  # a long line in many chunks: join once, not per chunk
             return []
