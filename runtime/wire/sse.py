@@ -164,11 +164,18 @@ def encode_event(data: str, event: str | None = None) -> bytes:
     return f"{head}{body}\n".encode("utf-8")
 
 
+_HEADS: dict[str, bytes] = {}  # event name -> its checked "event: NAME\ndata: " (a stream's few names, over and over)
+
+
 def encode_json(obj: Any, event: str | None = None) -> bytes:
     """``obj`` as compact JSON in one SSE event (compact JSON has no raw line breaks)."""
-    data = dumps(obj)
     if event is None:
-        return b"data: " + data + b"\n\n"
-    if _LINE_END.search(event):
-        raise ValueError("an SSE event name cannot contain a line break")
-    return b"event: " + event.encode("utf-8") + b"\ndata: " + data + b"\n\n"
+        return b"data: " + dumps(obj) + b"\n\n"
+    head = _HEADS.get(event)
+    if head is None:
+        if _LINE_END.search(event):
+            raise ValueError("an SSE event name cannot contain a line break")
+        head = b"event: " + event.encode("utf-8") + b"\ndata: "
+        if len(_HEADS) < 256:  # names come from the code, but stay bounded whatever calls this
+            _HEADS[event] = head
+    return head + dumps(obj) + b"\n\n"
