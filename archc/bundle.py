@@ -147,8 +147,16 @@ class Router:
     ``prompt`` is the Arch-Router template with ``{routes}`` already replaced; the runtime only
     replaces ``{conversation}``. ``route_names`` are the names the model may answer (config order),
     ``other`` excluded. ``device``: auto|cpu|cuda; ``compute_type``: None = int8 on CPU,
-    int8_float16 on CUDA.
+    int8_float16 on CUDA. ``provider``: a bundle provider whose OpenAI-compatible chat endpoint
+    serves the router model (vLLM, Ollama, llama.cpp's server), called by runtime/router/remote.py
+    when ``backend`` is remote, or auto with a provider.
     """
+
+    @property
+    def remote(self) -> bool:
+        """Decisions come from ``provider``'s server rather than the in-process model."""
+        return self.provider is not None and self.backend != "local"
+
 
     model: str
     prompt: str
@@ -156,6 +164,8 @@ class Router:
     template_sha256: str
     device: str = "auto"
     compute_type: str | None = None
+    provider: str | None = None  # the provider that serves the router model (routing.llm_provider)
+    backend: str = "auto"  # auto: remote when ``provider`` is set, else the in-process model; local | remote
 
 
 @dataclass(frozen=True)
@@ -449,7 +459,11 @@ def _from_dict(data: Any, *, verify_digest: bool) -> Bundle:
             template_sha256=_req(rd, "template_sha256", str, "router"),
             device=_opt(rd, "device", str, "router", "auto"),
             compute_type=_opt(rd, "compute_type", str, "router", None),
+            provider=_opt(rd, "provider", str, "router", None),
+            backend=_opt(rd, "backend", str, "router", "auto"),
         )
+        if router.provider is not None and all(p.name != router.provider for p in providers):
+            raise BundleError(f"router.provider: {router.provider!r} is not a provider in this bundle")
 
     return Bundle(
         format_version=version,

@@ -35,9 +35,9 @@ from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
 from runtime.http.fastpath import HotPathMiddleware
 from runtime.observe.metrics import Metrics
-from runtime.upstream.targets import build_targets
+from runtime.upstream.targets import Targets, build_targets
 from runtime.router.decision import NullRouter, RouterService
-from runtime.router.service import build_router
+from runtime.router.service import build_remote_router, build_router
 from runtime.settings import Settings
 from runtime.http.stored import store_for
 from runtime.state import GatewayState
@@ -75,7 +75,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_answer(err, format_for_path(request.url.path))  # type: ignore[return-value]  # an ASGI answer, as Starlette calls it
 
 
-def _build_router(bundle: Bundle, settings: Settings, log: logging.Logger) -> RouterService:
+def remote_router(bundle: Bundle, settings: Settings, targets: Targets | None = None) -> RouterService | None:
+    """The router on a server (``routing.llm_provider``) for ``bundle``, or None when its router is local:
+    the provider's URL, key, proxy and trust, on a connection pool of its own (closed with the router).
+    Also what `archc route` and `archc test` decide with."""
+    if not (bundle.routes and bundle.router is not None and bundle.router.remote):
+        return None
+    targets = targets or build_targets(bundle, settings.env)
+    target = targets[bundle.router.provider]  # type: ignore[index]
+    sender = Upstream(build_pool(effective_settings(settings, bundle)))
+
+    async def send(body: bytes) -> Any:
+        return await sender.post_json(target, body)
+
+    return build_remote_router(bundle, send, where=target.url, close=sender.pool.aclose)
+
+
+def _build_router(bundle: Bundle, settings: Settings, log: logging.Logger, targets: Targets) -> RouterService:
+    remote = remote_router(bundle, settings, targets)
+    if remote is not None:
+        return remote
     try:
         return build_router(bundle, model_dir=settings.model_dir)
     except Exception as exc:  # a broken model must not take the gateway down: fall back, loudly
@@ -106,7 +125,7 @@ def create_app(
             log.warning(warning)
         if targets.echoed:
             log.warning("echo mode: no key set for %s; the built-in echo upstream answers for them", ", ".join(targets.echoed))
-        active_router = router if router is not None else _build_router(bundle, settings, log)
+        active_router = router if router is not None else _build_router(bundle, settings, log, targets)
         effective = effective_settings(settings, bundle)
         upstream_pool = pool if pool is not None else build_pool(effective)
         state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log,
@@ -115,7 +134,7 @@ def create_app(
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
             # Hot reload (runtime/live/generation.py): new targets and router; the pool, metrics and sessions are kept.
             new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
-            new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log)
+            new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log, new_targets)
             closers = [] if router is not None else [new_router.aclose]
             new_settings = effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
@@ -163,4 +182,7 @@ def layers(starlette: ASGIApp) -> ASGIApp:
 
 def _describe_router(router: RouterService) -> str:
     reason = getattr(router, "reason", None)
+    where = getattr(getattr(router, "inner", router), "where", None)  # a remote router, behind the decision cache
+    if where:
+        return f"remote, at {where}"
     return f"none ({reason}: requests use the requested or default model)" if reason else type(router).__name__

@@ -108,7 +108,12 @@ def handle_route(args: argparse.Namespace) -> int:
 
 
 async def _decide(bundle: Bundle, model_dir: Path | None, messages: list[dict[str, Any]]) -> Decision:
-    router = build_router(bundle, model_dir=model_dir)
+    from runtime.app import remote_router  # the router on a server, when the config names one
+    from runtime.settings import Settings
+
+    router = remote_router(bundle, Settings.from_env())
+    if router is None:  # (not `or`: the decision cache has a length, 0 when empty)
+        router = build_router(bundle, model_dir=model_dir)
     try:
         return await router.decide(messages)
     finally:

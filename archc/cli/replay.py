@@ -88,6 +88,12 @@ def open_replay(bundle: Bundle, model_dir: Path | None = None) -> RuntimeReplay:
     ``bundle.router.model`` (as `archc serve`)."""
     patient = dataclasses.replace(bundle, routing=dataclasses.replace(
         bundle.routing, timeout_ms=max(bundle.routing.timeout_ms, REPLAY_TIMEOUT_MS)))
+    from runtime.app import remote_router  # the router on a server, when the config names one
+    from runtime.settings import Settings
+
+    remote = remote_router(patient, Settings.from_env())
+    if remote is not None:
+        return RuntimeReplay(bundle, remote)
     router = build_router(patient, model_dir=model_dir)
     if isinstance(router, NullRouter) and router.reason in ("no_router_model", "error"):
         model = bundle.router.model if bundle.router else "?"

@@ -46,6 +46,8 @@ def bundle_dict(resolved: Resolved, config: Mapping[str, Any], *, file_name: str
             "template_sha256": TEMPLATE_SHA256,
             "device": resolved.router_device,
             "compute_type": resolved.router_compute_type,
+            "provider": resolved.router_provider,
+            "backend": resolved.router_backend,
         }
     extensions: dict[str, Any] = {}
     if isinstance(config.get("gateway"), dict):

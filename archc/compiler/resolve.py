@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from archc.compiler import provider_table as _providers
-from archc.bundle import AUTH_NONE, Alias, Listener, Provider, Route, Routing
+from archc.bundle import AUTH_NONE, WIRE_OPENAI_CHAT, Alias, Listener, Provider, Route, Routing
 from archc.diagnostics import Diagnostic, Severity
 from archc.compiler.load import json_path, span
 from archc.compiler.router_prompt import ARCHGW_ROUTER_NAMES, CONVERSATION_PLACEHOLDER, ROUTER_MODEL
@@ -41,6 +41,8 @@ class Resolved:
     router_model: str = ROUTER_MODEL
     router_device: str = "auto"
     router_compute_type: str | None = None
+    router_provider: str | None = None
+    router_backend: str = "auto"
     ratelimits: list[dict[str, Any]] = field(default_factory=list)
     alias_paths: dict[str, tuple] = field(default_factory=dict)
 
@@ -62,7 +64,9 @@ def resolve(config: Mapping[str, Any], tree: Any, file: str) -> tuple[Resolved, 
     out = Resolved()
     section = "model_providers" if "model_providers" in config else "llm_providers"
     entries = config.get(section)
-    _providers_from(entries if isinstance(entries, list) else [], section, ctx, out)
+    routing = config.get("routing") if isinstance(config.get("routing"), dict) else {}
+    router_names = {routing[k] for k in ("llm_provider", "model_provider") if isinstance(routing.get(k), str)}
+    _providers_from(entries if isinstance(entries, list) else [], section, ctx, out, router_names)
     if out.routes and out.default_model is None:
         ctx.add("R316", "routes are configured but no provider is default: a request that matches no route and "
                         "names no known model gets 404", (section,), warning=True,
@@ -77,7 +81,7 @@ def resolve(config: Mapping[str, Any], tree: Any, file: str) -> tuple[Resolved, 
 
 # -- providers and routes ----------------------------------------------------------------------
 
-def _providers_from(entries: list, section: str, ctx: _Ctx, out: Resolved) -> None:
+def _providers_from(entries: list, section: str, ctx: _Ctx, out: Resolved, router_names: set[str]) -> None:
     names: dict[str, int] = {}
     literals: dict[str, int] = {}
     route_names: dict[str, tuple] = {}
@@ -85,7 +89,7 @@ def _providers_from(entries: list, section: str, ctx: _Ctx, out: Resolved) -> No
         if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
             continue
         path = (section, i)
-        provider = _provider(entry, path, ctx)
+        provider = _provider(entry, path, ctx, router_names)
         if provider is None:
             continue
         literal = entry["model"]
@@ -112,7 +116,12 @@ def _providers_from(entries: list, section: str, ctx: _Ctx, out: Resolved) -> No
             _route(pref, (*path, "routing_preferences", j), provider.name, route_names, ctx, out)
 
 
-def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx) -> Provider | None:
+# Prefixes archgw gives its own models (Arch-Router, Arch-Function): not served for chat requests, but
+# the provider routing.llm_provider names (an OpenAI-compatible server at base_url) is called for routing.
+_ROUTER_PREFIXES = frozenset({"arch", "plano"})
+
+
+def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx, router_names: set[str] = frozenset()) -> Provider | None:
     literal = entry["model"]
     split = _providers.split_literal(literal)
     if split is None:
@@ -153,11 +162,13 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx) -> Provider | No
                 hint="give the API root instead (e.g. https://host/v1) unless the server needs this exact URL")
     if base_url is not None:
         options["endpoint_rule"] = endpoint.rule
+    name = entry.get("name") if isinstance(entry.get("name"), str) else literal
+    if not spec.served and prefix in _ROUTER_PREFIXES and name in router_names and base_url is not None:
+        spec = dataclasses.replace(spec, served=True)  # the router's server: OpenAI-compatible at base_url
     if not spec.served:
         ctx.add("R304", f"provider {prefix!r} is known to archgw but not served by this runtime yet; "
                         "it compiles, requests to it are refused", (*path, "model"), warning=True)
     key_env = env_ref(entry.get("access_key"))
-    name = entry.get("name") if isinstance(entry.get("name"), str) else literal
     return Provider(
         name=name, provider=prefix, model=model, wire=spec.wire, endpoint=endpoint.url,
         responses_endpoint=_providers.responses_url(spec, endpoint, base_url=base_url, interface=interface),
@@ -250,18 +261,35 @@ def _routing_from(section: Any, ctx: _Ctx, out: Resolved) -> None:
     model = section.get("model")
     if isinstance(model, str):
         out.router_model = ROUTER_MODEL if model in ARCHGW_ROUTER_NAMES else model
-    names = {p.name for p in out.providers}
+    by_name = {p.name: p for p in out.providers}
+    backend = section.get("backend") if section.get("backend") in ("auto", "local", "remote") else "auto"
+    out.router_backend = backend
     for key in ("model_provider", "llm_provider"):
         value = section.get(key)
         if not isinstance(value, str):
             continue
-        if value not in names:
-            close = difflib.get_close_matches(value, list(names), n=1)
+        provider = by_name.get(value)
+        if provider is None:
+            close = difflib.get_close_matches(value, list(by_name), n=1)
             ctx.add("R305", f"routing.{key} {value!r} is not a provider name", ("routing", key), value=True,
                     hint=f"did you mean {close[0]!r}?" if close else "")
+        elif provider.wire != WIRE_OPENAI_CHAT or provider.endpoint.startswith("echo://"):
+            ctx.add("R318", f"routing.{key} {value!r} must be served over the OpenAI chat API (it is {provider.wire}"
+                            f"{', the built-in echo' if provider.endpoint.startswith('echo://') else ''})", ("routing", key),
+                    value=True, hint="point it at the server that runs the router model: vLLM, Ollama, llama.cpp's server, SGLang")
+        elif backend == "local":
+            ctx.add("R315", f"routing.{key}: routing.backend is local, so the in-process model decides; provider "
+                            f"{value!r} is not called for routing", ("routing", key), warning=True)
         else:
-            ctx.add("R315", f"routing.{key}: archc runs the router model in-process; provider {value!r} is not "
-                            "called for routing", ("routing", key), warning=True)
+            out.router_provider = value
+    if backend == "remote" and out.router_provider is None and out.routes:
+        ctx.add("R319", "routing.backend is remote but no routing.llm_provider names the server that runs the router model",
+                ("routing", "backend"), value=True, hint="add routing.llm_provider: <the provider's name>")
+    if out.router_provider is not None and section.get("confidence_threshold") is not None:
+        ctx.add("R320", "routing.confidence_threshold with a remote router: the confidence comes from the server's "
+                        "logprobs; a server that sends none (some Ollama versions) gets no threshold check",
+                ("routing", "confidence_threshold"), warning=True,
+                hint="vLLM and llama.cpp's server send logprobs; check /v1/route's confidence against yours")
     defaults = Routing()
     threshold = section.get("confidence_threshold")
     out.routing = Routing(

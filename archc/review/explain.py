@@ -75,9 +75,14 @@ def _routing_note(bundle: Bundle) -> str:
     if not bundle.routes:
         return "no routes: the request goes to this model as named"
     names = ", ".join(r.name for r in bundle.routes)
+    router = bundle.router
+    runs = "the in-process router model"
+    if router is not None and router.remote:
+        server = bundle.provider(router.provider)  # type: ignore[arg-type]
+        runs = f"the router on {router.provider!r} ({server.endpoint if server else '?'})"
     if bundle.routing.explicit_model_bypass:
-        return f"explicit_model_bypass is on: naming this model skips the router (routes: {names})"
-    return (f"the router runs on every request (archgw semantics); a matched route overrides this model "
+        return f"explicit_model_bypass is on: naming this model skips {runs} (routes: {names})"
+    return (f"{runs} decides on every request (archgw semantics); a matched route overrides this model "
             f"(routes: {names}); no match keeps it")
 
 

@@ -186,7 +186,16 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "bundle": state.bundle.digest, "router": type(state.router).__name__,
                          "router_reason": getattr(state.router, "reason", None),
                          "router_model": str(state.settings.model_dir) if state.settings.model_dir else None,
+                         **_router_backend(state),
                          "providers": len(state.bundle.providers), "echo": list(state.targets.echoed)})
+
+
+def _router_backend(state: GatewayState) -> dict[str, Any]:
+    """Who decides: ``remote`` (the router's server, at its URL), ``local`` (the in-process model) or ``none``."""
+    router = state.bundle.router
+    if router is not None and router.remote and state.bundle.routes:
+        return {"router_backend": "remote", "router_at": state.targets[router.provider].url}  # type: ignore[index]
+    return {"router_backend": "none" if getattr(state.router, "reason", None) else "local", "router_at": None}
 
 
 async def metrics(request: Request) -> Response:

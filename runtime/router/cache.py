@@ -18,7 +18,7 @@ from runtime.router.prompt import compact_json, select_conversation
 
 DEFAULT_CACHE_SIZE = 1024
 # Fallbacks that say something about this run, not about the input: never cached.
-UNCACHEABLE_FALLBACKS = frozenset({"timeout", "error"})
+UNCACHEABLE_FALLBACKS = frozenset({"timeout", "error", "router_unavailable"})
 
 LookupHook = Callable[[bool], None]
 

@@ -8,7 +8,8 @@ never loads a model library.
 Fallback reasons (``Decision.fallback``), also used in ``x-arch-fallback`` and metrics:
 ``no_routes`` (bundle has no routes), ``no_router_model`` (no model installed), ``other``,
 ``no_match`` (a name not in the route list), ``low_confidence``, ``malformed`` (answer not parseable),
-``error`` (backend crashed), ``timeout`` (deadline overrun), ``empty_conversation``.
+``error`` (backend crashed), ``timeout`` (deadline overrun), ``empty_conversation``,
+``router_unavailable`` (the remote router's server failed repeatedly: skipped until a probe answers).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 FALLBACKS = ("no_routes", "no_router_model", "other", "no_match", "low_confidence", "malformed", "error",
-             "timeout", "empty_conversation")
+             "timeout", "empty_conversation", "router_unavailable")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ Contract used by runtime/http/endpoints.py, `archc route` and `archc test`:
 
 The types (Decision, RouterService, NullRouter, the fallback reasons) are runtime/router/decision.py.
 
-Stage: runtime router. Imports archc.bundle and runtime.router.{prompt,backend,ct2,models}.
+Stage: runtime router. Imports archc.bundle and runtime.router.{prompt,backend,ct2,models,remote}.
+A bundle whose router runs on a server (``bundle.router.remote``) gets ``build_remote_router``,
+given the HTTP ``send`` by the app (runtime/app.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from runtime.router.cache import DEFAULT_CACHE_SIZE, CachedRouter
 from runtime.router.decision import Decision, NullRouter, RawDecision, RouterService
 from runtime.router.ct2 import Ct2Backend, Ct2Options, ModelLoadError
 from runtime.router.models import default_model_dir
+from runtime.router.remote import Breaker, RemoteRouter, Send
 
 log = logging.getLogger("archc.router")
 
@@ -158,6 +161,27 @@ def default_options(bundle: Bundle, **overrides: Any) -> Ct2Options:
     return Ct2Options(**opts)
 
 
+def build_remote_router(bundle: Bundle, send: "Send", *, where: str, close: Any = None,
+                        cache_size: int | None = None, breaker: Breaker | None = None) -> RouterService:
+    """The router for a bundle whose router runs on a server (``bundle.router.remote``): decisions
+    through ``send`` (runtime/router/remote.py), behind the same decision cache as the local one."""
+    assert bundle.router is not None
+    router: RouterService = RemoteRouter(
+        send, model=bundle.provider(bundle.router.provider).model, prompt=bundle.router.prompt,  # type: ignore[union-attr,arg-type]
+        route_names=bundle.router.route_names, timeout_ms=bundle.routing.timeout_ms,
+        token_budget=bundle.routing.token_budget, confidence_threshold=bundle.routing.confidence_threshold,
+        where=where, breaker=breaker, close=close)
+    return _cached(router, bundle, cache_size)
+
+
+def _cached(router: RouterService, bundle: Bundle, cache_size: int | None) -> RouterService:
+    # Exact decision cache (runtime/router/cache.py); size: keyword, ARCHC_ROUTER_CACHE_SIZE, 1024; 0 = off.
+    size = cache_size if cache_size is not None else int(os.environ.get("ARCHC_ROUTER_CACHE_SIZE") or DEFAULT_CACHE_SIZE)
+    if size <= 0:
+        return router
+    return CachedRouter(router, bundle_digest=bundle.digest, size=size, token_budget=bundle.routing.token_budget)
+
+
 def build_router(
     bundle: Bundle,
     *,
@@ -190,9 +214,4 @@ def build_router(
         workers = max(1, opts.replicas)
     else:
         workers = 1
-    router = BackendRouter(backend, bundle.routing, workers=workers, concurrency=mode)
-    # Exact decision cache (runtime/router/cache.py); size: keyword, ARCHC_ROUTER_CACHE_SIZE, 1024; 0 = off.
-    size = cache_size if cache_size is not None else int(os.environ.get("ARCHC_ROUTER_CACHE_SIZE") or DEFAULT_CACHE_SIZE)
-    if size <= 0:
-        return router
-    return CachedRouter(router, bundle_digest=bundle.digest, size=size, token_budget=bundle.routing.token_budget)
+    return _cached(BackendRouter(backend, bundle.routing, workers=workers, concurrency=mode), bundle, cache_size)

@@ -106,7 +106,45 @@ routing:
     assert b.router.model == "katanemo/Arch-Router-1.5B" and b.router.device == "cpu"
     assert b.routing.timeout_ms == 900 and b.routing.confidence_threshold == 0.5
     assert b.routing.explicit_model_bypass is False and b.routing.token_budget == 2048
-    assert any(d.code == "R315" for d in r.diagnostics)
+    # The named provider serves the router: decisions call it (R320: the threshold needs its logprobs).
+    assert (b.router.provider, b.router.backend, b.router.remote) == ("openai/o3", "auto", True)
+    assert [d.code for d in r.diagnostics] == ["R320"]
+
+
+def test_archgw_remote_router_config_compiles_to_a_remote_router() -> None:
+    """archgw's preference_based_routing demo: the Arch-Router GGUF on Ollama, named by routing.llm_provider.
+    The ``arch/`` provider is served (for routing: an OpenAI-compatible server at base_url), no R304/R315."""
+    r = build("""routing: {model: Arch-Router, llm_provider: arch-router}
+llm_providers:
+  - name: arch-router
+    model: arch/hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M
+    base_url: http://host.docker.internal:11434
+  - model: openai/gpt-4o-mini
+    default: true
+  - model: openai/gpt-4o
+    routing_preferences: [{name: code understanding, description: understand and explain code}]
+""")
+    assert r.ok and r.diagnostics == [], format_text(r.diagnostics)
+    router = r.bundle.provider("arch-router")
+    assert (router.served, router.endpoint, router.model) == (
+        True, "http://host.docker.internal:11434/v1/chat/completions", "hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M")
+    assert (r.bundle.router.provider, r.bundle.router.remote) == ("arch-router", True)
+
+
+def test_remote_router_settings_are_checked() -> None:
+    head = """model_providers:
+  - model: openai/gpt-4o
+    default: true
+    routing_preferences: [{name: code, description: write code}]
+  - model: anthropic/claude-x
+"""
+    local = build(head + "routing: {llm_provider: openai/gpt-4o, backend: local}\n")
+    assert local.ok and local.bundle.router.remote is False and [d.code for d in local.diagnostics] == ["R315"]
+    assert [d.code for d in build(head + "routing: {llm_provider: anthropic/claude-x}\n").diagnostics] == ["R318"]
+    assert [d.code for d in build(head + "routing: {backend: remote}\n").diagnostics] == ["R319"]
+    echo = build("model_providers:\n  - {model: echo/e, default: true, routing_preferences: [{name: a, description: b}]}\n"
+                 "routing: {llm_provider: echo/e}\n")
+    assert [d.code for d in echo.diagnostics] == ["R318"]
 
 
 def test_no_routes_means_no_router() -> None:
