@@ -24,7 +24,7 @@ def test_bare_and_literal_and_routing_note() -> None:
     bundle = compile_path(EXAMPLES / "coding_routes.yaml", lock_mode="ignore").bundle
     e = explain(bundle, "gpt-4.1-2025-04-14")
     assert e.via == "bare" and e.provider.name == "openai/gpt-4.1-2025-04-14"
-    assert "router runs on every request" in e.routing_note
+    assert "the in-process router model decides on every request" in e.routing_note
     doc = json.loads(format_json(explain(bundle, "openai/gpt-5-2025-08-07")))
     assert doc["via"] == "literal" and doc["provider"]["endpoint"] == "https://api.openai.com/v1/chat/completions"
 
