@@ -150,6 +150,14 @@ R_RESPONSE_SSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransf
                   + b"%x\r\n%s\r\n0\r\n\r\n" % (len(_R_EVENTS), _R_EVENTS))
 
 
+# What Arch-Router on a vLLM/Ollama server answers (bench/remote_router.py).
+_ROUTER_ANSWER = json.dumps({
+    "id": "chatcmpl-router", "object": "chat.completion", "created": 1700000000, "model": "arch-router",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"route": "code"}'}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 300, "completion_tokens": 7, "total_tokens": 307}}, separators=(",", ":")).encode()
+ROUTER_JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_ROUTER_ANSWER), _ROUTER_ANSWER)
+
+
 class _UpstreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -177,7 +185,9 @@ class _UpstreamProtocol(asyncio.Protocol):
             self.need = None
             stream = re.search(rb'"stream"\s*:\s*true', body[:256] + body[-256:]) is not None
             target = head.split(b" ", 2)[1]
-            if target.endswith(b"/messages"):
+            if target.startswith(b"/router/"):  # the router's server (bench/remote_router.py): it names a route at once
+                self.transport.write(ROUTER_JSON)  # type: ignore[attr-defined]
+            elif target.endswith(b"/messages"):
                 self.transport.write(A_RESPONSE_SSE if stream else A_RESPONSE_JSON)  # type: ignore[attr-defined]
             elif target.endswith(b"/responses"):
                 self.transport.write(R_RESPONSE_SSE if stream else R_RESPONSE_JSON)  # type: ignore[attr-defined]

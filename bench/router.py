@@ -6,6 +6,7 @@ router service (runtime/router/service.py), on a Qwen2.5-1.5B-shaped random int8
     .venv/bin/python bench/router.py --device cuda --concurrency 1 32 --modes batch
     .venv/bin/python bench/router.py --shape tiny --runs 2   # smoke run of the script itself
     .venv/bin/python bench/router.py --sweep                 # prefill cost per dynamic token: the floor
+    .venv/bin/python bench/router.py --remote [--duration 5] # a remote router's cost to the gateway (bench/remote_router.py)
 
 Latency depends on the model's shape, not its weights, so random weights measure the real cost.
 A random model never writes a route name, so "fast" runs with ``constrain=True``: it stops at the
@@ -247,6 +248,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    if "--remote" in sys.argv[1:]:  # the router on a server: the gateway's side of a decision (bench/remote_router.py)
+        import remote_router
+        remote_router.main([a for a in sys.argv[1:] if a != "--remote"])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=["qwen25-1.5b", "tiny"], default="qwen25-1.5b")
     ap.add_argument("--model-dir", default="/tmp/archc-bench", help="where built models are kept and reused")
