@@ -130,12 +130,14 @@ def create_app(
         upstream_pool = pool if pool is not None else build_pool(effective)
         state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log,
                              stored=store_for(bundle.extensions.get("gateway") or {}))  # kept across reloads
+        _count_shared_errors(active_router, state.metrics)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
             # Hot reload (runtime/live/generation.py): new targets and router; the pool, metrics and sessions are kept.
             new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
             new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log, new_targets)
             closers = [] if router is not None else [new_router.aclose]
+            _count_shared_errors(new_router, state.metrics)
             new_settings = effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
             new_sender = Upstream(upstream_pool)
@@ -178,6 +180,13 @@ def layers(starlette: ASGIApp) -> ASGIApp:
     limited = RateLimitMiddleware(hot, get_limiter=current_limiter, max_body_bytes=current_max_body)
     full = AccessLogMiddleware(TracingMiddleware(GatewayKeyMiddleware(limited, get_store=current_keys), get_tracing=current_tracing))
     return LiveStateMiddleware(full, plain=AccessLogMiddleware(hot))
+
+
+def _count_shared_errors(router: RouterService, metrics: Metrics) -> None:
+    """A shared decision cache (runtime/router/shared.py) counts its Redis failures in the gateway's metrics."""
+    shared = getattr(router, "shared", None)
+    if shared is not None:
+        shared.on_error = metrics.shared_cache_errors.inc
 
 
 def _describe_router(router: RouterService) -> str:

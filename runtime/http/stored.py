@@ -21,10 +21,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
+import orjson
+
 from runtime.errors import NotFound, ProviderUnavailable
 from runtime.wire import openai_responses as orr
 
 DEFAULT_MAX_RESPONSES = 10_000
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # the memory store's JSON bytes, counted conservatively (MemoryResponses)
 DEFAULT_TTL_S = 24 * 3600.0
 MAX_CHAIN = 10_000  # turns followed back from one previous_response_id
 
@@ -72,22 +75,34 @@ class _Kept:
     items: list[dict[str, Any]]  # the whole conversation through this response (shared item objects)
     response: dict[str, Any]
     at: float
+    size: int = 0  # the JSON bytes of the whole conversation through this response, and of the response
+    response_size: int = 0  # of the response alone (the next turn's history holds its output items, not it)
 
 
 class MemoryResponses:
+    """Bounded by count (``max_responses``) and by bytes (``max_bytes``), least recently used first, and
+    by age. Each response counts its whole conversation: history shared by the turns of one conversation
+    is counted once per turn, so the real memory stays under the bound (a long agent session fills it
+    sooner than its size alone would)."""
+
     def __init__(self, max_responses: int = DEFAULT_MAX_RESPONSES, ttl_s: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_responses = max_responses
+        self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self.clock = clock
+        self.bytes = 0  # the sum of the kept records' sizes
         self._kept: OrderedDict[str, _Kept] = OrderedDict()
+
+    def _drop(self, rid: str) -> None:
+        self.bytes -= self._kept.pop(rid).size
 
     def _get(self, rid: str) -> _Kept | None:
         kept = self._kept.get(rid)
         if kept is None:
             return None
         if self.clock() - kept.at > self.ttl_s:
-            del self._kept[rid]
+            self._drop(rid)
             return None
         self._kept.move_to_end(rid)
         return kept
@@ -103,12 +118,19 @@ class MemoryResponses:
     async def keep(self, body: Mapping[str, Any], response: dict[str, Any]) -> None:
         if body.get("store") is False:
             return
-        previous = body.get("previous_response_id") or None
-        before = self._kept[previous].items if previous in self._kept else []
-        self._kept[response["id"]] = _Kept([*before, *_turn(body, response, len(before))], response, self.clock())
-        self._kept.move_to_end(response["id"])
-        while len(self._kept) > self.max_responses:
-            self._kept.popitem(last=False)
+        previous = self._kept.get(body.get("previous_response_id") or "")
+        before = previous.items if previous is not None else []
+        turn = _turn(body, response, len(before))
+        history = previous.size - previous.response_size if previous is not None else 0
+        response_size = _json_size(response)
+        rid = response["id"]
+        if rid in self._kept:
+            self._drop(rid)
+        kept = self._kept[rid] = _Kept([*before, *turn], response, self.clock(), history + _json_size(turn) + response_size,
+                                       response_size)
+        self.bytes += kept.size
+        while len(self._kept) > self.max_responses or (self.bytes > self.max_bytes and len(self._kept) > 1):
+            self._drop(next(iter(self._kept)))
 
     async def get(self, rid: str) -> dict[str, Any]:
         kept = self._get(rid)
@@ -119,11 +141,21 @@ class MemoryResponses:
     async def delete(self, rid: str) -> dict[str, Any]:
         if self._get(rid) is None:
             raise _unknown(rid, "no")
-        del self._kept[rid]
+        self._drop(rid)
         return {"id": rid, "object": "response", "deleted": True}
 
     async def aclose(self) -> None:
         self._kept.clear()
+        self.bytes = 0
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON: what a kept item costs, near enough (a value that is not
+    JSON, which a stored request never holds, counts by its repr)."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        return len(repr(value))
 
 
 # Follow a chain back from ARGV[1]: each record's turn items, newest first. A missing record (expired)
@@ -226,5 +258,6 @@ def store_for(gateway: Mapping[str, Any]) -> MemoryResponses | RedisResponses:
     url = str(cfg.get("url") or "memory://")
     ttl = float(cfg.get("ttl_s", DEFAULT_TTL_S))
     if url.startswith("memory://"):
-        return MemoryResponses(int(cfg.get("max_responses", DEFAULT_MAX_RESPONSES)), ttl)
+        return MemoryResponses(int(cfg.get("max_responses", DEFAULT_MAX_RESPONSES)), ttl,
+                               max_bytes=int(cfg.get("max_bytes", DEFAULT_MAX_BYTES)))
     return RedisResponses(url, ttl_s=ttl, timeout_s=float(cfg.get("timeout_ms", 1000)) / 1000.0)

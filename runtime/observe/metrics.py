@@ -45,6 +45,8 @@ class Metrics:
         self.upstream_errors = Counter("archc_upstream_errors", "Upstream failures", ["provider", "kind"], registry=r)
         self.tokens = Counter("archc_tokens", "Tokens reported by upstreams", ["provider", "direction"], registry=r)
         self.errors = Counter("archc_errors", "Error answers by kind", ["endpoint", "kind"], registry=r)
+        self.shared_cache_errors = Counter("archc_router_shared_cache_errors", "Shared decision cache (Redis) calls that "
+                                           "failed: the replica decided on its own", registry=r)
 
         if clients is not None:
             r.register(_ClientConnectionsCollector(clients))

@@ -55,6 +55,7 @@ class CachedRouter:
         size: int = DEFAULT_CACHE_SIZE,
         token_budget: int = 2048,
         on_lookup: LookupHook | None = None,
+        shared: Any = None,
     ) -> None:
         if size < 1:
             raise ValueError("router cache size must be at least 1")
@@ -63,9 +64,12 @@ class CachedRouter:
         self.size = size
         self.token_budget = token_budget
         self.on_lookup = on_lookup
+        self.shared = shared  # runtime/router/shared.py's SharedDecisions: other replicas' decisions, on a local miss
         self.hits = 0
+        self.shared_hits = 0
         self.misses = 0
         self.evictions = 0
+        self._writes: set[asyncio.Task[None]] = set()
         self._entries: OrderedDict[str, Decision] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Decision | None]] = {}
 
@@ -73,7 +77,8 @@ class CachedRouter:
         return len(self._entries)
 
     def stats(self) -> dict[str, int]:
-        return {"size": len(self._entries), "capacity": self.size, "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
+        return {"size": len(self._entries), "capacity": self.size, "hits": self.hits, "shared_hits": self.shared_hits,
+                "misses": self.misses, "evictions": self.evictions}
 
     def key_for(self, messages: Sequence[Mapping[str, Any]]) -> str | None:
         """The cache key for ``messages``, or None when the input cannot be keyed (bypass)."""
@@ -97,10 +102,14 @@ class CachedRouter:
             if shared is None:  # the first caller was cancelled: decide for ourselves
                 return await self.inner.decide(messages)
             return self._hit(shared, started) if cacheable(shared) else shared
-        return await self._miss(key, messages)
+        return await self._miss(key, messages, started)
 
     async def aclose(self) -> None:
         self._entries.clear()
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.aclose()
         await self.inner.aclose()
 
     # -- internals ---------------------------------------------------------------------------
@@ -111,22 +120,35 @@ class CachedRouter:
         lookup_ms = (time.perf_counter() - started) * 1000.0
         return dataclasses.replace(decision, cache_hit=True, router_ms=lookup_ms)
 
-    async def _miss(self, key: str, messages: Sequence[Mapping[str, Any]]) -> Decision:
-        self.misses += 1
-        self._notify(False)
+    async def _miss(self, key: str, messages: Sequence[Mapping[str, Any]], started: float) -> Decision:
         future: asyncio.Future[Decision | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         decision: Decision | None = None
+        from_shared = False
         try:
-            # Inference ran, so this is a miss whatever the inner router says (a backend's own
-            # flag is about its prefix cache); hits set the flag again.
-            decision = dataclasses.replace(await self.inner.decide(messages), cache_hit=False)
+            if self.shared is not None:  # another replica may have decided this turn already
+                decision = await self.shared.get(key)
+                from_shared = decision is not None
+            if decision is None:
+                self.misses += 1
+                self._notify(False)
+                # Inference ran, so this is a miss whatever the inner router says (a backend's own
+                # flag is about its prefix cache); hits set the flag again.
+                decision = dataclasses.replace(await self.inner.decide(messages), cache_hit=False)
         finally:
             # On cancellation (client gone) waiters get None and run the router themselves.
             self._inflight.pop(key, None)
             future.set_result(decision)
+        if from_shared:
+            self.shared_hits += 1
+            self._store(key, decision)
+            return self._hit(decision, started)
         if cacheable(decision):
             self._store(key, decision)
+            if self.shared is not None:  # written behind the answer: the client does not wait for Redis
+                task = asyncio.get_running_loop().create_task(self.shared.put(key, decision))
+                self._writes.add(task)
+                task.add_done_callback(self._writes.discard)
         return decision
 
     def _store(self, key: str, decision: Decision) -> None:

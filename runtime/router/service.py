@@ -32,6 +32,7 @@ from runtime.router.decision import Decision, NullRouter, RawDecision, RouterSer
 from runtime.router.ct2 import Ct2Backend, Ct2Options, ModelLoadError
 from runtime.router.models import default_model_dir
 from runtime.router.remote import Breaker, RemoteRouter, Send
+from runtime.router.shared import shared_for
 
 log = logging.getLogger("archc.router")
 
@@ -176,10 +177,12 @@ def build_remote_router(bundle: Bundle, send: "Send", *, where: str, close: Any 
 
 def _cached(router: RouterService, bundle: Bundle, cache_size: int | None) -> RouterService:
     # Exact decision cache (runtime/router/cache.py); size: keyword, ARCHC_ROUTER_CACHE_SIZE, 1024; 0 = off.
+    # With gateway.decision_cache (Redis), its second level is shared by every replica (runtime/router/shared.py).
     size = cache_size if cache_size is not None else int(os.environ.get("ARCHC_ROUTER_CACHE_SIZE") or DEFAULT_CACHE_SIZE)
     if size <= 0:
         return router
-    return CachedRouter(router, bundle_digest=bundle.digest, size=size, token_budget=bundle.routing.token_budget)
+    return CachedRouter(router, bundle_digest=bundle.digest, size=size, token_budget=bundle.routing.token_budget,
+                        shared=shared_for(bundle.extensions.get("gateway") or {}))
 
 
 def build_router(

@@ -115,9 +115,31 @@ async def test_redis_down_is_a_503_not_a_hang(dead_redis_url: str) -> None:
         await store.aclose()
 
 
+async def test_memory_store_bounds_bytes_counting_each_whole_conversation() -> None:
+    """A 20 KB answer per turn, 150 KB allowed: each response counts its history too (turn n about 40 + 20n KB),
+    so the oldest turns go as the sum passes the bound; the bytes counted always equal the records kept."""
+    store = MemoryResponses(max_bytes=150_000)
+    previous = None
+    for n in range(6):
+        await _turn(store, f"t{n}", "x" * 20_000, f"turn {n}", previous)
+        previous = f"t{n}"
+        assert store.bytes == sum(k.size for k in store._kept.values()) <= 150_000
+    kept = list(store._kept)
+    assert kept[-1] == "t5" and "t0" not in kept and len(kept) < 6
+    assert [i["content"] for i in await store.history("t5")][:2] == ["turn 0", "x" * 20_000]  # t5 keeps its whole history
+    sizes = [store._kept[rid].size for rid in kept]
+    assert sizes == sorted(sizes) and sizes[-1] > 6 * 20_000  # later turns count their longer histories
+    await store.delete("t5")
+    assert store.bytes == sum(k.size for k in store._kept.values())
+    one = MemoryResponses(max_bytes=1_024)
+    await _turn(one, "big", "y" * 5_000, "hi")  # larger than the bound alone: the newest is kept
+    assert list(one._kept) == ["big"]
+
+
 def test_store_for_reads_the_gateway_section() -> None:
     assert isinstance(store_for({}), MemoryResponses)
     assert store_for({"responses_store": {"url": "memory://", "max_responses": 5}}).max_responses == 5
+    assert store_for({"responses_store": {"url": "memory://", "max_bytes": 4096}}).max_bytes == 4096
 
 
 @pytest.mark.e2e

@@ -119,7 +119,7 @@ def test_lru_bound_and_eviction_order() -> None:
     run(scenario())
     firsts = [next(m["content"] for m in call if m["role"] == "user") for call in inner.calls]
     assert firsts == ["one", "two", "three", "two"]
-    assert router.stats() == {"size": 2, "capacity": 2, "hits": 2, "misses": 4, "evictions": 2}
+    assert router.stats() == {"size": 2, "capacity": 2, "hits": 2, "shared_hits": 0, "misses": 4, "evictions": 2}
 
 
 @pytest.mark.parametrize(
