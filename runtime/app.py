@@ -147,7 +147,7 @@ def create_app(
         tracing = Tracing.from_bundle(bundle, settings.env)
         live = Live(bundle, state, build_gateway=rebuild, registry=state.metrics.registry, env=settings.env,
                     span=tracing.attempt_span if tracing is not None else None,
-                    adopt=tracing.install if tracing is not None else None)
+                    adopt=tracing.install if tracing is not None else None, expect_digest=settings.expect_digest)
         watcher = BundleWatcher(watch, live.swap_to, loader=loader or load) if watch is not None else None
         log.info("serving bundle %s: %d providers, %d aliases, %d routes; router: %s", bundle.digest, len(bundle.providers),
                  len(bundle.aliases), len(bundle.routes), _describe_router(active_router))

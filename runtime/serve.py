@@ -184,3 +184,5 @@ def _export(settings: Settings) -> None:
     os.environ["ARCHC_MAX_BODY_BYTES"] = str(settings.max_body_bytes)
     os.environ["ARCHC_LOG_LEVEL"] = settings.log_level
     os.environ["ARCHC_EVENT_LOOP"] = settings.event_loop
+    if settings.expect_digest:
+        os.environ["ARCHC_EXPECT_DIGEST"] = settings.expect_digest

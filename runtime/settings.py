@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -20,6 +21,9 @@ def env_name(ref: object) -> str | None:
     if not ref:
         return None
     return str(ref).strip().lstrip("$").strip("{}") or None
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,9 @@ class Settings:
     or less where the open-files limit is lower); ``max_connections`` is the upstream pool, not this.
     ``heap_keep_mb``: freed memory glibc's malloc keeps for the next request rather than returning
     it to the kernel (``ARCHC_HEAP_KEEP_MB``, default 64; 0 leaves malloc's defaults; see
-    runtime.serve.keep_heap). ``env`` is the environment that provider keys are read from (a snapshot, taken once).
+    runtime.serve.keep_heap). ``expect_digest``: the only bundle digest this process may serve, at start and
+    after a reload (``--expect-digest`` / ``ARCHC_EXPECT_DIGEST``). ``env`` is the environment that provider
+    keys are read from (a snapshot, taken once).
     """
 
     host: str = "127.0.0.1"
@@ -55,6 +61,7 @@ class Settings:
     event_loop: str = "uvloop"
     log_level: str = "info"
     heap_keep_mb: int = 64
+    expect_digest: str | None = None
     env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
@@ -84,6 +91,8 @@ class Settings:
             values["event_loop"] = env["ARCHC_EVENT_LOOP"].strip().lower()
         if env.get("ARCHC_LOG_LEVEL"):
             values["log_level"] = env["ARCHC_LOG_LEVEL"].lower()
+        if env.get("ARCHC_EXPECT_DIGEST"):
+            values["expect_digest"] = env["ARCHC_EXPECT_DIGEST"].strip()
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("model_dir"), str):
             values["model_dir"] = Path(str(values["model_dir"]))
@@ -100,4 +109,7 @@ class Settings:
             raise ValueError("ARCHC_HEAP_KEEP_MB must be 0 (malloc's defaults) or a number of MiB")
         if settings.workers < 1:
             raise ValueError("--workers must be at least 1")
+        if settings.expect_digest is not None and not _DIGEST.fullmatch(settings.expect_digest):
+            raise ValueError(f"--expect-digest {settings.expect_digest[:80]!r}: expected sha256: and 64 hex digits, "
+                             "as `archc build` prints and /readyz reports")
         return settings

@@ -34,6 +34,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                         "(also ARCHC_ECHO=1)")
     p.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 10 MB)")
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    p.add_argument("--expect-digest", metavar="sha256:...", default=None,
+                   help="serve only this bundle digest: refuse to start on any other, and a reload to any other keeps "
+                        "the running bundle (deploy by digest)")
     p.add_argument("--allow-unauthenticated", action="store_true",
                    help="listen on a non-loopback address without gateway keys (refused otherwise)")
     p.set_defaults(handler=handle)
@@ -48,9 +51,14 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     try:
         settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers, model_dir=args.model_dir,
-                                     echo=args.echo, max_body_bytes=args.max_body_bytes, log_level=args.log_level)
+                                     echo=args.echo, max_body_bytes=args.max_body_bytes, log_level=args.log_level,
+                                     expect_digest=args.expect_digest)
     except ValueError as exc:
         print(f"archc serve: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    if settings.expect_digest is not None and bundle.digest != settings.expect_digest:
+        print(f"archc serve: {args.config} is bundle {bundle.digest}, not the expected {settings.expect_digest}; "
+              "nothing served", file=sys.stderr)
         return EXIT_ERRORS
     configure_logging(settings.log_level)
     if not exposure_allowed(bundle, settings, args.allow_unauthenticated, "archc serve"):

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from archc.bundle import Bundle
 from runtime.http.asgi import REQUEST, ASGIApp, Receive, RequestState, Scope, Send, app_state, request_state
@@ -64,6 +64,13 @@ class Generation:
 class ReloadMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.reloads = Counter("archc_bundle_reloads", "Bundle reload attempts by result", ["result"], registry=registry)
+        self.bundle_info = Gauge("archc_bundle_info", "The bundle being served (1; its digest is the label)", ["digest"],
+                                 registry=registry)
+
+    def serving(self, digest: str, was: str | None = None) -> None:
+        if was is not None:
+            self.bundle_info.remove(was)
+        self.bundle_info.labels(digest).set(1)
 
 
 class Live:
@@ -84,8 +91,10 @@ class Live:
         grace_s: float = 30.0,
         span: Callable[[str], Any] | None = None,
         adopt: Callable[[GatewayState], None] | None = None,
+        expect_digest: str | None = None,
     ) -> None:
         self.build_gateway = build_gateway
+        self.expect_digest = expect_digest  # deploy by digest: no reload to any other bundle
         self.adopt = adopt  # called with each generation's gateway state (tracing hooks its upstream)
         self.env = dict(os.environ if env is None else env)
         self.grace_s = grace_s
@@ -99,6 +108,7 @@ class Live:
         self._backend: Any = None  # rate-limit counters, shared by generations with the same backend config
         self._backend_config: tuple | None = None
         self.current, _ = self._generation(1, bundle, gateway, [])
+        self.metrics.serving(bundle.digest)
 
     def _generation(self, number: int, bundle: Bundle, gateway: GatewayState, closers: list[Closer]) -> tuple[Generation, Closer | None]:
         """The generation for ``bundle``, and the close of a rate-limit backend it replaced (or None).
@@ -133,6 +143,11 @@ class Live:
             if bundle.digest == old.bundle.digest:
                 self.metrics.reloads.labels("unchanged").inc()
                 return False
+            if self.expect_digest is not None and bundle.digest != self.expect_digest:
+                self.metrics.reloads.labels("rejected").inc()
+                LOG.error("bundle %s rejected, still serving %s: this gateway serves only %s (--expect-digest)",
+                          bundle.digest, old.bundle.digest, self.expect_digest)
+                return False
             closers: list = []
             try:
                 gateway, closers = await self.build_gateway(bundle)
@@ -148,6 +163,7 @@ class Live:
                 old.closers.append(replaced)  # requests of the old generation may still use it
             self.current = new  # the swap: one reference assignment
             self.metrics.reloads.labels("swapped").inc()
+            self.metrics.serving(bundle.digest, was=old.bundle.digest)
             LOG.info("now serving bundle %s (generation %d, was %s)", bundle.digest, new.number, old.bundle.digest)
             self._retire(old)
             return True

@@ -89,6 +89,24 @@ async def test_failed_build_keeps_current_and_logs(caplog: pytest.LogCaptureFixt
     await live.aclose()
 
 
+async def test_deploy_by_digest_refuses_a_reload_to_any_other_bundle(caplog: pytest.LogCaptureFixture) -> None:
+    """``--expect-digest``: a reload to another bundle keeps the running one (counted as rejected), and
+    ``archc_bundle_info`` names the digest being served, before and after a swap."""
+    built, registry = Built(), CollectorRegistry()
+    a, b = _bundle("a"), _bundle("b")
+    live = Live(a, FakeGateway("a"), build_gateway=built, registry=registry, env={}, expect_digest=a.digest)
+    assert registry.get_sample_value("archc_bundle_info", {"digest": a.digest}) == 1
+    assert not await live.swap_to(b)
+    assert live.current.bundle.digest == a.digest and f"this gateway serves only {a.digest}" in caplog.text
+    assert registry.get_sample_value("archc_bundle_reloads_total", {"result": "rejected"}) == 1
+    free = Live(a, FakeGateway("a"), build_gateway=built, registry=(other := CollectorRegistry()), env={})
+    assert await free.swap_to(b)
+    assert other.get_sample_value("archc_bundle_info", {"digest": b.digest}) == 1
+    assert other.get_sample_value("archc_bundle_info", {"digest": a.digest}) is None
+    await live.aclose()
+    await free.aclose()
+
+
 async def test_superseded_generation_closes_after_grace() -> None:
     built = Built()
     live = _live(built, _bundle("a"), grace_s=0.05)
