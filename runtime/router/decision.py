@@ -14,6 +14,7 @@ Fallback reasons (``Decision.fallback``), also used in ``x-arch-fallback`` and m
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -77,3 +78,17 @@ class NullRouter:
 
     async def aclose(self) -> None:
         return None
+
+
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a ``time.monotonic()`` reading), as decisions report them."""
+    return round((time.monotonic() - start) * 1000, 3)
+
+
+def thresholded(route: str | None, fallback: str | None, confidence: float | None,
+                threshold: float | None) -> tuple[str | None, str | None]:
+    """``routing.confidence_threshold`` applied: a route named with less confidence falls back (``low_confidence``);
+    without a confidence (no logprobs) there is nothing to compare."""
+    if route is not None and threshold is not None and confidence is not None and confidence < threshold:
+        return None, "low_confidence"
+    return route, fallback

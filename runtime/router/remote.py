@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 import orjson
 
 from runtime.router import prompt as rp
-from runtime.router.decision import Decision
+from runtime.router.decision import Decision, elapsed_ms, thresholded
 
 log = logging.getLogger("archc.router")
 
@@ -126,22 +126,19 @@ class RemoteRouter:
             answer = await asyncio.wait_for(self.send(self.body(conversation)), max(self.timeout_ms, 0) / 1000)
         except (asyncio.TimeoutError, TimeoutError):
             self._failed(f"no answer within routing.timeout_ms ({self.timeout_ms} ms)")
-            return Decision(None, "timeout", router_ms=_ms(start))
+            return Decision(None, "timeout", router_ms=elapsed_ms(start))
         except Exception as exc:  # unreachable, an error status, a body that is not JSON: a fallback, never a failed request
             self._failed(f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}")
-            return Decision(None, "error", router_ms=_ms(start))
+            return Decision(None, "error", router_ms=elapsed_ms(start))
         text, tokens, usage = _completion(answer)
         if text is None:  # the server's fault, not the model's: an error (never cached), and it counts against the circuit
             self._failed("its answer is not a chat completion with a message")
-            return Decision(None, "error", router_ms=_ms(start))
+            return Decision(None, "error", router_ms=elapsed_ms(start))
         self.breaker.success()
         parsed = rp.parse_answer(text, self.route_names)
         confidence, probabilities = first_token_confidence(tokens, text, parsed.route or rp.OTHER, self.route_names)
-        route, fallback = parsed.route, parsed.fallback
-        threshold = self.confidence_threshold
-        if route is not None and threshold is not None and confidence is not None and confidence < threshold:
-            route, fallback = None, "low_confidence"
-        return Decision(route, fallback, confidence, _ms(start), usage[1], False, probabilities, usage[0], text, False)
+        route, fallback = thresholded(parsed.route, parsed.fallback, confidence, self.confidence_threshold)
+        return Decision(route, fallback, confidence, elapsed_ms(start), usage[1], False, probabilities, usage[0], text, False)
 
     def _failed(self, why: str) -> None:
         was = self.breaker.state
@@ -217,7 +214,3 @@ def _shares(entry: Mapping[str, Any], lead: str, chosen: str, names: Sequence[st
         return None, {}
     shares = {name: round(p / total, 6) for name, p in per_name.items()}
     return shares[chosen], shares
-
-
-def _ms(start: float) -> float:
-    return round((time.monotonic() - start) * 1000, 3)

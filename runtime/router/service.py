@@ -28,7 +28,7 @@ from archc.bundle import Bundle, Routing
 from runtime.router import prompt as rp
 from runtime.router.backend import Conversation, RouterBackend
 from runtime.router.cache import DEFAULT_CACHE_SIZE, CachedRouter
-from runtime.router.decision import Decision, NullRouter, RawDecision, RouterService
+from runtime.router.decision import Decision, NullRouter, RawDecision, RouterService, elapsed_ms, thresholded
 from runtime.router.ct2 import Ct2Backend, Ct2Options, ModelLoadError
 from runtime.router.models import default_model_dir
 from runtime.router.remote import Breaker, RemoteRouter, Send
@@ -81,21 +81,18 @@ class BackendRouter:
         try:
             raw = await asyncio.wait_for(self._submit(conversation, deadline), timeout)
         except (asyncio.TimeoutError, TimeoutError):
-            return Decision(None, "timeout", router_ms=_ms(start))
+            return Decision(None, "timeout", router_ms=elapsed_ms(start))
         except Exception as exc:  # a crashing backend is a fallback, never a failed request
             log.warning("router: backend failed: %s: %s", type(exc).__name__, exc)
-            return Decision(None, "error", router_ms=_ms(start))
+            return Decision(None, "error", router_ms=elapsed_ms(start))
         return self._decision(raw, start)
 
     def _decision(self, raw: RawDecision, start: float) -> Decision:
-        route, fallback = raw.route, raw.fallback
-        threshold = self.routing.confidence_threshold
-        if route is not None and threshold is not None and raw.confidence is not None and raw.confidence < threshold:
-            route, fallback = None, "low_confidence"
+        route, fallback = thresholded(raw.route, raw.fallback, raw.confidence, self.routing.confidence_threshold)
         if route is not None and route not in self.backend.route_names:
             route, fallback = None, "no_match"
         # ``cache_hit`` belongs to the decision cache (runtime/router/cache.py), not to the prefix cache.
-        return Decision(route, fallback, raw.confidence, _ms(start), raw.generated_tokens, False,
+        return Decision(route, fallback, raw.confidence, elapsed_ms(start), raw.generated_tokens, False,
                         raw.probabilities, raw.prompt_tokens, raw.answer, raw.prefix_cached)
 
     async def _submit(self, conversation: Conversation, deadline: float) -> RawDecision:
@@ -141,10 +138,6 @@ class BackendRouter:
                 pass
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
         self.backend.close()
-
-
-def _ms(start: float) -> float:
-    return round((time.monotonic() - start) * 1000, 3)
 
 
 def default_options(bundle: Bundle, **overrides: Any) -> Ct2Options:
