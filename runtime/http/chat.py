@@ -254,10 +254,19 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
             # What one upstream read gives is sent in one write: a translated chunk is several events,
             # each its own ASGI message, server event and socket write otherwise (most of a translated
             # stream's cost), and none of them could reach the client sooner.
+            # A translation whose answer is whole finishes at once: the closing events (a Responses
+            # stream's, OpenAI's [DONE]) ride in the same write, not in one more after the upstream's EOF.
+            whole = False
             async for chunk in source:
-                if out := converter.feed(chunk):
+                if whole:
+                    continue  # after the terminal event: read to the end (the socket is reused), not sent
+                out = converter.feed(chunk)
+                if converter.whole:
+                    whole = True
+                    out += converter.finish()
+                if out:
                     yield out[0] if len(out) == 1 else b"".join(out)
-            if out := converter.finish():
+            if not whole and (out := converter.finish()):
                 yield out[0] if len(out) == 1 else b"".join(out)
             if client_format is _RESPONSES and converter.response is not None:  # None: a passthrough not stored
                 await _keep(state, body, converter.response)

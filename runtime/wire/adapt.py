@@ -247,6 +247,8 @@ class _Passthrough:
     choice finished is whole without ``[DONE]`` too (some self-hosted servers never send it; the
     openai SDK and the translated path accept it)."""
 
+    whole = False  # bytes go out as they come: nothing to finish early (see _OpenAIToAnthropic.whole)
+
     def __init__(self, upstream_format: WireFormat) -> None:
         self.format = upstream_format
         self.finished = upstream_format is not OPENAI  # an OpenAI choice with its finish_reason seen
@@ -401,6 +403,13 @@ class _OpenAIToAnthropic:
                 raise UpstreamError(f"upstream sent a stream chunk in an unexpected shape ({type(exc).__name__})") from exc
         return out
 
+    @property
+    def whole(self) -> bool:
+        """The upstream's answer is in (its terminal event, or the finish and usage that end the
+        client's message): ``finish()`` may be called now, so its events go out in the same write
+        as the last ones, and whatever the upstream sends after is not part of the answer."""
+        return self.complete or self.convert.stopped
+
     def feed(self, chunk: bytes) -> list[bytes]:
         return self._events(self.decoder.feed(chunk))
 
@@ -432,6 +441,11 @@ class _AnthropicToOpenAI:
             except _SHAPE_ERRORS as exc:
                 raise UpstreamError(f"upstream sent a stream event in an unexpected shape ({type(exc).__name__})") from exc
         return out
+
+    @property
+    def whole(self) -> bool:
+        """``message_stop`` is in (see _OpenAIToAnthropic.whole)."""
+        return self.complete
 
     def feed(self, chunk: bytes) -> list[bytes]:
         return self._events(self.decoder.feed(chunk))
@@ -482,6 +496,11 @@ class _ToResponses:
             raise UpstreamError(f"upstream sent a stream chunk in an unexpected shape ({type(exc).__name__})") from exc
         return out
 
+    @property
+    def whole(self) -> bool:
+        """``[DONE]`` (or an Anthropic upstream's ``message_stop``) is in (see _OpenAIToAnthropic.whole)."""
+        return self.complete
+
     def feed(self, chunk: bytes) -> list[bytes]:
         return self._events(self._chunks(self.decoder.feed(chunk)))
 
@@ -500,7 +519,8 @@ class _ToResponses:
 
 
 def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, model: str, body: Mapping[str, Any]) -> Any:
-    """A fresh per-stream converter with ``feed(bytes) -> list[bytes]`` and ``finish() -> list[bytes]``.
+    """A fresh per-stream converter with ``feed(bytes) -> list[bytes]`` and ``finish() -> list[bytes]``;
+    ``whole`` says when the upstream's answer is in and ``finish()`` may be called before the stream ends.
 
     ``model`` is the name the client sees; ``body`` the client's request (its ``stream_options``).
     """

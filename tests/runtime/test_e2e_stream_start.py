@@ -2,11 +2,13 @@
 event does not parse in the upstream's wire format (or is an error event) is ``bad_response`` before
 the 200 goes out, so the fallback serves it; ``: ping`` comments and CRLF lines before the first
 event are fine; an OpenAI stream that finished without ``data: [DONE]`` is whole, passed through
-and translated."""
+and translated; a translated stream's closing events go out as soon as the upstream's answer is in,
+not when its connection ends."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Iterator
 
 import anthropic
@@ -135,3 +137,37 @@ def test_openai_stream_finished_without_done_is_whole(ups, gw) -> None:
     with ant.messages.stream(model="openai/bad", max_tokens=20, messages=[{"role": "user", "content": "hi"}]) as s:
         message = s.get_final_message()
     assert message.content[0].text == "ok" and message.stop_reason == "end_turn"
+
+
+def held_open(fmt: str, body: Any) -> Response:
+    """The whole answer, terminal event included, then the stream stays open (a server slow to end its body)."""
+    return replace(default_reply(fmt, body), hold_open=True)
+
+
+def test_a_translated_stream_ends_when_the_answer_is_in_not_when_the_upstream_closes(ups, gw) -> None:
+    # A Responses client on a chat upstream: response.completed follows [DONE] at once.
+    bad, _ = ups
+    bad.reset()
+    bad.script(held_open)
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=10)
+    kinds = []
+    with client.responses.create(model="openai/bad", input="hi", stream=True) as events:
+        for event in events:
+            kinds.append(event.type)
+            if event.type == "response.completed":
+                assert event.response.output_text == "ok"
+                break
+    assert kinds[-1] == "response.completed" and "response.output_text.done" in kinds
+    # An OpenAI chat client on an Anthropic upstream: the finish, usage and [DONE] follow message_stop at once.
+    bad.script(held_open)
+    body = {"model": "anthropic/bad", "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "hi"}]}
+    lines = []
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=10) as r:
+        for line in r.iter_lines():
+            lines.append(line)
+            if line == "data: [DONE]":
+                break
+    chunks = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert chunks[-1]["usage"]["completion_tokens"] > 0 and lines[-1] == "data: [DONE]"
+    assert any(c["choices"] and c["choices"][0]["finish_reason"] == "stop" for c in chunks)
