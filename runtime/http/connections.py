@@ -141,7 +141,12 @@ _MESSAGES = {413: "request too large", 414: "request target too long"}
 
 class _Server(TCPServer):
     """hypercorn's TCPServer, closing as soon as the client has gone, and under the process's cap.
-    Nothing here runs per request or per send: the EOF swaps the idle timer for one that closes."""
+    Nothing here runs per request or per send: the EOF swaps the idle timer for one that closes.
+    The idle timer is a timer (``_IdleTimer``), not a task restarted around every request."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.idle_task = _IdleTimer(self)
 
     async def run(self) -> None:
         if not CLIENTS.admit():
@@ -171,6 +176,66 @@ class _Server(TCPServer):
         except (asyncio.TimeoutError, ConnectionError, OSError, RuntimeError):
             pass
         await self._close()
+
+
+class _IdleTimer:
+    """hypercorn's keep-alive idle timeout without a task per request. hypercorn restarts a task when
+    a response ends and cancels it when the next request begins (``AsyncioSingleTask``): two tasks
+    made and cancelled per request, a timer inside ``asyncio.wait_for``, and the request waiting
+    while the cancellation runs through the event loop. Here ``restart`` arms a ``call_later``
+    handle and ``stop`` cancels it; when it fires, or the worker shuts down while the connection is
+    idle, the connection is closed as hypercorn's ``_idle_timeout`` does."""
+
+    __slots__ = ("server", "handle", "closing")
+    _idle: "dict[Any, set[_IdleTimer]]" = {}  # worker context -> its idle timers (for shutdown)
+
+    def __init__(self, server: TCPServer) -> None:
+        self.server = server
+        self.handle: asyncio.TimerHandle | None = None
+        self.closing: asyncio.Task[None] | None = None
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        self._cancel()
+        context = self.server.context
+        if context.terminated.is_set():
+            self._fire()
+            return
+        self.handle = self.server.loop.call_later(self.server.config.keep_alive_timeout, self._fire)
+        idle = self._idle.get(context)
+        if idle is None:
+            idle = self._idle[context] = set()
+            watcher = self.server.loop.create_task(self._watch(context, idle))
+            _SHUTDOWN_WATCHERS.add(watcher)
+            watcher.add_done_callback(_SHUTDOWN_WATCHERS.discard)
+        idle.add(self)
+
+    async def stop(self) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+            self._idle.get(self.server.context, set()).discard(self)
+
+    def _fire(self) -> None:
+        self._cancel()
+        if self.closing is None:
+            self.closing = self.server.loop.create_task(self.server._initiate_server_close())
+
+    @classmethod
+    async def _watch(cls, context: Any, idle: "set[_IdleTimer]") -> None:
+        """Once the worker is shutting down, close the connections idle then (hypercorn's idle task
+        waited on the same event)."""
+        try:
+            await context.terminated.wait()
+            for timer in list(idle):
+                timer._fire()
+        finally:
+            cls._idle.pop(context, None)
+
+
+_SHUTDOWN_WATCHERS: set[asyncio.Task[None]] = set()  # referenced, so the loop does not drop them
 
 
 class _CloseWhenIdle:

@@ -2,7 +2,8 @@
 
 - Every socket the client closes is released at once (no CLOSE_WAIT for the keep-alive time), also
   a bare connect-then-close; a churn of new connections never fails a request.
-- An idle keep-alive connection is closed after ``ARCHC_KEEPALIVE_S``.
+- An idle keep-alive connection is closed after ``ARCHC_KEEPALIVE_S`` (and not before: a connection
+  that keeps being used stays open), and at once when the gateway shuts down.
 - Over ``ARCHC_MAX_CLIENT_CONNECTIONS``, a new connection gets an immediate 503 in its client's
   format (and a log line and a metric), while the established ones keep being served.
 - HTTP-layer rejections (oversized headers, broken framing) carry a JSON error in the format the
@@ -96,6 +97,40 @@ def test_idle_keepalive_connection_is_closed_after_the_setting(start_gateway, fa
         started = time.monotonic()
         assert s.recv(65536) == b""  # the server closed the idle connection
         assert 0.5 < time.monotonic() - started < 5.0
+
+
+def _get_healthz(s: socket.socket) -> None:
+    s.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    answer = b""
+    while not answer.endswith(b'{"status":"ok"}'):
+        answer += s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_connection_in_use_outlives_the_idle_setting(start_gateway, fake_upstream, tmp_path):
+    gw = _start(start_gateway, tmp_path, fake_upstream, ARCHC_KEEPALIVE_S="1")
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        started = time.monotonic()
+        while time.monotonic() - started < 2.5:  # each request restarts the idle timer
+            _get_healthz(s)
+            time.sleep(0.4)
+        _get_healthz(s)  # the same socket, 2.5 s after its first request
+        idle = time.monotonic()
+        assert s.recv(65536) == b""
+        assert 0.5 < time.monotonic() - idle < 5.0
+
+
+def test_idle_connections_are_closed_at_once_on_shutdown(start_gateway, fake_upstream, tmp_path):
+    gw = _start(start_gateway, tmp_path, fake_upstream)  # keep-alive 75 s
+    assert gw.proc is not None
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        _get_healthz(s)
+        stopping = time.monotonic()
+        gw.proc.terminate()
+        assert s.recv(65536) == b""  # closed by the gateway, not left for the keep-alive timer
+        assert gw.proc.wait(10) == 0
+        # hypercorn's graceful timeout is 5 s: an idle connection left open would hold the exit that long
+        assert time.monotonic() - stopping < 3.0
 
 
 def test_connection_cap_answers_503_in_the_client_format_and_serves_established_clients(
