@@ -166,6 +166,16 @@ class Router:
     compute_type: str | None = None
     provider: str | None = None  # the provider that serves the router model (routing.llm_provider)
     backend: str = "auto"  # auto: remote when ``provider`` is set, else the in-process model; local | remote
+    remote_api: str = "chat"  # how the remote server is asked: chat | completions (the prompt rendered here)
+    # completions: the served checkpoint's chat template {"template": Jinja2 source, "special_tokens": {name: text}}
+    chat_template: Mapping[str, Any] | None = None
+
+
+def completions_url(chat_url: str) -> str:
+    """An OpenAI-compatible server's completions endpoint, beside its chat one (``.../v1/chat/completions``)."""
+    base, _, query = chat_url.partition("?")
+    base = base[: -len("/chat/completions")] if base.endswith("/chat/completions") else base.rstrip("/")
+    return base + "/completions" + (f"?{query}" if query else "")
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,15 @@ class Bundle:
 
     def alias(self, name: str) -> Alias | None:
         return self._idx["aliases"].get(name)
+
+    def router_endpoint(self) -> str | None:
+        """Where a remote router's decisions are asked: its provider's chat endpoint, or beside it the
+        completions one (``remote_api: completions``); None when the router is not remote."""
+        router = self.router
+        server = self.provider(router.provider) if router is not None and router.remote and router.provider else None
+        if server is None:
+            return None
+        return completions_url(server.endpoint) if router.remote_api == "completions" else server.endpoint  # type: ignore[union-attr]
 
     def route(self, name: str) -> Route | None:
         return self._idx["routes"].get(name)
@@ -461,7 +480,13 @@ def _from_dict(data: Any, *, verify_digest: bool) -> Bundle:
             compute_type=_opt(rd, "compute_type", str, "router", None),
             provider=_opt(rd, "provider", str, "router", None),
             backend=_opt(rd, "backend", str, "router", "auto"),
+            remote_api=_opt(rd, "remote_api", str, "router", "chat"),
+            chat_template=_opt(rd, "chat_template", dict, "router", None),
         )
+        if router.remote_api not in ("chat", "completions"):
+            raise BundleError(f"router.remote_api: expected chat or completions, got {router.remote_api!r}")
+        if router.remote_api == "completions" and router.chat_template is None:
+            raise BundleError("router.remote_api is completions but router.chat_template is missing")
         if router.provider is not None and all(p.name != router.provider for p in providers):
             raise BundleError(f"router.provider: {router.provider!r} is not a provider in this bundle")
 

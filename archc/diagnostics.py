@@ -116,6 +116,8 @@ CODES: Mapping[str, str] = MappingProxyType({
     "R318": "the router's provider does not speak the OpenAI chat API",
     "R319": "routing.backend remote without routing.llm_provider",
     "R320": "confidence_threshold with a remote router: needs the server's logprobs (warning)",
+    "R321": "routing.remote_api completions without routing.chat_template",
+    "R322": "routing.chat_template unreadable, not a tokenizer_config.json, or not a template",
     "E401": "bundle failed its own validation",
     "E402": "cannot write output",
     "E403": "input is not a valid bundle",

@@ -37,6 +37,7 @@ from runtime.http.fastpath import HotPathMiddleware
 from runtime.observe.metrics import Metrics
 from runtime.upstream.targets import Targets, build_targets
 from runtime.router.decision import NullRouter, RouterService
+from runtime.router.prompt import ChatTemplateError
 from runtime.router.service import build_remote_router, build_router
 from runtime.settings import Settings
 from runtime.http.stored import store_for
@@ -83,6 +84,8 @@ def remote_router(bundle: Bundle, settings: Settings, targets: Targets | None = 
         return None
     targets = targets or build_targets(bundle, settings.env)
     target = targets[bundle.router.provider]  # type: ignore[index]
+    if bundle.router.remote_api == "completions":  # the same server's raw-prompt endpoint
+        target = dataclasses.replace(target, url=bundle.router_endpoint() or target.url)
     sender = Upstream(build_pool(effective_settings(settings, bundle)))
 
     async def send(body: bytes) -> Any:
@@ -92,7 +95,11 @@ def remote_router(bundle: Bundle, settings: Settings, targets: Targets | None = 
 
 
 def _build_router(bundle: Bundle, settings: Settings, log: logging.Logger, targets: Targets) -> RouterService:
-    remote = remote_router(bundle, settings, targets)
+    try:
+        remote = remote_router(bundle, settings, targets)
+    except ChatTemplateError as exc:  # a hand-made bundle: the compiler checks the template
+        log.error("the remote router's chat template (routing.chat_template) cannot be used (%s); every request falls back", exc)
+        return NullRouter("error")
     if remote is not None:
         return remote
     try:

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
+
+import jinja2
+import jinja2.sandbox
 
 from archc.compiler import provider_table as _providers
 from archc.bundle import AUTH_NONE, WIRE_OPENAI_CHAT, Alias, Listener, Provider, Route, Routing
@@ -43,6 +48,8 @@ class Resolved:
     router_compute_type: str | None = None
     router_provider: str | None = None
     router_backend: str = "auto"
+    router_remote_api: str = "chat"
+    router_chat_template: dict[str, Any] | None = None
     ratelimits: list[dict[str, Any]] = field(default_factory=list)
     alias_paths: dict[str, tuple] = field(default_factory=dict)
 
@@ -285,6 +292,7 @@ def _routing_from(section: Any, ctx: _Ctx, out: Resolved) -> None:
     if backend == "remote" and out.router_provider is None and out.routes:
         ctx.add("R319", "routing.backend is remote but no routing.llm_provider names the server that runs the router model",
                 ("routing", "backend"), value=True, hint="add routing.llm_provider: <the provider's name>")
+    _remote_api_from(section, ctx, out)
     if out.router_provider is not None and section.get("confidence_threshold") is not None:
         ctx.add("R320", "routing.confidence_threshold with a remote router: the confidence comes from the server's "
                         "logprobs; a server that sends none (some Ollama versions) gets no threshold check",
@@ -302,6 +310,71 @@ def _routing_from(section: Any, ctx: _Ctx, out: Resolved) -> None:
     out.router_device = device if device in ("auto", "cpu", "cuda") else "auto"
     compute = section.get("compute_type")
     out.router_compute_type = compute if isinstance(compute, str) else None
+
+
+def _remote_api_from(section: Mapping[str, Any], ctx: _Ctx, out: Resolved) -> None:
+    """``routing.remote_api`` and ``routing.chat_template``: how the router's server is asked. The
+    completions form needs the served checkpoint's chat template, read here and built into the bundle."""
+    api = section.get("remote_api") if section.get("remote_api") in ("chat", "completions") else "chat"
+    path = section.get("chat_template")
+    if api == "chat":
+        if isinstance(path, str):
+            ctx.add("R315", "routing.chat_template is used only with routing.remote_api: completions (with chat, the "
+                            "router's server applies its own template)", ("routing", "chat_template"), warning=True)
+        return
+    if out.router_provider is None:
+        if out.routes:
+            ctx.add("R315", "routing.remote_api: completions, but no remote router decides (routing.llm_provider is not "
+                            "set, or routing.backend is local)", ("routing", "remote_api"), warning=True)
+        return
+    if not isinstance(path, str):
+        ctx.add("R321", "routing.remote_api: completions needs routing.chat_template: the prompt is sent rendered, "
+                        "so archc must render it with the chat template of the checkpoint the server runs",
+                ("routing", "remote_api"), value=True,
+                hint="chat_template: <the checkpoint's tokenizer_config.json> (or use remote_api: chat)")
+        return
+    template, problem = read_chat_template(Path(ctx.file).parent / path if ctx.file != "<config>" else Path(path))
+    if template is None:
+        ctx.add("R322", f"routing.chat_template {path!r}: {problem}", ("routing", "chat_template"), value=True,
+                hint="the checkpoint's tokenizer_config.json (its chat_template key), or a Jinja2 template file")
+        return
+    out.router_remote_api, out.router_chat_template = api, template
+
+
+def read_chat_template(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """A checkpoint's chat template for the bundle, ``{"template", "special_tokens"}``, from its
+    tokenizer_config.json (or a Jinja2 file); (None, why) when there is none or it does not compile."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot be read ({type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc})"
+    tokens: dict[str, str] = {}
+    if path.suffix == ".json":
+        try:
+            config = json.loads(text)
+        except ValueError as exc:
+            return None, f"is not JSON ({exc})"
+        if not isinstance(config, dict):
+            return None, "is not a tokenizer_config.json (not a JSON object)"
+        template = config.get("chat_template")
+        if isinstance(template, list):  # named templates: transformers uses "default"
+            template = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}.get("default")
+        if not isinstance(template, str) or not template.strip():
+            return None, "has no chat_template"
+        for name in _SPECIAL_TOKENS:
+            value = config.get(name)
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                tokens[name] = value
+        text = template
+    try:
+        jinja2.sandbox.ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"]).parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        return None, f"the chat template does not compile (line {exc.lineno}: {exc.message})"
+    return {"template": text, "special_tokens": tokens}, ""
+
+
+_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
 def _typed(section: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:

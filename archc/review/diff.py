@@ -7,6 +7,7 @@ is breaking: clients that named it would silently get another model.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -141,7 +142,13 @@ def _providers(old: Bundle, new: Bundle) -> list[Change]:
 def _router_settings(b: Bundle) -> dict[str, Any] | None:
     if b.router is None:
         return None
-    return {"model": b.router.model, "device": b.router.device, "compute_type": b.router.compute_type}
+    out: dict[str, Any] = {"model": b.router.model, "device": b.router.device, "compute_type": b.router.compute_type}
+    # Who decides and how it is asked: keys present only when set, so a bundle that names no router server compares as before.
+    if b.router.provider is not None:
+        out.update(provider=b.router.provider, backend=b.router.backend, remote_api=b.router.remote_api)
+    if b.router.chat_template is not None:
+        out["chat_template_sha256"] = hashlib.sha256(json_text(b.router.chat_template, sort_keys=True).encode()).hexdigest()
+    return out
 
 
 # -- renderers ---------------------------------------------------------------------------------

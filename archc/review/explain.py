@@ -78,8 +78,8 @@ def _routing_note(bundle: Bundle) -> str:
     router = bundle.router
     runs = "the in-process router model"
     if router is not None and router.remote:
-        server = bundle.provider(router.provider)  # type: ignore[arg-type]
-        runs = f"the router on {router.provider!r} ({server.endpoint if server else '?'})"
+        how = ", its completions API with the prompt rendered through routing.chat_template" if router.remote_api == "completions" else ""
+        runs = f"the router on {router.provider!r} ({bundle.router_endpoint() or '?'}{how})"
     if bundle.routing.explicit_model_bypass:
         return f"explicit_model_bypass is on: naming this model skips {runs} (routes: {names})"
     return (f"{runs} decides on every request (archgw semantics); a matched route overrides this model "

@@ -194,7 +194,7 @@ def _router_backend(state: GatewayState) -> dict[str, Any]:
     """Who decides: ``remote`` (the router's server, at its URL), ``local`` (the in-process model) or ``none``."""
     router = state.bundle.router
     if router is not None and router.remote and state.bundle.routes:
-        return {"router_backend": "remote", "router_at": state.targets[router.provider].url}  # type: ignore[index]
+        return {"router_backend": "remote", "router_at": state.bundle.router_endpoint()}
     return {"router_backend": "none" if getattr(state.router, "reason", None) else "local", "router_at": None}
 
 

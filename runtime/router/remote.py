@@ -1,5 +1,7 @@
 """The router on a server: Arch-Router decisions from a model served elsewhere (vLLM, Ollama,
-llama.cpp's server, SGLang) over its OpenAI-compatible chat API.
+llama.cpp's server, SGLang) over its OpenAI-compatible chat API, or its completions API with the
+prompt rendered here through the served checkpoint's chat template (``routing.remote_api:
+completions``, for servers that take a raw prompt).
 
 Stage: runtime router. Imports the stdlib, orjson and runtime.router.{prompt,decision}; the HTTP
 call is a ``send`` function the app gives it (runtime/app.py: the provider's URL, key, proxy and
@@ -89,8 +91,10 @@ class RemoteRouter:
 
     def __init__(self, send: Send, *, model: str, prompt: str, route_names: Sequence[str], timeout_ms: int,
                  token_budget: int, confidence_threshold: float | None, where: str, logprobs: bool = True,
-                 breaker: Breaker | None = None, close: Callable[[], Awaitable[None]] | None = None) -> None:
+                 breaker: Breaker | None = None, close: Callable[[], Awaitable[None]] | None = None,
+                 chat_template: rp.ChatTemplate | None = None) -> None:
         self.send = send
+        self.chat_template = chat_template  # set: the completions form (``send`` posts to /v1/completions)
         self.model = model
         self.prompt = prompt
         self.route_names = tuple(route_names)
@@ -103,9 +107,17 @@ class RemoteRouter:
         self._close = close
 
     def body(self, conversation: Sequence[Mapping[str, str]]) -> bytes:
-        """The chat request: one user message holding the filled template (as archgw sends it), greedy."""
-        body: dict[str, Any] = {"model": self.model, "stream": False, "temperature": 0, "max_tokens": MAX_TOKENS,
-                                "messages": [{"role": "user", "content": rp.render_user_prompt(self.prompt, conversation)}]}
+        """The chat request: one user message holding the filled template (as archgw sends it), greedy.
+        The completions form: that message rendered through the chat template with the generation
+        prompt (what the server would have rendered), as ``prompt``."""
+        user = {"role": "user", "content": rp.render_user_prompt(self.prompt, conversation)}
+        body: dict[str, Any] = {"model": self.model, "stream": False, "temperature": 0, "max_tokens": MAX_TOKENS}
+        if self.chat_template is not None:
+            body["prompt"] = self.chat_template.render([user])
+            if self.logprobs:
+                body["logprobs"] = TOP_LOGPROBS  # the completions API: how many alternatives per token
+            return orjson.dumps(body)
+        body["messages"] = [user]
         if self.logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = TOP_LOGPROBS
@@ -130,9 +142,10 @@ class RemoteRouter:
         except Exception as exc:  # unreachable, an error status, a body that is not JSON: a fallback, never a failed request
             self._failed(f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}")
             return Decision(None, "error", router_ms=elapsed_ms(start))
-        text, tokens, usage = _completion(answer)
+        text, tokens, usage = _completion(answer) if self.chat_template is None else _text_completion(answer)
         if text is None:  # the server's fault, not the model's: an error (never cached), and it counts against the circuit
-            self._failed("its answer is not a chat completion with a message")
+            self._failed("its answer is not a chat completion with a message" if self.chat_template is None
+                         else "its answer is not a text completion (choices[0].text)")
             return Decision(None, "error", router_ms=elapsed_ms(start))
         self.breaker.success()
         parsed = rp.parse_answer(text, self.route_names)
@@ -170,6 +183,33 @@ def _completion(answer: Any) -> tuple[str | None, list[Any], tuple[int, int]]:
     counts = tuple(v if isinstance(v, int) and not isinstance(v, bool) else 0
                    for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")))
     return text, tokens if isinstance(tokens, list) else [], counts  # type: ignore[return-value]
+
+
+def _text_completion(answer: Any) -> tuple[str | None, list[Any], tuple[int, int]]:
+    """``_completion`` for the completions API: ``choices[0].text``, and its logprobs (parallel lists
+    ``tokens``, ``token_logprobs``, ``top_logprobs`` of {token: logprob}) as the chat API's entries."""
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None, [], (0, 0)
+    text = choices[0].get("text")
+    if not isinstance(text, str):
+        return None, [], (0, 0)
+    logprobs = choices[0].get("logprobs")
+    entries: list[Any] = []
+    if isinstance(logprobs, dict) and isinstance(logprobs.get("tokens"), list):
+        chosen, tops = logprobs.get("token_logprobs"), logprobs.get("top_logprobs")
+        for i, token in enumerate(logprobs["tokens"]):
+            entry: dict[str, Any] = {"token": token}
+            if isinstance(chosen, list) and i < len(chosen):
+                entry["logprob"] = chosen[i]
+            top = tops[i] if isinstance(tops, list) and i < len(tops) else None
+            if isinstance(top, dict):
+                entry["top_logprobs"] = [{"token": t, "logprob": lp} for t, lp in top.items()]
+            entries.append(entry)
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    counts = tuple(v if isinstance(v, int) and not isinstance(v, bool) else 0
+                   for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")))
+    return text, entries, counts  # type: ignore[return-value]
 
 
 def first_token_confidence(tokens: Sequence[Any], text: str, chosen: str,

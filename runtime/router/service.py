@@ -164,8 +164,17 @@ def build_remote_router(bundle: Bundle, send: "Send", *, where: str, close: Any 
         send, model=bundle.provider(bundle.router.provider).model, prompt=bundle.router.prompt,  # type: ignore[union-attr,arg-type]
         route_names=bundle.router.route_names, timeout_ms=bundle.routing.timeout_ms,
         token_budget=bundle.routing.token_budget, confidence_threshold=bundle.routing.confidence_threshold,
-        where=where, breaker=breaker, close=close)
+        where=where, breaker=breaker, close=close, chat_template=completions_template(bundle))
     return _cached(router, bundle, cache_size)
+
+
+def completions_template(bundle: Bundle) -> rp.ChatTemplate | None:
+    """The chat template a completions-form remote router renders its prompt with (None: the chat form).
+    Raises ChatTemplateError when it does not compile."""
+    spec = bundle.router.chat_template if bundle.router is not None and bundle.router.remote_api == "completions" else None
+    if spec is None:
+        return None
+    return rp.ChatTemplate(str(spec["template"]), {str(k): str(v) for k, v in dict(spec.get("special_tokens") or {}).items()})
 
 
 def _cached(router: RouterService, bundle: Bundle, cache_size: int | None) -> RouterService:

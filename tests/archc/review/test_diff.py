@@ -87,3 +87,32 @@ def test_route_retarget_and_new_alias() -> None:
     assert ("route", "retargeted", "review", "openai/gpt-4o", "openai/o3") in got
     assert ("alias", "added", "arch.fast.v2", None, "openai/o3") in got
     assert exit_code(changes) == 3
+
+
+def test_who_decides_and_how_the_router_server_is_asked_are_changes(tmp_path) -> None:
+    from archc.compiler import compile_path
+
+    (tmp_path / "t1.jinja").write_text("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>")
+    (tmp_path / "t2.jinja").write_text("{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}[assistant]")
+    server = OLD.replace("model_aliases:", "  - name: arch-router\n    model: arch/router\n    base_url: http://router:8080\n"
+                                             "model_aliases:")
+
+    def built(routing: str):
+        path = tmp_path / "c.yaml"
+        path.write_text(server + "routing:\n" + routing)
+        result = compile_path(path, lock_mode="ignore")
+        assert result.ok, result.diagnostics
+        return result.bundle
+
+    local = built("  model: Arch-Router\n")
+    chat = built("  llm_provider: arch-router\n")
+    raw = built("  llm_provider: arch-router\n  remote_api: completions\n  chat_template: t1.jinja\n")
+    raw2 = built("  llm_provider: arch-router\n  remote_api: completions\n  chat_template: t2.jinja\n")
+    assert diff_bundles(local, built("  model: Arch-Router\n")) == []
+    for old, new, keys in [(local, chat, {"provider", "backend", "remote_api"}), (chat, raw, {"remote_api", "chat_template_sha256"}),
+                           (raw, raw2, {"chat_template_sha256"})]:
+        [change] = [c for c in diff_bundles(old, new) if c.kind == "router"]  # (and arch-router becomes served)
+        assert (change.kind, change.action) == ("router", "changed")
+        assert {k for k in {*change.old, *change.new} if change.old.get(k) != change.new.get(k)} == keys
+    assert raw.router.chat_template["template"].startswith("{% for m in messages %}<|")
+    assert chat.router.chat_template is None and chat.router.remote_api == "chat"

@@ -5,6 +5,7 @@ server) served by a real `archc serve` process: the router is a fake OpenAI-comp
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,3 +115,84 @@ def test_archc_route_and_explain_use_the_router_server(servers: Any, tmp_path: P
                                cwd=repo, capture_output=True, text=True, timeout=60)
     assert explained.returncode == 0, explained.stderr
     assert f"the router on 'arch-router' ({router.url}/v1/chat/completions) decides on every request" in explained.stdout
+
+
+# A ChatML template as Qwen2.5's is shaped (a default system turn when none is given), in a
+# tokenizer_config.json as a checkpoint ships it.
+CHATML = ("{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+          "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endfor %}"
+          "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
+def text_completion_router(fmt: str, body: Any) -> Response:
+    """Arch-Router behind /v1/completions: the raw prompt in, the answer as text with completions-API logprobs."""
+    prompt = body["prompt"]
+    turns = json.loads(prompt.split("<conversation>\n", 1)[1].split("\n</conversation>", 1)[0])
+    route = "code understanding" if "code" in turns[-1]["content"] else "other"
+    head = route.split(" ")[0]
+    tokens = ['{"', "route", '":', ' "', head, route[len(head):] + '"}']
+    logprobs = {"tokens": tokens, "token_logprobs": [0.0, 0.0, 0.0, 0.0, math.log(0.8), 0.0],
+                "top_logprobs": [{t: 0.0} for t in tokens[:4]] + [{head: math.log(0.8), "other": math.log(0.2)}, {tokens[5]: 0.0}],
+                "text_offset": [0, 2, 7, 9, 11, 11 + len(head)]}
+    return Response(json={"id": "cmpl-router", "object": "text_completion", "created": 1, "model": body["model"],
+                          "choices": [{"index": 0, "text": "".join(tokens), "logprobs": logprobs, "finish_reason": "stop"}],
+                          "usage": {"prompt_tokens": 310, "completion_tokens": 6, "total_tokens": 316}})
+
+
+def test_the_completions_form_sends_the_prompt_rendered_through_the_checkpoints_template(tmp_path: Path,
+                                                                                         start_gateway: Callable[..., Gateway]) -> None:
+    (tmp_path / "router").mkdir()
+    (tmp_path / "router" / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": CHATML, "eos_token": "<|im_end|>", "bos_token": None, "pad_token": {"content": "<|endoftext|>"}}))
+    with FakeUpstream(default=text_completion_router) as router, FakeUpstream() as llm:
+        config = tmp_path / "arch_config.yaml"
+        config.write_text(CONFIG.format(router=router.url, llm=llm.url).replace(
+            "  timeout_ms: 3000\n", "  timeout_ms: 3000\n  remote_api: completions\n  chat_template: router/tokenizer_config.json\n"))
+        gw = start_gateway(config)
+        ready = httpx.get(gw.url + "/readyz", timeout=5).json()
+        assert (ready["router_backend"], ready["router_at"]) == ("remote", f"{router.url}/v1/completions")
+        r = chat(gw, "explain this code: def f(x): return x * 2")
+        assert (r.headers["x-arch-route"], r.headers["x-arch-target"]) == ("code understanding", "openai/gpt-4o")
+        asked = router.requests[0]
+        assert asked.path == "/v1/completions" and "messages" not in asked.body
+        assert asked.body["temperature"] == 0 and asked.body["logprobs"] == 20 and asked.body["stream"] is False
+        prompt = asked.body["prompt"]
+        assert prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+        assert prompt.endswith("</conversation>\n" + prompt.split("</conversation>\n", 1)[1]) and prompt.endswith(
+            "<|im_end|>\n<|im_start|>assistant\n")
+        assert '[{"role":"user","content":"explain this code: def f(x): return x * 2"}]' in prompt
+        # The confidence comes from the completions API's logprobs, as from the chat API's.
+        decided = httpx.post(gw.url + "/v1/route", timeout=10,
+                             json={"messages": [{"role": "user", "content": "explain some more code"}]}).json()
+        assert decided["route"] == "code understanding" and decided["confidence"] == pytest.approx(0.8)
+        other = chat(gw, "what's the weather like?")
+        assert other.headers["x-arch-fallback"] == "other" and other.headers["x-arch-target"] == "openai/gpt-4o-mini"
+    import subprocess
+    import sys
+
+    explained = subprocess.run([sys.executable, "-m", "archc", "explain", str(config), "--model", "openai/gpt-4o-mini"],
+                               cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=60)
+    assert explained.returncode == 0, explained.stderr
+    assert (f"the router on 'arch-router' ({router.url}/v1/completions, its completions API with the prompt rendered "
+            "through routing.chat_template) decides") in explained.stdout.replace("\n", " ")
+
+
+@pytest.mark.parametrize("routing,code,message", [
+    ("  remote_api: completions\n", "R321", "routing.remote_api: completions needs routing.chat_template"),
+    ("  remote_api: completions\n  chat_template: missing.json\n", "R322", "cannot be read"),
+    ("  remote_api: completions\n  chat_template: bad.json\n", "R322", "has no chat_template"),
+    ("  remote_api: completions\n  chat_template: broken.jinja\n", "R322", "the chat template does not compile (line 1"),
+])
+def test_the_completions_form_without_a_usable_template_does_not_compile(tmp_path: Path, routing: str, code: str,
+                                                                          message: str) -> None:
+    from archc.compiler import compile_path
+
+    (tmp_path / "bad.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
+    (tmp_path / "broken.jinja").write_text("{% for m in messages %}{{ m.content }")
+    config = tmp_path / "arch_config.yaml"
+    config.write_text(CONFIG.format(router="http://127.0.0.1:9", llm="http://127.0.0.1:9").replace(
+        "  timeout_ms: 3000\n", "  timeout_ms: 3000\n" + routing))
+    result = compile_path(config, lock_mode="ignore")
+    assert result.bundle is None
+    found = [d for d in result.diagnostics if d.code == code]
+    assert found and message in found[0].message, [str(d) for d in result.diagnostics]

@@ -12,6 +12,8 @@ import pytest
 
 from runtime.errors import UpstreamStatus
 from runtime.router import prompt as rp
+from archc.bundle import completions_url
+from runtime.router.prompt import ChatTemplate
 from runtime.router.remote import Breaker, RemoteRouter, first_token_confidence
 
 ROUTES = ("code_generation", "code_review", "summarize")
@@ -177,3 +179,33 @@ def test_logprobs_that_do_not_line_up_give_no_confidence() -> None:
              {"token": 'marize"}', "logprob": 0.0}]
     confidence, shares = first_token_confidence(fused, '{"route": "summarize"}', "summarize", ROUTES)
     assert confidence == pytest.approx(0.9) and shares["code_review"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("chat,completions", [
+    ("http://ollama:11434/v1/chat/completions", "http://ollama:11434/v1/completions"),
+    ("https://x.example/openai/deployments/r/chat/completions?api-version=2024-10-21",
+     "https://x.example/openai/deployments/r/completions?api-version=2024-10-21"),
+    ("http://llama:8080/custom/", "http://llama:8080/custom/completions"),
+])
+def test_the_completions_endpoint_sits_beside_the_chat_one(chat: str, completions: str) -> None:
+    assert completions_url(chat) == completions
+
+
+def test_the_completions_form_reads_text_and_the_completions_apis_logprobs() -> None:
+    tokens = ['{"', "route", '":', ' "', "code", '_review"}']
+    answer = {"choices": [{"index": 0, "text": "".join(tokens), "finish_reason": "stop", "logprobs": {
+        "tokens": tokens, "token_logprobs": [0.0] * 4 + [math.log(0.6), 0.0],
+        "top_logprobs": [{t: 0.0} for t in tokens[:4]] + [{"code": math.log(0.6), "weather": math.log(0.3), "xyz": math.log(0.1)},
+                                                          {tokens[5]: 0.0}]}}],
+        "usage": {"prompt_tokens": 300, "completion_tokens": 6}}
+    server = Server(answer)
+    template = ChatTemplate("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>", {})
+    r = router(server, chat_template=template, route_names=["code_review", "weather"])
+    d = decide(r)
+    assert d.route == "code_review" and d.confidence == pytest.approx(0.6 / 0.9, abs=1e-6)
+    body = server.bodies[0]
+    assert body["prompt"].startswith("<|user|>") and body["prompt"].endswith("<|assistant|>") and body["logprobs"] == 20
+    assert "messages" not in body and "top_logprobs" not in body
+    assert (d.prompt_tokens, d.tokens) == (300, 6)
+    garbage = router(Server({"choices": [{"message": {"content": "{}"}}]}), chat_template=template)
+    assert decide(garbage).fallback == "error"  # a chat answer where a text completion belongs
