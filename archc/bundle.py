@@ -117,11 +117,26 @@ class Alias:
 
 @dataclass(frozen=True)
 class Route:
-    """A routing preference: the router names ``name``; requests go to provider ``model``."""
+    """A routing preference: the router names ``name``; requests go to provider ``model``.
+
+    ``models``: Plano 0.4's ordered pool of candidate providers (``model`` is its first), empty for
+    a route with one model; ``policy``: how the pool is ranked (``none``: in order; ``cheapest``,
+    ``fastest``: by the cost or latency of each member).
+    """
 
     name: str
     description: str
     model: str
+    models: tuple[str, ...] = ()
+    policy: str = "none"
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        """The route's candidate providers in configured order (at least ``model``)."""
+        return self.models or (self.model,)
+
+
+POLICIES = ("none", "cheapest", "fastest")  # how a route's model pool is ranked (Plano's selection_policy.prefer)
 
 
 @dataclass(frozen=True)
@@ -283,6 +298,12 @@ class Bundle:
             elif isinstance(value, tuple):
                 value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]
             plain[f.name] = _to_plain(value)
+        for section, defaults in _WRITTEN_WHEN_SET.items():  # later fields, left out at their defaults
+            rows = plain.get(section)
+            for row in rows if isinstance(rows, list) else [rows] if isinstance(rows, dict) else []:
+                for key, default in defaults.items():
+                    if key in row and row[key] == default:
+                        del row[key]
         return plain
 
     def to_bytes(self) -> bytes:
@@ -312,6 +333,14 @@ def load(path: str | Path) -> Bundle:
         return Bundle.from_bytes(raw)
     except BundleError as exc:
         raise BundleError(f"{path}: {exc}") from exc
+
+
+# Fields added to the format after bundles were deployed by digest: written only when they differ from
+# their defaults, so a config that does not use them compiles to the same bytes (and digest) as before.
+_WRITTEN_WHEN_SET: Mapping[str, Mapping[str, Any]] = {
+    "router": {"remote_api": "chat", "chat_template": None},
+    "routes": {"models": [], "policy": "none"},
+}
 
 
 def canonical_json(data: Any) -> bytes:
@@ -450,9 +479,15 @@ def _from_dict(data: Any, *, verify_digest: bool) -> Bundle:
     routes = []
     for i, d in enumerate(_objects(data, "routes")):
         where = f"routes[{i}]"
-        route = Route(_req(d, "name", str, where), _req(d, "description", str, where), _req(d, "model", str, where))
-        if route.model not in names:
-            raise BundleError(f"{where}.model: {route.model!r} is not a provider in this bundle")
+        route = Route(_req(d, "name", str, where), _req(d, "description", str, where), _req(d, "model", str, where),
+                      tuple(_opt(d, "models", list, where, [])), _opt(d, "policy", str, where, "none"))
+        for model in route.pool:
+            if model not in names:
+                raise BundleError(f"{where}.models: {model!r} is not a provider in this bundle")
+        if route.models and route.models[0] != route.model:
+            raise BundleError(f"{where}.model: {route.model!r} is not the first of its models {list(route.models)}")
+        if route.policy not in POLICIES:
+            raise BundleError(f"{where}.policy: expected one of {', '.join(POLICIES)}, got {route.policy!r}")
         routes.append(route)
 
     default_model = _opt(data, "default_model", str, "bundle", None)

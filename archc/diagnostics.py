@@ -118,6 +118,8 @@ CODES: Mapping[str, str] = MappingProxyType({
     "R320": "confidence_threshold with a remote router: needs the server's logprobs (warning)",
     "R321": "routing.remote_api completions without routing.chat_template",
     "R322": "routing.chat_template unreadable, not a tokenizer_config.json, or not a template",
+    "R323": "a route declared twice (inline on several providers, or inline and top-level): merged (warning)",
+    "R324": "a selection policy without its metrics source, or two sources of one kind",
     "E401": "bundle failed its own validation",
     "E402": "cannot write output",
     "E403": "input is not a valid bundle",

@@ -49,7 +49,7 @@ def bundle_dict(resolved: Resolved, config: Mapping[str, Any], *, file_name: str
             "provider": resolved.router_provider,
             "backend": resolved.router_backend,
         }
-        if resolved.router_remote_api != "chat":  # absent when chat: bundles (and digests) from before stay as they were
+        if resolved.router_remote_api != "chat":  # written only when set (archc.bundle._WRITTEN_WHEN_SET)
             router.update(remote_api=resolved.router_remote_api, chat_template=resolved.router_chat_template)
     extensions: dict[str, Any] = {}
     if isinstance(config.get("gateway"), dict):

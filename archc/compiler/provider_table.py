@@ -62,6 +62,11 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType({
         _row("xai", "https://api.x.ai/v1", "XAI_API_KEY"),
         _row("together_ai", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
         _row("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+        # Plano 0.4's OpenAI-compatible additions (its planoai defaults and model catalog).
+        _row("digitalocean", "https://inference.do-ai.run/v1", "DO_API_KEY"),
+        _row("vercel", "https://ai-gateway.vercel.sh/v1", "AI_GATEWAY_API_KEY"),
+        _row("edenai", "https://api.edenai.run/v3", "EDENAI_API_KEY"),
+        _row("xiaomi", "https://api.xiaomimimo.com/v1", "MIMO_API_KEY"),
         _row("azure_openai", None, "AZURE_API_KEY", auth=AUTH_API_KEY,
              url_template="{base}/openai/deployments/{model}/chat/completions?api-version={api_version}"),
         _row("ollama", None, None, auth=AUTH_NONE),
@@ -76,6 +81,8 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType({
         _row("github", "https://models.inference.ai.azure.com", "GITHUB_TOKEN", served=False),
         _row("arch", None, None, auth=AUTH_NONE, served=False),  # archgw's hosted router/function models
         _row("plano", None, None, auth=AUTH_NONE, served=False),
+        # A ChatGPT subscription (OAuth, the Responses API of ChatGPT's Codex backend): Plano's, not served here.
+        _row("chatgpt", "https://chatgpt.com/backend-api/codex", None, auth=AUTH_NONE, served=False),
     )
 })
 
@@ -91,6 +98,10 @@ INTERFACES: Mapping[str, ProviderSpec] = MappingProxyType({
     "mistral": _row("mistral", None, None),
     "gemini": _row("gemini", None, None),
     "arch": _row("arch", None, None, auth=AUTH_NONE, served=False),
+    # Plano's interface names: each an OpenAI-compatible API at the base_url given.
+    **{name: _row(name, None, None) for name in ("openrouter", "digitalocean", "vercel", "edenai", "xiaomi", "moonshotai")},
+    "plano": _row("plano", None, None, auth=AUTH_NONE, served=False),
+    "chatgpt": _row("chatgpt", None, None, auth=AUTH_NONE, served=False),
 })
 
 # Path appended to a base_url (per wire format). OpenAI: the openai SDK appends ``/chat/completions``

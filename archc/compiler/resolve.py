@@ -30,7 +30,7 @@ RESERVED_ROUTES = frozenset({"other"})
 _LEGACY_LISTENERS = {"egress_traffic": ("model", 12000), "ingress_traffic": ("prompt", 10000)}
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-_WINDOW_S = {"second": 1, "minute": 60, "hour": 3600}
+_WINDOW_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 @dataclass
@@ -71,7 +71,7 @@ def resolve(config: Mapping[str, Any], tree: Any, file: str) -> tuple[Resolved, 
     out = Resolved()
     section = "model_providers" if "model_providers" in config else "llm_providers"
     entries = config.get(section)
-    routing = config.get("routing") if isinstance(config.get("routing"), dict) else {}
+    routing = _with_plano_router(config, ctx)
     router_names = {routing[k] for k in ("llm_provider", "model_provider") if isinstance(routing.get(k), str)}
     _providers_from(entries if isinstance(entries, list) else [], section, ctx, out, router_names)
     if out.routes and out.default_model is None:
@@ -79,11 +79,30 @@ def resolve(config: Mapping[str, Any], tree: Any, file: str) -> tuple[Resolved, 
                         "names no known model gets 404", (section,), warning=True,
                 hint="mark one provider default: true")
     _aliases_from(config.get("model_aliases"), ctx, out)
-    _routing_from(config.get("routing"), ctx, out)
+    _global_routes_from(config, ctx, out)
+    _routing_from(routing if routing or isinstance(config.get("routing"), dict) else None, ctx, out)
     _ratelimits_from(config.get("ratelimits"), ctx, out)
     out.listeners = _listeners_from(config.get("listeners"))
     _unique_listeners(config.get("listeners"), ctx)
     return out, ctx.diags
+
+
+def _with_plano_router(config: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
+    """The routing section, with Plano's ``overrides.llm_routing_model`` read as ``routing.llm_provider``
+    when it names an Arch-Router model (its prompt is the one archc speaks); Plano-Orchestrator, a
+    different model with a different prompt, is not served (R315)."""
+    routing = dict(config["routing"]) if isinstance(config.get("routing"), dict) else {}
+    overrides = config.get("overrides") if isinstance(config.get("overrides"), dict) else {}
+    named = overrides.get("llm_routing_model")
+    if not isinstance(named, str) or "llm_provider" in routing or "model_provider" in routing:
+        return routing
+    if "arch-router" in named.lower():
+        routing["llm_provider"] = named
+    else:
+        ctx.add("R315", f"overrides.llm_routing_model {named!r}: Plano-Orchestrator's prompt is not served; archc's router "
+                        "reads Arch-Router's (in process, or on a server named by routing.llm_provider)",
+                ("overrides", "llm_routing_model"), warning=True)
+    return routing
 
 
 # -- providers and routes ----------------------------------------------------------------------
@@ -186,14 +205,22 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx, router_names: se
 
 
 def _route(pref: Any, path: tuple, target: str, seen: dict[str, tuple], ctx: _Ctx, out: Resolved) -> None:
+    """An inline (per-provider) routing preference. The same name on several providers is one route
+    over those providers in config order, as Plano migrates the inline form to its global one."""
     if not isinstance(pref, dict):
         return
     name, description = pref.get("name"), pref.get("description")
     if not isinstance(name, str) or not isinstance(description, str) or not name or not description:
         return
     if name in seen:
-        ctx.add("V210", f"route name {name!r} is already used (at {json_path(seen[name])})", (*path, "name"),
-                hint="route names are unique across providers; the router answers a name")
+        at = next(i for i, r in enumerate(out.routes) if r.name == name)
+        route = out.routes[at]
+        if target not in route.pool:
+            out.routes[at] = dataclasses.replace(route, models=(*route.pool, target))
+        if description != route.description:
+            ctx.add("R323", f"route {name!r} is described differently at {json_path(seen[name])}; that first "
+                            "description is the one the router reads", (*path, "description"), warning=True,
+                    hint="give the route one description (or declare it once under the top-level routing_preferences)")
         return
     if name.strip().lower() in RESERVED_ROUTES:
         ctx.add("R313", f"route name {name!r} is reserved: the router answers 'other' when nothing matches",
@@ -204,6 +231,75 @@ def _route(pref: Any, path: tuple, target: str, seen: dict[str, tuple], ctx: _Ct
         return
     seen[name] = path
     out.routes.append(Route(name=name, description=description, model=target))
+
+
+def _global_routes_from(config: Mapping[str, Any], ctx: _Ctx, out: Resolved) -> None:
+    """Plano 0.4's top-level ``routing_preferences``: each route over an ordered pool of declared
+    providers (or aliases) with a selection policy. A name also declared inline under a provider is
+    this route (Plano's migration keeps the top-level one); the policies need their metrics source."""
+    section = config.get("routing_preferences")
+    if not isinstance(section, list):
+        return
+    by_name = {p.name: p for p in out.providers}
+    bare: dict[str, list[str]] = {}
+    for p in out.providers:
+        bare.setdefault(p.model, []).append(p.name)
+    aliases = {a.name: a.target for a in out.aliases}
+    inline = {r.name: i for i, r in enumerate(out.routes)}
+    sources = config.get("model_metrics_sources") if isinstance(config.get("model_metrics_sources"), list) else []
+    kinds = [s.get("type") for s in sources if isinstance(s, dict)]
+    for kind in ("cost", "latency"):
+        if kinds.count(kind) > 1:
+            at = [i for i, k in enumerate(kinds) if k == kind][1]
+            ctx.add("R324", f"model_metrics_sources: only one {kind} source is allowed", ("model_metrics_sources", at))
+    seen: dict[str, int] = {}
+    for i, pref in enumerate(section):
+        if not isinstance(pref, dict) or not all(isinstance(pref.get(k), str) for k in ("name", "description")):
+            continue
+        path = ("routing_preferences", i)
+        name, description = pref["name"], pref["description"]
+        if name in seen:
+            ctx.add("V210", f"route name {name!r} is already declared at routing_preferences[{seen[name]}]",
+                    (*path, "name"), hint="route names are unique; the router answers a name")
+            continue
+        seen[name] = i
+        if name.strip().lower() in RESERVED_ROUTES:
+            ctx.add("R313", f"route name {name!r} is reserved: the router answers 'other' when nothing matches", (*path, "name"))
+            continue
+        if CONVERSATION_PLACEHOLDER in name or CONVERSATION_PLACEHOLDER in description:
+            ctx.add("R313", "route text contains '{conversation}', which the runtime fills in; rephrase it", path)
+            continue
+        pool: list[str] = []
+        models = pref.get("models") if isinstance(pref.get("models"), list) else []
+        for j, model in enumerate(models):
+            if not isinstance(model, str):
+                continue
+            where = (*path, "models", j)
+            provider = aliases.get(model) or _lookup(model, by_name, bare, where, ctx, what="routing_preferences model")
+            if provider is None:
+                continue
+            if provider in pool:
+                ctx.add("V210", f"{model!r} is already in route {name!r}'s models", where, value=True,
+                        hint="list each model once; the order is the route's preference order")
+                continue
+            pool.append(provider)
+        prefer = (pref.get("selection_policy") or {}).get("prefer", "none") if isinstance(pref.get("selection_policy"), dict) else "none"
+        needed = {"cheapest": "cost", "fastest": "latency"}.get(prefer)
+        if needed is not None and needed not in kinds:
+            ctx.add("R324", f"route {name!r} prefers the {prefer} model but model_metrics_sources has no {needed} source",
+                    (*path, "selection_policy", "prefer"), value=True,
+                    hint=f"add a {needed} source to model_metrics_sources, or prefer: none")
+        if not pool:
+            continue
+        route = Route(name=name, description=description, model=pool[0], models=tuple(pool) if len(pool) > 1 else (),
+                      policy=prefer if prefer in ("cheapest", "fastest") else "none")
+        if name in inline:
+            ctx.add("R323", f"route {name!r} is also declared inline under a provider; this top-level declaration is the "
+                            "one used (as Plano migrates them)", (*path, "name"), warning=True,
+                    hint="remove the inline routing_preferences entry")
+            out.routes[inline[name]] = route
+        else:
+            out.routes.append(route)
 
 
 # -- aliases -----------------------------------------------------------------------------------

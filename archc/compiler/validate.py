@@ -35,6 +35,25 @@ SCHEMA_DIR = _schema_dir()
 KNOWN_VERSIONS = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
 # Sections archgw accepts that this gateway does not serve: accepted, one warning each (V207).
 UNSERVED_KEYS = ("prompt_targets", "endpoints", "prompt_guards", "agents", "filters", "system_prompt")
+# Plano keys accepted as written and not served yet: (path, what happens instead). One V207 each.
+UNSERVED_PLANO: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("model_metrics_sources",), "pools are ranked in their configured order (first healthy model first)"),
+    (("prompt_caching",), "conversations are not pinned to a model and no cache_control is added"),
+    (("routing", "session_ttl_seconds"), "no session pinning"),
+    (("routing", "session_max_entries"), "no session pinning"),
+    (("routing", "session_cache"), "no session pinning"),
+    (("routing", "routing_budget"), "no switch-cost gate: the router's pick is served"),
+    (("routing", "route_on_user_only"), "the router runs on every request"),
+    (("overrides", "disable_signals"), "archc runs no signal analysis"),
+    (("overrides", "agent_orchestration_model"), "agent orchestration is not served"),
+    (("overrides", "orchestrator_model_context_length"), "the router's conversation budget is routing.token_budget"),
+    (("overrides", "upstream_connect_timeout"), "connect timeouts come from ARCHC_CONNECT_TIMEOUT_S"),
+    (("overrides", "upstream_tls_ca_path"), "trust comes from the OS store, SSL_CERT_FILE or gateway.egress.ca_bundle"),
+    (("tracing", "exporters"), "traces go to the OTLP endpoint only"),
+    (("tracing", "span_attributes"), "spans carry archc's own attributes"),
+)
+# Header names whose values are credentials: in a config only as $ENV references (as access_key).
+_SECRET_HEADER = re.compile(r"(?i)(authorization|api[-_]?key|token|secret|password|cookie)")
 ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
 _JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "true or false", "null": "null"}
@@ -207,6 +226,14 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
         if key in config:
             diags.append(_d("V207", f"{key!r} is accepted but not served by this gateway (ignored)", tree, file,
                             (key,), severity=Severity.WARNING))
+    for path, instead in UNSERVED_PLANO:
+        node: Any = config
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            name = ".".join(path)
+            diags.append(_d("V207", f"{name!r} (Plano) is accepted but not served by this gateway yet: {instead}", tree, file,
+                            path, severity=Severity.WARNING))
     storage = config.get("state_storage")
     if isinstance(storage, dict) and storage.get("type") == "postgres":
         diags.append(_d("V207", "'state_storage' type postgres is not served by this gateway: Responses are kept in memory, "
@@ -224,11 +251,28 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
             continue
         for i, entry in enumerate(entries):
             if isinstance(entry, dict) and "access_key" in entry and isinstance(entry["access_key"], str):
-                if env_ref(entry["access_key"]) is None:
+                if env_ref(entry["access_key"]) is None and entry.get("passthrough_auth") is True:
+                    diags.append(_d("V209", "access_key is ignored: passthrough_auth forwards the client's key; the literal "
+                                            "is not kept in the bundle", tree, file, (section, i, "access_key"), value=True,
+                                    severity=Severity.WARNING, hint="remove access_key"))
+                elif env_ref(entry["access_key"]) is None:
                     diags.append(_d("V209", "access_key must be an environment reference ($NAME or ${NAME}); "
                                             "a literal key does not belong in a config", tree, file,
                                     (section, i, "access_key"), value=True,
                                     hint="export the key as e.g. OPENAI_API_KEY and write access_key: $OPENAI_API_KEY"))
+            headers = entry.get("headers") if isinstance(entry, dict) else None
+            for name, value in headers.items() if isinstance(headers, dict) else ():
+                if isinstance(value, str) and _SECRET_HEADER.search(str(name)) and env_ref(value) is None:
+                    diags.append(_d("V209", f"header {name!r} carries a credential: write it as an environment reference "
+                                            "($NAME), not a literal", tree, file, (section, i, "headers", name), value=True,
+                                    hint=f"export it and write {name}: $SOME_VARIABLE"))
+            if isinstance(entry, dict) and entry.get("passthrough_auth") is True:
+                diags.append(_d("V207", "passthrough_auth (Plano) is accepted but not served by this gateway yet: the "
+                                        "provider is called with its access_key", tree, file,
+                                (section, i, "passthrough_auth"), severity=Severity.WARNING))
+            if isinstance(headers, dict) and headers:
+                diags.append(_d("V207", "headers (Plano) are accepted but not sent by this gateway yet", tree, file,
+                                (section, i, "headers"), severity=Severity.WARNING))
             if isinstance(entry, dict):
                 diags.extend(_egress_checks(entry.get("proxy"), entry.get("tls"), (section, i), tree, file, ("tls",)))
     gateway = config.get("gateway")

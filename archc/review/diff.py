@@ -29,7 +29,7 @@ class Change:
     """One semantic change. ``kind``: route|alias|provider|default|routing|router|ratelimits|gateway|listener."""
 
     kind: str
-    action: str  # added | removed | retargeted | redescribed | changed
+    action: str  # added | removed | retargeted | redescribed | repooled | repolicied | changed
     subject: str
     old: Any = None
     new: Any = None
@@ -43,6 +43,10 @@ class Change:
             return f"{self.kind} {self.subject} removed" + (f" (was {self.old})" if isinstance(self.old, str) else "")
         if self.action == "retargeted":
             return f"{self.kind} {self.subject} retargeted: {self.old} -> {self.new}"
+        if self.action == "repooled":
+            return f"{self.kind} {self.subject} model pool: {' > '.join(self.old)} -> {' > '.join(self.new)}"
+        if self.action == "repolicied":
+            return f"{self.kind} {self.subject} selection policy: prefer {self.old} -> prefer {self.new}"
         if self.action == "redescribed":
             return f"{self.kind} {self.subject} re-described: {self.old!r} -> {self.new!r}"
         return f"{self.kind} {self.subject} changed: {_short(self.old)} -> {_short(self.new)}"
@@ -100,6 +104,10 @@ def _routes(old: Bundle, new: Bundle) -> list[Change]:
             out.append(Change("route", "retargeted", r.name, r.model, n.model))
         if n.description != r.description:
             out.append(Change("route", "redescribed", r.name, r.description, n.description))
+        if n.pool != r.pool and max(len(n.pool), len(r.pool)) > 1:  # reordered, grown or shrunk (one model each: the retarget)
+            out.append(Change("route", "repooled", r.name, list(r.pool), list(n.pool)))
+        if n.policy != r.policy:
+            out.append(Change("route", "repolicied", r.name, r.policy, n.policy))
     out += [Change("route", "added", r.name, None, r.model) for r in new.routes if old.route(r.name) is None]
     return out
 

@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from archc.bundle import Bundle, Deadline, Provider
+from archc.bundle import Bundle, Deadline, Provider, Route
 from archc.output import json_text
 
 
@@ -74,7 +74,7 @@ def explain(bundle: Bundle, requested: str,
 def _routing_note(bundle: Bundle) -> str:
     if not bundle.routes:
         return "no routes: the request goes to this model as named"
-    names = ", ".join(r.name for r in bundle.routes)
+    names = ", ".join(_route_text(r) for r in bundle.routes)
     router = bundle.router
     runs = "the in-process router model"
     if router is not None and router.remote:
@@ -84,6 +84,14 @@ def _routing_note(bundle: Bundle) -> str:
         return f"explicit_model_bypass is on: naming this model skips {runs} (routes: {names})"
     return (f"{runs} decides on every request (archgw semantics); a matched route overrides this model "
             f"(routes: {names}); no match keeps it")
+
+
+def _route_text(route: Route) -> str:
+    """A route's name, and its model pool in preference order and its policy when it has them."""
+    if len(route.pool) < 2 and route.policy == "none":
+        return route.name
+    policy = f"; prefer {route.policy}" if route.policy != "none" else ""
+    return f"{route.name} [pool: {' > '.join(route.pool)}{policy}]"
 
 
 def format_text(e: Explanation) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from archc.compiler.provider_table import (AZURE_API_VERSION, PROVIDERS, BaseUrlError, endpoint_url, responses_url, spec_for,
+from archc.compiler.provider_table import (AZURE_API_VERSION, INTERFACES, PROVIDERS, BaseUrlError, endpoint_url, responses_url, spec_for,
                                            split_literal)
 
 
@@ -150,3 +150,16 @@ def test_responses_urls(literal: str, interface: str | None, base: str | None, e
     chat = endpoint_url(spec, model, base, {})
     assert responses_url(spec, chat, base_url=base, interface=interface) == expected
     assert spec.wire == ("anthropic_messages" if prefix == "anthropic" else "openai_chat")
+
+
+def test_plano_providers_have_their_default_endpoints_and_keys() -> None:
+    for prefix, url, key in [("digitalocean", "https://inference.do-ai.run/v1/chat/completions", "DO_API_KEY"),
+                             ("vercel", "https://ai-gateway.vercel.sh/v1/chat/completions", "AI_GATEWAY_API_KEY"),
+                             ("edenai", "https://api.edenai.run/v3/chat/completions", "EDENAI_API_KEY"),
+                             ("xiaomi", "https://api.xiaomimimo.com/v1/chat/completions", "MIMO_API_KEY")]:
+        spec = PROVIDERS[prefix]
+        assert spec.served and spec.key_env == key
+        assert endpoint_url(spec, "m", None, {}).url == url
+    assert not PROVIDERS["chatgpt"].served
+    for interface in ("openrouter", "digitalocean", "vercel", "edenai", "xiaomi", "moonshotai"):
+        assert INTERFACES[interface].wire == "openai_chat" and INTERFACES[interface].served
