@@ -31,6 +31,7 @@ from runtime.guard.auth import GatewayKeyMiddleware
 from runtime.live.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
 from runtime.guard.ratelimit import RateLimitMiddleware
 from runtime.observe.tracing import Tracing, TracingMiddleware, current_tracing
+from runtime.live.costs import CostRefresher, cost_source
 from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
 from runtime.http.fastpath import HotPathMiddleware
@@ -94,6 +95,16 @@ def remote_router(bundle: Bundle, settings: Settings, targets: Targets | None = 
     return build_remote_router(bundle, send, where=target.url, close=sender.pool.aclose)
 
 
+def _start_costs(bundle: Bundle, state: GatewayState) -> CostRefresher | None:
+    """Start reading the bundle's cost source (``prefer: cheapest`` pools) into the pool ranker, off the request path."""
+    source = cost_source(bundle.extensions)
+    if source is None or not any(r.policy == "cheapest" for r in bundle.routes):
+        return None
+    refresher = CostRefresher(source, [p.name for p in bundle.providers], state.pools)
+    refresher.start()
+    return refresher
+
+
 def _build_router(bundle: Bundle, settings: Settings, log: logging.Logger, targets: Targets) -> RouterService:
     try:
         remote = remote_router(bundle, settings, targets)
@@ -138,12 +149,16 @@ def create_app(
         state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log,
                              stored=store_for(bundle.extensions.get("gateway") or {}))  # kept across reloads
         _count_shared_errors(active_router, state.metrics)
+        costs = [_start_costs(bundle, state)]  # the cost source's refresher of the bundle being served (or None)
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
             # Hot reload (runtime/live/generation.py): new targets and router; the pool, metrics and sessions are kept.
             new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
             new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log, new_targets)
             closers = [] if router is not None else [new_router.aclose]
+            if costs[0] is not None:  # the new bundle's cost source replaces the old one's (its prices kept until read)
+                await costs[0].aclose()
+            costs[0] = _start_costs(new, state)
             _count_shared_errors(new_router, state.metrics)
             new_settings = effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
@@ -166,6 +181,8 @@ def create_app(
             if watcher is not None:
                 await watcher.aclose()
             await live.aclose()
+            if costs[0] is not None:
+                await costs[0].aclose()
             if tracing is not None:
                 await tracing.aclose()
             await state.stored.aclose()

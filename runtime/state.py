@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archc.bundle import Bundle
+from runtime.decide.pool import PoolRanker
 from runtime.observe.metrics import Metrics
 from runtime.upstream.targets import Targets
 from runtime.router.decision import RouterService
@@ -32,6 +33,7 @@ class GatewayState:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("archc.runtime"))
     sessions: SessionStore = field(default_factory=SessionStore)  # Claude Code sessions' last decisions
     stored: ResponseStore = field(default_factory=MemoryResponses)  # Responses kept for previous_response_id
+    pools: PoolRanker = field(default_factory=PoolRanker)  # route pools' prices and measured latencies (kept across reloads)
     # What is the same for every request of this bundle (router-free choices, raw answer headers),
     # keyed with the bundle's digest too; a reload builds a new state (dataclasses.replace), and an empty memo.
     memo: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -56,6 +56,8 @@ def bundle_dict(resolved: Resolved, config: Mapping[str, Any], *, file_name: str
         extensions["gateway"] = config["gateway"]
     if isinstance(config.get("mode"), str):
         extensions["mode"] = config["mode"]
+    if isinstance(config.get("model_metrics_sources"), list):  # the runtime reads the cost source (runtime/live/costs.py)
+        extensions["model_metrics_sources"] = config["model_metrics_sources"]
     return {
         "format_version": 1,
         "digest": "",

@@ -284,11 +284,11 @@ def _global_routes_from(config: Mapping[str, Any], ctx: _Ctx, out: Resolved) -> 
                 continue
             pool.append(provider)
         prefer = (pref.get("selection_policy") or {}).get("prefer", "none") if isinstance(pref.get("selection_policy"), dict) else "none"
-        needed = {"cheapest": "cost", "fastest": "latency"}.get(prefer)
-        if needed is not None and needed not in kinds:
-            ctx.add("R324", f"route {name!r} prefers the {prefer} model but model_metrics_sources has no {needed} source",
+        # fastest needs no source here: the gateway ranks by its own measured latency (Plano asks for Prometheus)
+        if prefer == "cheapest" and "cost" not in kinds:
+            ctx.add("R324", f"route {name!r} prefers the cheapest model but model_metrics_sources has no cost source",
                     (*path, "selection_policy", "prefer"), value=True,
-                    hint=f"add a {needed} source to model_metrics_sources, or prefer: none")
+                    hint="add {type: cost, provider: models.dev} (url: a catalog file or URL) to model_metrics_sources, or prefer: none")
         if not pool:
             continue
         route = Route(name=name, description=description, model=pool[0], models=tuple(pool) if len(pool) > 1 else (),

@@ -37,7 +37,6 @@ KNOWN_VERSIONS = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
 UNSERVED_KEYS = ("prompt_targets", "endpoints", "prompt_guards", "agents", "filters", "system_prompt")
 # Plano keys accepted as written and not served yet: (path, what happens instead). One V207 each.
 UNSERVED_PLANO: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("model_metrics_sources",), "pools are ranked in their configured order (first healthy model first)"),
     (("prompt_caching",), "conversations are not pinned to a model and no cache_control is added"),
     (("routing", "session_ttl_seconds"), "no session pinning"),
     (("routing", "session_max_entries"), "no session pinning"),
@@ -226,6 +225,16 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
         if key in config:
             diags.append(_d("V207", f"{key!r} is accepted but not served by this gateway (ignored)", tree, file,
                             (key,), severity=Severity.WARNING))
+    sources = config.get("model_metrics_sources")
+    for i, source in enumerate(sources if isinstance(sources, list) else ()):
+        if isinstance(source, dict) and source.get("type") == "latency":
+            diags.append(_d("V207", "a latency source (Prometheus) is accepted but not read by this gateway yet: prefer: "
+                                    "fastest ranks by the gateway's own measured latency", tree, file,
+                            ("model_metrics_sources", i), severity=Severity.WARNING))
+        elif isinstance(source, dict) and source.get("provider") == "digitalocean":
+            diags.append(_d("V207", "the digitalocean cost catalog is accepted but not read by this gateway yet: give a "
+                                    "models.dev catalog (provider: models.dev, url: ...) for prefer: cheapest", tree, file,
+                            ("model_metrics_sources", i, "provider"), severity=Severity.WARNING))
     for path, instead in UNSERVED_PLANO:
         node: Any = config
         for key in path:

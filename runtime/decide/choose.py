@@ -14,8 +14,9 @@ bundle's default; with neither, UnknownModel (404) names the model and lists wha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-from archc.bundle import Bundle, Provider, Resolution
+from archc.bundle import Bundle, Provider, Resolution, Route
 from runtime.errors import UnknownModel
 from runtime.router.decision import Decision
 
@@ -35,6 +36,7 @@ class Choice:
     route: str | None = None
     fallback: str | None = None  # the router's reason when it was asked and named no route
     decision: Decision | None = None  # the router's own answer, when it was asked
+    pool: tuple[str, ...] = ()  # a routed request's model pool in serving order (``provider`` first), when it has one
 
     @property
     def router_ran(self) -> bool:
@@ -62,16 +64,19 @@ def wants_router(bundle: Bundle, resolution: Resolution | None) -> bool:
     return True
 
 
-def choose(bundle: Bundle, requested: str | None, resolution: Resolution | None, decision: Decision | None) -> Choice:
-    """Apply the routing semantics; raises UnknownModel when nothing can serve the request."""
+def choose(bundle: Bundle, requested: str | None, resolution: Resolution | None, decision: Decision | None,
+           rank: Callable[[Route], tuple[str, ...]] | None = None) -> Choice:
+    """Apply the routing semantics; raises UnknownModel when nothing can serve the request.
+    ``rank`` orders a routed request's model pool (runtime/decide/pool.py; default: as configured)."""
     extra: dict = {}
     if decision is not None:
         extra = {"decision": decision}
         route = bundle.route(decision.route) if decision.route else None
         if route is not None and decision.fallback is None:
-            provider = bundle.provider(route.model)
+            pool = rank(route) if rank is not None and len(route.pool) > 1 else route.pool
+            provider = bundle.provider(pool[0])
             assert provider is not None  # Bundle validation guarantees route targets exist
-            return Choice(provider, WHY_ROUTE, requested, route=route.name, **extra)
+            return Choice(provider, WHY_ROUTE, requested, route=route.name, pool=pool if len(pool) > 1 else (), **extra)
         extra["fallback"] = decision.fallback or ("no_match" if decision.route else "other")
     if resolution is not None:
         return Choice(resolution.provider, resolution.via, requested, **extra)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
-from archc.bundle import Bundle
+from archc.bundle import Bundle, Route
 from runtime.decide.choose import Choice, choose, wants_router
 from runtime.router.decision import RouterService
 
@@ -18,7 +18,8 @@ Messages = Sequence[Mapping[str, Any]]
 
 
 async def decide(bundle: Bundle, router: RouterService, requested: str | None, messages: Callable[[], Messages],
-                 *, memo: MutableMapping[tuple, Any] | None = None) -> Choice:
+                 *, memo: MutableMapping[tuple, Any] | None = None,
+                 rank: Callable[[Route], tuple[str, ...]] | None = None) -> Choice:
     """The Choice for one request; raises UnknownModel (with the router's decision) when nothing serves it.
 
     ``messages`` gives the conversation in OpenAI chat shape; it is called only when the router is
@@ -32,7 +33,7 @@ async def decide(bundle: Bundle, router: RouterService, requested: str | None, m
             return known
     resolution = bundle.resolve_model(requested)
     decision = await router.decide(messages()) if wants_router(bundle, resolution) else None
-    choice = choose(bundle, requested, resolution, decision)
+    choice = choose(bundle, requested, resolution, decision, rank)
     if memo is not None and decision is None and resolution is not None:  # only names the bundle knows: it stays small
         memo[key] = choice
     return choice

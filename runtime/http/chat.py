@@ -149,8 +149,12 @@ async def _attempts(scope: Scope, state: GatewayState, body: dict[str, Any], cho
         return await attempt(choice.provider.name)
     budget = None if limit.ms is None else limit.ms / 1000.0 - (time.perf_counter() - started)
     answer, attempts = await generation.resilience.run(choice.provider.name, attempt, budget_s=budget,
-                                                       why=f"{limit.source}, {limit.ms} ms")
+                                                       why=f"{limit.source}, {limit.ms} ms", pool=choice.pool)
     answer.headers.append((_ATTEMPTS, retry.attempts_header(attempts).encode("latin-1")))
+    if choice.pool:  # prefer: fastest ranks by these: how long each served model took to begin its answer
+        for tried in attempts:
+            if tried.outcome == "ok":
+                state.pools.observe(tried.provider, tried.ms)
     return answer
 
 

@@ -33,6 +33,10 @@ def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
         headers["x-arch-fallback"] = choice.fallback
     if choice.cache_hit:
         headers["x-arch-router-cache"] = "hit"
+    if choice.pool:  # the route's model pool in the order it was tried (its policy's ranking)
+        route = state.bundle.route(choice.route or "")
+        policy = route.policy if route is not None else "none"
+        headers["x-arch-pool"] = " > ".join(choice.pool) + (f" (prefer {policy})" if policy != "none" else "")
     return headers
 
 
@@ -41,7 +45,7 @@ async def decide_request(state: GatewayState, body: dict[str, Any], client_forma
     requested = body.get("model") if isinstance(body.get("model"), str) else None
     try:
         choice = await decide(state.bundle, state.router, requested, lambda: adapt.openai_messages(body, client_format),
-                              memo=state.memo)
+                              memo=state.memo, rank=state.pools.rank)
     except UnknownModel as err:
         _count(state, err.decision)
         raise

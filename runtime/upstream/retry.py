@@ -242,21 +242,26 @@ class Resilience(Generic[T]):
     span: Callable[[str], ContextManager[None]] | None = None
 
     async def run(self, primary: str, attempt: Callable[[str], Awaitable[T]], *,
-                  budget_s: float | None = None, why: str = "") -> tuple[T, list[Attempt]]:
+                  budget_s: float | None = None, why: str = "", pool: Sequence[str] = ()) -> tuple[T, list[Attempt]]:
         """Call ``attempt(provider)`` along the chain until one answers.
 
         ``attempt`` must raise GatewayError before any byte reaches the client, or return the
         opened answer. The last error is raised (with ``x-arch-attempts`` in its headers) when all fail.
         ``budget_s``: the time left to the request's deadline (``why`` names its config key); every
-        attempt and backoff fits in it, as in ``timeouts.total_ms``.
+        attempt and backoff fits in it, as in ``timeouts.total_ms``. ``pool``: a route's models in
+        serving order (``primary`` first): tried in turn before the primary's fallbacks, a model in
+        cooldown skipped.
         """
         policy = self.policy
-        if self._single(primary):
+        if not pool and self._single(primary):
             return await self._run_once(primary, attempt, budget_s, why)
         deadline, why = self._deadline(budget_s, why)
         attempts: list[Attempt] = []
         last: GatewayError | None = None
-        for name in self.cooldown.order(policy.chain(primary)):
+        chain = policy.chain(primary)
+        if pool:  # a route's model pool in serving order (``primary`` first), then the primary's fallbacks
+            chain = tuple(dict.fromkeys([*pool, *chain]))
+        for name in self.cooldown.order(chain):
             for n in range(policy.max_attempts):
                 if n > 0:
                     wait = self._wait_before_retry(n, last, deadline)

@@ -55,10 +55,11 @@ def test_the_full_reference_compiles_its_pools_and_warns_once_per_unserved_key()
     review = result.bundle.route("code review")
     assert review.pool == ("anthropic/claude-sonnet-4-0", "groq/llama-3.3-70b-versatile") and review.policy == "cheapest"
     warned = {d.path for d in result.diagnostics if d.code == "V207"}
-    for key in ("model_metrics_sources", "routing.session_cache", "overrides.disable_signals", "tracing.exporters"):
-        assert key in warned, sorted(warned)
+    for key in ("model_metrics_sources[1]", "routing.session_cache", "overrides.disable_signals", "tracing.exporters"):
+        assert key in warned, sorted(warned)  # [1]: the Prometheus latency source; [0], models.dev prices, is served
     assert any(path.endswith(".passthrough_auth") for path in warned) and any(path.endswith(".headers") for path in warned)
-    assert len([d for d in result.diagnostics if d.path == "model_metrics_sources"]) == 1
+    assert not [d for d in result.diagnostics if d.path.startswith("model_metrics_sources[0]")]
+    assert result.bundle.extensions["model_metrics_sources"][0]["provider"] == "models.dev"
     assert any(d.code == "R315" and "Plano-Orchestrator" in d.message and d.span.line == 213 for d in result.diagnostics)
 
 

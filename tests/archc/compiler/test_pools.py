@@ -76,7 +76,7 @@ def test_plano_checks_are_diagnostics_with_line_and_column() -> None:
   - name: code
     description: write code
     models: [openai/gpt-4o, openai/gpt-5, openai/gpt-4o]
-    selection_policy: {prefer: fastest}
+    selection_policy: {prefer: cheapest}
   - name: code
     description: again
     models: [openai/gpt-4o]
@@ -85,7 +85,7 @@ def test_plano_checks_are_diagnostics_with_line_and_column() -> None:
     found = [(c, line, col) for c, s, line, col in diags(r) if s == "error"]
     assert ("R305", 14, 29) in found  # openai/gpt-5 is not a declared provider
     assert ("V210", 14, 43) in found  # openai/gpt-4o twice in one pool
-    assert ("R324", 15, 32) in found  # fastest without a latency source
+    assert ("R324", 15, 32) in found  # cheapest without a cost source (fastest needs none: archc measures latency)
     assert ("V210", 16, 5) in found  # the route name again
     two = build(COST + COST.split("\n", 1)[1] + "routing_preferences:\n  - {name: a, description: b, models: [gpt-4o]}\n")
     assert [(c, line) for c, s, line, _ in diags(two) if s == "error"] == [("R324", 13)]

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from archc.bundle import seal
+from runtime.decide.pool import PoolRanker
 from runtime.http import decision
 from runtime.http import chat
 from runtime.errors import RateLimited, UpstreamStatus, render
@@ -30,7 +31,7 @@ def _bundle(tag: str = "a", **kw: Any):
 
 
 def _state(bundle, router: Any = None) -> SimpleNamespace:
-    return SimpleNamespace(bundle=bundle, memo={}, router=router, metrics=Metrics())
+    return SimpleNamespace(bundle=bundle, memo={}, router=router, metrics=Metrics(), pools=PoolRanker())
 
 
 def _decide(state: SimpleNamespace, model: str | None) -> Choice:

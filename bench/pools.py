@@ -1,0 +1,62 @@
+"""What a route pool adds to a request's decision, in process: ``choose()`` for a routed request whose
+route has one model, and whose route has a pool of three ranked by each policy (runtime/decide/pool.py).
+
+    python bench/pools.py [--number 200000]
+
+Prints microseconds per decision (best of 5 repeats) and the pool's added cost over the one-model route.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import timeit
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from archc.compiler import compile_source  # noqa: E402
+from runtime.decide.choose import choose  # noqa: E402
+from runtime.decide.pool import PoolRanker  # noqa: E402
+from runtime.router.decision import Decision  # noqa: E402
+
+CONFIG = """version: v0.4.0
+listeners: [{type: model, name: llm, port: 12000}]
+model_providers:
+  - {model: openai/a, access_key: $K, default: true}
+  - {model: openai/b, access_key: $K}
+  - {model: openai/c, access_key: $K}
+model_metrics_sources: [{type: cost, provider: models.dev}]
+routing_preferences:
+  - {name: one, description: one model, models: [openai/a]}
+  - {name: none, description: in order, models: [openai/a, openai/b, openai/c]}
+  - {name: cheapest, description: by price, models: [openai/a, openai/b, openai/c], selection_policy: {prefer: cheapest}}
+  - {name: fastest, description: by latency, models: [openai/a, openai/b, openai/c], selection_policy: {prefer: fastest}}
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--number", type=int, default=200_000)
+    args = parser.parse_args()
+    result = compile_source(CONFIG, file="pools.yaml")
+    assert result.bundle is not None, result.diagnostics
+    bundle = result.bundle
+    ranker = PoolRanker({"openai/a": 3.0, "openai/b": 1.0, "openai/c": 2.0})
+    for name, ms in (("openai/a", 40.0), ("openai/b", 25.0), ("openai/c", 60.0)):
+        ranker.observe(name, ms)
+    print(f"choose() per routed request, µs (best of 5 x {args.number})")
+    print("| route | µs | added over one model |")
+    print("|---|---|---|")
+    base = 0.0
+    for route in ("one", "none", "cheapest", "fastest"):
+        decision = Decision(route)
+        best = min(timeit.repeat(lambda: choose(bundle, None, None, decision, ranker.rank), number=args.number, repeat=5))
+        us = best / args.number * 1e6
+        base = base or us
+        print(f"| {route} | {us:.2f} | {us - base:+.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

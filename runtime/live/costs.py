@@ -1,0 +1,116 @@
+"""Model prices for ``prefer: cheapest`` pools: Plano 0.4's cost source (``model_metrics_sources``,
+``type: cost``, ``provider: models.dev``), read off the request path and refreshed.
+
+Stage: live (a background task beside the bundle watcher). The catalog is models.dev's
+``api.json`` shape (``{provider: {"models": {model: {"cost": {"input", "output"}}}}}``, prices per
+million tokens), from its ``url`` (default https://models.dev/api.json; ``file://`` or a path for a
+catalog kept next to the config). A model's price is input + output, as Plano blends them; its
+catalog key is ``provider/model`` unless ``model_aliases`` maps another key to it. A source that
+cannot be read or parsed keeps the last good prices (logged, at most once a refresh); requests
+never wait on it. The prices go to ``target.costs`` (runtime/decide/pool.py's ranker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+import urllib.request
+from urllib.parse import unquote, urlsplit
+
+MODELS_DEV = "https://models.dev/api.json"
+DEFAULT_REFRESH_S = 3600
+FETCH_TIMEOUT_S = 30.0
+
+log = logging.getLogger("archc.runtime")
+
+
+def cost_source(extensions: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The bundle's models.dev cost source, if it has one."""
+    for source in extensions.get("model_metrics_sources") or ():
+        if isinstance(source, dict) and source.get("type") == "cost" and source.get("provider") == "models.dev":
+            return source
+    return None
+
+
+def prices(catalog: Any, models: Iterable[str], aliases: Mapping[str, str] | None = None) -> dict[str, float]:
+    """``{model name: input + output price}`` for the ``models`` the catalog prices."""
+    wanted = set(models)
+    aliases = aliases or {}
+    out: dict[str, float] = {}
+    if not isinstance(catalog, dict):
+        raise ValueError("the catalog is not a JSON object of providers")
+    for provider, entry in catalog.items():
+        listed = entry.get("models") if isinstance(entry, dict) else None
+        for model, spec in listed.items() if isinstance(listed, dict) else ():
+            key = f"{provider}/{model}"
+            name = aliases.get(key, key)
+            cost = spec.get("cost") if isinstance(spec, dict) else None
+            if name not in wanted or not isinstance(cost, dict):
+                continue
+            parts = [cost.get("input"), cost.get("output")]
+            if all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in parts):
+                out[name] = float(parts[0]) + float(parts[1])
+    return out
+
+
+class CostRefresher:
+    """Reads the source now and every ``refresh_interval`` seconds into ``target.costs``."""
+
+    def __init__(self, source: Mapping[str, Any], models: Iterable[str], target: Any, *, base: Path | None = None) -> None:
+        self.url = str(source.get("url") or MODELS_DEV)
+        self.every_s = float(source.get("refresh_interval") or DEFAULT_REFRESH_S)
+        self.aliases = dict(source.get("model_aliases") or {})
+        self.models = tuple(models)
+        self.target = target
+        self.base = base
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def refresh(self) -> bool:
+        """One read; True when the prices were replaced."""
+        try:
+            found = prices(json.loads(await self._read()), self.models, self.aliases)
+        except Exception as exc:  # unreachable, not JSON, not the catalog's shape: keep the last good prices
+            log.warning("cost source %s could not be read (%s: %s); the last prices are kept", self._where(),
+                        type(exc).__name__, exc)
+            return False
+        self.target.costs = found
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.every_s)
+
+    async def _read(self) -> bytes:
+        parts = urlsplit(self.url)
+        if parts.scheme in ("http", "https"):  # urllib in a thread: the environment's proxy and the OS trust, as curl
+            return await asyncio.to_thread(_fetch, self.url)
+        path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(self.url)
+        if not path.is_absolute() and self.base is not None:
+            path = self.base / path
+        return await asyncio.to_thread(path.read_bytes)
+
+    def _where(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme in ("http", "https") else self.url
+
+
+def _fetch(url: str) -> bytes:
+    """GET ``url`` (an error status raises), at most 64 MiB."""
+    request = urllib.request.Request(url, headers={"accept": "application/json", "user-agent": "archc"})
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310 (http(s) only, checked above)
+        body = response.read(64 * 1024 * 1024 + 1)
+    if len(body) > 64 * 1024 * 1024:
+        raise ValueError("the catalog is larger than 64 MiB")
+    return body

@@ -1,0 +1,62 @@
+"""A route pool's serving order (runtime/decide/pool.py) and the prices it ranks by (runtime/live/costs.py)."""
+
+import json
+
+import pytest
+
+from archc.bundle import Route
+from runtime.decide.pool import PoolRanker
+from runtime.live.costs import CostRefresher, prices
+
+POOL = ("openai/a", "openai/b", "openai/c")
+
+
+def route(policy: str) -> Route:
+    return Route("r", "d", POOL[0], POOL, policy)
+
+
+def test_none_keeps_the_configured_order() -> None:
+    ranker = PoolRanker({"openai/c": 0.1})
+    ranker.observe("openai/c", 1.0)
+    assert ranker.rank(route("none")) == POOL
+
+
+def test_cheapest_orders_by_price_with_unpriced_models_last() -> None:
+    assert PoolRanker({"openai/b": 3.0, "openai/c": 1.5}).rank(route("cheapest")) == ("openai/c", "openai/b", "openai/a")
+    assert PoolRanker().rank(route("cheapest")) == POOL  # nothing priced: as configured
+
+
+def test_fastest_measures_every_member_then_prefers_the_fastest_recent_one() -> None:
+    ranker = PoolRanker()
+    assert ranker.rank(route("fastest")) == POOL
+    ranker.observe("openai/a", 50.0)
+    assert ranker.rank(route("fastest"))[:2] == ("openai/b", "openai/c")  # unmeasured first
+    ranker.observe("openai/b", 20.0)
+    ranker.observe("openai/c", 80.0)
+    assert ranker.rank(route("fastest")) == ("openai/b", "openai/a", "openai/c")
+    for _ in range(3):
+        ranker.observe("openai/b", 200.0)  # b became slow: its recent mean passes a's
+    assert ranker.rank(route("fastest"))[0] == "openai/a"
+
+
+def test_prices_are_input_plus_output_by_catalog_key_or_alias() -> None:
+    catalog = {"openai": {"models": {"a": {"cost": {"input": 1, "output": 4}}, "zz": {"cost": {"input": 2, "output": 2}},
+                                     "free": {"cost": {"input": 0}}, "odd": {"cost": "n/a"}}},
+               "other": "not a provider"}
+    assert prices(catalog, ["openai/a", "openai/b", "openai/free"], {"openai/zz": "openai/b"}) == {"openai/a": 5.0, "openai/b": 4.0}
+    with pytest.raises(ValueError):
+        prices(["a list"], ["openai/a"])
+
+
+def test_a_source_that_cannot_be_read_keeps_the_last_prices(tmp_path) -> None:
+    import asyncio
+
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps({"openai": {"models": {"a": {"cost": {"input": 1, "output": 1}}}}}))
+    ranker = PoolRanker()
+    refresher = CostRefresher({"url": str(path)}, POOL, ranker)
+    assert asyncio.run(refresher.refresh()) and ranker.costs == {"openai/a": 2.0}
+    path.write_text("[1, 2")
+    assert not asyncio.run(refresher.refresh()) and ranker.costs == {"openai/a": 2.0}
+    path.unlink()
+    assert not asyncio.run(refresher.refresh()) and ranker.costs == {"openai/a": 2.0}
