@@ -59,6 +59,7 @@ def routes() -> list[Route]:
         Route("/v1/messages/count_tokens", endpoints.count_tokens, methods=["POST"]),
         Route("/v1/models", endpoints.models, methods=["GET"]),
         Route("/v1/route", endpoints.route, methods=["POST"]),
+        *(Route(path, endpoints.plano_route, methods=["POST"]) for path in endpoints.PLANO_ROUTE_PATHS),
         Route("/v1/arch/sessions/{session_id}", endpoints.session_status, methods=["GET"]),
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/readyz", endpoints.readyz, methods=["GET"]),

@@ -8,6 +8,8 @@ headers; every error is rendered in the client's format (``{"error": ...}`` for 
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 
 from starlette.requests import Request
@@ -93,6 +95,48 @@ async def route(request: Request) -> Response:
         "available": not (target.missing_key or target.unserved),
         "bundle": state.bundle.digest,
     }, headers=decision_headers(state, choice))
+
+
+_PLANO_FORMATS = {"/routing/v1/chat/completions": WireFormat.OPENAI_CHAT, "/routing/v1/messages": WireFormat.ANTHROPIC_MESSAGES,
+                  "/routing/v1/responses": WireFormat.OPENAI_RESPONSES}
+PLANO_ROUTE_PATHS = tuple(_PLANO_FORMATS)
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+async def plano_route(request: Request) -> Response:
+    """POST /routing/v1/{chat/completions,messages,responses}: the decision alone, in Plano 0.4's
+    shape: ``models`` (the ranked list to try: the route's pool in its policy's order, or the served
+    model and its configured fallbacks), ``route`` (null when none matched), ``trace_id`` (the
+    client's ``traceparent``'s, else a new one), ``session_id`` (the client's ``X-Model-Affinity``),
+    ``pinned`` and ``switched`` (always false: no session pinning or switch budget yet). The body is
+    the endpoint's own request format; Plano's per-request ``routing_preferences`` are not applied
+    (named in ``x-arch-ignored``). Errors answer in that format."""
+    state = _state(request)
+    client_format = _PLANO_FORMATS[request.url.path]
+    try:
+        body = await read_json(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
+        ignored = isinstance(body, dict) and "routing_preferences" in body
+        if ignored:
+            body = {k: v for k, v in body.items() if k != "routing_preferences"}
+        body = _route_body(body, client_format)
+        if client_format is WireFormat.OPENAI_RESPONSES:
+            body = await stored.expand(state.stored, body)
+        choice = await decide_request(state, body, client_format)
+    except GatewayError as err:
+        return error_answer(err, client_format, _bundle_header(state))
+    models = list(choice.pool)
+    if not models:
+        generation = request_state(request.scope).generation
+        models = list(generation.resilience.policy.chain(choice.provider.name)) if generation is not None else [choice.provider.name]
+    traced = _TRACEPARENT.match(request.headers.get("traceparent", ""))
+    answer: dict[str, Any] = {"models": models, "route": choice.route, "trace_id": traced.group(1) if traced else secrets.token_hex(16)}
+    if request.headers.get("x-model-affinity"):
+        answer["session_id"] = request.headers["x-model-affinity"]
+    answer.update(pinned=False, switched=False)
+    headers = decision_headers(state, choice)
+    if ignored:
+        headers["x-arch-ignored"] = "routing_preferences (per-request routing policies are not applied; the bundle's routes are)"
+    return JSONResponse(answer, headers=headers)
 
 
 async def count_tokens(request: Request) -> Response:

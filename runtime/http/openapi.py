@@ -294,6 +294,21 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": {"description": "The decision", "content": _json(any_object)},
                               **_error_responses(400, 401, 404, 413)},
             }},
+            **{path: {"post": {
+                "operationId": "planoRoute" + suffix, "summary": f"Plano's decision endpoint ({what} body): the ranked models, without calling an upstream",
+                "description": "Plano 0.4's /routing/v1 shape. The body is checked as its format's endpoint checks it, except that "
+                               "max_tokens is never required; a per-request routing_preferences key is ignored (x-arch-ignored).",
+                "requestBody": {"required": True, "content": _json({"type": "object", "additionalProperties": True})},
+                "responses": {"200": {"description": "The decision", "content": _json({
+                    "type": "object", "required": ["models", "route", "trace_id", "pinned", "switched"],
+                    "properties": {"models": {"type": "array", "items": {"type": "string"}},
+                                   "route": {"type": "string", "nullable": True}, "trace_id": {"type": "string"},
+                                   "session_id": {"type": "string"}, "pinned": {"type": "boolean"},
+                                   "switched": {"type": "boolean"}}})},
+                              **_error_responses(400, 401, 404, 413)},
+            }} for path, suffix, what in (("/routing/v1/chat/completions", "Chat", "OpenAI chat"),
+                                          ("/routing/v1/messages", "Messages", "Anthropic Messages"),
+                                          ("/routing/v1/responses", "Responses", "OpenAI Responses"))},
             "/v1/models": {"get": {
                 "operationId": "models", "summary": "Aliases and provider names a client may request",
                 "responses": {"200": {"description": "Model list", "content": _json({

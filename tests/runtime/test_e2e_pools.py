@@ -132,3 +132,26 @@ def test_none_serves_the_first_healthy_model_in_order(setup) -> None:
     assert failed_over.json()["choices"][0]["message"]["content"] == "small"
     cooling = ask(gw, "steady three")  # big cools down: skipped, not tried
     assert cooling.headers["x-arch-attempts"] == "openai/small=ok"
+
+
+def test_the_routing_endpoints_answer_the_decision_alone_in_planos_shape(setup) -> None:
+    gw, big, small, _ = setup
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    chat = httpx.post(gw.url + "/routing/v1/chat/completions", timeout=20,
+                      headers={"traceparent": f"00-{trace}-b7ad6b7169203331-01", "x-model-affinity": "sess-42"},
+                      json={"model": "gpt-4o", "messages": [{"role": "user", "content": "a steady question"}]})
+    assert chat.status_code == 200, chat.text
+    assert chat.json() == {"models": ["openai/big", "openai/small"], "route": "steady", "trace_id": trace,
+                           "session_id": "sess-42", "pinned": False, "switched": False}
+    messages = httpx.post(gw.url + "/routing/v1/messages", timeout=20, headers={"anthropic-version": "2023-06-01"},
+                          json={"model": "claude", "messages": [{"role": "user", "content": [{"type": "text", "text": "cheap?"}]}]})
+    assert messages.status_code == 200 and messages.json()["route"] == "cheap"  # no max_tokens needed for a decision
+    assert messages.json()["models"] == ["openai/big", "openai/small"] and len(messages.json()["trace_id"]) == 32
+    responses = httpx.post(gw.url + "/routing/v1/responses", timeout=20,
+                           json={"model": "x", "input": "nothing in particular", "routing_preferences": [{"name": "n"}]})
+    assert responses.status_code == 200
+    assert responses.json()["route"] is None and responses.json()["models"] == ["openai/big"]  # the default, no pool
+    assert responses.headers["x-arch-fallback"] == "other" and "routing_preferences" in responses.headers["x-arch-ignored"]
+    bad = httpx.post(gw.url + "/routing/v1/messages", timeout=20, json={"messages": "not a list"})
+    assert bad.status_code == 400 and bad.json()["type"] == "error"  # the endpoint's own error format
+    assert big.requests == [] and small.requests == []  # a decision calls no upstream
