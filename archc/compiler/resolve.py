@@ -172,6 +172,11 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx, router_names: se
     options = dict(entry.get("options") or {}) if isinstance(entry.get("options"), dict) else {}
     if isinstance(entry.get("http_host"), str):
         options["http_host"] = entry["http_host"]
+    if entry.get("passthrough_auth") is True:  # the client's own Authorization / x-api-key goes upstream
+        options["passthrough_auth"] = True
+    for header, value in (entry.get("headers") or {}).items() if isinstance(entry.get("headers"), dict) else ():
+        if isinstance(value, str):
+            options[f"header:{header}"] = value  # text, or a $ENV reference read where the gateway runs
     # Egress overrides (runtime/upstream/egress.py reads them): scalar options, as the bundle's options are.
     if isinstance(entry.get("proxy"), str):
         options["proxy"] = entry["proxy"]
@@ -194,7 +199,7 @@ def _provider(entry: Mapping[str, Any], path: tuple, ctx: _Ctx, router_names: se
     if not spec.served:
         ctx.add("R304", f"provider {prefix!r} is known to archgw but not served by this runtime yet; "
                         "it compiles, requests to it are refused", (*path, "model"), warning=True)
-    key_env = env_ref(entry.get("access_key"))
+    key_env = None if entry.get("passthrough_auth") is True else env_ref(entry.get("access_key"))
     return Provider(
         name=name, provider=prefix, model=model, wire=spec.wire, endpoint=endpoint.url,
         responses_endpoint=_providers.responses_url(spec, endpoint, base_url=base_url, interface=interface),

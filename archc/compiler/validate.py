@@ -52,6 +52,9 @@ UNSERVED_PLANO: tuple[tuple[tuple[str, ...], str], ...] = (
     (("tracing", "span_attributes"), "spans carry archc's own attributes"),
 )
 # Header names whose values are credentials: in a config only as $ENV references (as access_key).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+                              "te", "trailer", "proxy-authorization", "proxy-connection"})
 _SECRET_HEADER = re.compile(r"(?i)(authorization|api[-_]?key|token|secret|password|cookie)")
 ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
 _JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
@@ -271,17 +274,21 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
                                     hint="export the key as e.g. OPENAI_API_KEY and write access_key: $OPENAI_API_KEY"))
             headers = entry.get("headers") if isinstance(entry, dict) else None
             for name, value in headers.items() if isinstance(headers, dict) else ():
+                if not _HEADER_NAME.match(str(name)) or str(name).lower() in _FRAMING_HEADERS:
+                    diags.append(_d("V211", f"header {str(name)[:60]!r} cannot be set: "
+                                            + ("the gateway frames each request itself" if _HEADER_NAME.match(str(name))
+                                               else "not a valid header name"), tree, file, (section, i, "headers", name)))
+                    continue
                 if isinstance(value, str) and _SECRET_HEADER.search(str(name)) and env_ref(value) is None:
                     diags.append(_d("V209", f"header {name!r} carries a credential: write it as an environment reference "
                                             "($NAME), not a literal", tree, file, (section, i, "headers", name), value=True,
                                     hint=f"export it and write {name}: $SOME_VARIABLE"))
-            if isinstance(entry, dict) and entry.get("passthrough_auth") is True:
-                diags.append(_d("V207", "passthrough_auth (Plano) is accepted but not served by this gateway yet: the "
-                                        "provider is called with its access_key", tree, file,
-                                (section, i, "passthrough_auth"), severity=Severity.WARNING))
-            if isinstance(headers, dict) and headers:
-                diags.append(_d("V207", "headers (Plano) are accepted but not sent by this gateway yet", tree, file,
-                                (section, i, "headers"), severity=Severity.WARNING))
+            gateway = config.get("gateway") if isinstance(config.get("gateway"), dict) else {}
+            if isinstance(entry, dict) and entry.get("passthrough_auth") is True and (gateway.get("keys") or gateway.get("require_keys")):
+                diags.append(_d("V211", "passthrough_auth forwards the client's Authorization / x-api-key upstream, but "
+                                        "gateway.keys take those headers for the gateway's own key", tree, file,
+                                (section, i, "passthrough_auth"), value=True,
+                                hint="serve this provider from a gateway without gateway.keys, or give it an access_key"))
             if isinstance(entry, dict):
                 diags.extend(_egress_checks(entry.get("proxy"), entry.get("tls"), (section, i), tree, file, ("tls",)))
     gateway = config.get("gateway")

@@ -22,7 +22,7 @@ from runtime.upstream import retry
 from runtime.http.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state
 from runtime.http.body import read_json
 from runtime.http.decision import decide_request, decision_headers, remember_session
-from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, UpstreamTimeout, render
+from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, Unauthorized, UpstreamTimeout, render
 from runtime.upstream.targets import Target
 from runtime.decide.choose import Choice
 from runtime.http.responses import SSEAnswer
@@ -36,7 +36,8 @@ Answer = JSONAnswer | SSEAnswer
 _SESSION = SESSION_HEADER.encode()
 # Headers from an Anthropic client that an Anthropic upstream needs to see (Claude Code's betas).
 _FORWARD_ANTHROPIC = (b"anthropic-beta",)
-_READ = frozenset({b"content-length", _SESSION, *_FORWARD_ANTHROPIC})
+_CLIENT_KEYS = (b"authorization", b"x-api-key")  # forwarded to a passthrough_auth provider, never logged
+_READ = frozenset({b"content-length", _SESSION, *_FORWARD_ANTHROPIC, *_CLIENT_KEYS})
 _ATTEMPTS = retry.ATTEMPTS_HEADER.encode()
 
 
@@ -174,6 +175,8 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
     extra = None
     if client_format is up_format is WireFormat.ANTHROPIC_MESSAGES:
         extra = {k.decode(): wanted[k] for k in _FORWARD_ANTHROPIC if k in wanted}
+    if choice.provider.options.get("passthrough_auth") and not target.echo:
+        target, extra = _passthrough(target, wanted, extra)
     if target.echo:
         if stream:
             source: Any = _replay(echo.stream(up_body, choice))
@@ -204,6 +207,17 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
 
 
 _dumps = json_text.dumps
+
+
+def _passthrough(target: Target, wanted: dict[bytes, str], extra: dict[str, str] | None) -> tuple[Target, dict[str, str]]:
+    """A ``passthrough_auth`` provider is called with the client's own ``Authorization`` / ``x-api-key``
+    (as they came) instead of a configured key; the key is scrubbed from upstream errors like a configured one."""
+    keys = {name.decode(): wanted[name] for name in _CLIENT_KEYS if name in wanted}
+    if not keys:
+        raise Unauthorized(f"provider {target.name!r} is called with the client's own key (passthrough_auth): send it as "
+                           "'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+    secret = keys.get("x-api-key") or keys["authorization"].removeprefix("Bearer ").removeprefix("bearer ").strip()
+    return dataclasses.replace(target, secret=secret or None), {**(extra or {}), **keys}
 
 
 class _replay:

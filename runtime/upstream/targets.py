@@ -7,6 +7,8 @@ Keys are read from the environment once, at startup; a key never appears in a re
 
 from __future__ import annotations
 
+import re
+
 import ssl
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
@@ -96,6 +98,15 @@ class Targets:
         return self.by_name[name]
 
 
+_ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
+
+
+def env_name(value: str) -> str | None:
+    """The variable a ``$NAME`` / ``${NAME}`` value refers to (None for plain text)."""
+    found = _ENV_REF.match(value)
+    return (found.group(1) or found.group(2)) if found else None
+
+
 def is_echo(provider: Provider) -> bool:
     return provider.provider == ECHO_PROVIDER or provider.endpoint.startswith(ECHO_SCHEME)
 
@@ -120,6 +131,13 @@ def build_targets(bundle: Bundle, env: Mapping[str, str], *, echo_missing: bool 
         missing = p.key_env if (p.key_env and p.auth != AUTH_NONE and not key) else None
         if key and p.auth in _AUTH_HEADER:
             headers.append(_AUTH_HEADER[p.auth](key))
+        for option, value in p.options.items():  # the provider's own headers (config ``headers``), $ENV read here
+            if isinstance(option, str) and option.startswith("header:") and isinstance(value, str):
+                name = env_name(value)
+                if name is not None and not env.get(name):
+                    missing = missing or name
+                    continue
+                headers.append((option[len("header:"):], env[name] if name is not None else value))
         if missing and echo_missing:
             echoed.append(p.name)
             targets[p.name] = Target(p, WireFormat.OPENAI_CHAT, ECHO_SCHEME + "local", echo=True)

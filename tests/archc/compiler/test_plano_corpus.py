@@ -57,7 +57,9 @@ def test_the_full_reference_compiles_its_pools_and_warns_once_per_unserved_key()
     warned = {d.path for d in result.diagnostics if d.code == "V207"}
     for key in ("model_metrics_sources[1]", "routing.session_cache", "overrides.disable_signals", "tracing.exporters"):
         assert key in warned, sorted(warned)  # [1]: the Prometheus latency source; [0], models.dev prices, is served
-    assert any(path.endswith(".passthrough_auth") for path in warned) and any(path.endswith(".headers") for path in warned)
+    assert not any(path.endswith((".passthrough_auth", ".headers")) for path in warned)  # both served
+    passthrough = next(p for p in result.bundle.providers if p.options.get("passthrough_auth"))
+    assert passthrough.key_env is None and passthrough.auth == "none"
     assert not [d for d in result.diagnostics if d.path.startswith("model_metrics_sources[0]")]
     assert result.bundle.extensions["model_metrics_sources"][0]["provider"] == "models.dev"
     assert any(d.code == "R315" and "Plano-Orchestrator" in d.message and d.span.line == 213 for d in result.diagnostics)

@@ -117,6 +117,19 @@ def test_a_header_that_carries_a_credential_must_be_an_environment_reference() -
                                                   "      X-Api-Key: sk-literal-secret\n      Authorization: $UPSTREAM_AUTH\n")
     r = compile_source(config, file="c.yaml")
     assert [(d.code, d.severity.value, d.span.line, d.path) for d in r.diagnostics] == [
-        ("V209", "error", 9, "model_providers[0].headers.X-Api-Key"),
-        ("V207", "warning", 7, "model_providers[0].headers")]
+        ("V209", "error", 9, "model_providers[0].headers.X-Api-Key")]
     assert "sk-literal-secret" not in str(r.diagnostics)
+    framing = compile_source(HEAD.replace("    default: true\n", "    default: true\n    headers: {Content-Length: '5', 'bad name': x}\n"),
+                             file="c.yaml")
+    assert [(d.code, d.path) for d in framing.diagnostics] == [("V211", "model_providers[0].headers.Content-Length"),
+                                                              ("V211", "model_providers[0].headers.bad name")]
+    sent = compile_source(HEAD.replace("    default: true\n", "    default: true\n    headers: {ChatGPT-Account-Id: acct, X-Token: $TOK}\n"),
+                          file="c.yaml").bundle.providers[0].options
+    assert (sent["header:ChatGPT-Account-Id"], sent["header:X-Token"]) == ("acct", "$TOK")
+
+
+def test_passthrough_auth_cannot_share_the_clients_key_header_with_gateway_keys() -> None:
+    config = HEAD.replace("    default: true\n", "    default: true\n    passthrough_auth: true\n")
+    assert compile_source(config, file="c.yaml").ok
+    keyed = compile_source(config + "gateway:\n  keys: [{name: team, key_env: TEAM_KEY}]\n", file="c.yaml")
+    assert [(d.code, d.span.line) for d in keyed.errors] == [("V211", 7)]
