@@ -1,5 +1,7 @@
-"""What a route pool adds to a request's decision, in process: ``choose()`` for a routed request whose
-route has one model, and whose route has a pool of three ranked by each policy (runtime/decide/pool.py).
+"""What a route pool and session affinity add to a request's decision, in process: ``choose()`` for a
+routed request whose route has one model, and whose route has a pool of three ranked by each policy
+(runtime/decide/pool.py); then a session's lookup (runtime/decide/affinity.py: the derived name of a
+Claude Code-sized conversation, 15 KB of system text and 20 tools, and the pinned-model lookup).
 
     python bench/pools.py [--number 200000]
 
@@ -16,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from archc.compiler import compile_source  # noqa: E402
+from runtime.decide.affinity import Pin, SessionPolicy, Sessions, session_key  # noqa: E402
 from runtime.decide.choose import choose  # noqa: E402
 from runtime.decide.pool import PoolRanker  # noqa: E402
 from runtime.router.decision import Decision  # noqa: E402
@@ -55,6 +58,17 @@ def main() -> int:
         us = best / args.number * 1e6
         base = base or us
         print(f"| {route} | {us:.2f} | {us - base:+.2f} |")
+    system = {"role": "system", "content": "You are Claude Code. " * 750}
+    tools = [{"name": f"tool_{i}", "input_schema": {"type": "object"}} for i in range(20)]
+    talk = [system, {"role": "user", "content": "fix the failing test"}, {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "and now the docs"}]
+    sessions = Sessions(SessionPolicy(affinity=True))
+    sessions.pin(session_key(talk, tools) or "", Pin("openai/a", "none"))
+    number = max(1, args.number // 20)
+    lookup = min(timeit.repeat(lambda: sessions.get(session_key(talk, tools) or ""), number=number, repeat=5)) / number * 1e6
+    explicit = min(timeit.repeat(lambda: sessions.get("h-team-7"), number=args.number, repeat=5)) / args.number * 1e6
+    print(f"| affinity: derived session name + lookup (15 KB system, 20 tools) | {lookup:.2f} | |")
+    print(f"| affinity: X-Model-Affinity lookup | {explicit:.2f} | |")
     return 0
 
 

@@ -31,6 +31,7 @@ from runtime.guard.auth import GatewayKeyMiddleware
 from runtime.live.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
 from runtime.guard.ratelimit import RateLimitMiddleware
 from runtime.observe.tracing import Tracing, TracingMiddleware, current_tracing
+from runtime.decide.affinity import SessionPolicy, Sessions
 from runtime.live.costs import CostRefresher, cost_source
 from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
@@ -96,6 +97,11 @@ def remote_router(bundle: Bundle, settings: Settings, targets: Targets | None = 
     return build_remote_router(bundle, send, where=target.url, close=sender.pool.aclose)
 
 
+def _pins_for(bundle: Bundle) -> Sessions | None:
+    policy = SessionPolicy.from_extensions(bundle.extensions)
+    return Sessions(policy) if policy is not None else None
+
+
 def _start_costs(bundle: Bundle, state: GatewayState) -> CostRefresher | None:
     """Start reading the bundle's cost source (``prefer: cheapest`` pools) into the pool ranker, off the request path."""
     source = cost_source(bundle.extensions)
@@ -148,7 +154,8 @@ def create_app(
         effective = effective_settings(settings, bundle)
         upstream_pool = pool if pool is not None else build_pool(effective)
         state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log,
-                             stored=store_for(bundle.extensions.get("gateway") or {}))  # kept across reloads
+                             stored=store_for(bundle.extensions.get("gateway") or {}),  # kept across reloads
+                             pins=_pins_for(bundle))
         _count_shared_errors(active_router, state.metrics)
         costs = [_start_costs(bundle, state)]  # the cost source's refresher of the bundle being served (or None)
 
@@ -164,8 +171,10 @@ def create_app(
             new_settings = effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
             new_sender = Upstream(upstream_pool)
+            pins = state.pins if state.pins is not None and SessionPolicy.from_extensions(new.extensions) == state.pins.policy \
+                else _pins_for(new)  # the same session policy keeps its pins
             return dataclasses.replace(state, bundle=new, settings=new_settings, targets=new_targets, router=new_router,
-                                       upstream=new_sender), closers
+                                       upstream=new_sender, pins=pins), closers
 
         tracing = Tracing.from_bundle(bundle, settings.env)
         live = Live(bundle, state, build_gateway=rebuild, registry=state.metrics.registry, env=settings.env,

@@ -30,6 +30,19 @@ def _rows(items: Any) -> list[dict[str, Any]]:
     return [_plain(dataclasses.asdict(x)) for x in items]
 
 
+def _sessions(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Plano's prompt_caching (session affinity) and routing.route_on_user_only, as the runtime reads them."""
+    caching = config.get("prompt_caching") if isinstance(config.get("prompt_caching"), dict) else {}
+    routing = config.get("routing") if isinstance(config.get("routing"), dict) else {}
+    affinity = caching.get("enabled") is True and caching.get("session_affinity") is not False
+    user_only = routing.get("route_on_user_only") is True
+    if not (affinity or user_only):
+        return None
+    return {"affinity": affinity, "route_on_user_only": user_only,
+            "ttl_s": caching.get("session_ttl_seconds") or routing.get("session_ttl_seconds") or 600,
+            "max_entries": routing.get("session_max_entries") or 10000}
+
+
 def source_digest(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
@@ -56,6 +69,9 @@ def bundle_dict(resolved: Resolved, config: Mapping[str, Any], *, file_name: str
         extensions["gateway"] = config["gateway"]
     if isinstance(config.get("mode"), str):
         extensions["mode"] = config["mode"]
+    sessions = _sessions(config)
+    if sessions is not None:  # the runtime keeps conversations on their model (runtime/decide/affinity.py)
+        extensions["sessions"] = sessions
     if isinstance(config.get("model_metrics_sources"), list):  # the runtime reads the cost source (runtime/live/costs.py)
         extensions["model_metrics_sources"] = config["model_metrics_sources"]
     return {

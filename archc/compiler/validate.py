@@ -37,12 +37,7 @@ KNOWN_VERSIONS = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
 UNSERVED_KEYS = ("prompt_targets", "endpoints", "prompt_guards", "agents", "filters", "system_prompt")
 # Plano keys accepted as written and not served yet: (path, what happens instead). One V207 each.
 UNSERVED_PLANO: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("prompt_caching",), "conversations are not pinned to a model and no cache_control is added"),
-    (("routing", "session_ttl_seconds"), "no session pinning"),
-    (("routing", "session_max_entries"), "no session pinning"),
-    (("routing", "session_cache"), "no session pinning"),
-    (("routing", "routing_budget"), "no switch-cost gate: the router's pick is served"),
-    (("routing", "route_on_user_only"), "the router runs on every request"),
+    (("routing", "routing_budget"), "no switch-cost gate: a session stays on its pinned model"),
     (("overrides", "disable_signals"), "archc runs no signal analysis"),
     (("overrides", "agent_orchestration_model"), "agent orchestration is not served"),
     (("overrides", "orchestrator_model_context_length"), "the router's conversation budget is routing.token_budget"),
@@ -238,6 +233,14 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
             diags.append(_d("V207", "the digitalocean cost catalog is accepted but not read by this gateway yet: give a "
                                     "models.dev catalog (provider: models.dev, url: ...) for prefer: cheapest", tree, file,
                             ("model_metrics_sources", i, "provider"), severity=Severity.WARNING))
+    caching = config.get("prompt_caching") if isinstance(config.get("prompt_caching"), dict) else {}
+    if caching.get("enabled") is True and caching.get("inject_cache_control") is not False:
+        diags.append(_d("V207", "prompt_caching.inject_cache_control is not served yet: sessions are pinned to their model, "
+                                "no cache_control breakpoints are added", tree, file, ("prompt_caching",), severity=Severity.WARNING))
+    cache = (config.get("routing") or {}).get("session_cache") if isinstance(config.get("routing"), dict) else None
+    if isinstance(cache, dict) and cache.get("type") == "redis":
+        diags.append(_d("V207", "routing.session_cache type redis is not served yet: each gateway process keeps its own "
+                                "pinned sessions", tree, file, ("routing", "session_cache", "type"), severity=Severity.WARNING))
     for path, instead in UNSERVED_PLANO:
         node: Any = config
         for key in path:

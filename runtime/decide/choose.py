@@ -23,6 +23,7 @@ from runtime.router.decision import Decision
 # How the model was picked (``x-arch-why`` and ``/v1/route``'s ``why``).
 WHY_ROUTE = "route"
 WHY_DEFAULT = "default"
+WHY_AFFINITY = "affinity"  # the session's pinned model (runtime/decide/affinity.py)
 _LIST_LIMIT = 40
 
 

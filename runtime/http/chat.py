@@ -37,7 +37,8 @@ _SESSION = SESSION_HEADER.encode()
 # Headers from an Anthropic client that an Anthropic upstream needs to see (Claude Code's betas).
 _FORWARD_ANTHROPIC = (b"anthropic-beta",)
 _CLIENT_KEYS = (b"authorization", b"x-api-key")  # forwarded to a passthrough_auth provider, never logged
-_READ = frozenset({b"content-length", _SESSION, *_FORWARD_ANTHROPIC, *_CLIENT_KEYS})
+_AFFINITY = b"x-model-affinity"  # Plano's explicit session name
+_READ = frozenset({b"content-length", _SESSION, _AFFINITY, *_FORWARD_ANTHROPIC, *_CLIENT_KEYS})
 _ATTEMPTS = retry.ATTEMPTS_HEADER.encode()
 
 
@@ -106,7 +107,7 @@ async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endp
         if client_format is _RESPONSES:  # the whole conversation, so the router and the upstream see it
             body = await stored.expand(state.stored, body)
         held.append(body)
-        choice = await decide_request(state, body, client_format)
+        choice = await decide_request(state, body, client_format, wanted.get(_AFFINITY))
         headers = _decision(state, choice)
         if _SESSION in wanted:  # without the header there is nothing to remember
             remember_session(state, wanted[_SESSION], body, choice)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.decide.affinity import session_key
 from runtime.decide.choose import Choice
 from runtime.decide.decide import decide
 from runtime.errors import UnknownModel
@@ -40,12 +41,18 @@ def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
     return headers
 
 
-async def decide_request(state: GatewayState, body: dict[str, Any], client_format: WireFormat) -> Choice:
-    """``runtime.decide.decide`` for a validated request body, counted in the router metrics."""
+async def decide_request(state: GatewayState, body: dict[str, Any], client_format: WireFormat,
+                         affinity: str | None = None) -> Choice:
+    """``runtime.decide.decide`` for a validated request body, counted in the router metrics.
+    ``affinity``: the client's ``X-Model-Affinity`` (the session's name; else it is derived)."""
     requested = body.get("model") if isinstance(body.get("model"), str) else None
+
+    def session(conversation: Any) -> str | None:
+        return f"h-{affinity[:200]}" if affinity else session_key(conversation, body.get("tools"))
+
     try:
         choice = await decide(state.bundle, state.router, requested, lambda: adapt.openai_messages(body, client_format),
-                              memo=state.memo, rank=state.pools.rank)
+                              memo=state.memo, rank=state.pools.rank, sessions=state.pins, session=session)
     except UnknownModel as err:
         _count(state, err.decision)
         raise

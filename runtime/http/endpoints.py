@@ -75,7 +75,7 @@ async def route(request: Request) -> Response:
         body = _route_body(body, client_format)
         if client_format is WireFormat.OPENAI_RESPONSES:  # the stored turns a follow-up names are part of it
             body = await stored.expand(state.stored, body)
-        choice = await decide_request(state, body, client_format)
+        choice = await decide_request(state, body, client_format, request.headers.get("x-model-affinity"))
     except GatewayError as err:
         return error_answer(err, client_format, _bundle_header(state))
     target = state.targets[choice.provider.name]
@@ -121,7 +121,7 @@ async def plano_route(request: Request) -> Response:
         body = _route_body(body, client_format)
         if client_format is WireFormat.OPENAI_RESPONSES:
             body = await stored.expand(state.stored, body)
-        choice = await decide_request(state, body, client_format)
+        choice = await decide_request(state, body, client_format, request.headers.get("x-model-affinity"))
     except GatewayError as err:
         return error_answer(err, client_format, _bundle_header(state))
     models = list(choice.pool)

@@ -60,3 +60,29 @@ def test_a_source_that_cannot_be_read_keeps_the_last_prices(tmp_path) -> None:
     assert not asyncio.run(refresher.refresh()) and ranker.costs == {"openai/a": 2.0}
     path.unlink()
     assert not asyncio.run(refresher.refresh()) and ranker.costs == {"openai/a": 2.0}
+
+
+def test_sessions_expire_and_stay_bounded() -> None:
+    from runtime.decide.affinity import Pin, SessionPolicy, Sessions
+
+    now = [0.0]
+    sessions = Sessions(SessionPolicy(affinity=True, ttl_s=10, max_entries=2), clock=lambda: now[0])
+    sessions.pin("a", Pin("openai/x", "r"))
+    sessions.pin("b", Pin("openai/y", None))
+    assert sessions.get("a") == Pin("openai/x", "r")  # a is now the most recently used
+    sessions.pin("c", Pin("openai/z", None))
+    assert sessions.get("b") is None and len(sessions) == 2
+    now[0] = 11.0
+    assert sessions.get("a") is None and sessions.get("c") is None
+
+
+def test_a_session_is_named_by_what_stays_fixed_across_turns() -> None:
+    from runtime.decide.affinity import session_key
+
+    system = {"role": "system", "content": "agent"}
+    first = [system, {"role": "user", "content": "fix the bug"}]
+    later = [*first, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "and the test"}]
+    tools = [{"type": "function", "function": {"name": "read"}}]
+    assert session_key(first, tools) == session_key(later, tools) != session_key(first, None)
+    assert session_key(first) != session_key([{"role": "system", "content": "other"}, first[1]])
+    assert session_key([system]) is None and session_key(first).startswith("s-") and "fix" not in session_key(first)

@@ -31,7 +31,7 @@ def _bundle(tag: str = "a", **kw: Any):
 
 
 def _state(bundle, router: Any = None) -> SimpleNamespace:
-    return SimpleNamespace(bundle=bundle, memo={}, router=router, metrics=Metrics(), pools=PoolRanker())
+    return SimpleNamespace(bundle=bundle, memo={}, router=router, metrics=Metrics(), pools=PoolRanker(), pins=None)
 
 
 def _decide(state: SimpleNamespace, model: str | None) -> Choice:

@@ -1,0 +1,98 @@
+"""Session affinity: a conversation stays on the model it started on (Plano 0.4's ``prompt_caching``
+and ``routing.route_on_user_only``), in this process.
+
+Stage: decide (pure data and an in-memory table; no I/O). A session is named by the client's
+``X-Model-Affinity`` header, else derived from what stays fixed across an agent's turns: the
+system text, the tool names and the first user message (a sha256 of them, so no prompt text is
+kept). With affinity on, a routed request of a pinned session is served by its pinned model
+without asking the router (``x-arch-why: affinity``), so the provider's prompt cache stays warm;
+the first routed decision pins it. With ``route_on_user_only``, a request whose last message is
+not a user turn (a tool result, an assistant continuation) replays the session's last decision
+instead of asking the router. Entries expire after ``ttl_s`` and the least recently used go first
+past ``max_entries``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+DEFAULT_TTL_S = 600
+DEFAULT_MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class Pin:
+    provider: str
+    route: str | None
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """From the bundle's ``sessions`` extension (the compiler writes it from Plano's keys)."""
+
+    affinity: bool = False
+    route_on_user_only: bool = False
+    ttl_s: float = DEFAULT_TTL_S
+    max_entries: int = DEFAULT_MAX_ENTRIES
+
+    @classmethod
+    def from_extensions(cls, extensions: Mapping[str, Any]) -> "SessionPolicy | None":
+        spec = extensions.get("sessions")
+        if not isinstance(spec, dict) or not (spec.get("affinity") or spec.get("route_on_user_only")):
+            return None
+        return cls(bool(spec.get("affinity")), bool(spec.get("route_on_user_only")),
+                   float(spec.get("ttl_s") or DEFAULT_TTL_S), int(spec.get("max_entries") or DEFAULT_MAX_ENTRIES))
+
+
+def session_key(messages: Sequence[Mapping[str, Any]], tools: Any = None) -> str | None:
+    """A conversation's derived name: sha256 of its system text, tool names and first user message
+    (None when it has no user message yet)."""
+    system = [m.get("content") for m in messages if isinstance(m, Mapping) and m.get("role") in ("system", "developer")]
+    first_user = next((m.get("content") for m in messages if isinstance(m, Mapping) and m.get("role") == "user"), None)
+    if first_user is None:
+        return None
+    names = sorted(str((t.get("function") or t).get("name")) for t in tools if isinstance(t, Mapping)) if isinstance(tools, list) else []
+    digest = hashlib.sha256()
+    for part in (*system, "\x00", *names, "\x00", first_user):  # each part hashed as it is: no copy of the whole text
+        text = part if isinstance(part, str) else json.dumps(part, sort_keys=True, default=str)
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x1f")
+    return "s-" + digest.hexdigest()[:32]
+
+
+def last_is_user(messages: Sequence[Mapping[str, Any]]) -> bool:
+    return bool(messages) and isinstance(messages[-1], Mapping) and messages[-1].get("role") == "user"
+
+
+class Sessions:
+    """Pinned sessions in this process: bounded by count (least recently used first) and by age."""
+
+    def __init__(self, policy: SessionPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.clock = clock
+        self._pins: OrderedDict[str, tuple[Pin, float]] = OrderedDict()
+
+    def get(self, session: str) -> Pin | None:
+        found = self._pins.get(session)
+        if found is None:
+            return None
+        pin, at = found
+        if self.clock() - at > self.policy.ttl_s:
+            del self._pins[session]
+            return None
+        self._pins.move_to_end(session)
+        return pin
+
+    def pin(self, session: str, pin: Pin) -> None:
+        self._pins[session] = (pin, self.clock())
+        self._pins.move_to_end(session)
+        while len(self._pins) > self.policy.max_entries:
+            self._pins.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._pins)

@@ -1,0 +1,101 @@
+"""Plano's session affinity (``prompt_caching``) and ``routing.route_on_user_only`` through a real
+`archc serve`: a conversation stays on the model its first routed request got, without asking the
+router again, even when the router would now name another route; ``X-Model-Affinity`` names a
+session explicitly; with route_on_user_only alone, a tool-result turn replays the last decision
+and a new user turn is routed again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream, Response, openai_text
+from tests.support.gateway import Gateway
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """version: v0.4.0
+listeners: [{{type: model, name: llm, port: 12000}}]
+routing: {{model: Arch-Router, llm_provider: arch-router, timeout_ms: 3000{routing}}}
+model_providers:
+  - name: arch-router
+    model: arch/Arch-Router-1.5B
+    base_url: {router}
+  - model: openai/coder
+    base_url: {llm}/v1
+    default: true
+  - model: openai/writer
+    base_url: {llm}/v1
+routing_preferences:
+  - {{name: code, description: writing code, models: [openai/coder]}}
+  - {{name: prose, description: writing prose, models: [openai/writer]}}
+{extra}"""
+
+
+def router_model(fmt: str, body: Any) -> Response:
+    prompt = body["messages"][0]["content"]
+    turns = json.loads(prompt.split("<conversation>\n", 1)[1].split("\n</conversation>", 1)[0])
+    last = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
+    route = "code" if "code" in last else "prose" if "poem" in last else "other"
+    return Response(json={"id": "r", "object": "chat.completion", "created": 1, "model": "arch",
+                          "choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps({"route": route})},
+                                       "finish_reason": "stop"}]})
+
+
+def gateway(tmp_path: Path, start_gateway: Callable[..., Gateway], router: FakeUpstream, llm: FakeUpstream,
+            routing: str = "", extra: str = "") -> Gateway:
+    config = tmp_path / "plano.yaml"
+    config.write_text(CONFIG.format(router=router.url, llm=llm.url, routing=routing, extra=extra))
+    return start_gateway(config)
+
+
+def ask(gw: Gateway, messages: list[dict[str, Any]], **headers: str) -> httpx.Response:
+    r = httpx.post(gw.url + "/v1/chat/completions", timeout=20, headers=headers, json={
+        "model": "none", "messages": messages,
+        "tools": [{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}]})
+    assert r.status_code == 200, r.text
+    return r
+
+
+SYSTEM = {"role": "system", "content": "You are a coding agent."}
+
+
+def test_a_conversation_stays_on_its_first_model_without_the_router(tmp_path, start_gateway) -> None:
+    with FakeUpstream(default=router_model) as router, FakeUpstream(default=openai_text("done")) as llm:
+        gw = gateway(tmp_path, start_gateway, router, llm, extra="prompt_caching: {enabled: true}\n")
+        talk = [SYSTEM, {"role": "user", "content": "write code for a parser"}]
+        served = [ask(gw, talk)]
+        for turn in ("now a poem about it", "and another poem", "a poem again", "last poem"):
+            talk = [*talk, {"role": "assistant", "content": "done"}, {"role": "user", "content": turn}]
+            served.append(ask(gw, talk))
+        assert [r.headers["x-arch-target"] for r in served] == ["openai/coder"] * 5
+        assert [r.headers["x-arch-why"] for r in served] == ["route"] + ["affinity"] * 4
+        assert len(router.requests) == 1  # the router named the route once; the session kept its model
+        other = ask(gw, [SYSTEM, {"role": "user", "content": "a poem please"}])  # another conversation: routed
+        assert other.headers["x-arch-target"] == "openai/writer" and len(router.requests) == 2
+        # X-Model-Affinity names the session: a different conversation joins the pinned one
+        first = ask(gw, [{"role": "user", "content": "code, please"}], **{"X-Model-Affinity": "team-7"})
+        joined = ask(gw, [{"role": "user", "content": "a poem"}], **{"X-Model-Affinity": "team-7"})
+        assert (first.headers["x-arch-target"], joined.headers["x-arch-target"]) == ("openai/coder", "openai/coder")
+        assert joined.headers["x-arch-why"] == "affinity"
+
+
+def test_route_on_user_only_replays_the_decision_for_tool_turns(tmp_path, start_gateway) -> None:
+    with FakeUpstream(default=router_model) as router, FakeUpstream(default=openai_text("done")) as llm:
+        gw = gateway(tmp_path, start_gateway, router, llm, routing=", route_on_user_only: true")
+        talk = [SYSTEM, {"role": "user", "content": "write code for a parser"}]
+        assert ask(gw, talk).headers["x-arch-target"] == "openai/coder" and len(router.requests) == 1
+        talk = [*talk, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "the file"}]
+        replayed = ask(gw, talk)
+        assert (replayed.headers["x-arch-why"], replayed.headers["x-arch-route"]) == ("affinity", "code")
+        assert len(router.requests) == 1  # a tool result: the last decision, no router call
+        talk = [*talk, {"role": "assistant", "content": "done"}, {"role": "user", "content": "now a poem"}]
+        rerouted = ask(gw, talk)  # a user turn: routed again (no affinity: it may move)
+        assert (rerouted.headers["x-arch-why"], rerouted.headers["x-arch-target"]) == ("route", "openai/writer")
+        assert len(router.requests) == 2
