@@ -238,6 +238,14 @@ def _route(pref: Any, path: tuple, target: str, seen: dict[str, tuple], ctx: _Ct
     out.routes.append(Route(name=name, description=description, model=target))
 
 
+def _lookup_tables(out: Resolved) -> tuple[dict[str, Provider], dict[str, list[str]], dict[str, str]]:
+    """What a model name may be, for ``_lookup``: provider names, bare model ids (-> providers), aliases (-> targets)."""
+    bare: dict[str, list[str]] = {}
+    for p in out.providers:
+        bare.setdefault(p.model, []).append(p.name)
+    return {p.name: p for p in out.providers}, bare, {a.name: a.target for a in out.aliases}
+
+
 def _global_routes_from(config: Mapping[str, Any], ctx: _Ctx, out: Resolved) -> None:
     """Plano 0.4's top-level ``routing_preferences``: each route over an ordered pool of declared
     providers (or aliases) with a selection policy. A name also declared inline under a provider is
@@ -245,11 +253,7 @@ def _global_routes_from(config: Mapping[str, Any], ctx: _Ctx, out: Resolved) -> 
     section = config.get("routing_preferences")
     if not isinstance(section, list):
         return
-    by_name = {p.name: p for p in out.providers}
-    bare: dict[str, list[str]] = {}
-    for p in out.providers:
-        bare.setdefault(p.model, []).append(p.name)
-    aliases = {a.name: a.target for a in out.aliases}
+    by_name, bare, aliases = _lookup_tables(out)
     inline = {r.name: i for i, r in enumerate(out.routes)}
     sources = config.get("model_metrics_sources") if isinstance(config.get("model_metrics_sources"), list) else []
     kinds = [s.get("type") for s in sources if isinstance(s, dict)]
@@ -488,11 +492,7 @@ def _typed(section: Mapping[str, Any], key: str, kind: type, default: Any) -> An
 def _ratelimits_from(section: Any, ctx: _Ctx, out: Resolved) -> None:
     if not isinstance(section, list):
         return
-    by_name = {p.name: p for p in out.providers}
-    bare: dict[str, list[str]] = {}
-    for p in out.providers:
-        bare.setdefault(p.model, []).append(p.name)
-    aliases = {a.name: a.target for a in out.aliases}
+    by_name, bare, aliases = _lookup_tables(out)
     for i, item in enumerate(section):
         if not isinstance(item, dict):
             continue
