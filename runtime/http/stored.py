@@ -18,12 +18,12 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 import orjson
 
 from runtime.errors import NotFound, ProviderUnavailable
+from runtime.wire import json_text
 from runtime.wire import openai_responses as orr
 
 DEFAULT_MAX_RESPONSES = 10_000
@@ -70,13 +70,33 @@ def _turn(body: Mapping[str, Any], response: dict[str, Any], before: int) -> lis
     return [*orr.input_items(dict(body))[before:], *orr.output_items(response)]
 
 
-@dataclass
 class _Kept:
-    items: list[dict[str, Any]]  # the whole conversation through this response (shared item objects)
-    response: dict[str, Any]
-    at: float
-    size: int = 0  # the JSON bytes of the whole conversation through this response, and of the response
-    response_size: int = 0  # of the response alone (the next turn's history holds its output items, not it)
+    """One kept response, as JSON bytes: out of the cyclic GC's reach (ten thousand kept responses as
+    Python objects are millions of objects every full collection walks, while requests wait)."""
+
+    __slots__ = ("previous", "turn", "count", "response", "at", "size", "response_size")
+
+    def __init__(self, previous: "_Kept | None", turn: bytes, count: int, response: bytes, at: float, size: int,
+                 response_size: int) -> None:
+        self.previous = previous  # the response before it (kept alive by this reference when evicted from the table)
+        self.turn = turn  # the items this turn added, a JSON array
+        self.count = count  # items in the whole conversation through this response
+        self.response = response
+        self.at = at
+        self.size = size  # the JSON bytes of the whole conversation through this response, and of the response
+        self.response_size = response_size  # of the response alone (the next turn's history holds its output items)
+
+    def items(self) -> list[dict[str, Any]]:
+        """The whole conversation through this response, oldest first (fresh objects each time)."""
+        turns: list[bytes] = []
+        kept: _Kept | None = self
+        while kept is not None and len(turns) < MAX_CHAIN:
+            turns.append(kept.turn)
+            kept = kept.previous
+        out: list[dict[str, Any]] = []
+        for raw in reversed(turns):
+            out += _loads(raw)
+        return out
 
 
 class MemoryResponses:
@@ -113,21 +133,21 @@ class MemoryResponses:
         kept = self._get(rid)
         if kept is None:
             raise _unknown(rid)
-        return kept.items
+        return kept.items()
 
     async def keep(self, body: Mapping[str, Any], response: dict[str, Any]) -> None:
         if body.get("store") is False:
             return
         previous = self._kept.get(body.get("previous_response_id") or "")
-        before = previous.items if previous is not None else []
-        turn = _turn(body, response, len(before))
+        before = previous.count if previous is not None else 0
+        items = _turn(body, response, before)
+        turn = _dumps(items)
         history = previous.size - previous.response_size if previous is not None else 0
-        response_size = _json_size(response)
+        raw = _dumps(response)
         rid = response["id"]
         if rid in self._kept:
             self._drop(rid)
-        kept = self._kept[rid] = _Kept([*before, *turn], response, self.clock(), history + _json_size(turn) + response_size,
-                                       response_size)
+        kept = self._kept[rid] = _Kept(previous, turn, before + len(items), raw, self.clock(), history + len(turn) + len(raw), len(raw))
         self.bytes += kept.size
         while len(self._kept) > self.max_responses or (self.bytes > self.max_bytes and len(self._kept) > 1):
             self._drop(next(iter(self._kept)))
@@ -136,7 +156,7 @@ class MemoryResponses:
         kept = self._get(rid)
         if kept is None:
             raise _unknown(rid, "no")
-        return kept.response
+        return _loads(kept.response)
 
     async def delete(self, rid: str) -> dict[str, Any]:
         if self._get(rid) is None:
@@ -149,13 +169,15 @@ class MemoryResponses:
         self.bytes = 0
 
 
-def _json_size(value: Any) -> int:
-    """Bytes of ``value`` as compact JSON: what a kept item costs, near enough (a value that is not
-    JSON, which a stored request never holds, counts by its repr)."""
+def _dumps(value: Any) -> bytes:
+    return json_text.dumps(value)  # orjson, with the stdlib for what it refuses (a lone surrogate)
+
+
+def _loads(raw: bytes) -> Any:
     try:
-        return len(orjson.dumps(value))
-    except TypeError:
-        return len(repr(value))
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 # Follow a chain back from ARGV[1]: each record's turn items, newest first. A missing record (expired)

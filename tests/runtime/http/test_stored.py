@@ -56,6 +56,25 @@ async def test_memory_store() -> None:
     assert [i["content"] for i in await store.history("r2")][0] == "Capital of France?"  # r2 keeps its whole history
 
 
+async def test_kept_responses_stay_out_of_the_cyclic_gcs_reach() -> None:
+    import gc
+
+    store = MemoryResponses()
+    await _turn(store, "warm", "x", "y")
+    gc.collect()
+    before = len(gc.get_objects())
+    previous = None
+    for i in range(500):
+        await _turn(store, f"r{i}", f"answer {i}", f"question {i}", previous)
+        previous = f"r{i}"
+    gc.collect()
+    assert len(gc.get_objects()) - before < 500 * 3  # one record per response (its JSON in bytes), not its dicts and lists
+    history = await store.history("r499")
+    assert len(history) == 1000 and [i["content"] for i in history[:3]] == ["question 0", "answer 0", "question 1"]
+    history[0]["content"] = "changed by a caller"  # each read is a fresh copy: the store is not written through
+    assert (await store.history("r499"))[0]["content"] == "question 0"
+
+
 async def test_memory_store_bounds_count_and_age() -> None:
     now = [0.0]
     store = MemoryResponses(max_responses=2, ttl_s=10, clock=lambda: now[0])
