@@ -24,7 +24,7 @@ from typing import Callable
 import httpx
 import pytest
 
-from tests.support.churn import churn, close_wait, open_fds, settle
+from tests.support.churn import churn, client_sockets, close_wait, open_fds, settle
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
 
@@ -73,6 +73,10 @@ def test_connection_churn_never_fails_a_request_and_leaves_nothing_open(start_ga
     pid = gw.proc.pid
     asyncio.run(churn(gw.port, pid, 200, 32))  # warm: the upstream pool is part of the steady state
     settle(gw.port)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as held:  # the measure sees a held connection
+        _get_healthz(held)
+        assert client_sockets(pid, gw.port) == 1
+    settle(gw.port)
     fds_before = open_fds(pid)
     result = asyncio.run(churn(gw.port, pid, 3000, 32))
     assert result.failures == [] and result.cycles == 3000
@@ -82,7 +86,9 @@ def test_connection_churn_never_fails_a_request_and_leaves_nothing_open(start_ga
     assert left == 0 and waited < 1.0, f"{left} CLOSE_WAIT sockets left after {waited:.1f}s"
     # Without the fix every one of these 5,000 sockets would still be open (75 s keep-alive timer).
     assert result.close_wait_peak < 500 and bare.close_wait_peak < 500
-    assert open_fds(pid) <= fds_before + 8
+    assert client_sockets(pid, gw.port) == 0  # every client connection is gone
+    # and nothing else grew but the upstream pool (at most one socket per concurrent request: 32)
+    assert open_fds(pid) <= fds_before + 32
     assert httpx.get(gw.url + "/healthz").status_code == 200
 
 
