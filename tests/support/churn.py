@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import time
+from typing import Iterator
 from dataclasses import dataclass, field
 
 REQUESTS = [
@@ -34,20 +35,25 @@ def _request_bytes(method: str, path: str, body: dict | None) -> bytes:
 _WIRE = [_request_bytes(*r) for r in REQUESTS]
 
 
-def close_wait(port: int) -> int:
-    """Sockets in CLOSE_WAIT on local ``port`` (the gateway's side of connections the client closed)."""
-    count = 0
+def _tcp_rows() -> Iterator[list[str]]:
+    """Every row of the kernel's TCP tables (IPv4 and IPv6), split into its fields."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)
                 for line in f:
-                    parts = line.split()
-                    if parts[3] == _CLOSE_WAIT and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        count += 1
+                    yield line.split()
         except FileNotFoundError:
             continue
-    return count
+
+
+def _local_port(row: list[str]) -> int:
+    return int(row[1].rsplit(":", 1)[1], 16)
+
+
+def close_wait(port: int) -> int:
+    """Sockets in CLOSE_WAIT on local ``port`` (the gateway's side of connections the client closed)."""
+    return sum(1 for row in _tcp_rows() if row[3] == _CLOSE_WAIT and _local_port(row) == port)
 
 
 def open_fds(pid: int) -> int:
@@ -68,18 +74,7 @@ def client_sockets(pid: int, port: int) -> int:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] != _LISTEN and parts[9] in inodes and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        count += 1
-        except FileNotFoundError:
-            continue
-    return count
+    return sum(1 for row in _tcp_rows() if row[3] != _LISTEN and row[9] in inodes and _local_port(row) == port)
 
 
 def rss_mb(pid: int) -> float:
