@@ -29,25 +29,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gateway as bench  # noqa: E402  (processes, ports)
 
 import httpx  # noqa: E402
 
-CONFIG = """version: v0.3.0
-routing: {{model: Arch-Router, llm_provider: arch-router, timeout_ms: 5000}}
-listeners: [{{type: model, name: llm, port: 12000}}]
-llm_providers:
-  - name: arch-router
-    model: arch/Arch-Router-1.5B
-    base_url: {router}
-  - model: openai/gpt-4o-mini
-    base_url: {llm}/v1
-    default: true
-  - model: openai/gpt-4o
-    base_url: {llm}/v1
-    routing_preferences:
-      - {{name: code understanding, description: understand and explain existing code}}
-"""
+# The archgw config of the remote-router tests: the router on a server, one route ("code understanding").
+from tests.runtime.router.test_e2e_remote_router import CONFIG  # noqa: E402
 
 
 class FakeServers:

@@ -52,7 +52,8 @@ async def decide_request(state: GatewayState, body: dict[str, Any], client_forma
 
     try:
         choice = await decide(state.bundle, state.router, requested, lambda: adapt.openai_messages(body, client_format),
-                              memo=state.memo, rank=state.pools.rank, sessions=state.pins, session=session)
+                              memo=state.memo, rank=state.pools.rank, sessions=state.pins,
+                              session=session if state.pins is not None else None)
     except UnknownModel as err:
         _count(state, err.decision)
         raise

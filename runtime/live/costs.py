@@ -59,13 +59,12 @@ def prices(catalog: Any, models: Iterable[str], aliases: Mapping[str, str] | Non
 class CostRefresher:
     """Reads the source now and every ``refresh_interval`` seconds into ``target.costs``."""
 
-    def __init__(self, source: Mapping[str, Any], models: Iterable[str], target: Any, *, base: Path | None = None) -> None:
+    def __init__(self, source: Mapping[str, Any], models: Iterable[str], target: Any) -> None:
         self.url = str(source.get("url") or MODELS_DEV)
         self.every_s = float(source.get("refresh_interval") or DEFAULT_REFRESH_S)
         self.aliases = dict(source.get("model_aliases") or {})
         self.models = tuple(models)
         self.target = target
-        self.base = base
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -96,9 +95,7 @@ class CostRefresher:
         parts = urlsplit(self.url)
         if parts.scheme in ("http", "https"):  # urllib in a thread: the environment's proxy and the OS trust, as curl
             return await asyncio.to_thread(_fetch, self.url)
-        path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(self.url)
-        if not path.is_absolute() and self.base is not None:
-            path = self.base / path
+        path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(self.url)  # relative: to the working folder
         return await asyncio.to_thread(path.read_bytes)
 
     def _where(self) -> str:
