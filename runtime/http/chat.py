@@ -197,8 +197,8 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
         if client_format is up_format:
             # Same format: the upstream's bytes go back untouched (its field order, unknown fields).
             state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
-            if client_format is _RESPONSES:
-                await _keep(state, body, resp)
+            if client_format is _RESPONSES and isinstance(rid := resp.get("id"), str):
+                await _keep(state, body, stored.RawResponse(rid, raw))  # kept as it came: parsed only if read back
             return JSONAnswer(200, headers, raw)
     state.metrics.usage(target.name, *adapt.usage_of(resp, up_format))
     out = adapt.response_for_client(resp, client_format, up_format, model=_client_model(choice), body=body)
@@ -238,12 +238,13 @@ class _replay:
         return None
 
 
-async def _keep(state: GatewayState, body: dict[str, Any], response: dict[str, Any]) -> None:
+async def _keep(state: GatewayState, body: dict[str, Any], response: stored.Kept) -> None:
     """Keep a Responses answer for follow-ups; a store that fails (Redis down) is logged, and the answer still goes out."""
     try:
         await state.stored.keep(body, response)
     except GatewayError as err:
-        state.log.warning("response %s not stored: %s", response.get("id"), err.message)
+        rid = response.rid if isinstance(response, stored.RawResponse) else response.get("id")
+        state.log.warning("response %s not stored: %s", rid, err.message)
 
 
 def _printable(text: str) -> bytes:
@@ -287,8 +288,11 @@ def _streaming(state: GatewayState, source: Any, body: dict[str, Any], client_fo
                     yield out[0] if len(out) == 1 else b"".join(out)
             if not whole and (out := converter.finish()):
                 yield out[0] if len(out) == 1 else b"".join(out)
-            if client_format is _RESPONSES and converter.response is not None:  # None: a passthrough not stored
-                await _keep(state, body, converter.response)
+            if client_format is _RESPONSES:
+                if converter.response is not None:
+                    await _keep(state, body, converter.response)
+                elif final := getattr(converter, "final_event", None):  # a passthrough's final event, unparsed
+                    await _keep(state, body, stored.RawResponse(*final, in_event=True))
         except GatewayError as err:
             # Mid-stream: the status line is gone, so the error travels as an event, then we close.
             status = err.status

@@ -34,7 +34,7 @@ MAX_CHAIN = 10_000  # turns followed back from one previous_response_id
 
 class ResponseStore(Protocol):
     async def history(self, rid: str | None) -> list[dict[str, Any]]: ...
-    async def keep(self, body: Mapping[str, Any], response: dict[str, Any]) -> None: ...
+    async def keep(self, body: Mapping[str, Any], response: "Kept") -> None: ...
     async def get(self, rid: str) -> dict[str, Any]: ...
     async def delete(self, rid: str) -> dict[str, Any]: ...
     async def aclose(self) -> None: ...
@@ -70,32 +70,84 @@ def _turn(body: Mapping[str, Any], response: dict[str, Any], before: int) -> lis
     return [*orr.input_items(dict(body))[before:], *orr.output_items(response)]
 
 
+class RawResponse:
+    """A response to keep as the gateway received it: its id and JSON bytes, either the response
+    object or (``in_event``) the data of the stream event that carries it as ``response``. Parsed
+    only if it is ever read back: most kept responses never are."""
+
+    __slots__ = ("rid", "raw", "in_event")
+
+    def __init__(self, rid: str, raw: bytes, in_event: bool = False) -> None:
+        self.rid = rid
+        self.raw = raw
+        self.in_event = in_event
+
+    def parsed(self) -> dict[str, Any] | None:
+        """The response object, or None when the bytes do not hold one with this id."""
+        try:
+            value = _loads(self.raw)
+        except (ValueError, RecursionError):
+            return None
+        if self.in_event:
+            value = value.get("response") if isinstance(value, dict) else None
+        return value if isinstance(value, dict) and value.get("id") == self.rid else None
+
+
+Kept = dict[str, Any] | RawResponse  # what ``keep`` takes: a parsed response, or its bytes
+
+
 class _Kept:
     """One kept response, as JSON bytes: out of the cyclic GC's reach (ten thousand kept responses as
-    Python objects are millions of objects every full collection walks, while requests wait)."""
+    Python objects are millions of objects every full collection walks, while requests wait).
 
-    __slots__ = ("previous", "turn", "count", "response", "at", "size", "response_size")
+    Until it is first read (``settle``), ``turn`` holds only the turn's input items and ``answer``
+    the response as it came (never parsed: a response is kept on every turn and read back on few);
+    the first read parses it once and appends its output items to ``turn``."""
 
-    def __init__(self, previous: "_Kept | None", turn: bytes, count: int, response: bytes, at: float, size: int,
+    __slots__ = ("previous", "turn", "count", "answer", "settled", "at", "size", "response_size")
+
+    def __init__(self, previous: "_Kept | None", turn: bytes, count: int, answer: RawResponse, at: float, size: int,
                  response_size: int) -> None:
         self.previous = previous  # the response before it (kept alive by this reference when evicted from the table)
-        self.turn = turn  # the items this turn added, a JSON array
-        self.count = count  # items in the whole conversation through this response
-        self.response = response
+        self.turn = turn  # the items this turn added, a JSON array (its inputs only until settled)
+        self.count = count  # items in the whole conversation through this turn's items so far
+        self.answer = answer
+        self.settled = False
         self.at = at
         self.size = size  # the JSON bytes of the whole conversation through this response, and of the response
         self.response_size = response_size  # of the response alone (the next turn's history holds its output items)
 
-    def items(self) -> list[dict[str, Any]]:
-        """The whole conversation through this response, oldest first (fresh objects each time)."""
-        turns: list[bytes] = []
+    def response(self) -> dict[str, Any] | None:
+        return self.answer.parsed()
+
+    def settle(self) -> bool:
+        """Parse the response once and add its output items to the turn; False when its bytes do not
+        hold a response (an upstream's malformed final event: as if it had never been kept)."""
+        if self.settled:
+            return True
+        response = self.response()
+        if response is None:
+            return False
+        outputs = orr.output_items(response)
+        if outputs:
+            self.turn = _dumps([*_loads(self.turn), *outputs])
+            self.count += len(outputs)
+        self.settled = True
+        return True
+
+    def items(self) -> list[dict[str, Any]] | None:
+        """The whole conversation through this response, oldest first (fresh objects each time);
+        None when a response in it cannot be read."""
+        chain: list[_Kept] = []
         kept: _Kept | None = self
-        while kept is not None and len(turns) < MAX_CHAIN:
-            turns.append(kept.turn)
+        while kept is not None and len(chain) < MAX_CHAIN:
+            chain.append(kept)
             kept = kept.previous
         out: list[dict[str, Any]] = []
-        for raw in reversed(turns):
-            out += _loads(raw)
+        for kept in reversed(chain):
+            if not kept.settle():
+                return None
+            out += _loads(kept.turn)
         return out
 
 
@@ -131,32 +183,42 @@ class MemoryResponses:
         if not rid:
             return []
         kept = self._get(rid)
-        if kept is None:
+        items = kept.items() if kept is not None else None
+        if items is None:
+            if kept is not None:  # its response, or one before it, could not be read: forget it
+                self._drop(rid)
             raise _unknown(rid)
-        return kept.items()
+        return items
 
-    async def keep(self, body: Mapping[str, Any], response: dict[str, Any]) -> None:
+    async def keep(self, body: Mapping[str, Any], response: Kept) -> None:
         if body.get("store") is False:
             return
         previous = self._kept.get(body.get("previous_response_id") or "")
+        if previous is not None and not previous.settle():
+            previous = None
         before = previous.count if previous is not None else 0
-        items = _turn(body, response, before)
-        turn = _dumps(items)
+        inputs = orr.input_items(dict(body))[before:]
+        turn = _dumps(inputs)
+        answer = response if isinstance(response, RawResponse) else RawResponse(response["id"], _dumps(response))
+        size = len(answer.raw)  # stands for its output items in the conversation too, until they are read
         history = previous.size - previous.response_size if previous is not None else 0
-        raw = _dumps(response)
-        rid = response["id"]
+        rid = answer.rid
         if rid in self._kept:
             self._drop(rid)
-        kept = self._kept[rid] = _Kept(previous, turn, before + len(items), raw, self.clock(), history + len(turn) + len(raw), len(raw))
+        kept = self._kept[rid] = _Kept(previous, turn, before + len(inputs), answer, self.clock(),
+                                       history + len(turn) + 2 * size, size)
         self.bytes += kept.size
         while len(self._kept) > self.max_responses or (self.bytes > self.max_bytes and len(self._kept) > 1):
             self._drop(next(iter(self._kept)))
 
     async def get(self, rid: str) -> dict[str, Any]:
         kept = self._get(rid)
-        if kept is None:
+        response = kept.response() if kept is not None else None
+        if response is None:
+            if kept is not None:
+                self._drop(rid)
             raise _unknown(rid, "no")
-        return _loads(kept.response)
+        return response
 
     async def delete(self, rid: str) -> dict[str, Any]:
         if self._get(rid) is None:
@@ -237,9 +299,14 @@ class RedisResponses:
             items.extend(json.loads(raw))
         return items
 
-    async def keep(self, body: Mapping[str, Any], response: dict[str, Any]) -> None:
+    async def keep(self, body: Mapping[str, Any], response: Kept) -> None:
         if body.get("store") is False:
             return
+        if isinstance(response, RawResponse):
+            parsed = response.parsed()
+            if parsed is None:
+                return  # an upstream's malformed final event: nothing to keep
+            response = parsed
         previous = body.get("previous_response_id") or ""
         before = int(await self._call(self._client.hget(self.PREFIX + previous, "count")) or 0) if previous else 0
         turn = _turn(body, response, before)

@@ -1,6 +1,6 @@
 """The only HTTP-client user: POST to a provider, map transport failures to the UpstreamError tree.
 
-Stage: upstream. Imports runtime.upstream.http1 (our lean HTTP/1.1 client), runtime.errors and
+Stage: upstream. Imports runtime.upstream.http1 (our lean HTTP/1.1 client), runtime.errors, runtime.wire.json_text and
 runtime.upstream.targets; no HTTP client library. One send path: every request goes to a ``Connections``
 pool (runtime/upstream/http1.py's ``Pool`` in the gateway; bench/transports.py puts httpx's and aiohttp's
 clients behind the same interface, for comparison), and every transport failure is mapped to the
@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Optional, Pr
 from runtime.upstream import http1
 from runtime.errors import BadUpstreamResponse, GatewayError, UpstreamError, UpstreamStatus, UpstreamTimeout
 from runtime.upstream.targets import Target
+from runtime.wire import json_text
 from runtime.settings import Settings
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -184,7 +185,7 @@ def _not_a_stream(target: Target, content_type: str, raw: bytes) -> BadUpstreamR
 def _json_answer(target: Target, raw: bytes, content_type: str) -> tuple[Any, bytes]:
     """The parsed answer; a body that is not JSON at all (an HTML page, an event stream) is a bad response."""
     try:
-        return json.loads(raw), raw
+        return json_text.parse_answer(raw), raw
     except ValueError as exc:
         kind = _media_type(content_type) or "no content type"
         what = "an empty body" if not raw.strip() else f"{kind} that is not JSON"

@@ -278,8 +278,11 @@ class _ResponsesPassthrough(_Passthrough):
     """A Responses stream passed through. When the client's request is to be stored, the final
     response (the data of its ``response.completed`` or ``response.incomplete`` event) is kept in
     ``response`` for the gateway's store: the bytes from the line where that name first appears
-    are kept and parsed once the stream ends (a bytes.find per chunk until then: the events before
-    it are never decoded). ``store: false``: nothing is kept. A failure mid-stream ends the stream
+    are kept and read once the stream ends (a bytes.find per chunk until then: the events before
+    it are never decoded). Written as most servers write it (one ``event:`` line, one ``data:`` line,
+    the response's ``id`` its first key), it is not parsed at all: ``final_event`` holds its id and
+    data, for the store to parse if the response is ever read back; anything else is parsed here,
+    into ``response``. ``store: false``: nothing is kept. A failure mid-stream ends the stream
     as the API does, numbered after the upstream's last event: ``error``, then ``response.failed``
     (read back from the first and last chunks, kept by reference: only then)."""
 
@@ -292,6 +295,7 @@ class _ResponsesPassthrough(_Passthrough):
         self.final: list[bytes] | None = None  # the stream from the final event's line on, once seen
         self.before = b""  # the last bytes before this chunk (a name split across two chunks)
         self.response: dict[str, Any] | None = None
+        self.final_event: tuple[str, bytes] | None = None  # (response id, the final event's data), unparsed
         self.first = self.last = b""
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -313,22 +317,39 @@ class _ResponsesPassthrough(_Passthrough):
     def finish(self) -> list[bytes]:
         out = super().finish()
         if self.final is not None:
-            for name, data in self._events(b"".join(self.final)):
+            raw = b"".join(self.final)
+            one = self._one_event(raw)
+            if one is not None and one[0] in self._FINAL and (rid := response_id_of(one[1])) is not None:
+                self.final_event = (rid, one[1])
+                return out
+            for name, data in self._events(raw):
                 final = data.get("response") if isinstance(data, dict) and (name or data.get("type")) in self._FINAL else None
                 if isinstance(final, dict) and isinstance(final.get("id"), str):
                     self.response = final
         return out
 
-    _LINES = re.compile(rb"event: ?([^\r\n]*)\r?\ndata: ?([^\r\n]*)\r?\n\r?\n")
+    @staticmethod
+    def _one_event(raw: bytes) -> tuple[str, bytes] | None:
+        """``raw`` as one event written as one ``event:`` line and one ``data:`` line (most streams):
+        its name and data, found by bytes.find (a regex's character class steps through the data
+        at tens of instructions a byte); None for anything else."""
+        if not raw.startswith(b"event:") or not raw.endswith(b"\n\n") or b"\r" in raw:
+            return None
+        line = raw.find(b"\n")
+        end = len(raw) - 2
+        if raw[line + 1:line + 6] != b"data:" or raw.find(b"\n", line + 1, end) != -1:
+            return None
+        name = raw[7:line] if raw[6:7] == b" " else raw[6:line]
+        return name.decode("utf-8", "replace"), raw[line + 7:end] if raw[line + 6:line + 7] == b" " else raw[line + 6:end]
 
     @classmethod
     def _events(cls, raw: bytes) -> list[tuple[str | None, Any]]:
         """The events of ``raw`` with their data parsed: most streams write each as one ``event:`` and one
-        ``data:`` line, read here by one pattern; anything else (comments, data split over lines, CR
-        endings) goes through the SSE decoder."""
-        whole = cls._LINES.fullmatch(raw)
-        if whole is not None:
-            pairs: list[tuple[str | None, bytes | str]] = [(whole.group(1).decode("utf-8", "replace"), whole.group(2))]
+        ``data:`` line (``_one_event``); anything else (comments, data split over lines, CR endings)
+        goes through the SSE decoder."""
+        one = cls._one_event(raw)
+        if one is not None:
+            pairs: list[tuple[str | None, bytes | str]] = [one]
         else:
             decoder = SSEDecoder()
             pairs = [(ev.event, ev.data) for ev in decoder.feed(raw) + decoder.flush()]
@@ -363,6 +384,27 @@ class _ResponsesPassthrough(_Passthrough):
             out += encode_json({"type": "response.failed", "response": failed, "sequence_number": at + 1},
                                event="response.failed")
         return out
+
+
+_RESPONSE_ID = b'"response":{"id":"'
+
+
+def response_id_of(data: bytes) -> str | None:
+    """The id of the response a Responses stream event's data carries, read without parsing: where
+    the ``response`` key is the object's first nested value and the id its first key, as OpenAI
+    writes them (``{"type":...,"sequence_number":N,"response":{"id":"resp_...``); None otherwise.
+    (A raw ``"`` in JSON always delimits a string: the bytes cannot match inside one.)"""
+    at = data.find(_RESPONSE_ID)
+    if at == -1 or data[:1] != b"{" or data.find(b"{", 1, at) != -1 or data.find(b"[", 1, at) != -1:
+        return None  # not found, or not at the top level
+    start = at + len(_RESPONSE_ID)
+    end = data.find(b'"', start, start + 257)
+    if end <= start or data.find(b"\\", start, end) != -1:
+        return None
+    try:
+        return data[start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 # What a translation raises when an upstream answer is not shaped as its API documents.

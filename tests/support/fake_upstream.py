@@ -164,7 +164,9 @@ def _responses(body: Any, output: list[dict[str, Any]], usage: tuple[int, int], 
                 events.append(("response.reasoning_summary_part.done", {**at, "part": part}))
         events.append(("response.output_item.done", {"output_index": i, "item": item}))
     events.append(("response.completed", {"response": done}))
-    return Response(events=_sse((name, {"type": name, "sequence_number": n, **data}) for n, (name, data) in enumerate(events)))
+    # Compact, as OpenAI writes its events (the gateway reads the final one's id without parsing it then).
+    return Response(events=[(name, json.dumps({"type": name, "sequence_number": n, **data}, separators=(",", ":")))
+                            for n, (name, data) in enumerate(events)])
 
 
 def _responses_message(text: str) -> dict[str, Any]:

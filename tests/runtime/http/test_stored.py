@@ -4,6 +4,7 @@ conversation started on one continues on the other, and on a restarted one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import openai
 import pytest
 
 from runtime.errors import NotFound, ProviderUnavailable
-from runtime.http.stored import MemoryResponses, RedisResponses, expand, store_for
+from runtime.http.stored import MemoryResponses, RawResponse, RedisResponses, expand, store_for
 from tests.support.fake_upstream import FakeUpstream, openai_text
 from tests.support.gateway import Gateway, bundle_dict, provider, write_bundle
 
@@ -54,6 +55,61 @@ async def test_memory_store() -> None:
     store = MemoryResponses()
     await _behaves(store)
     assert [i["content"] for i in await store.history("r2")][0] == "Capital of France?"  # r2 keeps its whole history
+
+
+class _AsReceived:
+    """A store given each response as the gateway receives it from a passthrough: its JSON bytes
+    (``in_event``: the data of the stream's final event), never parsed on the way in."""
+
+    def __init__(self, store: Any, in_event: bool) -> None:
+        self.store = store
+        self.in_event = in_event
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def keep(self, body: Any, response: dict[str, Any]) -> None:
+        data = {"type": "response.completed", "sequence_number": 7, "response": response} if self.in_event else response
+        await self.store.keep(body, RawResponse(response["id"], json.dumps(data, separators=(",", ":")).encode(), self.in_event))
+
+
+@pytest.mark.parametrize("in_event", [False, True])
+async def test_memory_store_keeping_responses_as_received(in_event: bool) -> None:
+    await _behaves(_AsReceived(MemoryResponses(), in_event))
+
+
+@pytest.mark.parametrize("in_event", [False, True])
+async def test_redis_store_keeping_responses_as_received(redis_url: str, in_event: bool) -> None:
+    store = RedisResponses(redis_url)
+    try:
+        await _behaves(_AsReceived(store, in_event))
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("raw", [b'{"type":"response.completed","response":{"id":"bad"', b'{"response":{"id":"other"}}', b"[]"])
+async def test_a_kept_response_whose_bytes_do_not_hold_it_reads_as_never_kept(raw: bytes, redis_url: str) -> None:
+    """A malformed final event from a passthrough upstream is kept unparsed; read back, it is unknown
+    (404, as a response never kept), it is dropped, and a follow-up naming it starts afresh."""
+    store = MemoryResponses()
+    await store.keep({"input": "hi"}, RawResponse("bad", raw, in_event=True))
+    body = {"input": "next", "previous_response_id": "bad"}
+    with pytest.raises(NotFound, match="'bad'"):
+        await expand(store, body)
+    assert "bad" not in store._kept and store.bytes == 0
+    await store.keep({"input": "hi"}, RawResponse("bad", raw, in_event=True))
+    with pytest.raises(NotFound, match="'bad'"):
+        await store.get("bad")
+    await store.keep({"input": "hi"}, RawResponse("bad", raw, in_event=True))
+    await store.keep(body, _response("after", "ok"))  # its previous cannot be read: this turn stands alone
+    assert [i["content"] for i in await store.history("after")] == ["next", "ok"]
+    redis = RedisResponses(redis_url)
+    try:
+        await redis.keep({"input": "hi"}, RawResponse("bad", raw, in_event=True))  # parsed on the way in: not kept
+        with pytest.raises(NotFound):
+            await redis.get("bad")
+    finally:
+        await redis.aclose()
 
 
 async def test_kept_responses_stay_out_of_the_cyclic_gcs_reach() -> None:

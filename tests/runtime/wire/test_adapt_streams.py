@@ -113,21 +113,76 @@ def test_the_find_based_scans_agree_with_the_regex_searches():
     check()
 
 
-def _responses_stream(text: str) -> tuple[bytes, dict]:
+def _responses_stream(text: str, compact: bool = True) -> tuple[bytes, dict]:
     from tests.support.fake_upstream import RESPONSES, openai_text
     reply = openai_text(text)(RESPONSES, {"model": "m", "stream": True})
-    raw = b"".join(f"event: {name}\ndata: {data}\n\n".encode() for name, data in reply.events)
+    separators = (",", ":") if compact else (", ", ": ")
+    raw = b"".join(f"event: {name}\ndata: {json.dumps(json.loads(data), separators=separators)}\n\n".encode()
+                   for name, data in reply.events)
     return raw, json.loads(reply.events[-1][1])["response"]
 
 
+@pytest.mark.parametrize("compact", [True, False])
 @pytest.mark.parametrize("size", [1, 7, 31, 64, 4096])
 @pytest.mark.parametrize("text", ["plain words", "it says response.completed and response.incomplete in its text"])
-def test_a_passed_through_responses_stream_yields_its_final_response_for_the_store(size: int, text: str):
-    raw, final = _responses_stream(text)
+def test_a_passed_through_responses_stream_yields_its_final_response_for_the_store(size: int, text: str, compact: bool):
+    """Written compactly (as OpenAI does), the final event is handed over unparsed with its id; written
+    otherwise, it is parsed here. Either way the store gets the same response."""
+    from runtime.http.stored import RawResponse
+
+    raw, final = _responses_stream(text, compact)
     for store in (True, False):
         converter = adapt.stream_adapter(WireFormat.OPENAI_RESPONSES, WireFormat.OPENAI_RESPONSES, model="m",
                                          body={"input": "hi", **({} if store else {"store": False})})
         out = b"".join(b"".join(converter.feed(raw[i:i + size])) for i in range(0, len(raw), size)) + b"".join(converter.finish())
         assert out == raw  # byte for byte
-        assert converter.response == (final if store else None)
+        # (a text that names the final event holds the name earlier: the kept bytes are several events then)
+        assert (converter.final_event is not None) == (store and compact and "response." not in text)
+        kept = RawResponse(*converter.final_event, in_event=True).parsed() if converter.final_event else converter.response
+        assert kept == (final if store else None)
         assert final["output"][0]["content"][0]["text"] == text
+
+
+@pytest.mark.parametrize("data, rid", [
+    (b'{"type":"response.completed","sequence_number":9,"response":{"id":"resp_1","object":"response"}}', "resp_1"),
+    (b'{"type":"response.completed","response":{"id":"resp_\\u00e9"}}', None),  # an escape: parsed instead
+    (b'{"type":"x","metadata":{"response":{"id":"inner"}},"response":{"id":"outer"}}', None),  # not at the top level
+    (b'{"type":"x","list":[{"response":{"id":"inner"}}],"response":{"id":"outer"}}', None),
+    (b'{"type":"response.completed","response":{"object":"response","id":"resp_1"}}', None),  # id not first
+    (b'[{"response":{"id":"r"}}]', None),
+    (b'{"response":{"id":"' + b"r" * 300 + b'"}}', None),
+])
+def test_the_final_events_response_id_is_read_only_where_it_is_unambiguous(data, rid):
+    assert adapt.response_id_of(data) == rid
+
+
+def test_the_one_event_reading_of_a_final_responses_event_agrees_with_the_sse_decoder():
+    """``_ResponsesPassthrough._one_event`` (bytes.find) reads the usual ``event:`` + ``data:`` block
+    as the SSE decoder does, and declines (None) anything it does not: never a different reading."""
+    from hypothesis import given, settings, strategies as st
+
+    from runtime.wire.sse import SSEDecoder
+
+    one = adapt._ResponsesPassthrough._one_event
+    usual = b'event: response.completed\ndata: {"type":"response.completed","response":{"id":"r"}}\n\n'
+    assert one(usual) == ("response.completed", b'{"type":"response.completed","response":{"id":"r"}}')
+    assert one(b"event:x\ndata:{}\n\n") == ("x", b"{}")
+
+    read: list[bytes] = []
+
+    @settings(max_examples=3000, deadline=None, derandomize=True, database=None)
+    @given(st.lists(st.sampled_from(_PIECES + [b"response.completed", b": ping\n", b"id: 1\n"]), max_size=14),
+           st.sampled_from([b"event: ", b"event:"]), st.sampled_from([b"\ndata: ", b"\ndata:", b"\n"]))
+    def check(pieces: list[bytes], head: bytes, middle: bytes) -> None:
+        raw = head + b"".join(pieces[:5]) + middle + b"".join(pieces[5:]) + b"\n\n"
+        found = one(raw)
+        if found is None:
+            return
+        read.append(raw)
+        decoder = SSEDecoder()
+        events = decoder.feed(raw) + decoder.flush()
+        assert [(e.event, e.data) for e in events] == [(found[0], found[1].decode())], raw
+
+    check()
+    assert len(read) > 300  # the generated blocks exercise the reading, not only the refusals
+    assert [one(b"event: a\ndata: 1\n\n" + tail) for tail in (b"event: b\ndata: 2\n\n", b"\n", b"data: 3\n\n")] == [None] * 3

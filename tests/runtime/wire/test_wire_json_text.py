@@ -9,6 +9,8 @@ naming the field, and nothing reaches the upstream. Also the request-side disagr
 from __future__ import annotations
 
 import json
+
+from runtime.wire import json_text
 from typing import Any, Iterator
 
 import httpx
@@ -232,3 +234,16 @@ def test_the_fast_parser_agrees_on_generated_bodies() -> None:
         assert _outcome(json_text.parse_request, body) == _outcome(json_text._parse_strict, body)
 
     check()
+
+
+@pytest.mark.parametrize("raw", [b'{"a":1}', b'{"n":NaN,"i":-Infinity}', b'{"big":123456789012345678901234567890}',
+                                 '{"t":"é"}'.encode("utf-16"), b'{"s":"\\ud800"}', b'{"f":1.1e-7,"d":{"x":1,"x":2}}',
+                                 b' [1, 2.5, "x", null, true] '])
+def test_an_upstream_answer_reads_as_the_standard_library_reads_it(raw):
+    assert repr(json_text.parse_answer(raw)) == repr(json.loads(raw))  # ints exact, floats the same, NaN kept
+
+
+@pytest.mark.parametrize("raw", [b"", b"<html>502</html>", b'{"a":1', b"[" * 100_000 + b"]" * 100_000, b'{"a":1}x'])
+def test_what_is_not_an_answer_is_a_value_error(raw):
+    with pytest.raises(ValueError):
+        json_text.parse_answer(raw)
