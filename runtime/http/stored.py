@@ -197,7 +197,7 @@ class MemoryResponses:
         if previous is not None and not previous.settle():
             previous = None
         before = previous.count if previous is not None else 0
-        inputs = orr.input_items(dict(body))[before:]
+        inputs = orr.input_items(body)[before:]
         turn = _dumps(inputs)
         answer = response if isinstance(response, RawResponse) else RawResponse(response["id"], _dumps(response))
         size = len(answer.raw)  # stands for its output items in the conversation too, until they are read

@@ -145,16 +145,17 @@ _TERMINAL_TOKENS: Mapping[WireFormat, tuple[tuple[bytes, ...], tuple[int, int]]]
 
 def _has_terminal(window: bytes, upstream_format: WireFormat) -> bool:
     """``_TERMINALS[upstream_format].search(window) is not None``, at a fraction of the cost: every
-    match holds one of the tokens at one of the offsets from its start, so only those are tried."""
+    match holds one of the tokens at one of the offsets from its start, so only those are tried,
+    from the end back (a terminal event ends its stream: found after its own bytes, not the stream's)."""
     pattern = _TERMINALS[upstream_format]
     tokens, offsets = _TERMINAL_TOKENS[upstream_format]
     for token in tokens:
-        at = window.find(token)
+        at = window.rfind(token)
         while at != -1:
             for offset in offsets:
                 if at >= offset and pattern.match(window, at - offset) is not None:
                     return True
-            at = window.find(token, at + 1)
+            at = window.rfind(token, 0, at + len(token) - 1)
     return False
 
 
@@ -306,10 +307,15 @@ class _ResponsesPassthrough(_Passthrough):
             if self.final is not None:
                 self.final.append(chunk)
             else:
-                window = self.before + chunk
-                found = [at for at in (window.find(m) for m in self._MARKERS) if at != -1]
-                if found:
-                    self.final = [window[window.rfind(b"\n", 0, min(found)) + 1:]]
+                window = self.before + chunk if self.before else chunk
+                completed, incomplete = self._MARKERS
+                at = window.find(completed)
+                # the other name counts only before it (the names cannot overlap)
+                other = window.find(incomplete) if at == -1 else window.find(incomplete, 0, at)
+                if at == -1 or other != -1 and other < at:
+                    at = other
+                if at != -1:
+                    self.final = [window[window.rfind(b"\n", 0, at) + 1:]]
                 else:
                     self.before = window[-32:]
         return super().feed(chunk)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from runtime.errors import InvalidRequest, TranslationError
 from runtime.wire._check import (MISSING, array, each, fail, kind, obj, one_of, opt_bool, opt_int, opt_number, opt_object,
@@ -410,7 +410,7 @@ def _message_item(iid: str, text: str, status: str) -> dict[str, Any]:
 # --- stored state ----------------------------------------------------------------------------------
 
 
-def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The request's ``input`` as items (a string is one user message), as a stored response keeps them."""
     source = body.get("input")
     if isinstance(source, str):

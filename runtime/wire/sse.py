@@ -132,6 +132,12 @@ def first_event(block: bytes, *, stream_start: bool = False) -> SSEEvent | None:
     if block.startswith(b"data:") and b"\n" not in block and b"\r" not in block:  # one data line: most first events
         value = block[6:] if block[5:6] == b" " else block[5:]
         return SSEEvent(None, value.decode("utf-8", "replace"), None)
+    if block.startswith(b"event:") and b"\r" not in block:  # one event line and one data line: the rest
+        line = block.find(b"\n")
+        if line != -1 and block.startswith(b"data:", line + 1) and block.find(b"\n", line + 1) == -1:
+            name = block[7:line] if block[6:7] == b" " else block[6:line]
+            value = block[line + 7:] if block[line + 6:line + 7] == b" " else block[line + 6:]
+            return SSEEvent(name.decode("utf-8", "replace"), value.decode("utf-8", "replace"), None)
     event: str | None = None
     data: list[str] = []
     last_id: str | None = None
