@@ -18,6 +18,7 @@ import orjson
 
 from runtime.errors import BadUpstreamResponse, UpstreamError
 from runtime.wire.sse import DONE, SSEDecoder, encode_json, first_event
+from runtime.wire.json_text import dumps
 from runtime.wire import WireFormat
 from runtime.wire import anthropic_messages as anthropic
 from runtime.wire import openai_chat as openai
@@ -507,7 +508,8 @@ class _AnthropicToOpenAI:
 
 class _ToResponses:
     """Chat chunks (from an OpenAI upstream, or an Anthropic one through ``_AnthropicToOpenAI``'s
-    converter) -> Responses events for the client; ``response``: the whole answer once finished."""
+    converter) -> Responses events for the client; ``final_event``: the id and the JSON data of the
+    final event (the whole answer as ``response``) once finished, for the store."""
 
     def __init__(self, upstream_format: WireFormat, model: str, body: Mapping[str, Any]) -> None:
         self.decoder = SSEDecoder()
@@ -516,7 +518,8 @@ class _ToResponses:
             if upstream_format is ANTHROPIC else None
         self.convert = responses.StreamFromChat(dict(body), model=model)
         self.complete = False
-        self.response: dict[str, Any] | None = None
+        self.response: dict[str, Any] | None = None  # never set: the answer is kept from ``final_event``
+        self.final_event: tuple[str, bytes] | None = None  # (response id, the final event's data) once finished
 
     def _chunks(self, events: list[Any]) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []
@@ -558,8 +561,11 @@ class _ToResponses:
             out += self._events(self.pivot.finish())
         if not (self.complete or self.convert.finish_reason):
             raise _incomplete(self.upstream_format)
-        out += [encode_json(data, event=name) for name, data in self.convert.finish()]
-        self.response = self.convert.response
+        *closing, (name, final) = self.convert.finish()
+        out += [encode_json(data, event=name) for name, data in closing]
+        raw = dumps(final)  # the final event's data: sent, and kept for the store as it is (no second write-out)
+        out.append(encode_json(orjson.Fragment(raw), event=name))
+        self.final_event = (self.convert.response["id"], raw)
         return out
 
     def error_event(self, error_body: dict[str, Any]) -> bytes:

@@ -34,6 +34,7 @@ Where the formats differ:
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from typing import Any, Iterator, Mapping
@@ -43,6 +44,7 @@ from runtime.wire._check import (MISSING, array, each, fail, kind, obj, one_of, 
                                  opt_string, string)
 from runtime.wire.openai_chat import reasoning_of, text_of
 from runtime.wire.sse import encode_json
+from runtime.wire.json_text import Written
 
 __all__ = ["StreamFromChat", "chat_messages", "dropped_tools", "error_event", "input_items", "listed_item", "output_items", "request_to_chat", "response_from_chat",
            "response_id", "validate_request"]
@@ -60,7 +62,12 @@ def response_id() -> str:
 
 
 def _item_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
+    """An output item's id: unique, not a secret (a response id is: it reads a stored response back),
+    so drawn without a system call."""
+    return f"{prefix}_{_items.getrandbits(192):048x}"
+
+
+_items = random.Random(secrets.randbits(128))
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -480,8 +487,8 @@ class StreamFromChat:
         if self.started:
             return []
         self.started = True
-        return [self._event("response.created", response={**self.response, "output": []}),
-                self._event("response.in_progress", response={**self.response, "output": []})]
+        envelope = Written({**self.response, "output": []})  # written out once for both events
+        return [self._event("response.created", response=envelope), self._event("response.in_progress", response=envelope)]
 
     def _open(self, item: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """Announce a new output item. A message or reasoning item closes whatever is open; a
