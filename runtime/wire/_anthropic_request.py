@@ -97,6 +97,10 @@ def _message_to_openai(message: dict[str, Any], keep_reasoning: bool) -> list[di
 
 
 def _user_to_openai(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if blocks and all(len(block) == 2 and block.get("type") == "text" for block in blocks):
+        # Text blocks with nothing else ({type, text}) are OpenAI text parts as they are: the same
+        # list goes out (an agent's history is mostly these; nothing downstream writes to either body).
+        return [{"role": "user", "content": blocks}]
     tool_messages: list[dict[str, Any]] = []
     tool_images: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []

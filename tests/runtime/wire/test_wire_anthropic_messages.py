@@ -122,6 +122,18 @@ def test_tool_results_come_before_user_text_and_keep_errors_and_images() -> None
     assert out["tool_choice"] == "auto" and out["parallel_tool_calls"] is True
 
 
+def test_plain_user_text_blocks_go_out_as_they_are_and_anything_else_is_rewritten() -> None:
+    """A user turn of plain text blocks ({type, text}) is already OpenAI's text parts: the list goes out
+    as it is (a 1 MB agent history is mostly these); a block carrying more (cache_control) is rewritten."""
+    plain = [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]
+    cached = [{"type": "text", "text": "three", "cache_control": {"type": "ephemeral"}}]
+    out = am.request_to_openai({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": plain}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": cached}]})
+    assert out["messages"][0] == {"role": "user", "content": plain} and out["messages"][0]["content"] is plain
+    assert out["messages"][2] == {"role": "user", "content": [{"type": "text", "text": "three"}]}
+    assert plain == [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]  # the client's body is not written to
+
+
 def test_claude_code_request_keeps_what_openai_can_carry() -> None:
     body = _load(ANTHROPIC / "claude_code.request.json")
     out = am.request_to_openai(body)
