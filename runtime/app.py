@@ -31,7 +31,8 @@ from runtime.guard.auth import GatewayKeyMiddleware
 from runtime.live.generation import Live, LiveStateMiddleware, current_keys, current_limiter, current_max_body, effective_settings
 from runtime.guard.ratelimit import RateLimitMiddleware
 from runtime.observe.tracing import Tracing, TracingMiddleware, current_tracing
-from runtime.decide.affinity import SessionPolicy, Sessions
+from runtime.decide.affinity import SessionPolicy, Sessions, PinStore
+from runtime.live.pins import SharedSessions
 from runtime.live.costs import CostRefresher, cost_source
 from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
@@ -97,9 +98,14 @@ def remote_router(bundle: Bundle, settings: Settings, targets: Targets | None = 
     return build_remote_router(bundle, send, where=target.url, close=sender.pool.aclose)
 
 
-def _pins_for(bundle: Bundle) -> Sessions | None:
+def _pins_for(bundle: Bundle, metrics: Metrics) -> PinStore | None:
+    """Where the bundle's pinned sessions live: this process, or Redis shared by every replica."""
     policy = SessionPolicy.from_extensions(bundle.extensions)
-    return Sessions(policy) if policy is not None else None
+    if policy is None:
+        return None
+    if policy.redis_url is not None:
+        return SharedSessions(policy, policy.redis_url, on_error=metrics.session_store_errors.inc)
+    return Sessions(policy)
 
 
 def _start_costs(bundle: Bundle, state: GatewayState) -> CostRefresher | None:
@@ -153,9 +159,11 @@ def create_app(
         active_router = router if router is not None else _build_router(bundle, settings, log, targets)
         effective = effective_settings(settings, bundle)
         upstream_pool = pool if pool is not None else build_pool(effective)
-        state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), Metrics(connections.CLIENTS), log,
+        metrics = Metrics(connections.CLIENTS)
+        state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), metrics, log,
                              stored=store_for(bundle.extensions.get("gateway") or {}),  # kept across reloads
-                             pins=_pins_for(bundle))
+                             pins=_pins_for(bundle, metrics))
+        pins = [state.pins]  # the session store of the bundle being served (or None)
         _count_shared_errors(active_router, state.metrics)
         costs = [_start_costs(bundle, state)]  # the cost source's refresher of the bundle being served (or None)
 
@@ -171,10 +179,13 @@ def create_app(
             new_settings = effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
             new_sender = Upstream(upstream_pool)
-            pins = state.pins if state.pins is not None and SessionPolicy.from_extensions(new.extensions) == state.pins.policy \
-                else _pins_for(new)  # the same session policy keeps its pins
+            kept = pins[0]
+            if kept is None or SessionPolicy.from_extensions(new.extensions) != kept.policy:  # the same policy keeps its pins
+                if kept is not None:
+                    closers.append(kept.aclose)  # once the requests of the old generation are done
+                pins[0] = _pins_for(new, state.metrics)
             return dataclasses.replace(state, bundle=new, settings=new_settings, targets=new_targets, router=new_router,
-                                       upstream=new_sender, pins=pins), closers
+                                       upstream=new_sender, pins=pins[0]), closers
 
         tracing = Tracing.from_bundle(bundle, settings.env)
         live = Live(bundle, state, build_gateway=rebuild, registry=state.metrics.registry, env=settings.env,
@@ -196,6 +207,8 @@ def create_app(
             if tracing is not None:
                 await tracing.aclose()
             await state.stored.aclose()
+            if pins[0] is not None:
+                await pins[0].aclose()
             if pool is None:
                 await upstream_pool.aclose()
             if router is None:

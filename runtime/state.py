@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archc.bundle import Bundle
-from runtime.decide.affinity import Sessions
+from runtime.decide.affinity import PinStore
 from runtime.decide.pool import PoolRanker
 from runtime.observe.metrics import Metrics
 from runtime.upstream.targets import Targets
@@ -35,7 +35,7 @@ class GatewayState:
     sessions: SessionStore = field(default_factory=SessionStore)  # Claude Code sessions' last decisions
     stored: ResponseStore = field(default_factory=MemoryResponses)  # Responses kept for previous_response_id
     pools: PoolRanker = field(default_factory=PoolRanker)  # route pools' prices and measured latencies (kept across reloads)
-    pins: Sessions | None = None  # pinned sessions (prompt_caching, route_on_user_only), None when the bundle keeps none
+    pins: PinStore | None = None  # pinned sessions (prompt_caching, route_on_user_only; in process or Redis), None when the bundle keeps none
     # What is the same for every request of this bundle (router-free choices, raw answer headers),
     # keyed with the bundle's digest too; a reload builds a new state (dataclasses.replace), and an empty memo.
     memo: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)

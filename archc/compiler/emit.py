@@ -38,9 +38,13 @@ def _sessions(config: Mapping[str, Any]) -> dict[str, Any] | None:
     user_only = routing.get("route_on_user_only") is True
     if not (affinity or user_only):
         return None
-    return {"affinity": affinity, "route_on_user_only": user_only,
-            "ttl_s": caching.get("session_ttl_seconds") or routing.get("session_ttl_seconds") or 600,
-            "max_entries": routing.get("session_max_entries") or 10000}
+    out = {"affinity": affinity, "route_on_user_only": user_only,
+           "ttl_s": caching.get("session_ttl_seconds") or routing.get("session_ttl_seconds") or 600,
+           "max_entries": routing.get("session_max_entries") or 10000}
+    cache = routing.get("session_cache") if isinstance(routing.get("session_cache"), dict) else {}
+    if cache.get("type") == "redis" or cache.get("tenant_header"):  # only when set: other bundles keep their digests
+        out["cache"] = {k: cache[k] for k in ("type", "url", "tenant_header") if k in cache}
+    return out
 
 
 def source_digest(raw: bytes) -> str:

@@ -237,10 +237,6 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
     if caching.get("enabled") is True and caching.get("inject_cache_control") is not False:
         diags.append(_d("V207", "prompt_caching.inject_cache_control is not served yet: sessions are pinned to their model, "
                                 "no cache_control breakpoints are added", tree, file, ("prompt_caching",), severity=Severity.WARNING))
-    cache = (config.get("routing") or {}).get("session_cache") if isinstance(config.get("routing"), dict) else None
-    if isinstance(cache, dict) and cache.get("type") == "redis":
-        diags.append(_d("V207", "routing.session_cache type redis is not served yet: each gateway process keeps its own "
-                                "pinned sessions", tree, file, ("routing", "session_cache", "type"), severity=Severity.WARNING))
     for path, instead in UNSERVED_PLANO:
         node: Any = config
         for key in path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 from archc.bundle import Bundle, Route
-from runtime.decide.affinity import Pin, Sessions, last_is_user
+from runtime.decide.affinity import Pin, PinStore, last_is_user
 from runtime.decide.choose import WHY_AFFINITY, Choice, choose, wants_router
 from runtime.router.decision import RouterService
 
@@ -21,7 +21,7 @@ Messages = Sequence[Mapping[str, Any]]
 async def decide(bundle: Bundle, router: RouterService, requested: str | None, messages: Callable[[], Messages],
                  *, memo: MutableMapping[tuple, Any] | None = None,
                  rank: Callable[[Route], tuple[str, ...]] | None = None,
-                 sessions: Sessions | None = None, session: Callable[[Messages], str | None] | None = None) -> Choice:
+                 sessions: PinStore | None = None, session: Callable[[Messages], str | None] | None = None) -> Choice:
     """The Choice for one request; raises UnknownModel (with the router's decision) when nothing serves it.
 
     ``messages`` gives the conversation in OpenAI chat shape; it is called only when the router is
@@ -47,11 +47,11 @@ async def decide(bundle: Bundle, router: RouterService, requested: str | None, m
 
 async def _decide_in_session(bundle: Bundle, router: RouterService, requested: str | None, resolution: Any,
                              conversation: Messages, rank: Callable[[Route], tuple[str, ...]] | None,
-                             sessions: Sessions, session: Callable[[Messages], str | None] | None) -> Choice:
+                             sessions: PinStore, session: Callable[[Messages], str | None] | None) -> Choice:
     """A routed request when sessions are kept: the pinned model (affinity on, or a non-user tail with
     route_on_user_only) answers without the router; otherwise the router decides and the session is pinned."""
     name = session(conversation) if session is not None else None
-    pin = sessions.get(name) if name is not None else None
+    pin = await sessions.get(name) if name is not None else None
     if pin is not None and (sessions.policy.affinity or (sessions.policy.route_on_user_only and not last_is_user(conversation))):
         provider = bundle.provider(pin.provider)
         if provider is not None and (pin.route is None or bundle.route(pin.route) is not None):
@@ -59,5 +59,5 @@ async def _decide_in_session(bundle: Bundle, router: RouterService, requested: s
     decision = await router.decide(conversation)
     choice = choose(bundle, requested, resolution, decision, rank)
     if name is not None:
-        sessions.pin(name, Pin(choice.provider.name, choice.route))
+        await sessions.pin(name, Pin(choice.provider.name, choice.route))
     return choice

@@ -21,7 +21,7 @@ from runtime.upstream import echo
 from runtime.upstream import retry
 from runtime.http.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state
 from runtime.http.body import read_json
-from runtime.http.decision import decide_request, decision_headers, remember_session
+from runtime.http.decision import decide_request, decision_headers, remember_session, tenant_of
 from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, Unauthorized, UpstreamTimeout, render
 from runtime.upstream.targets import Target
 from runtime.decide.choose import Choice
@@ -107,7 +107,7 @@ async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endp
         if client_format is _RESPONSES:  # the whole conversation, so the router and the upstream see it
             body = await stored.expand(state.stored, body)
         held.append(body)
-        choice = await decide_request(state, body, client_format, wanted.get(_AFFINITY))
+        choice = await decide_request(state, body, client_format, wanted.get(_AFFINITY), tenant_of(state, scope["headers"]))
         headers = _decision(state, choice)
         if _SESSION in wanted:  # without the header there is nothing to remember
             remember_session(state, wanted[_SESSION], body, choice)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.decide.affinity import session_key
+from runtime.decide.affinity import scoped, session_key
 from runtime.decide.choose import Choice
 from runtime.decide.decide import decide
 from runtime.errors import UnknownModel
@@ -42,13 +42,15 @@ def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
 
 
 async def decide_request(state: GatewayState, body: dict[str, Any], client_format: WireFormat,
-                         affinity: str | None = None) -> Choice:
+                         affinity: str | None = None, tenant: str | None = None) -> Choice:
     """``runtime.decide.decide`` for a validated request body, counted in the router metrics.
-    ``affinity``: the client's ``X-Model-Affinity`` (the session's name; else it is derived)."""
+    ``affinity``: the client's ``X-Model-Affinity`` (the session's name; else it is derived);
+    ``tenant``: the value of the session policy's ``tenant_header`` (sessions are named within it)."""
     requested = body.get("model") if isinstance(body.get("model"), str) else None
 
     def session(conversation: Any) -> str | None:
-        return f"h-{affinity[:200]}" if affinity else session_key(conversation, body.get("tools"))
+        name = f"h-{affinity[:200]}" if affinity else session_key(conversation, body.get("tools"))
+        return scoped(name, tenant) if name is not None else None
 
     try:
         choice = await decide(state.bundle, state.router, requested, lambda: adapt.openai_messages(body, client_format),
@@ -59,6 +61,18 @@ async def decide_request(state: GatewayState, body: dict[str, Any], client_forma
         raise
     _count(state, choice.decision)
     return choice
+
+
+def tenant_of(state: GatewayState, headers: Any) -> str | None:
+    """The request's tenant for its session name: the value of the session policy's ``tenant_header``
+    (``headers``: raw ASGI pairs or a mapping), None without one."""
+    name = state.pins.policy.tenant_header if state.pins is not None else None
+    if name is None:
+        return None
+    if isinstance(headers, list):
+        wanted = name.encode("latin-1")
+        return next((value.decode("latin-1") for key, value in headers if key == wanted), None)
+    return headers.get(name)
 
 
 def _count(state: GatewayState, decision: Decision | None) -> None:

@@ -19,7 +19,7 @@ from runtime.wire import adapt
 from runtime.http.asgi import error_answer, request_state
 from runtime.http import stored
 from runtime.http.body import read_json
-from runtime.http.decision import decide_request, decision_headers
+from runtime.http.decision import decide_request, decision_headers, tenant_of
 from runtime.errors import GatewayError, InvalidRequest, NotFound
 from runtime.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.state import GatewayState
@@ -75,7 +75,8 @@ async def route(request: Request) -> Response:
         body = _route_body(body, client_format)
         if client_format is WireFormat.OPENAI_RESPONSES:  # the stored turns a follow-up names are part of it
             body = await stored.expand(state.stored, body)
-        choice = await decide_request(state, body, client_format, request.headers.get("x-model-affinity"))
+        choice = await decide_request(state, body, client_format, request.headers.get("x-model-affinity"),
+                                     tenant_of(state, request.headers))
     except GatewayError as err:
         return error_answer(err, client_format, _bundle_header(state))
     target = state.targets[choice.provider.name]
@@ -121,7 +122,8 @@ async def plano_route(request: Request) -> Response:
         body = _route_body(body, client_format)
         if client_format is WireFormat.OPENAI_RESPONSES:
             body = await stored.expand(state.stored, body)
-        choice = await decide_request(state, body, client_format, request.headers.get("x-model-affinity"))
+        choice = await decide_request(state, body, client_format, request.headers.get("x-model-affinity"),
+                                     tenant_of(state, request.headers))
     except GatewayError as err:
         return error_answer(err, client_format, _bundle_header(state))
     models = list(choice.pool)

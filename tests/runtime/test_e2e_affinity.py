@@ -99,3 +99,29 @@ def test_route_on_user_only_replays_the_decision_for_tool_turns(tmp_path, start_
         rerouted = ask(gw, talk)  # a user turn: routed again (no affinity: it may move)
         assert (rerouted.headers["x-arch-why"], rerouted.headers["x-arch-target"]) == ("route", "openai/writer")
         assert len(router.requests) == 2
+
+
+def test_two_replicas_share_pinned_sessions_through_redis_within_each_tenant(tmp_path, start_gateway, redis_url) -> None:
+    """``routing.session_cache: {type: redis}``: a conversation alternating between two `archc serve`
+    replicas stays on its first model for five requests, the router asked once; the same session
+    name under another tenant (``tenant_header``) is a session of its own."""
+    with FakeUpstream(default=router_model) as router, FakeUpstream(default=openai_text("done")) as llm:
+        extra = "prompt_caching: {enabled: true}\n"
+        routing = f", session_cache: {{type: redis, url: '{redis_url}', tenant_header: X-Org-Id}}"
+        first = gateway(tmp_path, start_gateway, router, llm, routing=routing, extra=extra)
+        (tmp_path / "second").mkdir()
+        second = gateway(tmp_path / "second", start_gateway, router, llm, routing=routing, extra=extra)
+        talk = [SYSTEM, {"role": "user", "content": "write code for a lexer"}]
+        served = [ask(first, talk, **{"X-Org-Id": "acme"})]
+        for i, turn in enumerate(("now a poem about it", "another poem", "a poem again", "last poem")):
+            talk = [*talk, {"role": "assistant", "content": "done"}, {"role": "user", "content": turn}]
+            served.append(ask((second, first)[i % 2], talk, **{"X-Org-Id": "acme"}))
+        assert [r.headers["x-arch-target"] for r in served] == ["openai/coder"] * 5
+        assert [r.headers["x-arch-why"] for r in served] == ["route"] + ["affinity"] * 4
+        assert len(router.requests) == 1
+        # the same conversation from another tenant: not pinned there, so routed (its last turn asks for a poem)
+        other = ask(second, talk, **{"X-Org-Id": "globex"})
+        assert (other.headers["x-arch-why"], other.headers["x-arch-target"]) == ("route", "openai/writer")
+        assert len(router.requests) == 2
+        metrics = httpx.get(first.url + "/metrics", timeout=10).text
+        assert "archc_session_store_errors_total 0.0" in metrics

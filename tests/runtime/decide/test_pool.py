@@ -1,5 +1,6 @@
 """A route pool's serving order (runtime/decide/pool.py) and the prices it ranks by (runtime/live/costs.py)."""
 
+import asyncio
 import json
 
 import pytest
@@ -67,13 +68,50 @@ def test_sessions_expire_and_stay_bounded() -> None:
 
     now = [0.0]
     sessions = Sessions(SessionPolicy(affinity=True, ttl_s=10, max_entries=2), clock=lambda: now[0])
-    sessions.pin("a", Pin("openai/x", "r"))
-    sessions.pin("b", Pin("openai/y", None))
-    assert sessions.get("a") == Pin("openai/x", "r")  # a is now the most recently used
-    sessions.pin("c", Pin("openai/z", None))
-    assert sessions.get("b") is None and len(sessions) == 2
+    sessions.keep("a", Pin("openai/x", "r"))
+    sessions.keep("b", Pin("openai/y", None))
+    assert sessions.lookup("a") == Pin("openai/x", "r")  # a is now the most recently used
+    asyncio.run(sessions.pin("c", Pin("openai/z", None)))  # the store's interface (runtime/decide/decide.py awaits it)
+    assert asyncio.run(sessions.get("b")) is None and len(sessions) == 2
     now[0] = 11.0
-    assert sessions.get("a") is None and sessions.get("c") is None
+    assert sessions.lookup("a") is None and sessions.lookup("c") is None
+
+
+def test_shared_sessions_are_seen_by_every_replica_and_a_dead_redis_reads_as_no_pin(redis_url: str, dead_redis_url: str) -> None:
+    """Two stores on one Redis (two replicas): a pin set by one is read by the other, expires after
+    ttl_s, and a value not written by archc reads as no pin; a Redis that is down answers "no pin"
+    within the timeout, counted, never an error."""
+    import time
+
+    from runtime.decide.affinity import Pin, SessionPolicy, scoped
+    from runtime.live.pins import SharedSessions
+
+    policy = SessionPolicy(affinity=True, ttl_s=1)
+
+    async def run() -> None:
+        one, two = SharedSessions(policy, redis_url), SharedSessions(policy, redis_url)
+        try:
+            await one.pin("s-1", Pin("openai/x", "code"))
+            assert await two.get("s-1") == Pin("openai/x", "code")
+            assert await two.get(scoped("s-1", "acme")) is None  # another tenant's session of the same name
+            await one._client.set(one.PREFIX + "s-2", b"not json")
+            assert await two.get("s-2") is None
+            await asyncio.sleep(2.1)
+            assert await two.get("s-1") is None  # expired with the session's ttl
+        finally:
+            await one.aclose()
+            await two.aclose()
+        errors: list[int] = []
+        dead = SharedSessions(policy, dead_redis_url, timeout_s=0.2, on_error=lambda: errors.append(1))
+        try:
+            started = time.monotonic()
+            assert await dead.get("s-1") is None
+            await dead.pin("s-1", Pin("openai/x", None))
+            assert time.monotonic() - started < 2 and len(errors) == 2 and dead.errors == 2
+        finally:
+            await dead.aclose()
+
+    asyncio.run(run())
 
 
 def test_a_session_is_named_by_what_stays_fixed_across_turns() -> None:
