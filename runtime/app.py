@@ -108,6 +108,12 @@ def _pins_for(bundle: Bundle, metrics: Metrics) -> PinStore | None:
     return Sessions(policy)
 
 
+def _cache_breakpoints(bundle: Bundle) -> int | None:
+    """``prompt_caching.inject_cache_control``'s smallest prefix worth a breakpoint (None: not injected)."""
+    spec = (bundle.extensions.get("sessions") or {}).get("inject_cache_control")
+    return int(spec.get("min_prefix_tokens") or 1024) if isinstance(spec, dict) else None
+
+
 def _start_costs(bundle: Bundle, state: GatewayState) -> CostRefresher | None:
     """Start reading the bundle's cost source (``prefer: cheapest`` pools) into the pool ranker, off the request path."""
     source = cost_source(bundle.extensions)
@@ -162,7 +168,7 @@ def create_app(
         metrics = Metrics(connections.CLIENTS)
         state = GatewayState(bundle, effective, targets, active_router, Upstream(upstream_pool), metrics, log,
                              stored=store_for(bundle.extensions.get("gateway") or {}),  # kept across reloads
-                             pins=_pins_for(bundle, metrics))
+                             pins=_pins_for(bundle, metrics), cache_breakpoints=_cache_breakpoints(bundle))
         pins = [state.pins]  # the session store of the bundle being served (or None)
         _count_shared_errors(active_router, state.metrics)
         costs = [_start_costs(bundle, state)]  # the cost source's refresher of the bundle being served (or None)
@@ -185,7 +191,7 @@ def create_app(
                     closers.append(kept.aclose)  # once the requests of the old generation are done
                 pins[0] = _pins_for(new, state.metrics)
             return dataclasses.replace(state, bundle=new, settings=new_settings, targets=new_targets, router=new_router,
-                                       upstream=new_sender, pins=pins[0]), closers
+                                       upstream=new_sender, pins=pins[0], cache_breakpoints=_cache_breakpoints(new)), closers
 
         tracing = Tracing.from_bundle(bundle, settings.env)
         live = Live(bundle, state, build_gateway=rebuild, registry=state.metrics.registry, env=settings.env,

@@ -36,6 +36,7 @@ class GatewayState:
     stored: ResponseStore = field(default_factory=MemoryResponses)  # Responses kept for previous_response_id
     pools: PoolRanker = field(default_factory=PoolRanker)  # route pools' prices and measured latencies (kept across reloads)
     pins: PinStore | None = None  # pinned sessions (prompt_caching, route_on_user_only; in process or Redis), None when the bundle keeps none
+    cache_breakpoints: int | None = None  # prompt_caching.inject_cache_control's min_prefix_tokens, None when off
     # What is the same for every request of this bundle (router-free choices, raw answer headers),
     # keyed with the bundle's digest too; a reload builds a new state (dataclasses.replace), and an empty memo.
     memo: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -36,14 +36,17 @@ def _sessions(config: Mapping[str, Any]) -> dict[str, Any] | None:
     routing = config.get("routing") if isinstance(config.get("routing"), dict) else {}
     affinity = caching.get("enabled") is True and caching.get("session_affinity") is not False
     user_only = routing.get("route_on_user_only") is True
-    if not (affinity or user_only):
+    inject = caching.get("enabled") is True and caching.get("inject_cache_control") is not False
+    if not (affinity or user_only or inject):
         return None
-    out = {"affinity": affinity, "route_on_user_only": user_only,
+    out: dict[str, Any] = {"affinity": affinity, "route_on_user_only": user_only,
            "ttl_s": caching.get("session_ttl_seconds") or routing.get("session_ttl_seconds") or 600,
            "max_entries": routing.get("session_max_entries") or 10000}
     cache = routing.get("session_cache") if isinstance(routing.get("session_cache"), dict) else {}
     if cache.get("type") == "redis" or cache.get("tenant_header"):  # only when set: other bundles keep their digests
         out["cache"] = {k: cache[k] for k in ("type", "url", "tenant_header") if k in cache}
+    if inject:  # Anthropic upstreams get cache_control breakpoints (runtime/wire/_anthropic_cache.py)
+        out["inject_cache_control"] = {"min_prefix_tokens": caching.get("min_prefix_tokens") or 1024}
     return out
 
 

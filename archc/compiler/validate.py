@@ -233,10 +233,6 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
             diags.append(_d("V207", "the digitalocean cost catalog is accepted but not read by this gateway yet: give a "
                                     "models.dev catalog (provider: models.dev, url: ...) for prefer: cheapest", tree, file,
                             ("model_metrics_sources", i, "provider"), severity=Severity.WARNING))
-    caching = config.get("prompt_caching") if isinstance(config.get("prompt_caching"), dict) else {}
-    if caching.get("enabled") is True and caching.get("inject_cache_control") is not False:
-        diags.append(_d("V207", "prompt_caching.inject_cache_control is not served yet: sessions are pinned to their model, "
-                                "no cache_control breakpoints are added", tree, file, ("prompt_caching",), severity=Severity.WARNING))
     for path, instead in UNSERVED_PLANO:
         node: Any = config
         for key in path:

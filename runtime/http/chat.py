@@ -30,6 +30,7 @@ from runtime.http import stored
 from runtime.http.sessions import SESSION_HEADER
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, json_text
+from runtime.wire import anthropic_messages as anthropic_wire
 from runtime.wire import openai_responses as responses_wire
 
 Answer = JSONAnswer | SSEAnswer
@@ -61,6 +62,7 @@ chat_completions = ChatEndpoint(WireFormat.OPENAI_CHAT, "chat_completions")
 messages = ChatEndpoint(WireFormat.ANTHROPIC_MESSAGES, "messages")
 responses = ChatEndpoint(WireFormat.OPENAI_RESPONSES, "responses")
 _RESPONSES = WireFormat.OPENAI_RESPONSES
+_ANTHROPIC = WireFormat.ANTHROPIC_MESSAGES
 
 
 def _request_headers(scope: Scope) -> dict[bytes, str]:
@@ -171,6 +173,11 @@ async def _forward(state: GatewayState, body: dict[str, Any], choice: Choice, ta
         up_body = adapt.request_for_upstream(body, client_format, up_format, choice.provider.model, keep_reasoning=keep_reasoning)
     except TranslationError as exc:  # which model made it untranslatable is the caller's first question
         raise TranslationError(f"{exc.message} (routed to {choice.provider.name!r})", code=exc.code) from None
+    if up_format is _ANTHROPIC and state.cache_breakpoints is not None:  # Plano's prompt_caching.inject_cache_control
+        up_body, marked = anthropic_wire.with_cache_breakpoints(up_body, state.cache_breakpoints)
+        if marked:
+            headers = [*headers, (b"x-arch-cache-control", ", ".join(marked).encode("ascii"))]
+            state.metrics.cache_breakpoints.labels(target.name).inc()
     held.append(up_body)  # a translated history is as large as the request: freed after the answer too
     stream = bool(body.get("stream"))
     extra = None

@@ -47,6 +47,8 @@ class Metrics:
         self.errors = Counter("archc_errors", "Error answers by kind", ["endpoint", "kind"], registry=r)
         self.shared_cache_errors = Counter("archc_router_shared_cache_errors", "Shared decision cache (Redis) calls that "
                                            "failed: the replica decided on its own", registry=r)
+        self.cache_breakpoints = Counter("archc_cache_breakpoints_injected", "Anthropic requests given cache_control "
+                                         "breakpoints (prompt_caching.inject_cache_control)", ["provider"], registry=r)
         self.session_store_errors = Counter("archc_session_store_errors", "Session store (Redis) calls that failed: the "
                                             "session was routed as a new one", registry=r)
 

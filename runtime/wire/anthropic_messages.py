@@ -50,12 +50,14 @@ from runtime.wire._anthropic_request import (
     request_from_openai,
     request_to_openai,
 )
+from runtime.wire._anthropic_cache import DEFAULT_MIN_PREFIX_TOKENS, with_cache_breakpoints
 from runtime.wire._anthropic_stream import StreamFromOpenAI, StreamToOpenAI
 from runtime.wire._anthropic_validate import validate_request
 from runtime.wire.openai_chat import compact_json
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "DEFAULT_MIN_PREFIX_TOKENS",
     "MessagesRequest",
     "MessagesResponse",
     "StreamEvent",
@@ -68,6 +70,7 @@ __all__ = [
     "response_from_openai",
     "response_to_openai",
     "validate_request",
+    "with_cache_breakpoints",
     "with_model",
 ]
 

@@ -125,3 +125,40 @@ def test_two_replicas_share_pinned_sessions_through_redis_within_each_tenant(tmp
         assert len(router.requests) == 2
         metrics = httpx.get(first.url + "/metrics", timeout=10).text
         assert "archc_session_store_errors_total 0.0" in metrics
+
+
+def test_prompt_caching_marks_the_stable_prefix_for_an_anthropic_upstream(tmp_path, start_gateway) -> None:
+    """``prompt_caching.inject_cache_control`` (on with prompt_caching): an OpenAI chat client's long
+    system prompt reaches the Anthropic upstream with cache_control on it and on the last message,
+    said in ``x-arch-cache-control`` and counted; a short one reaches it as sent; Claude Code's own
+    breakpoints are left as they are."""
+    with FakeUpstream() as claude:
+        config = tmp_path / "plano.yaml"
+        config.write_text(f"""version: v0.4.0
+listeners: [{{type: model, name: llm, port: 12000}}]
+model_providers:
+  - {{model: anthropic/claude-sonnet-4-5, base_url: {claude.url}, access_key: $ANTHROPIC_API_KEY, default: true}}
+prompt_caching: {{enabled: true, min_prefix_tokens: 1024}}
+""")
+        gw = start_gateway(config, env={"ANTHROPIC_API_KEY": "sk-ant-test"})
+        system = "You are a careful coding agent. " * 200
+        long = httpx.post(gw.url + "/v1/chat/completions", timeout=20, json={
+            "model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "system", "content": system},
+                                                             {"role": "user", "content": "fix the test"}]})
+        assert long.status_code == 200, long.text
+        assert long.headers["x-arch-cache-control"] == "system, messages"
+        sent = claude.requests[-1].body
+        assert sent["system"] == [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+        assert sent["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+        short = httpx.post(gw.url + "/v1/chat/completions", timeout=20, json={
+            "model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]})
+        assert short.status_code == 200 and "x-arch-cache-control" not in short.headers
+        assert "cache_control" not in json.dumps(claude.requests[-1].body)
+        own = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+        claude_code = httpx.post(gw.url + "/v1/messages", timeout=20, headers={"anthropic-version": "2023-06-01"}, json={
+            "model": "anthropic/claude-sonnet-4-5", "max_tokens": 50, "system": own,
+            "messages": [{"role": "user", "content": "hi"}]})
+        assert claude_code.status_code == 200 and "x-arch-cache-control" not in claude_code.headers
+        assert claude.requests[-1].body["system"] == own and "cache_control" not in json.dumps(claude.requests[-1].body["messages"])
+        metrics = httpx.get(gw.url + "/metrics", timeout=10).text
+        assert 'archc_cache_breakpoints_injected_total{provider="anthropic/claude-sonnet-4-5"} 1.0' in metrics

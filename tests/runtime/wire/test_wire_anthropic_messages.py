@@ -581,3 +581,30 @@ def test_a_thinking_signature_streamed_to_an_openai_client_comes_back_verbatim()
 
 def _openai_wire(chunks: list[dict[str, Any]]) -> bytes:
     return b"".join(encode_json(c) for c in chunks) + DONE
+
+
+def test_cache_breakpoints_go_on_the_stable_prefix_and_the_conversation_only_where_they_pay() -> None:
+    """prompt_caching.inject_cache_control: the system text (else the last tool) and the last message's
+    last block are marked when what they close is at least min_prefix_tokens; a request that marks
+    anything itself is left alone; the client's body is never written to."""
+    long_system = "You are a careful coding agent. " * 200  # about 1,600 tokens (4 characters each)
+    tools = [{"name": "read", "input_schema": {"type": "object"}}]
+    body = {"model": "m", "max_tokens": 5, "system": long_system, "tools": tools,
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"},
+                         {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "tool_result", "tool_use_id": "t", "content": "x"}]}]}
+    frozen = json.dumps(body, sort_keys=True)
+    out, where = am.with_cache_breakpoints(body, 1024)
+    assert where == ["system", "messages"]
+    assert out["system"] == [{"type": "text", "text": long_system, "cache_control": {"type": "ephemeral"}}]
+    assert out["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in out["messages"][-1]["content"][0] and out["tools"] is tools
+    am.validate_request(out)
+    assert json.dumps(body, sort_keys=True) == frozen  # copied where marked, never written through
+    assert am.with_cache_breakpoints(body, 100_000) == (body, [])  # too short to be worth a cache write
+    assert am.with_cache_breakpoints(out, 1024) == (out, [])  # already marked: the client's (or ours) stand
+    no_system = {**body, "system": None, "tools": [{"name": "t", "description": "d" * 5000, "input_schema": {}}]}
+    marked, where = am.with_cache_breakpoints(no_system, 1024)
+    assert where == ["tools", "messages"] and marked["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    thinking_last = {**body, "messages": [{"role": "user", "content": "hi"},
+                                          {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"}]}]}
+    assert am.with_cache_breakpoints(thinking_last, 1024)[1] == ["system"]  # a thinking block takes no breakpoint
