@@ -44,7 +44,7 @@ from runtime.wire._check import (MISSING, array, each, fail, kind, obj, one_of, 
                                  opt_string, string)
 from runtime.wire.openai_chat import reasoning_of, text_of
 from runtime.wire.sse import encode_json
-from runtime.wire.json_text import Written
+from runtime.wire.json_text import Written, dumps
 
 __all__ = ["StreamFromChat", "chat_messages", "dropped_tools", "error_event", "input_items", "listed_item", "output_items", "request_to_chat", "response_from_chat",
            "response_id", "validate_request"]
@@ -569,6 +569,19 @@ class StreamFromChat:
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return out
+
+    def text_delta(self, text: str) -> bytes | None:
+        """``response.output_text.delta``'s data for ``text`` (non-empty) added to the open message, written
+        out directly (the bytes ``feed`` would give for a chunk carrying only this text, without its dicts:
+        most of a long answer's chunks); None when no message is open (``feed`` opens one)."""
+        item = self.open
+        if item is None or item["type"] != "message":
+            return None
+        item["_text"] += text
+        sequence = self.sequence
+        self.sequence += 1
+        return b'{"type":"response.output_text.delta","sequence_number":%d,"item_id":%s,"output_index":%d,"delta":%s,' \
+               b'"content_index":0,"logprobs":[]}' % (sequence, dumps(item["id"]), len(self.response["output"]) - 1, dumps(text))
 
     def _delta(self, name: str, text: str, **where: Any) -> list[tuple[str, dict[str, Any]]]:
         item = self.open

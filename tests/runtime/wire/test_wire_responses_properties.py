@@ -222,3 +222,37 @@ def test_upstream_garbage_is_a_gateway_error_never_a_crash(chunks: list[Any], re
         json.dumps(adapt.response_for_client(resp, WireFormat.OPENAI_RESPONSES, WireFormat.OPENAI_CHAT, model="m", body={"input": "hi"}))
     except GatewayError:
         pass
+
+
+def test_text_deltas_written_directly_are_the_bytes_the_general_path_writes() -> None:
+    """``_ToResponses`` writes a text-only chunk's delta event without its dicts (``text_delta``): for
+    any chat stream, the bytes are those of the general path (``StreamFromChat.feed``), event for
+    event, ids aside (each stream draws its own)."""
+    import re
+    from unittest import mock
+
+    written: list[int] = []  # delta events written directly, over all the generated streams
+    text_delta = orr.StreamFromChat.text_delta
+
+    def counted(self: Any, text: str) -> bytes | None:
+        data = text_delta(self, text)
+        written.append(data is not None)
+        return data
+
+    def ids_out(stream: bytes) -> bytes:
+        return re.sub(rb'"(resp|msg|rs|fc|call)_[0-9a-f]+"', rb'"\1_x"', re.sub(rb'"created_at":\d+', b'"created_at":0', stream))
+
+    @SETTINGS
+    @given(openai_chunk_streams())
+    def check(chunks: list[dict[str, Any]]) -> None:
+        raw = b"".join(encode_json(chunk) for chunk in chunks) + b"data: [DONE]\n\n"
+        out = []
+        for direct in (True, False):
+            converter = adapt.stream_adapter(WireFormat.OPENAI_RESPONSES, WireFormat.OPENAI_CHAT, model="m", body={"input": "hi"})
+            with mock.patch.object(adapt, "_text_only", adapt._text_only if direct else (lambda chunk: None)):
+                out.append(b"".join(converter.feed(raw)) + b"".join(converter.finish()))
+        assert ids_out(out[0]) == ids_out(out[1])
+
+    with mock.patch.object(orr.StreamFromChat, "text_delta", counted):
+        check()
+    assert sum(written) > 50  # the direct writing was exercised, not only its refusals
