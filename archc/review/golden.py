@@ -39,11 +39,20 @@ class Expect:
     """The expected outcome; ``None`` keys are not checked."""
 
     route: str | None = None
-    model: str | None = None
+    model: str | tuple[str, ...] | None = None  # a list in the file: any of these (a route's pool members)
     fallback: str | None = None
 
-    def items(self) -> list[tuple[str, str]]:
+    def items(self) -> list[tuple[str, Any]]:
         return [(k, getattr(self, k)) for k in EXPECT_KEYS if getattr(self, k) is not None]
+
+
+def matches(expected: Any, got: str | None) -> bool:
+    """An expectation value against what was decided: equal, or (a list) one of them."""
+    return got in expected if isinstance(expected, tuple) else got == expected
+
+
+def shown(value: Any) -> str:
+    return "|".join(value) if isinstance(value, tuple) else str(value)
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,7 @@ class Result:
     def mismatched(self) -> tuple[str, ...]:
         """Expectation keys whose value differs from the outcome."""
         got = self.got.as_expect()
-        return tuple(k for k, v in self.case.expect.items() if got[k] != v)
+        return tuple(k for k, v in self.case.expect.items() if not matches(v, got[k]))
 
     @property
     def ok(self) -> bool:
@@ -220,7 +229,8 @@ def _case(node: Mapping[str, Any], index: int, path: Path) -> Case:
         col=col,
         format=plain.get("format", OPENAI_CHAT),
         messages=tuple(plain.get("messages") or ()),
-        expect=Expect(route=expect.get("route"), model=expect.get("model"), fallback=expect.get("fallback")),
+        expect=Expect(route=expect.get("route"), fallback=expect.get("fallback"),
+                      model=tuple(expect["model"]) if isinstance(expect.get("model"), list) else expect.get("model")),
         model=plain.get("model"),
         system=plain.get("system"),
         description=plain.get("description"),
@@ -238,9 +248,11 @@ def check_names(cases: Sequence[Case], route_names: Iterable[str], provider_name
             out.append(_diag(G_UNKNOWN_NAME, f"case {case.id!r} expects route {case.expect.route!r}, which the "
                              f"config does not define (routes: {', '.join(sorted(routes)) or 'none'})",
                              case.file, case.line, case.col, severity=Severity.WARNING))
-        if case.expect.model is not None and case.expect.model not in providers:
-            out.append(_diag(G_UNKNOWN_NAME, f"case {case.id!r} expects model {case.expect.model!r}, which is not a "
-                             "provider name in the config", case.file, case.line, case.col, severity=Severity.WARNING))
+        models = case.expect.model if isinstance(case.expect.model, tuple) else (case.expect.model,)
+        for model in models:
+            if model is not None and model not in providers:
+                out.append(_diag(G_UNKNOWN_NAME, f"case {case.id!r} expects model {model!r}, which is not a "
+                                 "provider name in the config", case.file, case.line, case.col, severity=Severity.WARNING))
     return out
 
 
@@ -295,7 +307,7 @@ async def replay(replayer: Replay, cases: Sequence[Case]) -> list[Result]:
 # -- comparing ---------------------------------------------------------------------------------
 
 def describe_expect(expect: Expect) -> str:
-    return " ".join(f"{k}={v}" for k, v in expect.items())
+    return " ".join(f"{k}={shown(v)}" for k, v in expect.items())
 
 
 def describe_outcome(outcome: Outcome) -> str:

@@ -69,7 +69,7 @@ def _updated_expect(result: Result) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in result.case.expect.items():
         if key not in result.mismatched:
-            out[key] = value
+            out[key] = list(value) if isinstance(value, tuple) else value  # a list of models reads back as a list
         elif got[key] is not None:
             out[key] = got[key]
         else:
@@ -77,7 +77,7 @@ def _updated_expect(result: Result) -> dict[str, Any]:
             if swapped is not None and got[swapped] is not None:
                 out[swapped] = got[swapped]
             else:
-                out[key] = value  # nothing to write (no provider would serve the request)
+                out[key] = list(value) if isinstance(value, tuple) else value  # nothing to write (no provider would serve it)
     return out
 
 
@@ -119,8 +119,11 @@ def _scalar(value: str, first_char: str) -> str:
 
 
 def _token_end(line: str, start: int, flow: bool, *, key: bool) -> int:
-    """End column (exclusive) of the single-line scalar starting at ``start``."""
+    """End column (exclusive) of the single-line scalar (or flow list: a list of models) starting at ``start``."""
     quote = line[start] if start < len(line) else ""
+    if quote == "[" and not key:  # replaced whole by the observed scalar; a list over several lines is refused after
+        close = line.find("]", start)
+        return close + 1 if close != -1 else len(line.rstrip("\r\n"))
     if quote == '"':
         i = start + 1
         while i < len(line):

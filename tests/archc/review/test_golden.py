@@ -162,3 +162,35 @@ def test_check_names_warns_about_unknown_routes_and_models() -> None:
     cases, _ = golden.load_file(FIXTURES / "valid" / "commented.yaml")
     diags = golden.check_names(cases, ["code_review"], ["openai/gpt-4o-mini"])
     assert [(d.code, d.severity.value, d.span.line) for d in diags] == [("G503", "warning", 4)]
+
+
+def test_a_list_of_models_expects_any_member_of_a_routes_pool(tmp_path: Path) -> None:
+    """``expect.model: [a, b]``: served by any of them (a pool whose pick is the policy's, live); a
+    miss names the list, `--update` replaces it in place by what served, unknown members warn."""
+    path = tmp_path / "pool.yaml"
+    original = (
+        "- id: cheap-code   # a pool of two\n"
+        "  messages: [{role: user, content: write code}]\n"
+        "  expect: {route: code, model: [openai/small, openai/big]}\n"
+        "- id: block\n"
+        "  messages: [{role: user, content: hi}]\n"
+        "  expect:\n"
+        "    model: [openai/small, openai/typo]   # keep me\n"
+    )
+    path.write_text(original, encoding="utf-8")
+    cases, diags = golden.load_file(path)
+    assert diags == [] and cases[0].expect.model == ("openai/small", "openai/big")
+    assert Result(cases[0], Outcome(route="code", model="openai/big", fallback=None)).ok
+    miss = Result(cases[0], Outcome(route="code", model="openai/other", fallback=None))
+    assert miss.mismatched == ("model",)
+    assert golden.describe_expect(cases[0].expect) == "route=code model=openai/small|openai/big"
+    warnings = golden.check_names(cases, ["code"], ["openai/small", "openai/big", "openai/other"])
+    assert [w.message for w in warnings] == ["case 'block' expects model 'openai/typo', which is not a provider name in the config"]
+    golden_update.update_files([miss, Result(cases[1], Outcome(route=None, model="openai/big", fallback="other"))])
+    assert _changed_lines(original, path.read_text(encoding="utf-8")) == [
+        ("  expect: {route: code, model: [openai/small, openai/big]}\n", "  expect: {route: code, model: openai/other}\n"),
+        ("    model: [openai/small, openai/typo]   # keep me\n", "    model: openai/big   # keep me\n"),
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- id: x\n  messages: [{role: user, content: hi}]\n  expect: {model: []}\n", encoding="utf-8")
+    assert [d.code for d in golden.load_file(bad)[1]] == ["G501"]
