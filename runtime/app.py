@@ -33,7 +33,8 @@ from runtime.guard.ratelimit import RateLimitMiddleware
 from runtime.observe.tracing import Tracing, TracingMiddleware, current_tracing
 from runtime.decide.affinity import SessionPolicy, Sessions, PinStore
 from runtime.live.pins import SharedSessions
-from runtime.live.costs import CostRefresher, cost_source
+from runtime.live.costs import CostRefresher, SourceRefresher, cost_source
+from runtime.live.latency import LatencyRefresher, latency_source
 from runtime.live.watcher import BundleWatcher
 from runtime.errors import HTTPLayerError, MethodNotAllowed, NotFound
 from runtime.http.fastpath import HotPathMiddleware
@@ -114,14 +115,20 @@ def _cache_breakpoints(bundle: Bundle) -> int | None:
     return int(spec.get("min_prefix_tokens") or 1024) if isinstance(spec, dict) else None
 
 
-def _start_costs(bundle: Bundle, state: GatewayState) -> CostRefresher | None:
-    """Start reading the bundle's cost source (``prefer: cheapest`` pools) into the pool ranker, off the request path."""
-    source = cost_source(bundle.extensions)
-    if source is None or not any(r.policy == "cheapest" for r in bundle.routes):
-        return None
-    refresher = CostRefresher(source, [p.name for p in bundle.providers], state.pools)
-    refresher.start()
-    return refresher
+def _start_sources(bundle: Bundle, state: GatewayState) -> list[SourceRefresher]:
+    """Start reading the bundle's metrics sources into the pool ranker, off the request path: its cost
+    source for ``prefer: cheapest`` pools, its latency source (Prometheus) for ``prefer: fastest``."""
+    models = [p.name for p in bundle.providers]
+    started: list[SourceRefresher] = []
+    cost = cost_source(bundle.extensions)
+    if cost is not None and any(r.policy == "cheapest" for r in bundle.routes):
+        started.append(CostRefresher(cost, models, state.pools))
+    latency = latency_source(bundle.extensions)
+    if latency is not None and any(r.policy == "fastest" for r in bundle.routes):
+        started.append(LatencyRefresher(latency, models, state.pools))
+    for refresher in started:
+        refresher.start()
+    return started
 
 
 def _build_router(bundle: Bundle, settings: Settings, log: logging.Logger, targets: Targets) -> RouterService:
@@ -171,16 +178,16 @@ def create_app(
                              pins=_pins_for(bundle, metrics), cache_breakpoints=_cache_breakpoints(bundle))
         pins = [state.pins]  # the session store of the bundle being served (or None)
         _count_shared_errors(active_router, state.metrics)
-        costs = [_start_costs(bundle, state)]  # the cost source's refresher of the bundle being served (or None)
+        sources = _start_sources(bundle, state)  # the metrics sources' refreshers of the bundle being served
 
         async def rebuild(new: Bundle) -> tuple[GatewayState, list]:
             # Hot reload (runtime/live/generation.py): new targets and router; the pool, metrics and sessions are kept.
             new_targets = build_targets(new, settings.env, echo_missing=settings.echo)
             new_router = router if router is not None else await asyncio.to_thread(_build_router, new, settings, log, new_targets)
             closers = [] if router is not None else [new_router.aclose]
-            if costs[0] is not None:  # the new bundle's cost source replaces the old one's (its prices kept until read)
-                await costs[0].aclose()
-            costs[0] = _start_costs(new, state)
+            for refresher in sources:  # the new bundle's sources replace the old ones' (their numbers kept until read)
+                await refresher.aclose()
+            sources[:] = _start_sources(new, state)
             _count_shared_errors(new_router, state.metrics)
             new_settings = effective_settings(settings, new)
             # A fresh sender: it caches each provider's URL and headers by name, and those may have changed.
@@ -208,8 +215,8 @@ def create_app(
             if watcher is not None:
                 await watcher.aclose()
             await live.aclose()
-            if costs[0] is not None:
-                await costs[0].aclose()
+            for refresher in sources:
+                await refresher.aclose()
             if tracing is not None:
                 await tracing.aclose()
             await state.stored.aclose()

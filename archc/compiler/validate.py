@@ -225,11 +225,7 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
                             (key,), severity=Severity.WARNING))
     sources = config.get("model_metrics_sources")
     for i, source in enumerate(sources if isinstance(sources, list) else ()):
-        if isinstance(source, dict) and source.get("type") == "latency":
-            diags.append(_d("V207", "a latency source (Prometheus) is accepted but not read by this gateway yet: prefer: "
-                                    "fastest ranks by the gateway's own measured latency", tree, file,
-                            ("model_metrics_sources", i), severity=Severity.WARNING))
-        elif isinstance(source, dict) and source.get("provider") == "digitalocean":
+        if isinstance(source, dict) and source.get("provider") == "digitalocean":
             diags.append(_d("V207", "the digitalocean cost catalog is accepted but not read by this gateway yet: give a "
                                     "models.dev catalog (provider: models.dev, url: ...) for prefer: cheapest", tree, file,
                             ("model_metrics_sources", i, "provider"), severity=Severity.WARNING))

@@ -56,14 +56,15 @@ def prices(catalog: Any, models: Iterable[str], aliases: Mapping[str, str] | Non
     return out
 
 
-class CostRefresher:
-    """Reads the source now and every ``refresh_interval`` seconds into ``target.costs``."""
+class SourceRefresher:
+    """Reads a metrics source now and every ``refresh_interval`` seconds, off the request path, and
+    hands what it read to ``apply`` (which raises on a source it cannot use: the last good numbers stay)."""
 
-    def __init__(self, source: Mapping[str, Any], models: Iterable[str], target: Any) -> None:
-        self.url = str(source.get("url") or MODELS_DEV)
-        self.every_s = float(source.get("refresh_interval") or DEFAULT_REFRESH_S)
-        self.aliases = dict(source.get("model_aliases") or {})
-        self.models = tuple(models)
+    what = "source"
+
+    def __init__(self, url: str, every_s: float, target: Any) -> None:
+        self.url = url
+        self.every_s = every_s
         self.target = target
         self._task: asyncio.Task[None] | None = None
 
@@ -75,15 +76,17 @@ class CostRefresher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def apply(self, raw: bytes) -> None:
+        raise NotImplementedError
+
     async def refresh(self) -> bool:
-        """One read; True when the prices were replaced."""
+        """One read; True when the numbers were replaced."""
         try:
-            found = prices(json.loads(await self._read()), self.models, self.aliases)
-        except Exception as exc:  # unreachable, not JSON, not the catalog's shape: keep the last good prices
-            log.warning("cost source %s could not be read (%s: %s); the last prices are kept", self._where(),
+            self.apply(await self._read())
+        except Exception as exc:  # unreachable, not JSON, not the source's shape: keep the last good numbers
+            log.warning("%s %s could not be read (%s: %s); the last numbers are kept", self.what, self._where(),
                         type(exc).__name__, exc)
             return False
-        self.target.costs = found
         return True
 
     async def _run(self) -> None:
@@ -101,6 +104,20 @@ class CostRefresher:
     def _where(self) -> str:
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme in ("http", "https") else self.url
+
+
+class CostRefresher(SourceRefresher):
+    """The cost source's prices, into ``target.costs``."""
+
+    what = "cost source"
+
+    def __init__(self, source: Mapping[str, Any], models: Iterable[str], target: Any) -> None:
+        super().__init__(str(source.get("url") or MODELS_DEV), float(source.get("refresh_interval") or DEFAULT_REFRESH_S), target)
+        self.aliases = dict(source.get("model_aliases") or {})
+        self.models = tuple(models)
+
+    def apply(self, raw: bytes) -> None:
+        self.target.costs = prices(json.loads(raw), self.models, self.aliases)
 
 
 def _fetch(url: str) -> bytes:

@@ -155,3 +155,73 @@ def test_the_routing_endpoints_answer_the_decision_alone_in_planos_shape(setup) 
     bad = httpx.post(gw.url + "/routing/v1/messages", timeout=20, json={"messages": "not a list"})
     assert bad.status_code == 400 and bad.json()["type"] == "error"  # the endpoint's own error format
     assert big.requests == [] and small.requests == []  # a decision calls no upstream
+
+
+class _Prometheus:
+    """A Prometheus HTTP API on loopback answering every instant query with ``answer`` (and recording the query)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+        from urllib.parse import parse_qs, urlsplit
+
+        owner = self
+        self.answer: bytes = b"{}"
+        self.queries: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                owner.queries.append(parse_qs(parts.query).get("query", [""])[0] if parts.path == "/api/v1/query" else "")
+                self.send_response(200 if parts.path == "/api/v1/query" else 404)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(owner.answer)))
+                self.end_headers()
+                self.wfile.write(owner.answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def says(self, **seconds: float) -> None:
+        self.answer = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"model_name": f"openai/{name}"}, "value": [1700000000, str(s)]} for name, s in seconds.items()]}}).encode()
+
+
+def test_fastest_ranks_by_the_prometheus_latency_source(tmp_path: Path, start_gateway: Callable[..., Gateway]) -> None:
+    """A ``type: latency, provider: prometheus`` source ranks the ``fastest`` pool from the first request
+    (no measuring round), is read again every refresh_interval, and a broken answer keeps the last numbers."""
+    prometheus = _Prometheus()
+    prometheus.says(big=0.9, small=0.05)
+    query = "avg by (model_name) (rate(plano_llm_latency_seconds_sum[5m]))"
+    try:
+        with FakeUpstream(default=router_model) as router, FakeUpstream(default=openai_text("big")) as big, \
+                FakeUpstream(default=openai_text("small")) as small:
+            config = tmp_path / "plano.yaml"
+            text = CONFIG.format(router=router.url, big=big.url, small=small.url, catalog="unused.json")
+            text = text.replace("model_metrics_sources:\n", "model_metrics_sources:\n  - type: latency\n    provider: prometheus\n"
+                                f"    url: {prometheus.url}\n    query: '{query}'\n    refresh_interval: 1\n")
+            config.write_text(text)
+            gw = start_gateway(config)
+            deadline = time.monotonic() + 10
+            while not prometheus.queries:  # the first read happens as the gateway starts
+                assert time.monotonic() < deadline, "the latency source was never read"
+                time.sleep(0.05)
+            assert prometheus.queries[0] == query
+            first = ask(gw, "quick question 1")
+            assert first.headers["x-arch-pool"] == "openai/small > openai/big (prefer fastest)"
+            assert first.headers["x-arch-target"] == "openai/small"
+            prometheus.says(big=0.02, small=0.4)
+            while ask(gw, f"quick question {time.monotonic()}").headers["x-arch-target"] != "openai/big":
+                assert time.monotonic() < deadline + 10, "the new latencies were not read"
+                time.sleep(0.2)
+            prometheus.answer = b'{"status": "error", "error": "bad_data: parse error"}'
+            time.sleep(1.5)
+            assert ask(gw, "quick, broken source").headers["x-arch-target"] == "openai/big"
+            assert "latency source" in gw.logs() and "bad_data: parse error" in gw.logs()
+    finally:
+        prometheus.server.shutdown()
+        prometheus.server.server_close()

@@ -124,3 +124,28 @@ def test_a_session_is_named_by_what_stays_fixed_across_turns() -> None:
     assert session_key(first, tools) == session_key(later, tools) != session_key(first, None)
     assert session_key(first) != session_key([{"role": "system", "content": "other"}, first[1]])
     assert session_key([system]) is None and session_key(first).startswith("s-") and "fix" not in session_key(first)
+
+
+def test_prometheus_latencies_rank_the_models_they_name_and_measurements_the_rest() -> None:
+    from runtime.live.latency import latencies
+
+    def vector(*series: tuple[dict[str, str], str]) -> dict:
+        return {"status": "success", "data": {"resultType": "vector",
+                                              "result": [{"metric": m, "value": [1, v]} for m, v in series]}}
+
+    answer = vector(({"model_name": "openai/a"}, "0.5"), ({"model": "openai/b"}, "0.1"), ({"job": "openai/c"}, "0.2"),
+                    ({"model_name": "openai/x"}, "0.01"), ({"model_name": "openai/d"}, "NaN"), ({"model_name": "openai/e"}, "oops"))
+    assert latencies(answer, ["openai/a", "openai/b", "openai/c", "openai/d", "openai/e"]) == \
+        {"openai/a": 500.0, "openai/b": 100.0, "openai/c": 200.0}  # only label; NaN and non-numbers skipped
+    for bad in ({"status": "error", "error": "bad_data"}, {"status": "success", "data": {"resultType": "matrix", "result": []}}, []):
+        with pytest.raises(ValueError):
+            latencies(bad, ["openai/a"])
+    ranker = PoolRanker()
+    route = Route("r", "d", "openai/a", ("openai/a", "openai/b", "openai/c"), "fastest")
+    ranker.observe("openai/a", 10.0)
+    ranker.observe("openai/b", 50.0)
+    assert ranker.rank(route) == ("openai/c", "openai/a", "openai/b")  # unmeasured first, then the measured
+    ranker.report_latency({"openai/b": 5.0, "openai/c": 80.0})
+    assert ranker.rank(route) == ("openai/b", "openai/a", "openai/c")  # b and c as reported, a as measured
+    ranker.observe("openai/b", 500.0)  # a measurement does not override what the source reports
+    assert ranker.rank(route)[0] == "openai/b"
