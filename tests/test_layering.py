@@ -138,7 +138,7 @@ FOLDERS = {
     "upstream": {"errors", "wire", "settings", "observe", "decide"},  # decide: the echo upstream answers a Choice
     "observe": {"errors", "wire", "http.asgi"},
     "guard": {"errors", "wire", "settings", "http.asgi"},
-    "live": {"errors", "wire", "settings", "state", "decide", "guard", "upstream", "observe", "http.asgi"},  # decide: the Redis pin store keeps its pins
+    "live": {"errors", "wire", "settings", "state", "decide", "router", "guard", "upstream", "observe", "http.asgi"},  # decide, router: the Redis pin store
     "http": {"errors", "wire", "settings", "state", "decide", "router", "upstream", "observe", "live"},
 }
 

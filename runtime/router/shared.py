@@ -33,15 +33,18 @@ _WARN_EVERY_S = 30.0
 _FIELDS = ("route", "fallback", "confidence", "tokens", "probabilities", "prompt_tokens", "answer", "prefix_cached")
 
 
-class SharedDecisions:
-    PREFIX = "{archc-route}:"
+class BestEffortRedis:
+    """A Redis client whose every call is bounded by ``timeout_s`` and whose failure reads as "not
+    found" (``None``): counted (``errors``, ``on_error``) and logged at most every 30 s as ``failing``
+    says. For what a replica can do without (a shared cache, shared session pins)."""
 
-    def __init__(self, url: str, *, ttl_s: float = DEFAULT_TTL_S, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 on_error: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    failing = "redis failed to %s (%s)"
+
+    def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, on_error: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         import redis.asyncio as aioredis
 
         self.url = url
-        self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self.on_error = on_error
         self.clock = clock
@@ -50,6 +53,37 @@ class SharedDecisions:
         self._pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=timeout_s, socket_timeout=timeout_s,
                                                               socket_connect_timeout=timeout_s, health_check_interval=0)
         self._client = aioredis.Redis(connection_pool=self._pool, retry=None)
+
+    async def _call(self, what: str, call: Any) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await asyncio.wait_for(call, timeout=self.timeout_s)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self.errors += 1
+            if self.on_error is not None:
+                self.on_error()
+            if self.clock() - self._warned_at >= _WARN_EVERY_S:
+                self._warned_at = self.clock()
+                log.warning(self.failing, what, type(exc).__name__)
+            return None
+
+    async def aclose(self) -> None:
+        try:
+            await self._client.aclose()
+            await self._pool.disconnect()
+        except Exception:  # closing a pool whose server is gone
+            pass
+
+
+class SharedDecisions(BestEffortRedis):
+    PREFIX = "{archc-route}:"
+    failing = "shared decision cache (redis) failed to %s (%s): this replica decides on its own until it answers"
+
+    def __init__(self, url: str, *, ttl_s: float = DEFAULT_TTL_S, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 on_error: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(url, timeout_s=timeout_s, on_error=on_error, clock=clock)
+        self.ttl_s = ttl_s
 
     async def get(self, key: str) -> Decision | None:
         raw = await self._call("read", self._client.get(self.PREFIX + key))
@@ -63,28 +97,6 @@ class SharedDecisions:
     async def put(self, key: str, decision: Decision) -> None:
         data = orjson.dumps({name: getattr(decision, name) for name in _FIELDS})
         await self._call("write", self._client.set(self.PREFIX + key, data, ex=max(1, int(self.ttl_s))))
-
-    async def _call(self, what: str, call: Any) -> Any:
-        from redis.exceptions import RedisError
-
-        try:
-            return await asyncio.wait_for(call, timeout=self.timeout_s)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self.errors += 1
-            if self.on_error is not None:
-                self.on_error()
-            if self.clock() - self._warned_at >= _WARN_EVERY_S:
-                self._warned_at = self.clock()
-                log.warning("shared decision cache (redis) failed to %s (%s): this replica decides on its own until it answers",
-                            what, type(exc).__name__)
-            return None
-
-    async def aclose(self) -> None:
-        try:
-            await self._client.aclose()
-            await self._pool.disconnect()
-        except Exception:  # closing a pool whose server is gone
-            pass
 
 
 def decision_from(data: Mapping[str, Any]) -> Decision:
