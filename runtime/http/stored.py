@@ -117,15 +117,12 @@ class _Kept:
         self.size = size  # the JSON bytes of the whole conversation through this response, and of the response
         self.response_size = response_size  # of the response alone (the next turn's history holds its output items)
 
-    def response(self) -> dict[str, Any] | None:
-        return self.answer.parsed()
-
     def settle(self) -> bool:
         """Parse the response once and add its output items to the turn; False when its bytes do not
         hold a response (an upstream's malformed final event: as if it had never been kept)."""
         if self.settled:
             return True
-        response = self.response()
+        response = self.answer.parsed()
         if response is None:
             return False
         outputs = orr.output_items(response)
@@ -213,7 +210,7 @@ class MemoryResponses:
 
     async def get(self, rid: str) -> dict[str, Any]:
         kept = self._get(rid)
-        response = kept.response() if kept is not None else None
+        response = kept.answer.parsed() if kept is not None else None
         if response is None:
             if kept is not None:
                 self._drop(rid)

@@ -509,22 +509,6 @@ class _AnthropicToOpenAI:
 _TEXT_DELTA = b"event: response.output_text.delta\ndata: "
 
 
-def _text_only(chunk: dict[str, Any]) -> str | None:
-    """The text of a chat chunk that carries only text for the first choice (no usage, reasoning, tool
-    calls or finish reason: whatever else ``StreamFromChat.feed`` reads), else None."""
-    choices = chunk.get("choices")
-    if chunk.get("usage") or type(choices) is not list or len(choices) != 1:
-        return None
-    choice = choices[0]
-    if type(choice) is not dict or choice.get("index", 0) != 0 or choice.get("finish_reason"):
-        return None
-    delta = choice.get("delta")
-    if type(delta) is not dict or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning"):
-        return None
-    text = delta.get("content")
-    return text if type(text) is str and text else None
-
-
 class _ToResponses:
     """Chat chunks (from an OpenAI upstream, or an Anthropic one through ``_AnthropicToOpenAI``'s
     converter) -> Responses events for the client; ``final_event``: the id and the JSON data of the
@@ -561,8 +545,8 @@ class _ToResponses:
         out: list[bytes] = []
         try:
             for chunk in chunks:
-                text = _text_only(chunk)  # most chunks of a long answer: one event, written directly
-                if text is not None and (data := self.convert.text_delta(text)) is not None:
+                data = self.convert.text_delta(chunk)  # most chunks of a long answer: one event, written directly
+                if data is not None:
                     out.append(_TEXT_DELTA + data + b"\n\n")
                     continue
                 out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]

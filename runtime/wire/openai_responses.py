@@ -570,12 +570,14 @@ class StreamFromChat:
                 self.finish_reason = choice["finish_reason"]
         return out
 
-    def text_delta(self, text: str) -> bytes | None:
-        """``response.output_text.delta``'s data for ``text`` (non-empty) added to the open message, written
-        out directly (the bytes ``feed`` would give for a chunk carrying only this text, without its dicts:
-        most of a long answer's chunks); None when no message is open (``feed`` opens one)."""
+    def text_delta(self, chunk: dict[str, Any]) -> bytes | None:
+        """For a chunk that carries only text for the first choice (no usage, reasoning, tool calls or
+        finish reason: whatever else ``feed`` reads) while a message is open: its
+        ``response.output_text.delta`` data, written out directly (the bytes ``feed`` would give,
+        without its dicts: most of a long answer's chunks). None for any other chunk: ``feed`` it."""
         item = self.open
-        if item is None or item["type"] != "message":
+        text = _text_only(chunk) if item is not None and item["type"] == "message" else None
+        if text is None:
             return None
         item["_text"] += text
         sequence = self.sequence
@@ -635,6 +637,21 @@ class StreamFromChat:
         self.response["error"] = {"code": code, "message": err.get("message", "")}
         out.append(self._event("response.failed", response=self.response))
         return out
+
+
+def _text_only(chunk: dict[str, Any]) -> str | None:
+    """The text of a chat chunk that carries nothing else ``StreamFromChat.feed`` reads (kept beside it)."""
+    choices = chunk.get("choices")
+    if chunk.get("usage") or type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("index", 0) != 0 or choice.get("finish_reason"):
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning"):
+        return None
+    text = delta.get("content")
+    return text if type(text) is str and text else None
 
 
 def _pending(item: dict[str, Any]) -> dict[str, Any]:

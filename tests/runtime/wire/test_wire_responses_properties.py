@@ -234,8 +234,8 @@ def test_text_deltas_written_directly_are_the_bytes_the_general_path_writes() ->
     written: list[int] = []  # delta events written directly, over all the generated streams
     text_delta = orr.StreamFromChat.text_delta
 
-    def counted(self: Any, text: str) -> bytes | None:
-        data = text_delta(self, text)
+    def counted(self: Any, chunk: dict[str, Any]) -> bytes | None:
+        data = text_delta(self, chunk)
         written.append(data is not None)
         return data
 
@@ -249,10 +249,9 @@ def test_text_deltas_written_directly_are_the_bytes_the_general_path_writes() ->
         out = []
         for direct in (True, False):
             converter = adapt.stream_adapter(WireFormat.OPENAI_RESPONSES, WireFormat.OPENAI_CHAT, model="m", body={"input": "hi"})
-            with mock.patch.object(adapt, "_text_only", adapt._text_only if direct else (lambda chunk: None)):
+            with mock.patch.object(orr.StreamFromChat, "text_delta", counted if direct else (lambda self, chunk: None)):
                 out.append(b"".join(converter.feed(raw)) + b"".join(converter.finish()))
         assert ids_out(out[0]) == ids_out(out[1])
 
-    with mock.patch.object(orr.StreamFromChat, "text_delta", counted):
-        check()
+    check()
     assert sum(written) > 50  # the direct writing was exercised, not only its refusals
