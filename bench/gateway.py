@@ -475,7 +475,12 @@ def start_gateway(tree: Path, bundle: Path, folder: Path, name: str) -> tuple[su
     port = free_port()
     proc = start([sys.executable, "-m", "archc", "serve", str(bundle), "--port", str(port), "--log-level", "warning"], cpu=0,
                  env={"BENCH_OPENAI_KEY": "sk-fake", "PYTHONPATH": str(tree)}, log=folder / f"{name}.log", cwd=tree)
-    wait_http(f"http://127.0.0.1:{port}/readyz", 60)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", 60)
+    except RuntimeError as exc:  # say why (an old tree's missing dependency, a bundle it refuses), not only that
+        stop(proc)
+        tail = (folder / f"{name}.log").read_text(errors="replace").strip().splitlines()[-5:]
+        raise SystemExit(f"{tree}: {exc}; its log ends:\n" + "\n".join(tail)) from None
     return proc, port
 
 
