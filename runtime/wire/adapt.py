@@ -18,7 +18,6 @@ import orjson
 
 from runtime.errors import BadUpstreamResponse, UpstreamError
 from runtime.wire.sse import DONE, SSEDecoder, encode_json, first_event
-from runtime.wire.json_text import dumps
 from runtime.wire import WireFormat
 from runtime.wire import anthropic_messages as anthropic
 from runtime.wire import openai_chat as openai
@@ -418,15 +417,32 @@ def response_id_of(data: bytes) -> str | None:
 _SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
-def _load(data: str) -> Any:
+def _load(data: str | bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         pass
+    if isinstance(data, bytes):  # SSEDecoder.data_only's: invalid UTF-8 reads as U+FFFD, as SSEDecoder.feed reads it
+        data = data.decode("utf-8", "replace")
     try:  # what orjson refuses, the stdlib decides (a lone surrogate escape is valid JSON)
         return json.loads(data)
     except ValueError as exc:
         raise BadUpstreamResponse("upstream sent a stream event that is not valid JSON") from exc
+
+
+def _chat_chunks(payloads: list[str] | list[bytes]) -> tuple[list[dict[str, Any]], bool]:
+    """An OpenAI stream's event data as its chunks, and whether ``[DONE]`` was among them."""
+    chunks: list[dict[str, Any]] = []
+    done = False
+    for data in payloads:
+        if data == "[DONE]" or data == b"[DONE]":
+            done = True
+            continue
+        chunk = _load(data)
+        if not isinstance(chunk, dict):
+            raise BadUpstreamResponse("upstream sent a stream chunk that is not a JSON object")
+        chunks.append(chunk)
+    return chunks, done
 
 
 class _OpenAIToAnthropic:
@@ -437,19 +453,15 @@ class _OpenAIToAnthropic:
         self.convert = anthropic.StreamFromOpenAI(model=model)
         self.complete = False
 
-    def _events(self, events: list[Any]) -> list[bytes]:
+    def _events(self, payloads: list[str] | list[bytes]) -> list[bytes]:
+        chunks, done = _chat_chunks(payloads)
+        self.complete = self.complete or done
         out: list[bytes] = []
-        for ev in events:
-            if ev.data == "[DONE]":
-                self.complete = True
-                continue
-            chunk = _load(ev.data)
-            if not isinstance(chunk, dict):
-                raise BadUpstreamResponse("upstream sent a stream chunk that is not a JSON object")
-            try:
+        try:
+            for chunk in chunks:
                 out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]
-            except _SHAPE_ERRORS as exc:
-                raise UpstreamError(f"upstream sent a stream chunk in an unexpected shape ({type(exc).__name__})") from exc
+        except _SHAPE_ERRORS as exc:
+            raise UpstreamError(f"upstream sent a stream chunk in an unexpected shape ({type(exc).__name__})") from exc
         return out
 
     @property
@@ -460,10 +472,11 @@ class _OpenAIToAnthropic:
         return self.complete or self.convert.stopped
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        return self._events(self.decoder.feed(chunk))
+        payloads = self.decoder.data_only(chunk)  # most reads: no event objects, no decoding
+        return self._events(payloads if payloads is not None else [ev.data for ev in self.decoder.feed(chunk)])
 
     def finish(self) -> list[bytes]:
-        out = self._events(self.decoder.flush())
+        out = self._events([ev.data for ev in self.decoder.flush()])
         if not (self.complete or self.convert.stopped):  # stopped: the client's message is whole already
             raise _incomplete(OPENAI)
         return out + [encode_json(data, event=name) for name, data in self.convert.finish()]
@@ -506,9 +519,6 @@ class _AnthropicToOpenAI:
         return out + [encode_json(chunk) for chunk in self.convert.finish()] + [DONE]
 
 
-_TEXT_DELTA = b"event: response.output_text.delta\ndata: "
-
-
 class _ToResponses:
     """Chat chunks (from an OpenAI upstream, or an Anthropic one through ``_AnthropicToOpenAI``'s
     converter) -> Responses events for the client; ``final_event``: the id and the JSON data of the
@@ -524,18 +534,17 @@ class _ToResponses:
         self.response: dict[str, Any] | None = None  # never set: the answer is kept from ``final_event``
         self.final_event: tuple[str, bytes] | None = None  # (response id, the final event's data) once finished
 
-    def _chunks(self, events: list[Any]) -> list[dict[str, Any]]:
-        chunks: list[dict[str, Any]] = []
+    def _chunks(self, events: list[Any], payloads: list[bytes] | None = None) -> list[dict[str, Any]]:
+        """The chat chunks of ``events`` (or, from a chat upstream, of ``payloads``: their data)."""
+        if self.pivot is None:
+            chunks, done = _chat_chunks(payloads if payloads is not None else [ev.data for ev in events])
+            self.complete = self.complete or done
+            return chunks
+        chunks = []
         for ev in events:
-            if self.pivot is None and ev.data == "[DONE]":
-                self.complete = True
-                continue
             data = _load(ev.data)
             if not isinstance(data, dict):
                 raise BadUpstreamResponse("upstream sent a stream event that is not a JSON object")
-            if self.pivot is None:
-                chunks.append(data)
-                continue
             if data.get("type", ev.event) == "message_stop":
                 self.complete = True
             chunks += self.pivot.feed(ev.event or "", data)
@@ -545,11 +554,11 @@ class _ToResponses:
         out: list[bytes] = []
         try:
             for chunk in chunks:
-                data = self.convert.text_delta(chunk)  # most chunks of a long answer: one event, written directly
-                if data is not None:
-                    out.append(_TEXT_DELTA + data + b"\n\n")
-                    continue
-                out += [encode_json(data, event=name) for name, data in self.convert.feed(chunk)]
+                event = self.convert.text_delta(chunk)  # most chunks of a long answer: one event, read less
+                if event is not None:
+                    out.append(event)
+                else:
+                    out += self.convert.feed(chunk)
         except _SHAPE_ERRORS as exc:
             raise UpstreamError(f"upstream sent a stream chunk in an unexpected shape ({type(exc).__name__})") from exc
         return out
@@ -560,7 +569,8 @@ class _ToResponses:
         return self.complete
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        return self._events(self._chunks(self.decoder.feed(chunk)))
+        payloads = self.decoder.data_only(chunk) if self.pivot is None else None  # most reads of a chat stream
+        return self._events(self._chunks([], payloads) if payloads is not None else self._chunks(self.decoder.feed(chunk)))
 
     def finish(self) -> list[bytes]:
         out = self._events(self._chunks(self.decoder.flush()))
@@ -568,15 +578,12 @@ class _ToResponses:
             out += self._events(self.pivot.finish())
         if not (self.complete or self.convert.finish_reason):
             raise _incomplete(self.upstream_format)
-        *closing, (name, final) = self.convert.finish()
-        out += [encode_json(data, event=name) for name, data in closing]
-        raw = dumps(final)  # the final event's data: sent, and kept for the store as it is (no second write-out)
-        out.append(encode_json(orjson.Fragment(raw), event=name))
-        self.final_event = (self.convert.response["id"], raw)
+        out += self.convert.finish()
+        self.final_event = (self.convert.response["id"], self.convert.final_data)  # kept as sent: no second write-out
         return out
 
     def error_event(self, error_body: dict[str, Any]) -> bytes:
-        return b"".join(encode_json(data, event=name) for name, data in self.convert.error(error_body))
+        return b"".join(self.convert.error(error_body))
 
 
 def stream_adapter(client_format: WireFormat, upstream_format: WireFormat, *, model: str, body: Mapping[str, Any]) -> Any:

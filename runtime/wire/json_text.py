@@ -31,7 +31,7 @@ import orjson
 
 from runtime.errors import InvalidRequest
 
-__all__ = ["INT_LIMIT", "SAFE_INT", "Written", "dumps", "parse_answer", "parse_request"]
+__all__ = ["INT_LIMIT", "SAFE_INT", "dumps", "parse_answer", "parse_request"]
 
 # The largest integer every JSON reader keeps exact (a double's 53-bit mantissa; RFC 7493 I-JSON):
 # the bound of counts (max_tokens, n, top_k, budget_tokens) unless a field says otherwise.
@@ -174,40 +174,16 @@ def _path_of_marker(value: Any, path: str = "") -> str | None:
     return None
 
 
-class Written:
-    """A value written out once by ``dumps`` and inlined as those bytes wherever it is written again
-    (a Responses stream's envelope, in two events)."""
-
-    __slots__ = ("value", "raw")
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-        self.raw = dumps(value)
-
-
-def _inline(value: Any) -> Any:
-    if isinstance(value, Written):
-        return orjson.Fragment(value.raw)
-    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
-
-
-def _rewrite(value: Any) -> Any:
-    """The standard library's way, for what orjson refused: the value itself."""
-    if isinstance(value, Written):
-        return value.value
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_rewrite)
+_STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def dumps(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON (no spaces, non-ASCII as is)."""
     try:
-        return orjson.dumps(value, default=_inline)
+        return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an integer past 64 bits, a non-str key
         pass
     try:
         return _STDLIB.encode(value).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate (a valid JSON escape, not encodable as UTF-8): escape it
-        return json.dumps(value, separators=(",", ":"), default=_rewrite).encode("ascii")
+        return json.dumps(value, separators=(",", ":")).encode("ascii")

@@ -44,7 +44,7 @@ from runtime.wire._check import (MISSING, array, each, fail, kind, obj, one_of, 
                                  opt_string, string)
 from runtime.wire.openai_chat import reasoning_of, text_of
 from runtime.wire.sse import encode_json
-from runtime.wire.json_text import Written, dumps
+from runtime.wire.json_text import dumps
 
 __all__ = ["StreamFromChat", "chat_messages", "dropped_tools", "error_event", "input_items", "listed_item", "output_items", "request_to_chat", "response_from_chat",
            "response_id", "validate_request"]
@@ -460,13 +460,37 @@ def output_items(response: dict[str, Any]) -> list[dict[str, Any]]:
 
 # --- streams: chat chunks -> Responses events ------------------------------------------------------
 
+# A message's events, written from templates: the events of an answer's text, most of every
+# translated stream, without a dict or a JSON write each (the same bytes the dicts would give;
+# tests/runtime/wire/test_wire_responses_properties.py compares them with the general writer).
+_ENVELOPE_EVENTS = (b'event: response.created\ndata: {"type":"response.created","sequence_number":%d,"response":%s}\n\n'
+                    b'event: response.in_progress\ndata: {"type":"response.in_progress","sequence_number":%d,"response":%s}\n\n')
+_MESSAGE_ADDED = (b'event: response.output_item.added\ndata: {"type":"response.output_item.added","sequence_number":%d,'
+                  b'"output_index":%d,"item":{"type":"message","id":%s,"status":"in_progress","role":"assistant","content":[]}}\n\n'
+                  b'event: response.content_part.added\ndata: {"type":"response.content_part.added","sequence_number":%d,'
+                  b'"item_id":%s,"output_index":%d,"content_index":0,'
+                  b'"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}}\n\n')
+_TEXT_DELTA = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'
+               b'"item_id":%s,"output_index":%d,"delta":%s,"content_index":0,"logprobs":[]}\n\n')
+_MESSAGE_DONE = (b'event: response.output_text.done\ndata: {"type":"response.output_text.done","sequence_number":%d,'
+                 b'"item_id":%s,"output_index":%d,"content_index":0,"text":%s,"logprobs":[]}\n\n'
+                 b'event: response.content_part.done\ndata: {"type":"response.content_part.done","sequence_number":%d,'
+                 b'"item_id":%s,"output_index":%d,"content_index":0,'
+                 b'"part":{"type":"output_text","text":%s,"annotations":[],"logprobs":[]}}\n\n'
+                 b'event: response.output_item.done\ndata: {"type":"response.output_item.done","sequence_number":%d,'
+                 b'"output_index":%d,"item":{"type":"message","id":%s,"status":"completed","role":"assistant",'
+                 b'"content":[{"type":"output_text","text":%s,"annotations":[],"logprobs":[]}]}}\n\n')
+
 
 class StreamFromChat:
-    """Chat chunks in (``feed`` each parsed chunk), Responses events out as ``(event, data)`` pairs.
+    """Chat chunks in (``feed`` each parsed chunk), Responses events out as SSE bytes (each element
+    one or more whole events, numbered in order).
 
     Items open as their first delta arrives (reasoning, then text, then each tool call) and close
     when another begins or the stream ends; ``finish`` closes what is open and sends
-    ``response.completed`` (or ``response.incomplete``) with the whole output and the usage.
+    ``response.completed`` (or ``response.incomplete``) with the whole output and the usage; its
+    data (the JSON of that event) is kept in ``final_data``. A message's events are written from
+    templates (``_MESSAGE_ADDED``...), the others from their dicts (``_event``).
     """
 
     def __init__(self, request: dict[str, Any], *, model: str, rid: str | None = None) -> None:
@@ -474,23 +498,26 @@ class StreamFromChat:
         self.sequence = 0
         self.started = False
         self.open: dict[str, Any] | None = None  # the output item being streamed
+        self.open_id = b""  # its id, as JSON
         self.calls: dict[int, dict[str, Any]] = {}  # chat tool_call index -> its function_call item
         self.finish_reason: str | None = None
         self.usage: Any = None
+        self.final_data = b""  # the final event's data, once finished
 
-    def _event(self, kind: str, /, **data: Any) -> tuple[str, dict[str, Any]]:
-        event = {"type": kind, "sequence_number": self.sequence, **data}
+    def _event(self, kind: str, /, **data: Any) -> bytes:
+        sequence = self.sequence
         self.sequence += 1
-        return kind, event
+        return encode_json({"type": kind, "sequence_number": sequence, **data}, event=kind)
 
-    def _start(self) -> list[tuple[str, dict[str, Any]]]:
+    def _start(self) -> list[bytes]:
         if self.started:
             return []
         self.started = True
-        envelope = Written({**self.response, "output": []})  # written out once for both events
-        return [self._event("response.created", response=envelope), self._event("response.in_progress", response=envelope)]
+        envelope = dumps({**self.response, "output": []})  # written out once for both events
+        self.sequence += 2
+        return [_ENVELOPE_EVENTS % (self.sequence - 2, envelope, self.sequence - 1, envelope)]
 
-    def _open(self, item: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def _open(self, item: dict[str, Any]) -> list[bytes]:
         """Announce a new output item. A message or reasoning item closes whatever is open; a
         function call closes only an open message or reasoning item: calls stay open side by side,
         as a chat stream may interleave their argument deltas."""
@@ -498,43 +525,45 @@ class StreamFromChat:
         if item["type"] != "function_call":
             out += self._close_calls()
             self.open = item
+            self.open_id = dumps(item["id"])
         self.response["output"].append(item)
         index = len(self.response["output"]) - 1
+        if item["type"] == "message":
+            sequence = self.sequence
+            self.sequence += 2
+            out.append(_MESSAGE_ADDED % (sequence, index, self.open_id, sequence + 1, self.open_id, index))
+            return out
         announced = {k: v for k, v in item.items() if not k.startswith("_")}
         out.append(self._event("response.output_item.added", output_index=index, item={**announced, **_pending(item)}))
-        if item["type"] == "message":
-            out.append(self._event("response.content_part.added", item_id=item["id"], output_index=index, content_index=0,
-                                   part={"type": "output_text", "text": "", "annotations": [], "logprobs": []}))
-        elif item["type"] == "reasoning":
+        if item["type"] == "reasoning":
             out.append(self._event("response.reasoning_summary_part.added", item_id=item["id"], output_index=index,
                                    summary_index=0, part={"type": "summary_text", "text": ""}))
         return out
 
-    def _close_text(self) -> list[tuple[str, dict[str, Any]]]:
+    def _close_text(self) -> list[bytes]:
         item, self.open = self.open, None
         if item is None:
             return []
         index = self.response["output"].index(item)
         text = item.pop("_text")
         if item["type"] == "message":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            out = [self._event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
-                               text=text, logprobs=[]),
-                   self._event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part)]
-            item["content"] = [part]
+            item["content"] = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
             item["status"] = "completed"
-        else:
-            part = {"type": "summary_text", "text": text}
-            out = [self._event("response.reasoning_summary_text.done", item_id=item["id"], output_index=index,
-                               summary_index=0, text=text),
-                   self._event("response.reasoning_summary_part.done", item_id=item["id"], output_index=index,
-                               summary_index=0, part=part)]
-            item["summary"] = [part]
+            sequence, written = self.sequence, dumps(text)
+            self.sequence += 3
+            return [_MESSAGE_DONE % (sequence, self.open_id, index, written, sequence + 1, self.open_id, index, written,
+                                     sequence + 2, index, self.open_id, written)]
+        part = {"type": "summary_text", "text": text}
+        out = [self._event("response.reasoning_summary_text.done", item_id=item["id"], output_index=index,
+                           summary_index=0, text=text),
+               self._event("response.reasoning_summary_part.done", item_id=item["id"], output_index=index,
+                           summary_index=0, part=part)]
+        item["summary"] = [part]
         out.append(self._event("response.output_item.done", output_index=index, item=dict(item)))
         return out
 
-    def _close_calls(self) -> list[tuple[str, dict[str, Any]]]:
-        out: list[tuple[str, dict[str, Any]]] = []
+    def _close_calls(self) -> list[bytes]:
+        out: list[bytes] = []
         for item in self.calls.values():
             if item["status"] != "in_progress":
                 continue
@@ -545,7 +574,7 @@ class StreamFromChat:
             out.append(self._event("response.output_item.done", output_index=index, item=dict(item)))
         return out
 
-    def feed(self, chunk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
         out = self._start()
         if chunk.get("usage"):
             self.usage = chunk["usage"]
@@ -557,13 +586,15 @@ class StreamFromChat:
             if isinstance(reasoning, str) and reasoning:
                 if self.open is None or self.open["type"] != "reasoning":
                     out += self._open({"type": "reasoning", "id": _item_id("rs"), "summary": [], "_text": ""})
-                out += self._delta("response.reasoning_summary_text.delta", reasoning, summary_index=0)
+                self.open["_text"] += reasoning  # type: ignore[index]
+                out.append(self._event("response.reasoning_summary_text.delta", item_id=self.open["id"],  # type: ignore[index]
+                                       output_index=len(self.response["output"]) - 1, delta=reasoning, summary_index=0))
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if self.open is None or self.open["type"] != "message":
                     out += self._open({"type": "message", "id": _item_id("msg"), "status": "in_progress", "role": "assistant",
                                        "content": [], "_text": ""})
-                out += self._delta("response.output_text.delta", text, content_index=0, logprobs=[])
+                out.append(self._text(text))
             for call in delta.get("tool_calls") or []:
                 out += self._call(call)
             if choice.get("finish_reason"):
@@ -573,27 +604,21 @@ class StreamFromChat:
     def text_delta(self, chunk: dict[str, Any]) -> bytes | None:
         """For a chunk that carries only text for the first choice (no usage, reasoning, tool calls or
         finish reason: whatever else ``feed`` reads) while a message is open: its
-        ``response.output_text.delta`` data, written out directly (the bytes ``feed`` would give,
-        without its dicts: most of a long answer's chunks). None for any other chunk: ``feed`` it."""
+        ``response.output_text.delta`` event, the bytes ``feed`` would give, with less reading (most
+        of a long answer's chunks). None for any other chunk: ``feed`` it."""
         item = self.open
         text = _text_only(chunk) if item is not None and item["type"] == "message" else None
-        if text is None:
-            return None
-        item["_text"] += text
+        return None if text is None else self._text(text)
+
+    def _text(self, text: str) -> bytes:
+        """An open message's text delta."""
+        self.open["_text"] += text  # type: ignore[index]
         sequence = self.sequence
         self.sequence += 1
-        return b'{"type":"response.output_text.delta","sequence_number":%d,"item_id":%s,"output_index":%d,"delta":%s,' \
-               b'"content_index":0,"logprobs":[]}' % (sequence, dumps(item["id"]), len(self.response["output"]) - 1, dumps(text))
+        return _TEXT_DELTA % (sequence, self.open_id, len(self.response["output"]) - 1, dumps(text))
 
-    def _delta(self, name: str, text: str, **where: Any) -> list[tuple[str, dict[str, Any]]]:
-        item = self.open
-        assert item is not None
-        item["_text"] += text
-        index = len(self.response["output"]) - 1
-        return [self._event(name, item_id=item["id"], output_index=index, delta=text, **where)]
-
-    def _call(self, call: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        out: list[tuple[str, dict[str, Any]]] = []
+    def _call(self, call: dict[str, Any]) -> list[bytes]:
+        out: list[bytes] = []
         index = call.get("index", 0)
         function = call.get("function") or {}
         item = self.calls.get(index)
@@ -611,7 +636,7 @@ class StreamFromChat:
                                    output_index=self.response["output"].index(item), delta=arguments))
         return out
 
-    def finish(self) -> list[tuple[str, dict[str, Any]]]:
+    def finish(self) -> list[bytes]:
         out = self._start()
         if not self.calls and not any(item["type"] == "message" for item in self.response["output"]):
             # An answer always holds a message, as the non-streamed translation's does (empty here).
@@ -623,10 +648,13 @@ class StreamFromChat:
         if incomplete:
             self.response["incomplete_details"] = {"reason": incomplete}
         self.response["usage"] = _usage_from_chat(self.usage)
-        out.append(self._event("response.incomplete" if incomplete else "response.completed", response=self.response))
+        kind = "response.incomplete" if incomplete else "response.completed"
+        self.final_data = dumps({"type": kind, "sequence_number": self.sequence, "response": self.response})
+        self.sequence += 1
+        out.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), self.final_data))
         return out
 
-    def error(self, error_body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def error(self, error_body: dict[str, Any]) -> list[bytes]:
         """A failure after the stream began, numbered in this stream: an ``error`` event, then
         ``response.failed`` carrying the same error and what was streamed so far."""
         err = error_body.get("error", error_body)

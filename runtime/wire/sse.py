@@ -89,6 +89,21 @@ class SSEDecoder:
             self._line(line, events)
         return events
 
+    def data_only(self, chunk: bytes) -> list[bytes] | None:
+        """The data of ``chunk``'s events when nothing is pending and ``chunk`` is whole events of one
+        ``data: `` line each, LF-ended (most reads of an OpenAI stream), as bytes, without decoding
+        them or building events; None for anything else (``feed`` it). Invalid UTF-8 is left as is:
+        where ``feed`` would replace it, the caller decides (adapt._load)."""
+        if chunk[-2:] != b"\n\n" or b"\r" in chunk or self._buf or self._parts or self._data or self._event is not None \
+                or self._decoder.getstate()[0]:
+            return None
+        blocks = chunk[:-2].split(b"\n\n")
+        for block in blocks:
+            if block[:6] != b"data: " or b"\n" in block:
+                return None
+        self._started = True  # a BOM is one only at the stream's start, as ``feed`` reads it
+        return [block[6:] for block in blocks]
+
     def flush(self) -> list[SSEEvent]:
         """End of stream: the unterminated last line and a pending event (even without its blank
         line, which some servers omit) are delivered."""

@@ -186,3 +186,16 @@ def test_the_one_event_reading_of_a_final_responses_event_agrees_with_the_sse_de
     check()
     assert len(read) > 300  # the generated blocks exercise the reading, not only the refusals
     assert [one(b"event: a\ndata: 1\n\n" + tail) for tail in (b"event: b\ndata: 2\n\n", b"\n", b"data: 3\n\n")] == [None] * 3
+
+
+@pytest.mark.parametrize("client", [ANTHROPIC, RESPONSES])
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_a_chat_stream_reads_the_same_by_data_lines_or_by_the_decoder(client, size):
+    """A chat upstream's whole reads are taken by their data lines (SSEDecoder.data_only), others by
+    the decoder: same answer either way, invalid UTF-8 read as U+FFFD by both, not-JSON refused."""
+    odd = json.dumps(CHUNK, ensure_ascii=False).replace('"hi"', '"hé \x00"').encode().replace(b"\x00", b"\xff")
+    stream = b"data: " + odd + b'\n\ndata: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    out = _run(adapt.stream_adapter(client, OPENAI, model="m", body={}), stream, size).decode()
+    assert '"hé \ufffd"' in out  # a delta, as orjson writes it (non-ASCII as is)
+    with pytest.raises(BadUpstreamResponse, match="not valid JSON"):
+        _run(adapt.stream_adapter(client, OPENAI, model="m", body={}), b"data: {nope\n\n", size)

@@ -160,3 +160,38 @@ def test_the_stream_judge_gives_one_verdict_however_the_bytes_are_cut() -> None:
         assert verdict([c for c in chunks if c]) == verdict([stream])
 
     check()
+
+
+def test_data_only_reads_what_feed_reads_or_declines() -> None:
+    """``SSEDecoder.data_only``, the translated streams' short reading: for any stream cut anywhere,
+    reading each read with it where it answers (``feed`` where it declines) gives the data ``feed``
+    alone gives, event for event (as bytes, UTF-8 of that text where the bytes are valid UTF-8)."""
+    from hypothesis import given, settings, strategies as st
+
+    usual = st.tuples(st.sampled_from([b'data: {"choices":[]}', b"data: [DONE]", b"data: \xc3\xa9", b"data: \xff"]),
+                      st.just(b"\n\n"))  # what OpenAI-format upstreams send
+    lines = st.lists(usual | st.tuples(st.sampled_from(_SSE_PIECES), st.sampled_from(_SSE_ENDS + [b"\n\n"])), max_size=10)
+    answered: list[bool] = []
+
+    @given(lines, st.lists(st.integers(0, 200), max_size=4))
+    @settings(max_examples=600, deadline=None, derandomize=True, database=None)
+    def check(parts: list[tuple[bytes, bytes]], cuts: list[int]) -> None:
+        raw = b"".join(piece + end for piece, end in parts)
+        edges = sorted({0, len(raw), *(c for c in cuts if c < len(raw))})
+        reads = [raw[a:b] for a, b in zip(edges, edges[1:])]
+        alone = SSEDecoder()
+        expected = [e.data for read in reads for e in alone.feed(read)] + [e.data for e in alone.flush()]
+        mixed = SSEDecoder()
+        got: list[str] = []
+        for read in reads:
+            data = mixed.data_only(read)
+            answered.append(data is not None)
+            got += [d.decode("utf-8", "replace") for d in data] if data is not None else [e.data for e in mixed.feed(read)]
+        got += [e.data for e in mixed.flush()]
+        assert got == expected, reads
+
+    check()
+    assert sum(answered) > 20  # the short reading was taken, not only declined
+    assert SSEDecoder().data_only(b"data: a\n\ndata: b\n\n") == [b"a", b"b"]
+    assert SSEDecoder().data_only(b"\xef\xbb\xbfdata: a\n\n") is None  # a BOM: feed skips it
+    assert SSEDecoder().data_only(b"data: a\r\n\r\n") is None and SSEDecoder().data_only(b"data: a\n") is None

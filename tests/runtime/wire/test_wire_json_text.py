@@ -247,17 +247,3 @@ def test_an_upstream_answer_reads_as_the_standard_library_reads_it(raw):
 def test_what_is_not_an_answer_is_a_value_error(raw):
     with pytest.raises(ValueError):
         json_text.parse_answer(raw)
-
-
-def test_json_already_written_is_inlined_by_either_writer() -> None:
-    """A stream writes a response envelope once and inlines it (``json_text.Written``) in two events;
-    where orjson refuses the rest (a lone surrogate), the standard library writes it as well."""
-    envelope = json_text.Written({"id": "resp_1", "tools": [{"name": "é"}]})
-    assert json.loads(json_text.dumps({"response": envelope})) == {"response": {"id": "resp_1", "tools": [{"name": "é"}]}}
-    assert json_text.dumps({"a": envelope, "b": envelope}) == b'{"a":%s,"b":%s}' % (envelope.raw, envelope.raw)
-    mixed = json.loads(json_text.dumps({"delta": "\ud800", "response": envelope}))
-    assert mixed == {"delta": "\ud800", "response": {"id": "resp_1", "tools": [{"name": "é"}]}}
-    with pytest.raises(TypeError):
-        json_text.dumps({"delta": "\ud800", "other": object()})
-    with pytest.raises(TypeError):
-        json_text.dumps({"other": object()})

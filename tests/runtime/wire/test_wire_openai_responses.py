@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from runtime.errors import InvalidRequest, TranslationError, UpstreamStatus, render
@@ -33,7 +34,22 @@ def _events(chunks: list[dict[str, Any]], request: dict[str, Any] | None = None)
     out = []
     for chunk in chunks:
         out += stream.feed(chunk)
-    return out + stream.finish()
+    return decoded(out + stream.finish())
+
+
+def decoded(written: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
+    """A translated stream's bytes as ``(event, data)`` pairs, each event's data checked to be what
+    the general writer (orjson, compact) writes for it: the templated events included."""
+    out = []
+    for event in SSEDecoder().feed(b"".join(written)):
+        data = json.loads(event.data)
+        try:
+            assert event.data.encode() == orjson.dumps(data), event.data
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate: escaped by the standard library instead, valid either way
+        assert event.event == data["type"]
+        out.append((event.event, data))
+    return out
 
 
 def _sdk(body: bytes) -> openai.OpenAI:
@@ -245,8 +261,8 @@ def _whole(chunks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_a_mid_stream_error_reaches_the_sdk_as_error_then_failed() -> None:
     stream = orr.StreamFromChat({"input": "hi"}, model="m")
-    events = stream.feed(_chunks("text_usage")[0]) + stream.feed(_chunks("text_usage")[1])
-    events += stream.error(render(UpstreamStatus(529, "upstream overloaded"), WireFormat.OPENAI_RESPONSES))
+    written = stream.feed(_chunks("text_usage")[0]) + stream.feed(_chunks("text_usage")[1])
+    events = decoded(written + stream.error(render(UpstreamStatus(529, "upstream overloaded"), WireFormat.OPENAI_RESPONSES)))
     assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
     with _sdk(_wire(events)) as client, client.responses.stream(model="m", input="hi") as s:
         seen = list(s)

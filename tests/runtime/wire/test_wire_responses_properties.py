@@ -27,6 +27,7 @@ from runtime.wire import anthropic_messages as am
 from runtime.wire import openai_chat as oc
 from runtime.wire import openai_responses as orr
 from runtime.wire.sse import encode_json
+from tests.runtime.wire.test_wire_openai_responses import decoded
 from tests.runtime.wire.test_wire_properties import (_accumulate, _optional, fuzz, ids, mutated, names, openai_chunk_streams,
                                                      schemas, text, tool_inputs, unit)
 
@@ -193,10 +194,10 @@ def _shape(response: Any) -> list[tuple[Any, ...]]:
 def test_any_chat_stream_accumulates_to_the_non_streamed_translation(chunks: list[dict[str, Any]]) -> None:
     whole = _accumulate(chunks)
     stream = orr.StreamFromChat({"model": "m", "input": "hi"}, model="m")
-    events: list[tuple[str, dict[str, Any]]] = []
+    written: list[bytes] = []
     for chunk in chunks:
-        events += stream.feed(chunk)
-    events += stream.finish()
+        written += stream.feed(chunk)
+    events = decoded(written + stream.finish())
     assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
     assert events[0][0] == "response.created" and events[-1][0] in ("response.completed", "response.incomplete")
     expected = orr.response_from_chat(whole, {"model": "m", "input": "hi"}, model="m")
@@ -225,8 +226,8 @@ def test_upstream_garbage_is_a_gateway_error_never_a_crash(chunks: list[Any], re
 
 
 def test_text_deltas_written_directly_are_the_bytes_the_general_path_writes() -> None:
-    """``_ToResponses`` writes a text-only chunk's delta event without its dicts (``text_delta``): for
-    any chat stream, the bytes are those of the general path (``StreamFromChat.feed``), event for
+    """``_ToResponses`` reads a text-only chunk by ``text_delta`` (a shorter reading than ``feed``'s):
+    for any chat stream, the bytes are those of the general path (``StreamFromChat.feed``), event for
     event, ids aside (each stream draws its own)."""
     import re
     from unittest import mock
