@@ -21,6 +21,7 @@ DONE = b"data: [DONE]\n\n"
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ class SSEDecoder:
     __slots__ = ("_decoder", "_buf", "_parts", "_cr", "_event", "_data", "_id", "_started")
 
     def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder: Any = None  # the incremental UTF-8 decoder, made by the first ``feed`` (``data_only`` needs none)
         self._buf = ""
         self._parts: list[str] = []
         self._cr = False  # the text so far ended in "\r": a leading "\n" next belongs to it
@@ -55,6 +56,8 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Parse ``chunk`` and return the events it completes (possibly none)."""
+        if self._decoder is None:
+            self._decoder = _UTF8(errors="replace")
         text = self._decoder.decode(chunk)
         if not text:
             return []
@@ -95,7 +98,7 @@ class SSEDecoder:
         them or building events; None for anything else (``feed`` it). Invalid UTF-8 is left as is:
         where ``feed`` would replace it, the caller decides (adapt._load)."""
         if chunk[-2:] != b"\n\n" or b"\r" in chunk or self._buf or self._parts or self._data or self._event is not None \
-                or self._decoder.getstate()[0]:
+                or (self._decoder is not None and self._decoder.getstate()[0]):
             return None
         blocks = chunk[:-2].split(b"\n\n")
         for block in blocks:
@@ -107,6 +110,8 @@ class SSEDecoder:
     def flush(self) -> list[SSEEvent]:
         """End of stream: the unterminated last line and a pending event (even without its blank
         line, which some servers omit) are delivered."""
+        if self._decoder is None:  # only data_only read this stream: nothing is pending
+            return []
         events: list[SSEEvent] = []
         tail = self._buf + "".join(self._parts) + self._decoder.decode(b"", final=True)
         self._buf = ""
