@@ -20,6 +20,7 @@ from runtime.http.asgi import error_answer, request_state
 from runtime.http import stored
 from runtime.http.body import read_json
 from runtime.http.decision import decide_request, decision_headers, tenant_of
+from runtime.decide.choose import WHY_AFFINITY
 from runtime.errors import GatewayError, InvalidRequest, NotFound
 from runtime.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.state import GatewayState
@@ -109,7 +110,8 @@ async def plano_route(request: Request) -> Response:
     shape: ``models`` (the ranked list to try: the route's pool in its policy's order, or the served
     model and its configured fallbacks), ``route`` (null when none matched), ``trace_id`` (the
     client's ``traceparent``'s, else a new one), ``session_id`` (the client's ``X-Model-Affinity``),
-    ``pinned`` and ``switched`` (always false: no session pinning or switch budget yet). The body is
+    ``pinned`` (the session's pinned model answered, without the router: sessions kept by
+    ``prompt_caching`` / ``route_on_user_only``) and ``switched`` (always false: no switch budget yet). The body is
     the endpoint's own request format; Plano's per-request ``routing_preferences`` are not applied
     (named in ``x-arch-ignored``). Errors answer in that format."""
     state = _state(request)
@@ -134,7 +136,7 @@ async def plano_route(request: Request) -> Response:
     answer: dict[str, Any] = {"models": models, "route": choice.route, "trace_id": traced.group(1) if traced else secrets.token_hex(16)}
     if request.headers.get("x-model-affinity"):
         answer["session_id"] = request.headers["x-model-affinity"]
-    answer.update(pinned=False, switched=False)
+    answer.update(pinned=choice.why == WHY_AFFINITY, switched=False)
     headers = decision_headers(state, choice)
     if ignored:
         headers["x-arch-ignored"] = "routing_preferences (per-request routing policies are not applied; the bundle's routes are)"

@@ -162,3 +162,24 @@ prompt_caching: {{enabled: true, min_prefix_tokens: 1024}}
         assert claude.requests[-1].body["system"] == own and "cache_control" not in json.dumps(claude.requests[-1].body["messages"])
         metrics = httpx.get(gw.url + "/metrics", timeout=10).text
         assert 'archc_cache_breakpoints_injected_total{provider="anthropic/claude-sonnet-4-5"} 1.0' in metrics
+
+
+def test_the_decision_endpoint_says_when_a_session_answered_pinned(tmp_path, start_gateway) -> None:
+    """/routing/v1/*: ``pinned`` is true when the session's model answered without the router, in
+    each client format, as Plano's routing service says it."""
+    with FakeUpstream(default=router_model) as router, FakeUpstream(default=openai_text("done")) as llm:
+        gw = gateway(tmp_path, start_gateway, router, llm, extra="prompt_caching: {enabled: true}\n")
+        session = {"X-Model-Affinity": "sess-9"}
+        bodies = [("/routing/v1/chat/completions", {"model": "none", "messages": [{"role": "user", "content": "code it"}]}),
+                  ("/routing/v1/messages", {"model": "none", "max_tokens": 9, "messages": [{"role": "user", "content": "a poem"}]}),
+                  ("/routing/v1/responses", {"model": "none", "input": "a poem now"})]
+        answers = []
+        for path, body in bodies:
+            r = httpx.post(gw.url + path, json=body, headers=session, timeout=20)
+            assert r.status_code == 200, r.text
+            answers.append(r.json())
+        assert [(a["models"][0], a["route"], a["pinned"], a["session_id"]) for a in answers] == [
+            ("openai/coder", "code", False, "sess-9"), ("openai/coder", "code", True, "sess-9"), ("openai/coder", "code", True, "sess-9")]
+        assert len(router.requests) == 1  # the pinned answers did not ask the router
+        fresh = httpx.post(gw.url + "/routing/v1/chat/completions", json=bodies[0][1], timeout=20).json()
+        assert fresh["pinned"] is False and "session_id" not in fresh  # its own derived session: routed afresh
