@@ -117,11 +117,12 @@ def _cache_breakpoints(bundle: Bundle) -> int | None:
 
 def _start_sources(bundle: Bundle, state: GatewayState) -> list[SourceRefresher]:
     """Start reading the bundle's metrics sources into the pool ranker, off the request path: its cost
-    source for ``prefer: cheapest`` pools, its latency source (Prometheus) for ``prefer: fastest``."""
+    source for ``prefer: cheapest`` pools and a routing budget, its latency source (Prometheus) for ``prefer: fastest``."""
     models = [p.name for p in bundle.providers]
     started: list[SourceRefresher] = []
     cost = cost_source(bundle.extensions)
-    if cost is not None and any(r.policy == "cheapest" for r in bundle.routes):
+    budget = isinstance(bundle.extensions.get("sessions"), dict) and bundle.extensions["sessions"].get("budget")
+    if cost is not None and (budget or any(r.policy == "cheapest" for r in bundle.routes)):
         started.append(CostRefresher(cost, models, state.pools))
     latency = latency_source(bundle.extensions)
     if latency is not None and any(r.policy == "fastest" for r in bundle.routes):

@@ -31,13 +31,14 @@ def _rows(items: Any) -> list[dict[str, Any]]:
 
 
 def _sessions(config: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Plano's prompt_caching (session affinity) and routing.route_on_user_only, as the runtime reads them."""
+    """Plano's prompt_caching (session affinity), routing.route_on_user_only and routing.routing_budget, as the runtime reads them."""
     caching = config.get("prompt_caching") if isinstance(config.get("prompt_caching"), dict) else {}
     routing = config.get("routing") if isinstance(config.get("routing"), dict) else {}
     affinity = caching.get("enabled") is True and caching.get("session_affinity") is not False
     user_only = routing.get("route_on_user_only") is True
     inject = caching.get("enabled") is True and caching.get("inject_cache_control") is not False
-    if not (affinity or user_only or inject):
+    budget = routing.get("routing_budget") if isinstance(routing.get("routing_budget"), dict) else None
+    if not (affinity or user_only or inject or budget):
         return None
     out: dict[str, Any] = {"affinity": affinity, "route_on_user_only": user_only,
            "ttl_s": caching.get("session_ttl_seconds") or routing.get("session_ttl_seconds") or 600,
@@ -45,6 +46,8 @@ def _sessions(config: Mapping[str, Any]) -> dict[str, Any] | None:
     cache = routing.get("session_cache") if isinstance(routing.get("session_cache"), dict) else {}
     if cache.get("type") == "redis" or cache.get("tenant_header"):  # only when set: other bundles keep their digests
         out["cache"] = {k: cache[k] for k in ("type", "url", "tenant_header") if k in cache}
+    if budget:  # a warm session's switches are gated by what they cost (runtime/decide/budget.py)
+        out["budget"] = {k: budget[k] for k in ("max_switch_spend_pct", "cache_read_discount") if k in budget}
     if inject:  # Anthropic upstreams get cache_control breakpoints (runtime/wire/_anthropic_cache.py)
         out["inject_cache_control"] = {"min_prefix_tokens": caching.get("min_prefix_tokens") or 1024}
     return out

@@ -80,6 +80,7 @@ def resolve(config: Mapping[str, Any], tree: Any, file: str) -> tuple[Resolved, 
                 hint="mark one provider default: true")
     _aliases_from(config.get("model_aliases"), ctx, out)
     _global_routes_from(config, ctx, out)
+    _budget_needs_prices(config, ctx)
     _routing_from(routing if routing or isinstance(config.get("routing"), dict) else None, ctx, out)
     _ratelimits_from(config.get("ratelimits"), ctx, out)
     out.listeners = _listeners_from(config.get("listeners"))
@@ -244,6 +245,18 @@ def _lookup_tables(out: Resolved) -> tuple[dict[str, Provider], dict[str, list[s
     for p in out.providers:
         bare.setdefault(p.model, []).append(p.name)
     return {p.name: p for p in out.providers}, bare, {a.name: a.target for a in out.aliases}
+
+
+def _budget_needs_prices(config: Mapping[str, Any], ctx: _Ctx) -> None:
+    """Plano's ``routing.routing_budget`` weighs each switch in money: without a cost source it could
+    only guess (Plano refuses to start; so does this build)."""
+    routing = config.get("routing") if isinstance(config.get("routing"), dict) else {}
+    sources = config.get("model_metrics_sources") if isinstance(config.get("model_metrics_sources"), list) else []
+    if isinstance(routing.get("routing_budget"), dict) and not any(
+            isinstance(s, dict) and s.get("type") == "cost" and s.get("provider") == "models.dev" for s in sources):
+        ctx.add("R324", "routing.routing_budget weighs each switch by its price, but model_metrics_sources has no "
+                        "models.dev cost source", ("routing", "routing_budget"),
+                hint="add {type: cost, provider: models.dev} (url: a catalog file or URL) to model_metrics_sources")
 
 
 def _global_routes_from(config: Mapping[str, Any], ctx: _Ctx, out: Resolved) -> None:

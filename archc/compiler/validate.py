@@ -37,7 +37,6 @@ KNOWN_VERSIONS = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
 UNSERVED_KEYS = ("prompt_targets", "endpoints", "prompt_guards", "agents", "filters", "system_prompt")
 # Plano keys accepted as written and not served yet: (path, what happens instead). One V207 each.
 UNSERVED_PLANO: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("routing", "routing_budget"), "no switch-cost gate: a session stays on its pinned model"),
     (("overrides", "disable_signals"), "archc runs no signal analysis"),
     (("overrides", "agent_orchestration_model"), "agent orchestration is not served"),
     (("overrides", "orchestrator_model_context_length"), "the router's conversation budget is routing.token_budget"),
@@ -237,6 +236,11 @@ def _sections(config: Mapping[str, Any], tree: Any, file: str) -> list[Diagnosti
             name = ".".join(path)
             diags.append(_d("V207", f"{name!r} (Plano) is accepted but not served by this gateway yet: {instead}", tree, file,
                             path, severity=Severity.WARNING))
+    budget = (config.get("routing") or {}).get("routing_budget") if isinstance(config.get("routing"), dict) else None
+    if isinstance(budget, dict) and budget.get("replenish_on_rebind") is False:
+        diags.append(_d("V207", "'routing.routing_budget.replenish_on_rebind: false' (Plano) is not served by this gateway: "
+                                "a session whose pin expired starts its totals afresh", tree, file,
+                        ("routing", "routing_budget", "replenish_on_rebind"), severity=Severity.WARNING))
     storage = config.get("state_storage")
     if isinstance(storage, dict) and storage.get("type") == "postgres":
         diags.append(_d("V207", "'state_storage' type postgres is not served by this gateway: Responses are kept in memory, "

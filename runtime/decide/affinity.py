@@ -22,14 +22,24 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from runtime.decide.budget import BudgetPolicy
+
 DEFAULT_TTL_S = 600
 DEFAULT_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
 class Pin:
+    """A session's model (``provider``) and the route that named it; with a routing budget
+    (runtime/decide/budget.py), also its first model (``default``) and its running totals: the
+    never-switch baseline and the switch spend (USD), and the switches taken."""
+
     provider: str
     route: str | None
+    default: str | None = None
+    baseline: float = 0.0
+    spend: float = 0.0
+    switches: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,18 +55,20 @@ class SessionPolicy:
     max_entries: int = DEFAULT_MAX_ENTRIES
     redis_url: str | None = None
     tenant_header: str | None = None
+    budget: BudgetPolicy | None = None  # routing.routing_budget: a warm session's switches are gated (runtime/decide/budget.py)
 
     @classmethod
     def from_extensions(cls, extensions: Mapping[str, Any]) -> "SessionPolicy | None":
         spec = extensions.get("sessions")
-        if not isinstance(spec, dict) or not (spec.get("affinity") or spec.get("route_on_user_only")):
+        budget = BudgetPolicy.from_spec(spec.get("budget")) if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or not (spec.get("affinity") or spec.get("route_on_user_only") or budget):
             return None
         cache = spec.get("cache") if isinstance(spec.get("cache"), dict) else {}
         url = cache.get("url") if cache.get("type") == "redis" and isinstance(cache.get("url"), str) else None
         tenant = cache.get("tenant_header") if isinstance(cache.get("tenant_header"), str) else None
         return cls(bool(spec.get("affinity")), bool(spec.get("route_on_user_only")),
                    float(spec.get("ttl_s") or DEFAULT_TTL_S), int(spec.get("max_entries") or DEFAULT_MAX_ENTRIES),
-                   url, tenant.lower() if tenant else None)
+                   url, tenant.lower() if tenant else None, budget)
 
 
 def scoped(name: str, tenant: str | None) -> str:

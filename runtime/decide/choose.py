@@ -14,7 +14,7 @@ bundle's default; with neither, UnknownModel (404) names the model and lists wha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from archc.bundle import Bundle, Provider, Resolution, Route
 from runtime.errors import UnknownModel
@@ -38,6 +38,7 @@ class Choice:
     fallback: str | None = None  # the router's reason when it was asked and named no route
     decision: Decision | None = None  # the router's own answer, when it was asked
     pool: tuple[str, ...] = ()  # a routed request's model pool in serving order (``provider`` first), when it has one
+    switch: Any = None  # a routing budget's verdict on a warm session's turn (runtime/decide/budget.py's Switch)
 
     @property
     def router_ran(self) -> bool:

@@ -11,7 +11,10 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 from archc.bundle import Bundle, Route
+from dataclasses import replace
+
 from runtime.decide.affinity import Pin, PinStore, last_is_user
+from runtime.decide.budget import RETAINED, Switch
 from runtime.decide.choose import WHY_AFFINITY, Choice, choose, wants_router
 from runtime.router.decision import RouterService
 
@@ -21,7 +24,8 @@ Messages = Sequence[Mapping[str, Any]]
 async def decide(bundle: Bundle, router: RouterService, requested: str | None, messages: Callable[[], Messages],
                  *, memo: MutableMapping[tuple, Any] | None = None,
                  rank: Callable[[Route], tuple[str, ...]] | None = None,
-                 sessions: PinStore | None = None, session: Callable[[Messages], str | None] | None = None) -> Choice:
+                 sessions: PinStore | None = None, session: Callable[[Messages], str | None] | None = None,
+                 gate: Callable[[Pin, str, Messages], tuple[Switch, Pin]] | None = None) -> Choice:
     """The Choice for one request; raises UnknownModel (with the router's decision) when nothing serves it.
 
     ``messages`` gives the conversation in OpenAI chat shape; it is called only when the router is
@@ -29,7 +33,10 @@ async def decide(bundle: Bundle, router: RouterService, requested: str | None, m
     router-free choices: a known model that needs no router gets the same choice on every request
     of the bundle (keyed by its digest, so a memo never outlives its bundle's meaning). ``sessions``
     (runtime/decide/affinity.py) and ``session`` (the conversation's name, from its messages): a
-    routed request of a pinned session may be served by its pinned model without the router."""
+    routed request of a pinned session may be served by its pinned model without the router.
+    ``gate`` (a routing budget: runtime/decide/budget.py's ``gate`` with the prices and the
+    request's own share bound in): a pinned session's turn is routed, and a pick that leaves its
+    model is served only when the gate allows it."""
     key = ("choice", bundle.digest, requested)
     if memo is not None:
         known = memo.get(key)
@@ -37,7 +44,7 @@ async def decide(bundle: Bundle, router: RouterService, requested: str | None, m
             return known
     resolution = bundle.resolve_model(requested)
     if sessions is not None and wants_router(bundle, resolution):
-        return await _decide_in_session(bundle, router, requested, resolution, messages(), rank, sessions, session)
+        return await _decide_in_session(bundle, router, requested, resolution, messages(), rank, sessions, session, gate)
     decision = await router.decide(messages()) if wants_router(bundle, resolution) else None
     choice = choose(bundle, requested, resolution, decision, rank)
     if memo is not None and decision is None and resolution is not None:  # only names the bundle knows: it stays small
@@ -47,17 +54,30 @@ async def decide(bundle: Bundle, router: RouterService, requested: str | None, m
 
 async def _decide_in_session(bundle: Bundle, router: RouterService, requested: str | None, resolution: Any,
                              conversation: Messages, rank: Callable[[Route], tuple[str, ...]] | None,
-                             sessions: PinStore, session: Callable[[Messages], str | None] | None) -> Choice:
+                             sessions: PinStore, session: Callable[[Messages], str | None] | None,
+                             gate: Callable[[Pin, str, Messages], tuple[Switch, Pin]] | None) -> Choice:
     """A routed request when sessions are kept: the pinned model (affinity on, or a non-user tail with
-    route_on_user_only) answers without the router; otherwise the router decides and the session is pinned."""
+    route_on_user_only) answers without the router; otherwise the router decides and the session is
+    pinned. With a budget ``gate``, a pinned session's user turn is routed and the gate decides
+    whether the pick may leave the pinned model (retained: the pinned model serves, as affinity)."""
     name = session(conversation) if session is not None else None
     pin = await sessions.get(name) if name is not None else None
-    if pin is not None and (sessions.policy.affinity or (sessions.policy.route_on_user_only and not last_is_user(conversation))):
-        provider = bundle.provider(pin.provider)
-        if provider is not None and (pin.route is None or bundle.route(pin.route) is not None):
-            return Choice(provider, WHY_AFFINITY, requested, route=pin.route)
+    if pin is not None and (bundle.provider(pin.provider) is None or (pin.route is not None and bundle.route(pin.route) is None)):
+        pin = None  # a model or route the bundle no longer has: decided afresh
+    replay = pin is not None and sessions.policy.route_on_user_only and not last_is_user(conversation)
+    if pin is not None and (replay or (sessions.policy.affinity and gate is None)):
+        return Choice(bundle.provider(pin.provider), WHY_AFFINITY, requested, route=pin.route)  # type: ignore[arg-type]
     decision = await router.decide(conversation)
     choice = choose(bundle, requested, resolution, decision, rank)
+    kept = Pin(choice.provider.name, choice.route)
+    if pin is not None and gate is not None:
+        switch, kept = gate(pin, choice.provider.name, conversation)
+        if switch.decision == RETAINED:
+            choice = Choice(bundle.provider(pin.provider), WHY_AFFINITY, requested, route=pin.route,  # type: ignore[arg-type]
+                            decision=decision, switch=switch)
+        else:
+            choice = replace(choice, switch=switch)
+        kept = replace(kept, provider=choice.provider.name, route=choice.route)
     if name is not None:
-        await sessions.pin(name, Pin(choice.provider.name, choice.route))
+        await sessions.pin(name, kept)
     return choice

@@ -25,6 +25,7 @@ class PoolRanker:
 
     def __init__(self, costs: Mapping[str, float] | None = None) -> None:
         self.costs: Mapping[str, float] = dict(costs or {})
+        self.rates: Mapping[str, tuple[float, float | None]] = {}  # input and cache_read prices: a routing budget's (budget.py)
         self.latency_ms: dict[str, float] = {}  # measured here
         self.reported_ms: Mapping[str, float] = {}  # from a latency source (Prometheus), replaced whole
         self._ranked_ms: dict[str, float] = {}  # what ``fastest`` ranks by: reported, else measured

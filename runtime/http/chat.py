@@ -21,7 +21,7 @@ from runtime.upstream import echo
 from runtime.upstream import retry
 from runtime.http.asgi import Headers, JSONAnswer, Receive, Scope, Send, error_answer, request_state
 from runtime.http.body import read_json
-from runtime.http.decision import decide_request, decision_headers, remember_session, tenant_of
+from runtime.http.decision import SPEND_HEADERS, decide_request, decision_headers, remember_session, tenant_of
 from runtime.errors import GatewayError, ProviderUnavailable, TranslationError, Unauthorized, UpstreamTimeout, render
 from runtime.upstream.targets import Target
 from runtime.decide.choose import Choice
@@ -39,7 +39,8 @@ _SESSION = SESSION_HEADER.encode()
 _FORWARD_ANTHROPIC = (b"anthropic-beta",)
 _CLIENT_KEYS = (b"authorization", b"x-api-key")  # forwarded to a passthrough_auth provider, never logged
 _AFFINITY = b"x-model-affinity"  # Plano's explicit session name
-_READ = frozenset({b"content-length", _SESSION, _AFFINITY, *_FORWARD_ANTHROPIC, *_CLIENT_KEYS})
+_SPEND = tuple(name.encode("latin-1") for name in SPEND_HEADERS)  # a request's own routing budget share (archc's, Plano's)
+_READ = frozenset({b"content-length", _SESSION, _AFFINITY, *_SPEND, *_FORWARD_ANTHROPIC, *_CLIENT_KEYS})
 _ATTEMPTS = retry.ATTEMPTS_HEADER.encode()
 
 
@@ -109,7 +110,8 @@ async def _serve(scope: Scope, receive: Receive, client_format: WireFormat, endp
         if client_format is _RESPONSES:  # the whole conversation, so the router and the upstream see it
             body = await stored.expand(state.stored, body)
         held.append(body)
-        choice = await decide_request(state, body, client_format, wanted.get(_AFFINITY), tenant_of(state, scope["headers"]))
+        choice = await decide_request(state, body, client_format, wanted.get(_AFFINITY), tenant_of(state, scope["headers"]),
+                                      wanted.get(_SPEND[0], wanted.get(_SPEND[1])))
         headers = _decision(state, choice)
         if _SESSION in wanted:  # without the header there is nothing to remember
             remember_session(state, wanted[_SESSION], body, choice)

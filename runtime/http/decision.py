@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.decide.affinity import scoped, session_key
+from runtime.decide.affinity import Pin, scoped, session_key
+from runtime.decide.budget import Switch, gate, parse_pct
 from runtime.decide.choose import Choice
 from runtime.decide.decide import decide
-from runtime.errors import UnknownModel
+from runtime.errors import InvalidRequest, UnknownModel
 from runtime.router.decision import Decision
 from runtime.state import GatewayState
 from runtime.wire import WireFormat, adapt
+from runtime.wire.tokens import prompt_tokens
 
 
 def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
@@ -34,6 +36,8 @@ def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
         headers["x-arch-fallback"] = choice.fallback
     if choice.cache_hit:
         headers["x-arch-router-cache"] = "hit"
+    if choice.switch is not None:  # a routing budget's verdict: allowed or retained, why, and its numbers
+        headers["x-arch-switch"] = choice.switch.header()
     if choice.pool:  # the route's model pool in the order it was tried (its policy's ranking)
         route = state.bundle.route(choice.route or "")
         policy = route.policy if route is not None else "none"
@@ -41,26 +45,54 @@ def decision_headers(state: GatewayState, choice: Choice) -> dict[str, str]:
     return headers
 
 
+SPEND_HEADERS = ("x-arch-max-switch-spend-pct", "x-plano-max-switch-spend-pct")  # a request's own routing budget share
+
+
 async def decide_request(state: GatewayState, body: dict[str, Any], client_format: WireFormat,
-                         affinity: str | None = None, tenant: str | None = None) -> Choice:
+                         affinity: str | None = None, tenant: str | None = None, spend_pct: str | None = None) -> Choice:
     """``runtime.decide.decide`` for a validated request body, counted in the router metrics.
     ``affinity``: the client's ``X-Model-Affinity`` (the session's name; else it is derived);
-    ``tenant``: the value of the session policy's ``tenant_header`` (sessions are named within it)."""
+    ``tenant``: the value of the session policy's ``tenant_header`` (sessions are named within it);
+    ``spend_pct``: the request's ``x-arch-max-switch-spend-pct`` (a routing budget's share for this
+    turn; a value that is not a number from 0 to 100 is a 400)."""
     requested = body.get("model") if isinstance(body.get("model"), str) else None
 
     def session(conversation: Any) -> str | None:
         name = f"h-{affinity[:200]}" if affinity else session_key(conversation, body.get("tools"))
         return scoped(name, tenant) if name is not None else None
 
+    budget = state.pins.policy.budget if state.pins is not None else None
+    pct = None
+    if spend_pct is not None and budget is not None:
+        pct = parse_pct(spend_pct)
+        if pct is None:
+            raise InvalidRequest(f"x-arch-max-switch-spend-pct: expected a number from 0 to 100, got {spend_pct[:40]!r}",
+                                 code="invalid_header")
+
+    def switch_gate(pin: Pin, candidate: str, conversation: Any) -> tuple[Switch, Pin]:
+        verdict, kept = gate(pin, candidate, prompt_tokens(body), state.pools.rates, budget, pct)
+        state.metrics.switch_decisions.labels(verdict.decision, verdict.reason).inc()
+        return verdict, kept
+
     try:
         choice = await decide(state.bundle, state.router, requested, lambda: adapt.openai_messages(body, client_format),
                               memo=state.memo, rank=state.pools.rank, sessions=state.pins,
-                              session=session if state.pins is not None else None)
+                              session=session if state.pins is not None else None,
+                              gate=switch_gate if budget is not None else None)
     except UnknownModel as err:
         _count(state, err.decision)
         raise
     _count(state, choice.decision)
     return choice
+
+
+def spend_pct_of(headers: Any) -> str | None:
+    """The request's own routing budget share (archc's header, else Plano's): raw ASGI pairs or a mapping."""
+    if isinstance(headers, list):
+        found = {key: value for key, value in headers if key in (b"x-arch-max-switch-spend-pct", b"x-plano-max-switch-spend-pct")}
+        raw = found.get(b"x-arch-max-switch-spend-pct", found.get(b"x-plano-max-switch-spend-pct"))
+        return raw.decode("latin-1") if raw is not None else None
+    return next((headers[name] for name in SPEND_HEADERS if name in headers), None)
 
 
 def tenant_of(state: GatewayState, headers: Any) -> str | None:

@@ -19,7 +19,7 @@ from runtime.wire import adapt
 from runtime.http.asgi import error_answer, request_state
 from runtime.http import stored
 from runtime.http.body import read_json
-from runtime.http.decision import decide_request, decision_headers, tenant_of
+from runtime.http.decision import decide_request, decision_headers, spend_pct_of, tenant_of
 from runtime.decide.choose import WHY_AFFINITY
 from runtime.errors import GatewayError, InvalidRequest, NotFound
 from runtime.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -77,7 +77,7 @@ async def route(request: Request) -> Response:
         if client_format is WireFormat.OPENAI_RESPONSES:  # the stored turns a follow-up names are part of it
             body = await stored.expand(state.stored, body)
         choice = await decide_request(state, body, client_format, request.headers.get("x-model-affinity"),
-                                     tenant_of(state, request.headers))
+                                     tenant_of(state, request.headers), spend_pct_of(request.headers))
     except GatewayError as err:
         return error_answer(err, client_format, _bundle_header(state))
     target = state.targets[choice.provider.name]
@@ -111,7 +111,8 @@ async def plano_route(request: Request) -> Response:
     model and its configured fallbacks), ``route`` (null when none matched), ``trace_id`` (the
     client's ``traceparent``'s, else a new one), ``session_id`` (the client's ``X-Model-Affinity``),
     ``pinned`` (the session's pinned model answered, without the router: sessions kept by
-    ``prompt_caching`` / ``route_on_user_only``) and ``switched`` (always false: no switch budget yet). The body is
+    ``prompt_caching`` / ``route_on_user_only``) and ``switched`` (a routing budget let the session's
+    turn leave its model: runtime/decide/budget.py). The body is
     the endpoint's own request format; Plano's per-request ``routing_preferences`` are not applied
     (named in ``x-arch-ignored``). Errors answer in that format."""
     state = _state(request)
@@ -125,7 +126,7 @@ async def plano_route(request: Request) -> Response:
         if client_format is WireFormat.OPENAI_RESPONSES:
             body = await stored.expand(state.stored, body)
         choice = await decide_request(state, body, client_format, request.headers.get("x-model-affinity"),
-                                     tenant_of(state, request.headers))
+                                     tenant_of(state, request.headers), spend_pct_of(request.headers))
     except GatewayError as err:
         return error_answer(err, client_format, _bundle_header(state))
     models = list(choice.pool)
@@ -136,7 +137,7 @@ async def plano_route(request: Request) -> Response:
     answer: dict[str, Any] = {"models": models, "route": choice.route, "trace_id": traced.group(1) if traced else secrets.token_hex(16)}
     if request.headers.get("x-model-affinity"):
         answer["session_id"] = request.headers["x-model-affinity"]
-    answer.update(pinned=choice.why == WHY_AFFINITY, switched=False)
+    answer.update(pinned=choice.why == WHY_AFFINITY, switched=choice.switch is not None and choice.switch.switched)
     headers = decision_headers(state, choice)
     if ignored:
         headers["x-arch-ignored"] = "routing_preferences (per-request routing policies are not applied; the bundle's routes are)"

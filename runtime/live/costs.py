@@ -35,11 +35,10 @@ def cost_source(extensions: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def prices(catalog: Any, models: Iterable[str], aliases: Mapping[str, str] | None = None) -> dict[str, float]:
-    """``{model name: input + output price}`` for the ``models`` the catalog prices."""
+def _costs(catalog: Any, models: Iterable[str], aliases: Mapping[str, str] | None) -> Iterable[tuple[str, dict[str, Any]]]:
+    """``(model name, its cost object)`` for the ``models`` the catalog lists with one."""
     wanted = set(models)
     aliases = aliases or {}
-    out: dict[str, float] = {}
     if not isinstance(catalog, dict):
         raise ValueError("the catalog is not a JSON object of providers")
     for provider, entry in catalog.items():
@@ -48,12 +47,25 @@ def prices(catalog: Any, models: Iterable[str], aliases: Mapping[str, str] | Non
             key = f"{provider}/{model}"
             name = aliases.get(key, key)
             cost = spec.get("cost") if isinstance(spec, dict) else None
-            if name not in wanted or not isinstance(cost, dict):
-                continue
-            parts = [cost.get("input"), cost.get("output")]
-            if all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in parts):
-                out[name] = float(parts[0]) + float(parts[1])
-    return out
+            if name in wanted and isinstance(cost, dict):
+                yield name, cost
+
+
+def _price(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def prices(catalog: Any, models: Iterable[str], aliases: Mapping[str, str] | None = None) -> dict[str, float]:
+    """``{model name: input + output price}`` for the ``models`` the catalog prices."""
+    return {name: float(cost["input"]) + float(cost["output"]) for name, cost in _costs(catalog, models, aliases)
+            if _price(cost.get("input")) and _price(cost.get("output"))}
+
+
+def rates(catalog: Any, models: Iterable[str], aliases: Mapping[str, str] | None = None) -> dict[str, tuple[float, float | None]]:
+    """``{model name: (input price, cache_read price or None)}``: what a routing budget weighs
+    (runtime/decide/budget.py); a catalog without ``cache_read`` leaves it to the discount."""
+    return {name: (float(cost["input"]), float(cost["cache_read"]) if _price(cost.get("cache_read")) else None)
+            for name, cost in _costs(catalog, models, aliases) if _price(cost.get("input"))}
 
 
 class SourceRefresher:
@@ -117,7 +129,8 @@ class CostRefresher(SourceRefresher):
         self.models = tuple(models)
 
     def apply(self, raw: bytes) -> None:
-        self.target.costs = prices(json.loads(raw), self.models, self.aliases)
+        catalog = json.loads(raw)
+        self.target.costs, self.target.rates = prices(catalog, self.models, self.aliases), rates(catalog, self.models, self.aliases)
 
 
 def _fetch(url: str) -> bytes:

@@ -37,13 +37,15 @@ class SharedSessions(BestEffortRedis):
             return None
         try:
             data = orjson.loads(raw)
-            provider, route = data["provider"], data.get("route")
-        except (ValueError, TypeError, KeyError):
+            provider, route, default = data["provider"], data.get("route"), data.get("default")
+            totals = (float(data.get("baseline", 0.0)), float(data.get("spend", 0.0)), int(data.get("switches", 0)))
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None  # written by something else: decide afresh (and overwrite it)
-        if not isinstance(provider, str) or not isinstance(route, (str, type(None))):
+        if not isinstance(provider, str) or not all(isinstance(v, (str, type(None))) for v in (route, default)):
             return None
-        return Pin(provider, route)
+        return Pin(provider, route, default, *totals)
 
     async def pin(self, session: str, pin: Pin) -> None:
-        data = orjson.dumps({"provider": pin.provider, "route": pin.route})
+        data = orjson.dumps({"provider": pin.provider, "route": pin.route, "default": pin.default,
+                             "baseline": pin.baseline, "spend": pin.spend, "switches": pin.switches})
         await self._call("write", self._client.set(self.PREFIX + session, data, ex=max(1, int(self.policy.ttl_s))))

@@ -51,6 +51,8 @@ class Metrics:
                                          "breakpoints (prompt_caching.inject_cache_control)", ["provider"], registry=r)
         self.session_store_errors = Counter("archc_session_store_errors", "Session store (Redis) calls that failed: the "
                                             "session was routed as a new one", registry=r)
+        self.switch_decisions = Counter("archc_session_switch_decisions", "A routing budget's verdicts on warm sessions' "
+                                        "turns (routing.routing_budget)", ["decision", "reason"], registry=r)
 
         if clients is not None:
             r.register(_ClientConnectionsCollector(clients))

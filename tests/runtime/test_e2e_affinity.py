@@ -183,3 +183,91 @@ def test_the_decision_endpoint_says_when_a_session_answered_pinned(tmp_path, sta
         assert len(router.requests) == 1  # the pinned answers did not ask the router
         fresh = httpx.post(gw.url + "/routing/v1/chat/completions", json=bodies[0][1], timeout=20).json()
         assert fresh["pinned"] is False and "session_id" not in fresh  # its own derived session: routed afresh
+
+
+BUDGET = """version: v0.4.0
+listeners: [{{type: model, name: llm, port: 12000}}]
+routing:
+  model: Arch-Router
+  llm_provider: arch-router
+  timeout_ms: 3000
+  routing_budget: {{max_switch_spend_pct: 20}}
+model_metrics_sources: [{{type: cost, provider: models.dev, url: "{catalog}", refresh_interval: 3600}}]
+model_providers:
+  - name: arch-router
+    model: arch/Arch-Router-1.5B
+    base_url: {router}
+  - {{model: openai/coder, base_url: {llm}/v1, default: true}}
+  - {{model: openai/writer, base_url: {llm}/v1}}
+  - {{model: openai/near, base_url: {llm}/v1}}
+  - {{model: openai/cheap, base_url: {llm}/v1}}
+routing_preferences:
+  - {{name: code, description: writing code, models: [openai/coder]}}
+  - {{name: prose, description: writing prose, models: [openai/writer]}}
+  - {{name: edits, description: small edits, models: [openai/near]}}
+  - {{name: sums, description: arithmetic, models: [openai/cheap]}}
+"""
+# USD per million input tokens (models.dev's shape): coder is warm at its cache_read price 0.3; writer
+# costs far more than that, near a little more (within 20% of the baseline once), cheap less (free).
+PRICES = {"openai": {"models": {"coder": {"cost": {"input": 3.0, "output": 15.0, "cache_read": 0.3}},
+                                "writer": {"cost": {"input": 15.0, "output": 75.0}},
+                                "near": {"cost": {"input": 0.32, "output": 1.0, "cache_read": 0.032}},
+                                "cheap": {"cost": {"input": 0.02, "output": 0.08}}}}}
+
+
+def budget_router(fmt: str, body: Any) -> Response:
+    prompt = body["messages"][0]["content"]
+    turns = json.loads(prompt.split("<conversation>\n", 1)[1].split("\n</conversation>", 1)[0])
+    last = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
+    route = next((name for word, name in (("code", "code"), ("poem", "prose"), ("edit", "edits"), ("sum", "sums")) if word in last), "other")
+    return Response(json={"id": "r", "object": "chat.completion", "created": 1, "model": "arch",
+                          "choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps({"route": route})},
+                                       "finish_reason": "stop"}]})
+
+
+def test_the_routing_budget_lets_a_warm_session_switch_only_while_it_can_afford_it(tmp_path, start_gateway) -> None:
+    """routing.routing_budget: the router is asked on every turn of a pinned session; a pick that
+    leaves the warm model is served only while the session's switch spend stays within 20% of its
+    never-switch baseline (a pricier model is refused, a slightly dearer one allowed once, a cheaper
+    one always), each verdict in x-arch-switch, the decision endpoint and the metrics."""
+    catalog = tmp_path / "prices.json"
+    catalog.write_text(json.dumps(PRICES))
+    with FakeUpstream(default=budget_router) as router, FakeUpstream(default=openai_text("done")) as llm:
+        config = tmp_path / "plano.yaml"
+        config.write_text(BUDGET.format(router=router.url, llm=llm.url, catalog=catalog))
+        gw = start_gateway(config)
+        context = "x" * 400_000  # about 100k tokens of history: what a switch would re-read
+        session = {"X-Model-Affinity": "budget-1"}
+
+        def turn(text: str, **headers: str) -> httpx.Response:
+            r = httpx.post(gw.url + "/v1/chat/completions", timeout=20, headers={**session, **headers}, json={
+                "model": "none", "messages": [{"role": "system", "content": context}, {"role": "user", "content": text}]})
+            assert r.status_code == 200, r.text
+            return r
+
+        first = turn("write code")
+        assert (first.headers["x-arch-target"], first.headers["x-arch-why"]) == ("openai/coder", "route")
+        assert "x-arch-switch" not in first.headers  # a new session: nothing to weigh
+        refused = turn("now a poem")  # writer: ~1.47 USD to re-read, against 20% of a ~0.03 USD baseline
+        assert (refused.headers["x-arch-target"], refused.headers["x-arch-why"]) == ("openai/coder", "affinity")
+        assert refused.headers["x-arch-switch"].startswith("retained over_budget; openai/writer costs 1.47")
+        same = turn("more code")
+        assert same.headers["x-arch-switch"] == "allowed same_anchor" and same.headers["x-arch-target"] == "openai/coder"
+        allowed = turn("a small edit")  # near: 0.002 USD more than staying, within 20% of the grown baseline
+        assert (allowed.headers["x-arch-target"], allowed.headers["x-arch-why"]) == ("openai/near", "route")
+        assert allowed.headers["x-arch-switch"].startswith("allowed within_budget; openai/near costs 0.002")
+        back = turn("code again")  # back to coder at its uncached price: the spend would pass the ceiling
+        assert back.headers["x-arch-target"] == "openai/near" and back.headers["x-arch-switch"].startswith("retained over_budget")
+        free = turn("sum these")  # cheap costs less uncached than near does cached: free
+        assert (free.headers["x-arch-target"], free.headers["x-arch-switch"]) == ("openai/cheap", "allowed free; openai/cheap costs -0.001200 USD")
+        # the request's own share: a bad value is refused, as the caller's error
+        bad = httpx.post(gw.url + "/v1/chat/completions", headers={**session, "x-arch-max-switch-spend-pct": "lots"}, timeout=20,
+                         json={"model": "none", "messages": [{"role": "user", "content": "hi"}]})
+        assert bad.status_code == 400 and "x-arch-max-switch-spend-pct" in bad.json()["error"]["message"]
+        decided = httpx.post(gw.url + "/routing/v1/chat/completions", headers={**session, "x-plano-max-switch-spend-pct": "0"},
+                             timeout=20, json={"model": "none", "messages": [{"role": "system", "content": context},
+                                                                             {"role": "user", "content": "write code"}]}).json()
+        assert (decided["models"], decided["pinned"], decided["switched"]) == (["openai/cheap"], True, False)
+        metrics = httpx.get(gw.url + "/metrics", timeout=20).text
+        for decision, reason in (("retained", "over_budget"), ("allowed", "within_budget"), ("allowed", "free"), ("allowed", "same_anchor")):
+            assert f'archc_session_switch_decisions_total{{decision="{decision}",reason="{reason}"}}' in metrics

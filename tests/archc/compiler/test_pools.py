@@ -133,3 +133,13 @@ def test_passthrough_auth_cannot_share_the_clients_key_header_with_gateway_keys(
     assert compile_source(config, file="c.yaml").ok
     keyed = compile_source(config + "gateway:\n  keys: [{name: team, key_env: TEAM_KEY}]\n", file="c.yaml")
     assert [(d.code, d.span.line) for d in keyed.errors] == [("V211", 7)]
+
+
+def test_a_routing_budget_needs_prices_and_is_written_for_the_runtime() -> None:
+    budget = "routing:\n  routing_budget: {max_switch_spend_pct: 15, cache_read_discount: 0.2, replenish_on_rebind: false}\n"
+    r = build(COST + budget)
+    assert r.ok, diags(r)
+    assert r.bundle.extensions["sessions"]["budget"] == {"max_switch_spend_pct": 15, "cache_read_discount": 0.2}
+    assert [(c, line) for c, _, line, _ in diags(r)] == [("V207", 14)]  # replenish_on_rebind: false, not served
+    unpriced = build(budget.replace(", replenish_on_rebind: false", ""))
+    assert [(c, s, line) for c, s, line, _ in diags(unpriced)] == [("R324", "error", 12)]
