@@ -93,6 +93,11 @@ def test_shared_sessions_are_seen_by_every_replica_and_a_dead_redis_reads_as_no_
         try:
             await one.pin("s-1", Pin("openai/x", "code"))
             assert await two.get("s-1") == Pin("openai/x", "code")
+            budgeted = Pin("openai/y", "prose", "openai/x", baseline=0.25, spend=0.0125, switches=3)  # a routing budget's totals
+            await one.pin("s-3", budgeted)
+            assert await two.get("s-3") == budgeted
+            await one._client.set(one.PREFIX + "s-4", b'{"provider": "openai/x", "route": null, "spend": "lots"}')
+            assert await two.get("s-4") is None  # not a pin this gateway wrote: decided afresh
             assert await two.get(scoped("s-1", "acme")) is None  # another tenant's session of the same name
             await one._client.set(one.PREFIX + "s-2", b"not json")
             assert await two.get("s-2") is None
