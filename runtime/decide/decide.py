@@ -8,11 +8,10 @@ runtime.decide.choose and the router's types (runtime/router/decision.py); no mo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 from archc.bundle import Bundle, Route
-from dataclasses import replace
-
 from runtime.decide.affinity import Pin, PinStore, last_is_user
 from runtime.decide.budget import RETAINED, Switch
 from runtime.decide.choose import WHY_AFFINITY, Choice, choose, wants_router
@@ -25,7 +24,7 @@ async def decide(bundle: Bundle, router: RouterService, requested: str | None, m
                  *, memo: MutableMapping[tuple, Any] | None = None,
                  rank: Callable[[Route], tuple[str, ...]] | None = None,
                  sessions: PinStore | None = None, session: Callable[[Messages], str | None] | None = None,
-                 gate: Callable[[Pin, str, Messages], tuple[Switch, Pin]] | None = None) -> Choice:
+                 gate: Callable[[Pin, str], tuple[Switch, Pin]] | None = None) -> Choice:
     """The Choice for one request; raises UnknownModel (with the router's decision) when nothing serves it.
 
     ``messages`` gives the conversation in OpenAI chat shape; it is called only when the router is
@@ -55,7 +54,7 @@ async def decide(bundle: Bundle, router: RouterService, requested: str | None, m
 async def _decide_in_session(bundle: Bundle, router: RouterService, requested: str | None, resolution: Any,
                              conversation: Messages, rank: Callable[[Route], tuple[str, ...]] | None,
                              sessions: PinStore, session: Callable[[Messages], str | None] | None,
-                             gate: Callable[[Pin, str, Messages], tuple[Switch, Pin]] | None) -> Choice:
+                             gate: Callable[[Pin, str], tuple[Switch, Pin]] | None) -> Choice:
     """A routed request when sessions are kept: the pinned model (affinity on, or a non-user tail with
     route_on_user_only) answers without the router; otherwise the router decides and the session is
     pinned. With a budget ``gate``, a pinned session's user turn is routed and the gate decides
@@ -71,7 +70,7 @@ async def _decide_in_session(bundle: Bundle, router: RouterService, requested: s
     choice = choose(bundle, requested, resolution, decision, rank)
     kept = Pin(choice.provider.name, choice.route)
     if pin is not None and gate is not None:
-        switch, kept = gate(pin, choice.provider.name, conversation)
+        switch, kept = gate(pin, choice.provider.name)
         if switch.decision == RETAINED:
             choice = Choice(bundle.provider(pin.provider), WHY_AFFINITY, requested, route=pin.route,  # type: ignore[arg-type]
                             decision=decision, switch=switch)

@@ -69,7 +69,7 @@ async def decide_request(state: GatewayState, body: dict[str, Any], client_forma
             raise InvalidRequest(f"x-arch-max-switch-spend-pct: expected a number from 0 to 100, got {spend_pct[:40]!r}",
                                  code="invalid_header")
 
-    def switch_gate(pin: Pin, candidate: str, conversation: Any) -> tuple[Switch, Pin]:
+    def switch_gate(pin: Pin, candidate: str) -> tuple[Switch, Pin]:
         verdict, kept = gate(pin, candidate, prompt_tokens(body), state.pools.rates, budget, pct)
         state.metrics.switch_decisions.labels(verdict.decision, verdict.reason).inc()
         return verdict, kept
