@@ -271,3 +271,34 @@ def test_the_routing_budget_lets_a_warm_session_switch_only_while_it_can_afford_
         metrics = httpx.get(gw.url + "/metrics", timeout=20).text
         for decision, reason in (("retained", "over_budget"), ("allowed", "within_budget"), ("allowed", "free"), ("allowed", "same_anchor")):
             assert f'archc_session_switch_decisions_total{{decision="{decision}",reason="{reason}"}}' in metrics
+
+
+def test_a_routing_budget_is_kept_across_replicas_sharing_redis(tmp_path, start_gateway, redis_url) -> None:
+    """The session's budget totals travel with its pin in Redis: a switch spent on one replica
+    counts on the other."""
+    catalog = tmp_path / "prices.json"
+    catalog.write_text(json.dumps(PRICES))
+    with FakeUpstream(default=budget_router) as router, FakeUpstream(default=openai_text("done")) as llm:
+        text = BUDGET.format(router=router.url, llm=llm.url, catalog=catalog).replace(
+            "routing_budget: {max_switch_spend_pct: 20}", f"routing_budget: {{max_switch_spend_pct: 20}}\n  session_cache: {{type: redis, url: '{redis_url}'}}")
+        replicas = []
+        for name in ("one", "two"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "plano.yaml").write_text(text)
+            replicas.append(start_gateway(tmp_path / name / "plano.yaml"))
+        context = "x" * 400_000
+
+        def turn(gw: Gateway, words: str) -> httpx.Response:
+            r = httpx.post(gw.url + "/v1/chat/completions", timeout=20, headers={"X-Model-Affinity": "shared-budget"}, json={
+                "model": "none", "messages": [{"role": "system", "content": context}, {"role": "user", "content": words}]})
+            assert r.status_code == 200, r.text
+            return r
+
+        one, two = replicas
+        assert turn(one, "write code").headers["x-arch-target"] == "openai/coder"
+        moved = turn(two, "a small edit")  # baseline 0.03 (one warm turn): 0.002 fits within 0.006
+        assert moved.headers["x-arch-switch"].startswith("allowed within_budget") and moved.headers["x-arch-target"] == "openai/near"
+        again = turn(one, "edit it more")  # the pin, and its spend, came back from Redis: same model
+        assert (again.headers["x-arch-target"], again.headers["x-arch-switch"]) == ("openai/near", "allowed same_anchor")
+        refused = turn(two, "code again")
+        assert refused.headers["x-arch-switch"].startswith("retained over_budget; openai/coder") and "spent 0.002000 of" in refused.headers["x-arch-switch"]
