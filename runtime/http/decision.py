@@ -87,11 +87,7 @@ async def decide_request(state: GatewayState, body: dict[str, Any], client_forma
 
 
 def spend_pct_of(headers: Any) -> str | None:
-    """The request's own routing budget share (archc's header, else Plano's): raw ASGI pairs or a mapping."""
-    if isinstance(headers, list):
-        found = {key: value for key, value in headers if key in (b"x-arch-max-switch-spend-pct", b"x-plano-max-switch-spend-pct")}
-        raw = found.get(b"x-arch-max-switch-spend-pct", found.get(b"x-plano-max-switch-spend-pct"))
-        return raw.decode("latin-1") if raw is not None else None
+    """The request's own routing budget share from its headers (a mapping): archc's header, else Plano's."""
     return next((headers[name] for name in SPEND_HEADERS if name in headers), None)
 
 

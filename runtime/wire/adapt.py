@@ -534,12 +534,16 @@ class _ToResponses:
         self.response: dict[str, Any] | None = None  # never set: the answer is kept from ``final_event``
         self.final_event: tuple[str, bytes] | None = None  # (response id, the final event's data) once finished
 
-    def _chunks(self, events: list[Any], payloads: list[bytes] | None = None) -> list[dict[str, Any]]:
-        """The chat chunks of ``events`` (or, from a chat upstream, of ``payloads``: their data)."""
+    def _chat(self, payloads: list[str] | list[bytes]) -> list[dict[str, Any]]:
+        """A chat upstream's event data as its chunks (``[DONE]`` marks the answer whole)."""
+        chunks, done = _chat_chunks(payloads)
+        self.complete = self.complete or done
+        return chunks
+
+    def _chunks(self, events: list[Any]) -> list[dict[str, Any]]:
+        """The chat chunks of ``events``: a chat upstream's as they are, an Anthropic one's through the pivot."""
         if self.pivot is None:
-            chunks, done = _chat_chunks(payloads if payloads is not None else [ev.data for ev in events])
-            self.complete = self.complete or done
-            return chunks
+            return self._chat([ev.data for ev in events])
         chunks = []
         for ev in events:
             data = _load(ev.data)
@@ -570,7 +574,7 @@ class _ToResponses:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         payloads = self.decoder.data_only(chunk) if self.pivot is None else None  # most reads of a chat stream
-        return self._events(self._chunks([], payloads) if payloads is not None else self._chunks(self.decoder.feed(chunk)))
+        return self._events(self._chat(payloads) if payloads is not None else self._chunks(self.decoder.feed(chunk)))
 
     def finish(self) -> list[bytes]:
         out = self._events(self._chunks(self.decoder.flush()))
