@@ -1,7 +1,7 @@
 """Pinned sessions in Redis, shared by every replica (Plano 0.4's ``routing.session_cache: {type: redis}``).
 
 Stage: live (state kept outside the process, beside the bundle generations; runtime/decide/affinity.py keeps the same
-pins in process, pure). Imports the stdlib, orjson, runtime.decide.affinity and runtime.router.shared (the bounded Redis client).
+pins in process, pure). Imports the stdlib, runtime.decide.affinity and runtime.router.shared (the bounded Redis client).
 
 A conversation whose turns visit several replicas stays on one model: each pin is one Redis string
 (``{archc-session}:<name>``, the provider and route as JSON) that expires ``ttl_s`` after it was
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import time
 from typing import Callable
-
-import orjson
 
 from runtime.decide.affinity import Pin, SessionPolicy
 from runtime.router.shared import DEFAULT_TIMEOUT_S, BestEffortRedis
@@ -32,20 +30,17 @@ class SharedSessions(BestEffortRedis):
         self.policy = policy
 
     async def get(self, session: str) -> Pin | None:
-        raw = await self._call("read", self._client.get(self.PREFIX + session))
-        if raw is None:
-            return None
-        try:
-            data = orjson.loads(raw)
-            provider, route, default = data["provider"], data.get("route"), data.get("default")
-            totals = (float(data.get("baseline", 0.0)), float(data.get("spend", 0.0)), int(data.get("switches", 0)))
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return None  # written by something else: decide afresh (and overwrite it)
-        if not isinstance(provider, str) or not all(isinstance(v, (str, type(None))) for v in (route, default)):
-            return None
-        return Pin(provider, route, default, *totals)
+        return await self._read(session, pin_from)
 
     async def pin(self, session: str, pin: Pin) -> None:
-        data = orjson.dumps({"provider": pin.provider, "route": pin.route, "default": pin.default,
-                             "baseline": pin.baseline, "spend": pin.spend, "switches": pin.switches})
-        await self._call("write", self._client.set(self.PREFIX + session, data, ex=max(1, int(self.policy.ttl_s))))
+        await self._write(session, {"provider": pin.provider, "route": pin.route, "default": pin.default,
+                                    "baseline": pin.baseline, "spend": pin.spend, "switches": pin.switches}, self.policy.ttl_s)
+
+
+def pin_from(data: dict) -> Pin:
+    """A pin as ``SharedSessions.pin`` writes it (totals absent: zero); ValueError for anything else."""
+    provider, route, default = data["provider"], data.get("route"), data.get("default")
+    if not isinstance(provider, str) or not all(isinstance(v, (str, type(None))) for v in (route, default)):
+        raise ValueError("not a pin")
+    return Pin(provider, route, default, float(data.get("baseline", 0.0)), float(data.get("spend", 0.0)),
+               int(data.get("switches", 0)))

@@ -18,11 +18,13 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import orjson
 
 from runtime.router.decision import Decision
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("archc.router")
 
@@ -38,6 +40,7 @@ class BestEffortRedis:
     found" (``None``): counted (``errors``, ``on_error``) and logged at most every 30 s as ``failing``
     says. For what a replica can do without (a shared cache, shared session pins)."""
 
+    PREFIX = ""  # each store's key space
     failing = "redis failed to %s (%s)"
 
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, on_error: Callable[[], None] | None = None,
@@ -68,6 +71,21 @@ class BestEffortRedis:
                 log.warning(self.failing, what, type(exc).__name__)
             return None
 
+    async def _read(self, key: str, parse: Callable[[Any], _T]) -> _T | None:
+        """What is kept under ``PREFIX + key``, ``parse``d from its JSON; None when absent, when Redis
+        fails (counted, as ``_call``), or when ``parse`` refuses it (written by something else: the
+        caller decides afresh and overwrites it)."""
+        raw = await self._call("read", self._client.get(self.PREFIX + key))
+        if raw is None:
+            return None
+        try:
+            return parse(orjson.loads(raw))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    async def _write(self, key: str, value: Any, ttl_s: float) -> None:
+        await self._call("write", self._client.set(self.PREFIX + key, orjson.dumps(value), ex=max(1, int(ttl_s))))
+
     async def aclose(self) -> None:
         try:
             await self._client.aclose()
@@ -86,17 +104,10 @@ class SharedDecisions(BestEffortRedis):
         self.ttl_s = ttl_s
 
     async def get(self, key: str) -> Decision | None:
-        raw = await self._call("read", self._client.get(self.PREFIX + key))
-        if raw is None:
-            return None
-        try:
-            return decision_from(orjson.loads(raw))
-        except (ValueError, TypeError):
-            return None  # written by something else: decide afresh (and overwrite it)
+        return await self._read(key, decision_from)
 
     async def put(self, key: str, decision: Decision) -> None:
-        data = orjson.dumps({name: getattr(decision, name) for name in _FIELDS})
-        await self._call("write", self._client.set(self.PREFIX + key, data, ex=max(1, int(self.ttl_s))))
+        await self._write(key, {name: getattr(decision, name) for name in _FIELDS}, self.ttl_s)
 
 
 def decision_from(data: Mapping[str, Any]) -> Decision:
